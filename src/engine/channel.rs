@@ -1,0 +1,391 @@
+//! A channel: one log fanned out to many readers. Streams and `order` are channels.
+//!
+//! Each reader has a cursor (the message it is on and how much of it it has had). A read
+//! that finds nothing parks a callback on its reader; an append completes parked reads and
+//! fires poll wake-ups. Callbacks are never run under the channel's lock: operations return
+//! them in a [`Wakeups`], which runs them when dropped, after the caller released the lock.
+//! What the log retains follows the group's replay mode and depth, and the slowest reader.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::config::{DataMode, GroupConfig, Replay};
+use super::errno::{Errno, Result};
+use super::memory::Memory;
+use super::seglog::SegLog;
+
+/// What a read delivers: bytes (empty at end-of-file) or an error.
+pub type ReadResult = Result<Vec<u8>>;
+/// Completes a read, possibly later and from another thread.
+pub type ReadCallback = Box<dyn FnOnce(ReadResult) + Send>;
+/// Tells a poller that its reader became readable.
+pub type PollCallback = Box<dyn FnOnce() + Send>;
+
+pub type ReaderId = u64;
+/// Identifies one parked read, so that it can be cancelled.
+pub type Ticket = u64;
+
+/// How a read may behave when there is nothing to return.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadMode {
+    /// Park until data arrives.
+    Block,
+    /// Fail with EAGAIN.
+    NonBlock,
+    /// A follow-up request of a read(2) that already received a full request's worth of
+    /// bytes: return what continues the same message (or, coalescing, whatever is there),
+    /// else an empty read that ends the system call. Never blocks, never fails.
+    Continuation,
+}
+
+struct Waiter {
+    ticket: Ticket,
+    size: usize,
+    callback: ReadCallback,
+}
+
+#[derive(Default)]
+struct Reader {
+    /// The message this reader reads next.
+    next: u64,
+    /// Bytes of message `next` this reader already received.
+    offset: usize,
+    waiters: Vec<Waiter>,
+    poller: Option<PollCallback>,
+}
+
+/// Callbacks to run once the lock that produced them is released; dropping runs them.
+#[derive(Default)]
+#[must_use = "wake-ups run when dropped: drop them after releasing the lock"]
+pub struct Wakeups {
+    reads: Vec<(ReadCallback, ReadResult)>,
+    polls: Vec<PollCallback>,
+}
+
+impl Wakeups {
+    pub fn merge(&mut self, mut other: Wakeups) {
+        self.reads.append(&mut other.reads);
+        self.polls.append(&mut other.polls);
+    }
+}
+
+impl Drop for Wakeups {
+    fn drop(&mut self) {
+        for (callback, result) in self.reads.drain(..) {
+            callback(result);
+        }
+        for poll in self.polls.drain(..) {
+            poll();
+        }
+    }
+}
+
+pub struct Channel {
+    log: SegLog,
+    readers: HashMap<ReaderId, Reader>,
+    /// How many readers stand at each message: the first key is the slowest reader.
+    positions: BTreeMap<u64, usize>,
+    /// Readers with parked reads or a poller, the only ones an append has to visit.
+    waiting: Vec<ReaderId>,
+    next_reader: ReaderId,
+    /// No more messages will come: readers get their backlog, then end-of-file.
+    closed: bool,
+    modified: SystemTime,
+    memory: Arc<Memory>,
+    /// The part of `memory` this channel's log is charged for.
+    charged: u64,
+}
+
+impl Channel {
+    pub fn new(memory: Arc<Memory>) -> Self {
+        Channel {
+            memory,
+            charged: 0,
+            log: SegLog::default(),
+            readers: HashMap::new(),
+            positions: BTreeMap::new(),
+            waiting: Vec::new(),
+            next_reader: 0,
+            closed: false,
+            modified: SystemTime::now(),
+        }
+    }
+
+    /// Adds a reader whose first message follows the replay mode.
+    pub fn open_reader(&mut self, replay: Replay) -> ReaderId {
+        let next = match replay {
+            Replay::Off => self.log.next_seq(),
+            Replay::Last => self.log.next_seq().saturating_sub(1).max(self.log.first_seq()),
+            Replay::All => self.log.first_seq(),
+        };
+        let id = self.next_reader;
+        self.next_reader += 1;
+        self.readers.insert(id, Reader { next, ..Reader::default() });
+        *self.positions.entry(next).or_default() += 1;
+        id
+    }
+
+    /// Removes a reader; what only it still needed is released.
+    pub fn close_reader(&mut self, id: ReaderId, config: &GroupConfig) -> Wakeups {
+        let mut wakeups = Wakeups::default();
+        if let Some(reader) = self.readers.remove(&id) {
+            self.leave_position(reader.next);
+            for waiter in reader.waiters {
+                wakeups.reads.push((waiter.callback, Ok(Vec::new())));
+            }
+            self.retain(config);
+        }
+        wakeups
+    }
+
+    /// Whether a message of `len` bytes, and `extra` bytes more, fit under the mount's
+    /// memory ceiling.
+    pub fn admits(&self, len: usize, extra: u64) -> bool {
+        self.memory.admits(self.log.growth(len) + extra)
+    }
+
+    /// The bytes of memory appending a message of `len` bytes would take.
+    pub fn growth(&self, len: usize) -> u64 {
+        self.log.growth(len)
+    }
+
+    /// Appends one message, completes parked reads and wakes pollers. Messages are never
+    /// empty: an empty read means end-of-file.
+    pub fn append(&mut self, message: &[u8], config: &GroupConfig) -> Wakeups {
+        debug_assert!(!message.is_empty(), "empty messages cannot be told from end-of-file");
+        self.log.append(message);
+        self.modified = SystemTime::now();
+        let mut wakeups = Wakeups::default();
+        for id in std::mem::take(&mut self.waiting) {
+            self.serve_waiters(id, config.data, &mut wakeups);
+        }
+        self.retain(config);
+        wakeups
+    }
+
+    /// Reads for `id`, or parks `callback` until there is something to read. Returns the
+    /// ticket of a parked read; otherwise the callback is in the returned wake-ups.
+    pub fn read(
+        &mut self,
+        id: ReaderId,
+        size: usize,
+        mode: ReadMode,
+        ticket: Ticket,
+        callback: ReadCallback,
+        config: &GroupConfig,
+    ) -> (Option<Ticket>, Wakeups) {
+        let mut wakeups = Wakeups::default();
+        if !self.readers.contains_key(&id) {
+            wakeups.reads.push((callback, Err(Errno::EBADF)));
+            return (None, wakeups);
+        }
+        let parked = {
+            let result = self.take(id, size, mode, config.data);
+            match result {
+                Some(result) => {
+                    wakeups.reads.push((callback, result));
+                    None
+                }
+                None => {
+                    let reader = self.readers.get_mut(&id).expect("reader checked above");
+                    if reader.waiters.is_empty() && reader.poller.is_none() {
+                        self.waiting.push(id);
+                    }
+                    reader.waiters.push(Waiter { ticket, size, callback });
+                    Some(ticket)
+                }
+            }
+        };
+        self.retain(config);
+        (parked, wakeups)
+    }
+
+    /// Cancels a parked read, completing it with `error`. False if it is no longer parked.
+    pub fn cancel(&mut self, id: ReaderId, ticket: Ticket, error: Errno) -> (bool, Wakeups) {
+        let mut wakeups = Wakeups::default();
+        let Some(reader) = self.readers.get_mut(&id) else { return (false, wakeups) };
+        let Some(index) = reader.waiters.iter().position(|w| w.ticket == ticket) else {
+            return (false, wakeups);
+        };
+        let waiter = reader.waiters.remove(index);
+        wakeups.reads.push((waiter.callback, Err(error)));
+        (true, wakeups)
+    }
+
+    /// Whether a read by `id` would return at once; if not, `poller` is kept and called
+    /// when it would.
+    pub fn poll(&mut self, id: ReaderId, poller: PollCallback) -> bool {
+        if self.readable(id) {
+            return true;
+        }
+        let Some(reader) = self.readers.get_mut(&id) else { return true };
+        if reader.waiters.is_empty() && reader.poller.is_none() {
+            self.waiting.push(id);
+        }
+        reader.poller = Some(poller);
+        false
+    }
+
+    /// Ends the channel: readers drain their backlog, then read end-of-file.
+    pub fn close(&mut self) -> Wakeups {
+        self.closed = true;
+        let mut wakeups = Wakeups::default();
+        for id in std::mem::take(&mut self.waiting) {
+            // A reader that closed while waiting is still listed here.
+            let Some(reader) = self.readers.get_mut(&id) else { continue };
+            for waiter in reader.waiters.drain(..) {
+                wakeups.reads.push((waiter.callback, Ok(Vec::new())));
+            }
+            wakeups.polls.extend(reader.poller.take());
+        }
+        wakeups
+    }
+
+    /// Drops all history.
+    pub fn clear(&mut self) {
+        self.log.clear();
+        self.account();
+    }
+
+    /// Drops what the replay mode and depth no longer let the log keep.
+    pub fn retain(&mut self, config: &GroupConfig) {
+        let slowest = self.positions.keys().next().copied().unwrap_or(self.log.next_seq());
+        let keep_from = match config.replay {
+            Replay::All => self.log.first_seq(),
+            Replay::Last => slowest.min(self.log.next_seq().saturating_sub(1)),
+            Replay::Off => slowest,
+        };
+        while self.log.first_seq() < keep_from {
+            self.log.pop_front();
+        }
+        while config.depth.exceeded(self.log.len(), self.log.bytes()) {
+            self.log.pop_front();
+        }
+        self.account();
+    }
+
+    /// Brings the mount-wide memory count up to date with this log.
+    fn account(&mut self) {
+        let now = self.log.allocated();
+        self.memory.recharge(self.charged, now);
+        self.charged = now;
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    pub fn readers(&self) -> u64 {
+        self.readers.len() as u64
+    }
+
+    pub fn messages(&self) -> u64 {
+        self.log.len()
+    }
+
+    /// Retained payload bytes: a stream's size.
+    pub fn bytes(&self) -> u64 {
+        self.log.bytes()
+    }
+
+    /// Time of the last message (or of creation).
+    pub fn modified(&self) -> SystemTime {
+        self.modified
+    }
+
+    fn readable(&self, id: ReaderId) -> bool {
+        match self.readers.get(&id) {
+            Some(reader) => self.closed || reader.next < self.log.next_seq(),
+            None => true,
+        }
+    }
+
+    /// Completes as many of `id`'s parked reads as there is data for.
+    fn serve_waiters(&mut self, id: ReaderId, data: DataMode, wakeups: &mut Wakeups) {
+        let Some(reader) = self.readers.get_mut(&id) else { return };
+        let waiters = std::mem::take(&mut reader.waiters);
+        wakeups.polls.extend(reader.poller.take());
+        let mut still_parked = Vec::new();
+        for waiter in waiters {
+            match self.take(id, waiter.size, ReadMode::Block, data) {
+                Some(result) => wakeups.reads.push((waiter.callback, result)),
+                None => still_parked.push(waiter),
+            }
+        }
+        if !still_parked.is_empty() {
+            self.readers.get_mut(&id).expect("reader exists").waiters = still_parked;
+            self.waiting.push(id);
+        }
+    }
+
+    /// The core of a read: the bytes `id` gets now, or None if it has to wait.
+    fn take(&mut self, id: ReaderId, size: usize, mode: ReadMode, data: DataMode) -> Option<ReadResult> {
+        let (next, offset) = {
+            let reader = &self.readers[&id];
+            (reader.next, reader.offset)
+        };
+        if next < self.log.first_seq() {
+            // Unread messages were dropped: say so once, then go on from the oldest kept.
+            if mode == ReadMode::Continuation {
+                return Some(Ok(Vec::new()));
+            }
+            self.move_reader(id, self.log.first_seq(), 0);
+            return Some(Err(Errno::ENOBUFS));
+        }
+        if mode == ReadMode::Continuation && data == DataMode::Message && offset == 0 {
+            // A message-mode read(2) ends with its message.
+            return Some(Ok(Vec::new()));
+        }
+        let mut out = Vec::new();
+        let (mut next, mut offset) = (next, offset);
+        while out.len() < size {
+            let Some(message) = self.log.get(next) else { break };
+            let end = message.len().min(offset + size - out.len());
+            out.extend_from_slice(&message[offset..end]);
+            if end == message.len() {
+                next += 1;
+                offset = 0;
+            } else {
+                offset = end;
+            }
+            if data == DataMode::Message {
+                break;
+            }
+        }
+        self.move_reader(id, next, offset);
+        if !out.is_empty() || self.closed || mode == ReadMode::Continuation || size == 0 {
+            Some(Ok(out))
+        } else if mode == ReadMode::NonBlock {
+            Some(Err(Errno::EAGAIN))
+        } else {
+            None
+        }
+    }
+
+    fn move_reader(&mut self, id: ReaderId, next: u64, offset: usize) {
+        let reader = self.readers.get_mut(&id).expect("reader exists");
+        let previous = reader.next;
+        reader.next = next;
+        reader.offset = offset;
+        if previous != next {
+            self.leave_position(previous);
+            *self.positions.entry(next).or_default() += 1;
+        }
+    }
+
+    fn leave_position(&mut self, seq: u64) {
+        if let Some(count) = self.positions.get_mut(&seq) {
+            *count -= 1;
+            if *count == 0 {
+                self.positions.remove(&seq);
+            }
+        }
+    }
+}
+
+impl Drop for Channel {
+    fn drop(&mut self) {
+        self.memory.recharge(self.charged, 0);
+    }
+}

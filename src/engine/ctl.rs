@@ -1,0 +1,148 @@
+//! The ctl language: the commands a group's `ctl` file accepts and the text it reads as.
+//!
+//! One command per line; blank lines and `#` comments are ignored, so what reading `ctl`
+//! prints can be written back unchanged. A whole write is parsed before anything is applied:
+//! one bad line rejects the write and changes nothing.
+
+use super::config::{DataMode, Depth, GroupConfig, Replay};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Command {
+    Data(DataMode),
+    Replay(Replay),
+    Depth(Depth),
+    /// Empty the history of every stream in the group.
+    Clear,
+}
+
+/// Why a ctl write was refused: the line number (from 1) and what was wrong with it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct CtlError {
+    pub line: usize,
+    pub reason: String,
+}
+
+impl std::fmt::Display for CtlError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "line {}: {}", self.line, self.reason)
+    }
+}
+
+/// Parses every command of a ctl write, or reports the first bad line.
+pub fn parse(text: &[u8]) -> Result<Vec<Command>, CtlError> {
+    let text =
+        std::str::from_utf8(text).map_err(|_| CtlError { line: 1, reason: "not UTF-8 text".into() })?;
+    let mut commands = Vec::new();
+    for (index, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let fail = |reason: String| CtlError { line: index + 1, reason };
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let command = match words.as_slice() {
+            ["data", mode] => Command::Data(
+                DataMode::parse(mode)
+                    .ok_or_else(|| fail(format!("data takes message or coalesce, not {mode:?}")))?,
+            ),
+            ["replay", mode] => Command::Replay(
+                Replay::parse(mode)
+                    .ok_or_else(|| fail(format!("replay takes off, last or all, not {mode:?}")))?,
+            ),
+            ["depth", n] => Command::Depth(
+                Depth::parse(n)
+                    .ok_or_else(|| fail(format!("depth takes a count or a size such as 64K, not {n:?}")))?,
+            ),
+            ["clear"] => Command::Clear,
+            [word, ..] if ["data", "replay", "depth", "clear"].contains(word) => {
+                return Err(fail(format!("wrong number of arguments to {word}")));
+            }
+            [word, ..] => return Err(fail(format!("unknown command {word:?}"))),
+            [] => unreachable!("blank lines were skipped"),
+        };
+        commands.push(command);
+    }
+    Ok(commands)
+}
+
+/// A group's state as reported after its configuration.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Status {
+    pub streams: u64,
+    pub groups: u64,
+    pub readers: u64,
+    pub messages: u64,
+    pub bytes: u64,
+}
+
+/// The text a read of `ctl` returns: configuration as commands, then status as comments.
+pub fn render(config: &GroupConfig, status: &Status) -> String {
+    format!(
+        "data {}\nreplay {}\ndepth {}\n\
+         # streams {}\n# groups {}\n# readers {}\n# messages {}\n# bytes {}\n",
+        config.data,
+        config.replay,
+        config.depth,
+        status.streams,
+        status.groups,
+        status.readers,
+        status.messages,
+        status.bytes
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_command() {
+        let commands = parse(b"data coalesce\nreplay last\n  depth 64K \n\n# note\nclear\n");
+        assert_eq!(
+            commands,
+            Ok(vec![
+                Command::Data(DataMode::Coalesce),
+                Command::Replay(Replay::Last),
+                Command::Depth(Depth::Bytes(64 << 10)),
+                Command::Clear,
+            ])
+        );
+        assert_eq!(parse(b"replay on"), Ok(vec![Command::Replay(Replay::All)]));
+    }
+
+    #[test]
+    fn rejects_bad_lines_naming_them() {
+        let cases: &[(&[u8], usize)] = &[
+            (b"replay sometimes", 1),
+            (b"data message\nfrobnicate", 2),
+            (b"depth", 1),
+            (b"depth 1 2", 1),
+            (b"clear now", 1),
+            (b"depth -5", 1),
+            (b"\xff\xfe", 1),
+        ];
+        for (text, line) in cases {
+            let error = parse(text).unwrap_err();
+            assert_eq!(error.line, *line, "{:?}", String::from_utf8_lossy(text));
+        }
+    }
+
+    #[test]
+    fn what_it_renders_parses_back_to_the_same_config() {
+        let config =
+            GroupConfig { data: DataMode::Coalesce, replay: Replay::All, depth: Depth::Bytes(1 << 20) };
+        let status = Status { streams: 2, groups: 1, readers: 3, messages: 4, bytes: 5 };
+        let text = render(&config, &status);
+        assert!(text.contains("# readers 3\n"), "{text}");
+        let mut back = GroupConfig::default();
+        for command in parse(text.as_bytes()).unwrap() {
+            match command {
+                Command::Data(d) => back.data = d,
+                Command::Replay(r) => back.replay = r,
+                Command::Depth(d) => back.depth = d,
+                Command::Clear => panic!("render never says clear"),
+            }
+        }
+        assert_eq!(back, config);
+    }
+}

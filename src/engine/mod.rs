@@ -1,0 +1,284 @@
+//! The mqfs engine: groups of message streams, their history and their readers, behind
+//! file-system-shaped operations. It knows nothing of FUSE; `crate::fuse` maps kernel
+//! requests onto it.
+
+pub mod channel;
+pub mod config;
+pub mod ctl;
+pub mod errno;
+mod handle;
+pub mod memory;
+pub mod seglog;
+pub mod stream;
+pub mod tree;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::RwLock;
+
+pub use channel::{PollCallback, ReadCallback, ReadMode, ReadResult, Ticket};
+pub use config::GroupConfig;
+pub use errno::{Errno, Result};
+use handle::{Handle, Pending};
+use memory::Memory;
+pub use tree::{Attr, Caller, Entry, Ino, Kind, ROOT, SetAttr};
+use tree::{Special, Tree};
+
+/// Mount-wide settings the engine enforces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest message a single write may publish, in bytes.
+    pub max_message: u64,
+    /// The most memory all retained history may take, in bytes.
+    pub memory: u64,
+}
+
+/// How one WRITE request relates to the write(2) it came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteShape {
+    /// The request carries the whole write(2).
+    Whole,
+    /// The first part of a write(2) of `total` bytes; the rest follows in `Continues`.
+    Starts { total: u64 },
+    /// The next part of the write(2) in progress.
+    Continues,
+}
+
+/// What an open file is, as the FUSE layer needs to know to open it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpenKind {
+    /// A stream or `order`: no offsets, no end of file while it exists.
+    Stream,
+    /// `ctl`: a small text file read by offset.
+    Ctl,
+}
+
+/// Usage figures for statfs.
+pub struct Usage {
+    pub memory_used: u64,
+    pub memory_limit: u64,
+    pub nodes: u64,
+}
+
+pub struct Engine {
+    tree: RwLock<Tree>,
+    handles: RwLock<HashMap<u64, Arc<Handle>>>,
+    next_handle: AtomicU64,
+    next_ticket: AtomicU64,
+    memory: Arc<Memory>,
+    limits: Limits,
+}
+
+impl Engine {
+    /// An engine whose root group starts with `root_config`, owned by `owner`.
+    pub fn new(root_config: GroupConfig, owner: Caller, limits: Limits) -> Engine {
+        let memory = Arc::new(Memory::new(limits.memory));
+        Engine {
+            tree: RwLock::new(Tree::new(root_config, owner, 0o755, memory.clone())),
+            handles: RwLock::new(HashMap::new()),
+            next_handle: AtomicU64::new(1),
+            next_ticket: AtomicU64::new(1),
+            memory,
+            limits,
+        }
+    }
+
+    pub fn lookup(&self, parent: Ino, name: &[u8]) -> Result<Attr> {
+        let tree = self.tree.read();
+        tree.attr(tree.lookup(parent, name)?)
+    }
+
+    pub fn getattr(&self, ino: Ino) -> Result<Attr> {
+        self.tree.read().attr(ino)
+    }
+
+    /// Attributes through an open file: also for a stream already removed from the tree.
+    pub fn getattr_open(&self, fh: u64, ino: Ino) -> Result<Attr> {
+        match self.getattr(ino) {
+            Err(Errno::ENOENT) => self.handle(fh)?.orphan_attr(ino),
+            other => other,
+        }
+    }
+
+    pub fn setattr(&self, ino: Ino, change: SetAttr) -> Result<Attr> {
+        self.tree.write().setattr(ino, change)
+    }
+
+    pub fn mkdir(&self, parent: Ino, name: &[u8], perm: u16, caller: Caller) -> Result<Attr> {
+        let mut tree = self.tree.write();
+        let ino = tree.mkdir(parent, name, perm, caller)?;
+        tree.attr(ino)
+    }
+
+    pub fn create(&self, parent: Ino, name: &[u8], perm: u16, caller: Caller) -> Result<Attr> {
+        let mut tree = self.tree.write();
+        let ino = tree.create(parent, name, perm, caller)?;
+        tree.attr(ino)
+    }
+
+    pub fn unlink(&self, parent: Ino, name: &[u8]) -> Result<()> {
+        self.tree.write().unlink(parent, name)
+    }
+
+    pub fn rmdir(&self, parent: Ino, name: &[u8]) -> Result<()> {
+        self.tree.write().rmdir(parent, name)
+    }
+
+    pub fn rename(&self, parent: Ino, name: &[u8], to: Ino, to_name: &[u8], no_replace: bool) -> Result<()> {
+        self.tree.write().rename(parent, name, to, to_name, no_replace)
+    }
+
+    pub fn readdir(&self, ino: Ino) -> Result<Vec<Entry>> {
+        self.tree.read().readdir(ino)
+    }
+
+    /// Opens a file; a handle opened for reading gets its own cursor.
+    pub fn open(&self, ino: Ino, read: bool, write: bool) -> Result<(u64, OpenKind)> {
+        let tree = self.tree.read();
+        let (handle, kind) = match Special::of(ino) {
+            Special::Node(ino) => (Handle::open_stream(tree.stream(ino)?, read), OpenKind::Stream),
+            Special::Order(group) => {
+                if write {
+                    return Err(Errno::EPERM);
+                }
+                (Handle::open_order(&tree.group(group)?.shared), OpenKind::Stream)
+            }
+            Special::Ctl(group) => {
+                let text = if read { self.ctl_text(&tree, group)? } else { Vec::new() };
+                (Handle::Ctl { group, text }, OpenKind::Ctl)
+            }
+        };
+        let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
+        self.handles.write().insert(fh, Arc::new(handle));
+        Ok((fh, kind))
+    }
+
+    pub fn release(&self, fh: u64) {
+        if let Some(handle) = self.handles.write().remove(&fh) {
+            handle.close();
+        }
+    }
+
+    /// Reads through `fh`. The result always reaches `callback`: now, or later when data
+    /// arrives or the read is cancelled. Returns the ticket of a read left parked.
+    pub fn read(
+        &self,
+        fh: u64,
+        offset: u64,
+        size: u32,
+        mode: ReadMode,
+        callback: ReadCallback,
+    ) -> Option<Ticket> {
+        let handle = match self.handle(fh) {
+            Ok(handle) => handle,
+            Err(errno) => {
+                callback(Err(errno));
+                return None;
+            }
+        };
+        let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
+        handle.read(offset, size as usize, mode, ticket, callback)
+    }
+
+    /// Completes a parked read with `error` (a signal reached its caller). False if it had
+    /// already completed.
+    pub fn cancel(&self, fh: u64, ticket: Ticket, error: Errno) -> bool {
+        self.handle(fh).is_ok_and(|handle| handle.cancel(ticket, error))
+    }
+
+    /// Whether `fh` is readable now; if not, `poller` is called when it becomes so.
+    pub fn poll(&self, fh: u64, poller: PollCallback) -> Result<bool> {
+        Ok(self.handle(fh)?.poll(poller))
+    }
+
+    /// Writes one WRITE request's bytes; returns how many were taken.
+    pub fn write(&self, fh: u64, data: &[u8], shape: WriteShape) -> Result<usize> {
+        let handle = self.handle(fh)?;
+        match &*handle {
+            Handle::Stream { stream, pending, .. } => {
+                let whole = Pending::assemble(pending, data, shape, self.limits.max_message, &self.memory)?;
+                if let Some(message) = whole.filter(|message| !message.is_empty()) {
+                    stream.publish(&message)?;
+                }
+                Ok(data.len())
+            }
+            Handle::Ctl { group, .. } => {
+                self.ctl_write(*group, data)?;
+                Ok(data.len())
+            }
+            Handle::Order { .. } => Err(Errno::EBADF),
+        }
+    }
+
+    pub fn usage(&self) -> Usage {
+        Usage {
+            memory_used: self.memory.used(),
+            memory_limit: self.memory.limit(),
+            nodes: self.tree.read().node_count(),
+        }
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    fn handle(&self, fh: u64) -> Result<Arc<Handle>> {
+        self.handles.read().get(&fh).cloned().ok_or(Errno::EBADF)
+    }
+
+    /// The text of a group's ctl: its configuration and status.
+    fn ctl_text(&self, tree: &Tree, group: Ino) -> Result<Vec<u8>> {
+        let node = tree.group(group)?;
+        let mut status = ctl::Status { groups: node.children.len() as u64, ..ctl::Status::default() };
+        for stream in tree.streams(group)? {
+            let state = stream.state.lock();
+            status.streams += 1;
+            status.readers += state.channel.readers();
+            status.messages += state.channel.messages();
+            status.bytes += state.channel.bytes();
+        }
+        status.groups -= status.streams;
+        let config = node.shared.state.lock().config;
+        Ok(ctl::render(&config, &status).into_bytes())
+    }
+
+    /// Applies a ctl write: every command or none.
+    fn ctl_write(&self, group: Ino, text: &[u8]) -> Result<()> {
+        let commands = ctl::parse(text).map_err(|error| {
+            log::warn!("ctl of group {group}: {error}");
+            Errno::EINVAL
+        })?;
+        let tree = self.tree.read();
+        let node = tree.group(group)?;
+        let mut group_state = node.shared.state.lock();
+        let mut config = group_state.config;
+        let mut clear = false;
+        for command in commands {
+            match command {
+                ctl::Command::Data(data) => config.data = data,
+                ctl::Command::Replay(replay) => config.replay = replay,
+                ctl::Command::Depth(depth) => config.depth = depth,
+                ctl::Command::Clear => clear = true,
+            }
+        }
+        group_state.config = config;
+        if clear {
+            group_state.order.clear();
+        }
+        group_state.order.retain(&config);
+        for stream in tree.streams(group)? {
+            let mut state = stream.state.lock();
+            state.config = config;
+            if clear {
+                state.channel.clear();
+            }
+            state.channel.retain(&config);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,253 @@
+//! The segmented message log: a stream's retained history.
+//!
+//! Messages are appended back to back into segments (one contiguous buffer each) with a
+//! 4-byte end offset per message, so a retained message costs its payload plus 4 bytes and
+//! no heap allocation of its own. Messages are numbered by a sequence number that never
+//! repeats within a log. History is dropped from the front one message at a time, but memory
+//! is returned a whole segment at once, when its last message goes. Persistence will store
+//! segments as its unit, so everything outside this file sees only `append`, `get`,
+//! `pop_front` and the counters.
+
+use std::collections::VecDeque;
+
+/// A segment is sealed once it holds this many payload bytes; a larger message gets a
+/// segment of exactly its own size.
+const SEGMENT_BYTES: usize = 64 * 1024;
+
+struct Segment {
+    /// Sequence number of the segment's first message (dropped or not).
+    base: u64,
+    data: Vec<u8>,
+    /// `ends[i]` is the end offset in `data` of message `base + i`.
+    ends: Vec<u32>,
+}
+
+impl Segment {
+    fn message(&self, index: usize) -> &[u8] {
+        let start = if index == 0 { 0 } else { self.ends[index - 1] as usize };
+        &self.data[start..self.ends[index] as usize]
+    }
+
+    fn next_seq(&self) -> u64 {
+        self.base + self.ends.len() as u64
+    }
+
+    fn has_room_for(&self, len: usize) -> bool {
+        self.data.len() + len <= SEGMENT_BYTES
+    }
+}
+
+/// The capacity a buffer of `capacity` gets to hold `needed` items: doubled, but not past
+/// the segment size unless `needed` itself is larger.
+fn grown(capacity: usize, needed: usize) -> usize {
+    if needed <= capacity {
+        return capacity;
+    }
+    (capacity * 2).max(needed).min(SEGMENT_BYTES.max(needed))
+}
+
+/// An append-only sequence of messages, trimmed from the front.
+#[derive(Default)]
+pub struct SegLog {
+    segments: VecDeque<Segment>,
+    /// Sequence number of the oldest retained message.
+    first: u64,
+    /// Sequence number the next appended message will get.
+    next: u64,
+    /// Retained payload bytes.
+    bytes: u64,
+    /// Bytes of segment memory allocated (capacity), for the memory ceiling.
+    allocated: u64,
+}
+
+impl SegLog {
+    /// Appends one message and returns its sequence number.
+    pub fn append(&mut self, message: &[u8]) -> u64 {
+        let fits = self.segments.back().is_some_and(|s| s.has_room_for(message.len()));
+        if !fits {
+            let capacity = if message.len() >= SEGMENT_BYTES { message.len() } else { 0 };
+            self.segments.push_back(Segment {
+                base: self.next,
+                data: Vec::with_capacity(capacity),
+                ends: Vec::new(),
+            });
+        }
+        let segment = self.segments.back_mut().expect("a segment was just ensured");
+        let before = (segment.data.capacity() + segment.ends.capacity() * 4) as u64;
+        // Grow by our own rule, never past the segment size, so that `growth` can tell
+        // beforehand what an append will allocate.
+        let data_capacity = grown(segment.data.capacity(), segment.data.len() + message.len());
+        segment.data.reserve_exact(data_capacity - segment.data.len());
+        let ends_capacity = grown(segment.ends.capacity(), segment.ends.len() + 1);
+        segment.ends.reserve_exact(ends_capacity - segment.ends.len());
+        segment.data.extend_from_slice(message);
+        segment.ends.push(segment.data.len() as u32);
+        let after = (segment.data.capacity() + segment.ends.capacity() * 4) as u64;
+        self.allocated += after - before;
+        self.bytes += message.len() as u64;
+        let seq = self.next;
+        self.next += 1;
+        seq
+    }
+
+    /// The bytes of memory appending a message of `len` bytes would allocate.
+    pub fn growth(&self, len: usize) -> u64 {
+        let (data, ends) = match self.segments.back().filter(|s| s.has_room_for(len)) {
+            Some(s) => (
+                grown(s.data.capacity(), s.data.len() + len) - s.data.capacity(),
+                grown(s.ends.capacity(), s.ends.len() + 1) - s.ends.capacity(),
+            ),
+            None => (len, 1),
+        };
+        (data + ends * 4) as u64
+    }
+
+    /// The message with sequence number `seq`, if it is retained.
+    pub fn get(&self, seq: u64) -> Option<&[u8]> {
+        if seq < self.first || seq >= self.next {
+            return None;
+        }
+        // Segments are few and ordered by base: binary search by the last base <= seq.
+        let index = self.segments.partition_point(|s| s.base <= seq) - 1;
+        let segment = &self.segments[index];
+        Some(segment.message((seq - segment.base) as usize))
+    }
+
+    /// Drops the oldest retained message; returns its length, or None if the log is empty.
+    pub fn pop_front(&mut self) -> Option<usize> {
+        let len = self.get(self.first)?.len();
+        self.first += 1;
+        self.bytes -= len as u64;
+        if self.segments.front().is_some_and(|s| s.next_seq() <= self.first) {
+            let segment = self.segments.pop_front().expect("front segment exists");
+            self.allocated -= (segment.data.capacity() + segment.ends.capacity() * 4) as u64;
+        }
+        Some(len)
+    }
+
+    /// Drops every retained message.
+    pub fn clear(&mut self) {
+        self.first = self.next;
+        self.bytes = 0;
+        self.segments.clear();
+        self.allocated = 0;
+    }
+
+    /// Sequence number of the oldest retained message (== `next_seq` when empty).
+    pub fn first_seq(&self) -> u64 {
+        self.first
+    }
+
+    /// Sequence number the next message will get.
+    pub fn next_seq(&self) -> u64 {
+        self.next
+    }
+
+    /// Number of retained messages.
+    pub fn len(&self) -> u64 {
+        self.next - self.first
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.first == self.next
+    }
+
+    /// Retained payload bytes.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Heap bytes held by the log's segments.
+    pub fn allocated(&self) -> u64 {
+        self.allocated
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_and_get_round_trip_binary_messages() {
+        let mut log = SegLog::default();
+        let messages: Vec<Vec<u8>> =
+            (0..1000u32).map(|i| (0..(i % 300)).map(|b| (b ^ i) as u8).collect()).collect();
+        for (i, m) in messages.iter().enumerate() {
+            assert_eq!(log.append(m), i as u64);
+        }
+        for (i, m) in messages.iter().enumerate() {
+            assert_eq!(log.get(i as u64), Some(m.as_slice()));
+        }
+        assert_eq!(log.get(1000), None);
+        assert_eq!(log.len(), 1000);
+        assert_eq!(log.bytes(), messages.iter().map(|m| m.len() as u64).sum::<u64>());
+    }
+
+    #[test]
+    fn small_messages_share_segments() {
+        let mut log = SegLog::default();
+        for _ in 0..10_000 {
+            log.append(&[7u8; 100]);
+        }
+        // 1 MB of payload in 64 KiB segments: about 16 segments, not 10,000 allocations.
+        assert!(log.segments.len() <= 17, "{} segments", log.segments.len());
+        let overhead = log.allocated() as f64 / log.bytes() as f64;
+        assert!(overhead < 1.3, "allocated/payload = {overhead}");
+    }
+
+    #[test]
+    fn large_message_gets_its_own_exact_segment() {
+        let mut log = SegLog::default();
+        log.append(b"small");
+        let big = vec![1u8; 3 * SEGMENT_BYTES + 5];
+        let seq = log.append(&big);
+        log.append(b"after");
+        assert_eq!(log.get(seq).unwrap(), big.as_slice());
+        assert_eq!(log.get(seq + 1).unwrap(), b"after");
+        assert_eq!(log.segments.len(), 3);
+    }
+
+    #[test]
+    fn pop_front_frees_whole_segments_only() {
+        let mut log = SegLog::default();
+        let chunk = vec![0u8; SEGMENT_BYTES / 4];
+        for _ in 0..8 {
+            log.append(&chunk);
+        }
+        assert_eq!(log.segments.len(), 2);
+        for _ in 0..3 {
+            log.pop_front();
+        }
+        assert_eq!(log.segments.len(), 2, "a partly read segment stays");
+        log.pop_front();
+        assert_eq!(log.segments.len(), 1, "the emptied segment is freed");
+        assert_eq!(log.first_seq(), 4);
+        assert_eq!(log.get(3), None);
+        assert_eq!(log.get(4).unwrap().len(), chunk.len());
+    }
+
+    #[test]
+    fn zero_length_messages_are_messages() {
+        let mut log = SegLog::default();
+        log.append(b"");
+        log.append(b"");
+        assert_eq!(log.len(), 2);
+        assert_eq!(log.get(1), Some(&b""[..]));
+        assert_eq!(log.pop_front(), Some(0));
+        assert_eq!(log.pop_front(), Some(0));
+        assert_eq!(log.pop_front(), None);
+        assert!(log.is_empty());
+        assert_eq!(log.allocated(), 0);
+    }
+
+    #[test]
+    fn clear_keeps_numbering() {
+        let mut log = SegLog::default();
+        log.append(b"a");
+        log.append(b"b");
+        log.clear();
+        assert!(log.is_empty());
+        assert_eq!(log.append(b"c"), 2);
+        assert_eq!(log.first_seq(), 2);
+    }
+}

@@ -1,0 +1,95 @@
+//! Streams and groups as the data path sees them: what a write commits and where.
+//!
+//! A group owns its configuration and its `order` channel; a stream owns its channel and a
+//! copy of its group's configuration. A write takes the group's lock, then the stream's,
+//! and appends to the stream and to `order` together, so `order` lists the writes of all
+//! the group's streams in the order they were committed. The namespace (names, inodes,
+//! permissions) lives in the tree and is not needed to write or read.
+
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::channel::{Channel, Wakeups};
+use super::config::GroupConfig;
+use super::errno::{Errno, Result};
+use super::memory::Memory;
+
+pub struct Group {
+    pub state: Mutex<GroupState>,
+}
+
+pub struct GroupState {
+    pub config: GroupConfig,
+    pub order: Channel,
+}
+
+impl Group {
+    pub fn new(config: GroupConfig, memory: Arc<Memory>) -> Arc<Group> {
+        Arc::new(Group { state: Mutex::new(GroupState { config, order: Channel::new(memory) }) })
+    }
+}
+
+pub struct Stream {
+    pub state: Mutex<StreamState>,
+}
+
+pub struct StreamState {
+    pub channel: Channel,
+    /// The configuration of the group the stream is in, kept in step by ctl and rename.
+    pub config: GroupConfig,
+    pub group: Arc<Group>,
+    /// What a write appends to the group's `order`: the stream's name and a newline.
+    order_line: Vec<u8>,
+}
+
+impl StreamState {
+    /// Moves the stream under `group` as `name`.
+    pub fn rehome(&mut self, group: Arc<Group>, config: GroupConfig, name: &[u8]) {
+        self.group = group;
+        self.config = config;
+        self.order_line = [name, b"\n"].concat();
+        self.channel.retain(&self.config);
+    }
+}
+
+impl Stream {
+    pub fn new(group: Arc<Group>, config: GroupConfig, name: &[u8], memory: Arc<Memory>) -> Arc<Self> {
+        Arc::new(Stream {
+            state: Mutex::new(StreamState {
+                channel: Channel::new(memory),
+                config,
+                group,
+                order_line: [name, b"\n"].concat(),
+            }),
+        })
+    }
+
+    /// Commits one message: to the stream's readers and to its group's `order`.
+    pub fn publish(&self, message: &[u8]) -> Result<()> {
+        loop {
+            let group = self.state.lock().group.clone();
+            let mut group_state = group.state.lock();
+            let mut state = self.state.lock();
+            if !Arc::ptr_eq(&state.group, &group) {
+                continue; // renamed into another group meanwhile
+            }
+            if state.channel.is_closed() {
+                return Err(Errno::EPIPE);
+            }
+            // The stream's log and the group's order both grow.
+            let order_growth = group_state.order.growth(state.order_line.len());
+            if !state.channel.admits(message.len(), order_growth) {
+                return Err(Errno::ENOSPC);
+            }
+            let config = state.config;
+            let mut wakeups: Wakeups = state.channel.append(message, &config);
+            let order_config = group_state.config;
+            wakeups.merge(group_state.order.append(&state.order_line, &order_config));
+            drop(state);
+            drop(group_state);
+            drop(wakeups); // completes parked reads, outside the locks
+            return Ok(());
+        }
+    }
+}

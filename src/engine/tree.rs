@@ -1,0 +1,452 @@
+//! The namespace: groups (directories) and streams (files), their names, inode numbers,
+//! owners and modes.
+//!
+//! Every group has two reserved entries, `ctl` and `order`. They are not nodes of their
+//! own: their inode numbers are the group's with a marker bit set, and their attributes
+//! derive from the group's.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::config::GroupConfig;
+use super::errno::{Errno, Result};
+use super::memory::Memory;
+use super::stream::{Group, Stream};
+
+pub type Ino = u64;
+
+pub const ROOT: Ino = 1;
+const CTL_BIT: Ino = 1 << 62;
+const ORDER_BIT: Ino = 1 << 61;
+pub const CTL: &[u8] = b"ctl";
+pub const ORDER: &[u8] = b"order";
+const NAME_MAX: usize = 255;
+
+/// What an inode number names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Special {
+    /// A group or stream node.
+    Node(Ino),
+    /// The `ctl` file of the group.
+    Ctl(Ino),
+    /// The `order` meta-stream of the group.
+    Order(Ino),
+}
+
+impl Special {
+    pub fn of(ino: Ino) -> Special {
+        if ino & CTL_BIT != 0 {
+            Special::Ctl(ino & !CTL_BIT)
+        } else if ino & ORDER_BIT != 0 {
+            Special::Order(ino & !ORDER_BIT)
+        } else {
+            Special::Node(ino)
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Directory,
+    File,
+}
+
+/// The attributes `stat` shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attr {
+    pub ino: Ino,
+    pub kind: Kind,
+    pub size: u64,
+    pub perm: u16,
+    pub nlink: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub atime: SystemTime,
+    pub mtime: SystemTime,
+    pub ctime: SystemTime,
+}
+
+/// Who asks: the owner of what they create.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SetAttr {
+    pub perm: Option<u16>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub atime: Option<SystemTime>,
+    pub mtime: Option<SystemTime>,
+}
+
+struct Meta {
+    perm: u16,
+    uid: u32,
+    gid: u32,
+    atime: SystemTime,
+    mtime: SystemTime,
+    ctime: SystemTime,
+}
+
+impl Meta {
+    fn new(perm: u16, caller: Caller) -> Meta {
+        let now = SystemTime::now();
+        Meta { perm: perm & 0o7777, uid: caller.uid, gid: caller.gid, atime: now, mtime: now, ctime: now }
+    }
+}
+
+pub struct GroupNode {
+    pub children: BTreeMap<Vec<u8>, Ino>,
+    pub shared: Arc<Group>,
+    subgroups: u32,
+}
+
+pub enum Body {
+    Group(GroupNode),
+    Stream(Arc<Stream>),
+}
+
+pub struct Node {
+    parent: Ino,
+    name: Vec<u8>,
+    meta: Meta,
+    pub body: Body,
+}
+
+pub struct Tree {
+    nodes: HashMap<Ino, Node>,
+    next_ino: Ino,
+    memory: Arc<Memory>,
+}
+
+/// A directory entry as readdir lists it.
+pub struct Entry {
+    pub ino: Ino,
+    pub kind: Kind,
+    pub name: Vec<u8>,
+}
+
+fn is_reserved(name: &[u8]) -> bool {
+    name == CTL || name == ORDER
+}
+
+fn check_name(name: &[u8]) -> Result<()> {
+    if name.len() > NAME_MAX { Err(Errno::ENAMETOOLONG) } else { Ok(()) }
+}
+
+impl Tree {
+    pub fn new(root_config: GroupConfig, owner: Caller, perm: u16, memory: Arc<Memory>) -> Tree {
+        let root = Node {
+            parent: ROOT,
+            name: Vec::new(),
+            meta: Meta::new(perm, owner),
+            body: Body::Group(GroupNode {
+                children: BTreeMap::new(),
+                shared: Group::new(root_config, memory.clone()),
+                subgroups: 0,
+            }),
+        };
+        Tree { nodes: HashMap::from([(ROOT, root)]), next_ino: ROOT + 1, memory }
+    }
+
+    pub fn node(&self, ino: Ino) -> Result<&Node> {
+        self.nodes.get(&ino).ok_or(Errno::ENOENT)
+    }
+
+    pub fn group(&self, ino: Ino) -> Result<&GroupNode> {
+        match &self.node(ino)?.body {
+            Body::Group(group) => Ok(group),
+            Body::Stream(_) => Err(Errno::ENOTDIR),
+        }
+    }
+
+    fn group_mut(&mut self, ino: Ino) -> Result<&mut GroupNode> {
+        match &mut self.nodes.get_mut(&ino).ok_or(Errno::ENOENT)?.body {
+            Body::Group(group) => Ok(group),
+            Body::Stream(_) => Err(Errno::ENOTDIR),
+        }
+    }
+
+    pub fn stream(&self, ino: Ino) -> Result<&Arc<Stream>> {
+        match &self.node(ino)?.body {
+            Body::Stream(stream) => Ok(stream),
+            Body::Group(_) => Err(Errno::EISDIR),
+        }
+    }
+
+    pub fn lookup(&self, parent: Ino, name: &[u8]) -> Result<Ino> {
+        let group = self.group(parent)?;
+        match name {
+            CTL => Ok(parent | CTL_BIT),
+            ORDER => Ok(parent | ORDER_BIT),
+            _ => group.children.get(name).copied().ok_or(Errno::ENOENT),
+        }
+    }
+
+    pub fn attr(&self, ino: Ino) -> Result<Attr> {
+        match Special::of(ino) {
+            Special::Node(ino) => {
+                let node = self.node(ino)?;
+                let meta = &node.meta;
+                let (kind, size, nlink, mtime) = match &node.body {
+                    Body::Group(group) => (Kind::Directory, 0, 2 + group.subgroups, meta.mtime),
+                    Body::Stream(stream) => {
+                        let state = stream.state.lock();
+                        (Kind::File, state.channel.bytes(), 1, meta.mtime.max(state.channel.modified()))
+                    }
+                };
+                Ok(Attr {
+                    ino,
+                    kind,
+                    size,
+                    perm: meta.perm,
+                    nlink,
+                    uid: meta.uid,
+                    gid: meta.gid,
+                    atime: meta.atime,
+                    mtime,
+                    ctime: meta.ctime.max(mtime),
+                })
+            }
+            // ctl is writable by whoever may write the group directory; order by nobody.
+            Special::Ctl(group) => self.reserved_attr(ino, group, 0o666, 0),
+            Special::Order(group) => {
+                let size = self.group(group)?.shared.state.lock().order.bytes();
+                self.reserved_attr(ino, group, 0o444, size)
+            }
+        }
+    }
+
+    fn reserved_attr(&self, ino: Ino, group: Ino, mask: u16, size: u64) -> Result<Attr> {
+        let mut attr = self.attr(group)?;
+        attr.ino = ino;
+        attr.kind = Kind::File;
+        attr.perm &= mask;
+        attr.nlink = 1;
+        attr.size = size;
+        Ok(attr)
+    }
+
+    pub fn setattr(&mut self, ino: Ino, change: SetAttr) -> Result<Attr> {
+        let Special::Node(node_ino) = Special::of(ino) else {
+            // ctl and order follow their group: change the group instead.
+            if change == SetAttr::default() {
+                return self.attr(ino);
+            }
+            return Err(Errno::EPERM);
+        };
+        let node = self.nodes.get_mut(&node_ino).ok_or(Errno::ENOENT)?;
+        let meta = &mut node.meta;
+        if let Some(perm) = change.perm {
+            meta.perm = perm & 0o7777;
+        }
+        if let Some(uid) = change.uid {
+            meta.uid = uid;
+        }
+        if let Some(gid) = change.gid {
+            meta.gid = gid;
+        }
+        if let Some(atime) = change.atime {
+            meta.atime = atime;
+        }
+        if let Some(mtime) = change.mtime {
+            meta.mtime = mtime;
+        }
+        meta.ctime = SystemTime::now();
+        self.attr(ino)
+    }
+
+    /// Creates a group under `parent`, configured as its parent is.
+    pub fn mkdir(&mut self, parent: Ino, name: &[u8], perm: u16, caller: Caller) -> Result<Ino> {
+        let config = self.group(parent)?.shared.state.lock().config;
+        let shared = Group::new(config, self.memory.clone());
+        let body = Body::Group(GroupNode { children: BTreeMap::new(), shared, subgroups: 0 });
+        self.insert(parent, name, perm, caller, body)
+    }
+
+    /// Creates a stream under `parent`.
+    pub fn create(&mut self, parent: Ino, name: &[u8], perm: u16, caller: Caller) -> Result<Ino> {
+        let group = self.group(parent)?.shared.clone();
+        let config = group.state.lock().config;
+        let stream = Stream::new(group, config, name, self.memory.clone());
+        self.insert(parent, name, perm, caller, Body::Stream(stream))
+    }
+
+    fn insert(&mut self, parent: Ino, name: &[u8], perm: u16, caller: Caller, body: Body) -> Result<Ino> {
+        check_name(name)?;
+        if is_reserved(name) || self.group(parent)?.children.contains_key(name) {
+            return Err(Errno::EEXIST);
+        }
+        let ino = self.next_ino;
+        self.next_ino += 1;
+        let is_group = matches!(body, Body::Group(_));
+        self.nodes.insert(ino, Node { parent, name: name.to_vec(), meta: Meta::new(perm, caller), body });
+        let group = self.group_mut(parent)?;
+        group.children.insert(name.to_vec(), ino);
+        group.subgroups += is_group as u32;
+        self.touch(parent);
+        Ok(ino)
+    }
+
+    /// Removes a stream. Its readers get what is left of their backlog, then end-of-file.
+    pub fn unlink(&mut self, parent: Ino, name: &[u8]) -> Result<()> {
+        if is_reserved(name) {
+            // Reserved entries last as long as their group. In an empty group removing them
+            // is accepted and does nothing, so that `rm -r` (which removes every entry it
+            // lists before the directory itself) completes quietly.
+            return if self.group(parent)?.children.is_empty() { Ok(()) } else { Err(Errno::EPERM) };
+        }
+        let ino = self.lookup(parent, name)?;
+        self.stream(ino)?;
+        self.detach(ino);
+        Ok(())
+    }
+
+    /// Removes an empty group.
+    pub fn rmdir(&mut self, parent: Ino, name: &[u8]) -> Result<()> {
+        if is_reserved(name) {
+            return Err(Errno::ENOTDIR);
+        }
+        let ino = self.lookup(parent, name)?;
+        if !self.group(ino)?.children.is_empty() {
+            return Err(Errno::ENOTEMPTY);
+        }
+        self.detach(ino);
+        Ok(())
+    }
+
+    /// Moves `name` in `parent` to `new_name` in `new_parent`, replacing what is there
+    /// (unless `no_replace`). History and open readers move along.
+    pub fn rename(
+        &mut self,
+        parent: Ino,
+        name: &[u8],
+        new_parent: Ino,
+        new_name: &[u8],
+        no_replace: bool,
+    ) -> Result<()> {
+        if is_reserved(name) || is_reserved(new_name) {
+            return Err(Errno::EPERM);
+        }
+        check_name(new_name)?;
+        let ino = self.lookup(parent, name)?;
+        self.group(new_parent)?;
+        let moving_group = matches!(self.node(ino)?.body, Body::Group(_));
+        if moving_group && self.is_within(new_parent, ino) {
+            return Err(Errno::EINVAL);
+        }
+        if let Ok(target) = self.lookup(new_parent, new_name) {
+            if target == ino {
+                return Ok(());
+            }
+            if no_replace {
+                return Err(Errno::EEXIST);
+            }
+            match (&self.node(target)?.body, moving_group) {
+                (Body::Group(_), false) => return Err(Errno::EISDIR),
+                (Body::Stream(_), true) => return Err(Errno::ENOTDIR),
+                (Body::Group(group), true) if !group.children.is_empty() => {
+                    return Err(Errno::ENOTEMPTY);
+                }
+                _ => {}
+            }
+            self.detach(target);
+        }
+        // Unhook from the old place, hook into the new one.
+        let old = self.group_mut(parent)?;
+        old.children.remove(name);
+        old.subgroups -= moving_group as u32;
+        let new = self.group_mut(new_parent)?;
+        new.children.insert(new_name.to_vec(), ino);
+        new.subgroups += moving_group as u32;
+        let new_shared = new.shared.clone();
+        let node = self.nodes.get_mut(&ino).expect("node looked up above");
+        node.parent = new_parent;
+        node.name = new_name.to_vec();
+        node.meta.ctime = SystemTime::now();
+        if let Body::Stream(stream) = &node.body {
+            let config = new_shared.state.lock().config;
+            stream.state.lock().rehome(new_shared, config, new_name);
+        }
+        self.touch(parent);
+        self.touch(new_parent);
+        Ok(())
+    }
+
+    /// The entries of a group: its streams and subgroups, then `ctl` and `order` (last, so
+    /// that `rm -r` reaches them when the group is already empty).
+    pub fn readdir(&self, ino: Ino) -> Result<Vec<Entry>> {
+        let group = self.group(ino)?;
+        let mut entries = Vec::with_capacity(group.children.len() + 4);
+        entries.push(Entry { ino, kind: Kind::Directory, name: b".".to_vec() });
+        entries.push(Entry { ino: self.node(ino)?.parent, kind: Kind::Directory, name: b"..".to_vec() });
+        for (name, &child) in &group.children {
+            let kind = match self.nodes[&child].body {
+                Body::Group(_) => Kind::Directory,
+                Body::Stream(_) => Kind::File,
+            };
+            entries.push(Entry { ino: child, kind, name: name.clone() });
+        }
+        entries.push(Entry { ino: ino | CTL_BIT, kind: Kind::File, name: CTL.to_vec() });
+        entries.push(Entry { ino: ino | ORDER_BIT, kind: Kind::File, name: ORDER.to_vec() });
+        Ok(entries)
+    }
+
+    /// The streams directly in a group.
+    pub fn streams(&self, ino: Ino) -> Result<Vec<Arc<Stream>>> {
+        let group = self.group(ino)?;
+        Ok(group
+            .children
+            .values()
+            .filter_map(|child| match &self.nodes[child].body {
+                Body::Stream(stream) => Some(stream.clone()),
+                Body::Group(_) => None,
+            })
+            .collect())
+    }
+
+    pub fn node_count(&self) -> u64 {
+        self.nodes.len() as u64
+    }
+
+    /// Whether `ino` is `ancestor` or below it.
+    fn is_within(&self, mut ino: Ino, ancestor: Ino) -> bool {
+        loop {
+            if ino == ancestor {
+                return true;
+            }
+            if ino == ROOT {
+                return false;
+            }
+            ino = self.nodes[&ino].parent;
+        }
+    }
+
+    /// Takes a node out of the tree; a stream is closed, a group's `order` too.
+    fn detach(&mut self, ino: Ino) {
+        let node = self.nodes.remove(&ino).expect("detached node exists");
+        let parent = self.group_mut(node.parent).expect("a node's parent is a group");
+        parent.children.remove(&node.name);
+        let wakeups = match &node.body {
+            Body::Group(group) => {
+                parent.subgroups -= 1;
+                group.shared.state.lock().order.close()
+            }
+            Body::Stream(stream) => stream.state.lock().channel.close(),
+        };
+        self.touch(node.parent);
+        drop(wakeups);
+    }
+
+    fn touch(&mut self, ino: Ino) {
+        if let Some(node) = self.nodes.get_mut(&ino) {
+            let now = SystemTime::now();
+            node.meta.mtime = now;
+            node.meta.ctime = now;
+        }
+    }
+}

@@ -1,0 +1,423 @@
+//! The FUSE glue: kernel requests in, engine operations, replies out.
+//!
+//! Nothing here decides semantics. It translates types, opens stream files with
+//! FOPEN_DIRECT_IO | FOPEN_STREAM (no page cache; each read and write reaches the engine with
+//! its own size, at offset 0 or as the continuation of the same system call), hands reads to
+//! the engine with a callback that owns the reply (so a blocked read holds no worker
+//! thread), and registers parked reads with the signal watcher.
+
+pub mod interrupts;
+pub mod procfs;
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use fuser::{
+    FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, KernelConfig, LockOwner,
+    OpenAccMode, OpenFlags, PollEvents, PollFlags, PollNotifier, RenameFlags, ReplyAttr, ReplyCreate,
+    ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyPoll, ReplyStatfs, ReplyWrite,
+    Request, TimeOrNow, WriteFlags,
+};
+
+use crate::engine::{self, Attr, Caller, Engine, Kind, OpenKind, ReadMode, SetAttr, WriteShape};
+use interrupts::Interrupts;
+
+/// Names may be cached briefly (every change goes through this mount); attributes not at
+/// all, since a stream's size and mtime change with every message.
+const ENTRY_TTL: Duration = Duration::from_secs(1);
+const ATTR_TTL: Duration = Duration::ZERO;
+const PAGE: usize = 4096;
+
+pub struct MqFs {
+    engine: Arc<Engine>,
+    interrupts: Arc<Interrupts>,
+    /// A WRITE request shorter than this cannot have been cut short by the kernel's limit of
+    /// pages per request, so it is a whole write(2) without asking /proc.
+    whole_write_below: usize,
+}
+
+impl MqFs {
+    pub fn new(engine: Arc<Engine>) -> MqFs {
+        let interrupts = Interrupts::new(engine.clone());
+        MqFs { engine, interrupts, whole_write_below: whole_write_threshold() }
+    }
+
+    /// The signal watcher, to be started once the process has its final threads.
+    pub fn interrupts(&self) -> Arc<Interrupts> {
+        self.interrupts.clone()
+    }
+
+    /// Decides how a WRITE request relates to its write(2); see `docs/ARCHITECTURE.md`.
+    fn write_shape(&self, offset: u64, len: usize, tid: u32) -> WriteShape {
+        if offset > 0 {
+            return WriteShape::Continues;
+        }
+        if len < self.whole_write_below {
+            return WriteShape::Whole;
+        }
+        match procfs::write_syscall_len(tid) {
+            Some(total) if total > len as u64 => WriteShape::Starts { total },
+            _ => WriteShape::Whole,
+        }
+    }
+}
+
+/// From the kernel's cap on pages per request: a request that spans fewer pages than the
+/// cap, however its buffer is aligned, carries all that was left of its write(2).
+fn whole_write_threshold() -> usize {
+    let max_pages: usize = std::fs::read_to_string("/proc/sys/fs/fuse/max_pages_limit")
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(32);
+    (max_pages.saturating_sub(2) * PAGE + 1).max(PAGE)
+}
+
+fn errno(error: engine::Errno) -> fuser::Errno {
+    fuser::Errno::from_i32(error.0)
+}
+
+fn caller(req: &Request) -> Caller {
+    Caller { uid: req.uid(), gid: req.gid() }
+}
+
+fn file_attr(attr: &Attr) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(attr.ino),
+        size: attr.size,
+        blocks: attr.size.div_ceil(512),
+        atime: attr.atime,
+        mtime: attr.mtime,
+        ctime: attr.ctime,
+        crtime: attr.ctime,
+        kind: match attr.kind {
+            Kind::Directory => FileType::Directory,
+            Kind::File => FileType::RegularFile,
+        },
+        perm: attr.perm,
+        nlink: attr.nlink,
+        uid: attr.uid,
+        gid: attr.gid,
+        rdev: 0,
+        blksize: PAGE as u32,
+        flags: 0,
+    }
+}
+
+fn time(t: TimeOrNow) -> SystemTime {
+    match t {
+        TimeOrNow::SpecificTime(t) => t,
+        TimeOrNow::Now => SystemTime::now(),
+    }
+}
+
+fn reply_entry(reply: ReplyEntry, result: engine::Result<Attr>) {
+    match result {
+        Ok(attr) => reply.entry(&ENTRY_TTL, &file_attr(&attr), Generation(0)),
+        Err(e) => reply.error(errno(e)),
+    }
+}
+
+fn reply_empty(reply: ReplyEmpty, result: engine::Result<()>) {
+    match result {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(errno(e)),
+    }
+}
+
+fn open_flags(kind: OpenKind) -> FopenFlags {
+    match kind {
+        OpenKind::Stream => FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_STREAM,
+        OpenKind::Ctl => FopenFlags::FOPEN_DIRECT_IO,
+    }
+}
+
+fn access(flags: OpenFlags) -> (bool, bool) {
+    match flags.acc_mode() {
+        OpenAccMode::O_RDONLY => (true, false),
+        OpenAccMode::O_WRONLY => (false, true),
+        OpenAccMode::O_RDWR => (true, true),
+    }
+}
+
+impl Filesystem for MqFs {
+    fn init(&mut self, _req: &Request, _config: &mut KernelConfig) -> std::io::Result<()> {
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        reply_entry(reply, self.engine.lookup(parent.0, name.as_bytes()));
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        let result = match fh {
+            Some(fh) => self.engine.getattr_open(fh.0, ino.0),
+            None => self.engine.getattr(ino.0),
+        };
+        match result {
+            Ok(attr) => reply.attr(&ATTR_TTL, &file_attr(&attr)),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        _size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        // A size change (O_TRUNC, truncate) is accepted and deletes nothing: history goes
+        // only by the group's rules or `clear`.
+        let change = SetAttr {
+            perm: mode.map(|m| (m & 0o7777) as u16),
+            uid,
+            gid,
+            atime: atime.map(time),
+            mtime: mtime.map(time),
+        };
+        match self.engine.setattr(ino.0, change) {
+            Ok(attr) => reply.attr(&ATTR_TTL, &file_attr(&attr)),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        if mode & libc::S_IFMT != libc::S_IFREG {
+            // Only regular files (streams) and directories (groups) exist here.
+            return reply.error(fuser::Errno::EPERM);
+        }
+        let perm = (mode & !umask & 0o7777) as u16;
+        reply_entry(reply, self.engine.create(parent.0, name.as_bytes(), perm, caller(req)));
+    }
+
+    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+        let perm = (mode & !umask & 0o7777) as u16;
+        reply_entry(reply, self.engine.mkdir(parent.0, name.as_bytes(), perm, caller(req)));
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        reply_empty(reply, self.engine.unlink(parent.0, name.as_bytes()));
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        reply_empty(reply, self.engine.rmdir(parent.0, name.as_bytes()));
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        if flags.intersects(RenameFlags::RENAME_EXCHANGE | RenameFlags::RENAME_WHITEOUT) {
+            return reply.error(fuser::Errno::EINVAL);
+        }
+        let no_replace = flags.contains(RenameFlags::RENAME_NOREPLACE);
+        let result =
+            self.engine.rename(parent.0, name.as_bytes(), newparent.0, newname.as_bytes(), no_replace);
+        reply_empty(reply, result);
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let (read, write) = access(flags);
+        match self.engine.open(ino.0, read, write) {
+            Ok((fh, kind)) => reply.opened(FileHandle(fh), open_flags(kind)),
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let perm = (mode & !umask & 0o7777) as u16;
+        let (read, write) = access(OpenFlags(flags));
+        let created = self
+            .engine
+            .create(parent.0, name.as_bytes(), perm, caller(req))
+            .and_then(|attr| Ok((attr, self.engine.open(attr.ino, read, write)?)));
+        match created {
+            Ok((attr, (fh, kind))) => {
+                reply.created(&ENTRY_TTL, &file_attr(&attr), Generation(0), FileHandle(fh), open_flags(kind))
+            }
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+
+    fn read(
+        &self,
+        req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let mode = if offset > 0 {
+            ReadMode::Continuation
+        } else if flags.0 & libc::O_NONBLOCK != 0 {
+            ReadMode::NonBlock
+        } else {
+            ReadMode::Block
+        };
+        let done = Arc::new(AtomicBool::new(false));
+        let completed = done.clone();
+        let callback = Box::new(move |result: engine::ReadResult| {
+            completed.store(true, Ordering::Release);
+            match result {
+                Ok(data) => reply.data(&data),
+                Err(e) => reply.error(errno(e)),
+            }
+        });
+        if let Some(ticket) = self.engine.read(fh.0, offset, size, mode, callback) {
+            self.interrupts.watch(ticket, req.pid(), fh.0, done);
+        }
+    }
+
+    fn write(
+        &self,
+        req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let shape = self.write_shape(offset, data.len(), req.pid());
+        match self.engine.write(fh.0, data, shape) {
+            Ok(n) => reply.written(n as u32),
+            Err(e) => {
+                log::warn!("write of {} bytes by pid {}: {e}", data.len(), req.pid());
+                reply.error(errno(e))
+            }
+        }
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.engine.release(fh.0);
+        reply.ok();
+    }
+
+    fn fsync(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        // Messages are committed when write(2) returns; there is nothing more to sync.
+        reply.ok();
+    }
+
+    fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        let entries = match self.engine.readdir(ino.0) {
+            Ok(entries) => entries,
+            Err(e) => return reply.error(errno(e)),
+        };
+        for (index, entry) in entries.iter().enumerate().skip(offset as usize) {
+            let kind = match entry.kind {
+                Kind::Directory => FileType::Directory,
+                Kind::File => FileType::RegularFile,
+            };
+            if reply.add(INodeNo(entry.ino), index as u64 + 1, kind, OsStr::from_bytes(&entry.name)) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let usage = self.engine.usage();
+        let block = PAGE as u64;
+        let blocks = usage.memory_limit / block;
+        let free = usage.memory_limit.saturating_sub(usage.memory_used) / block;
+        // Inodes are not a limited resource: report plenty free.
+        let files = usage.nodes + u32::MAX as u64;
+        reply.statfs(blocks, free, free, files, files - usage.nodes, PAGE as u32, 255, PAGE as u32);
+    }
+
+    fn access(&self, _req: &Request, _ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
+        // Permissions are checked by the kernel (default_permissions).
+        reply.ok();
+    }
+
+    fn poll(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        ph: PollNotifier,
+        events: PollEvents,
+        flags: PollFlags,
+        reply: ReplyPoll,
+    ) {
+        let notify = flags.contains(PollFlags::FUSE_POLL_SCHEDULE_NOTIFY);
+        let poller: engine::PollCallback = Box::new(move || {
+            if notify && let Err(e) = ph.notify() {
+                log::debug!("poll notification: {e}");
+            }
+        });
+        match self.engine.poll(fh.0, poller) {
+            Ok(readable) => {
+                let mut ready = PollEvents::POLLOUT | PollEvents::POLLWRNORM;
+                if readable {
+                    ready |= PollEvents::POLLIN | PollEvents::POLLRDNORM;
+                }
+                reply.poll(ready & (events | PollEvents::POLLERR | PollEvents::POLLHUP));
+            }
+            Err(e) => reply.error(errno(e)),
+        }
+    }
+}

@@ -1,0 +1,10 @@
+//! mqfs: message streams as files. A directory is a group of streams, a file is a stream,
+//! every write is a message fanned out to every reader.
+//!
+//! `engine` holds the semantics and knows nothing of FUSE; `fuse` maps kernel requests onto
+//! it; `options` turns mount options into settings; the binary in `main.rs` is the CLI.
+
+pub mod engine;
+pub mod fuse;
+pub mod logger;
+pub mod options;
