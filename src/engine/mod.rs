@@ -156,7 +156,8 @@ impl Engine {
     }
 
     pub fn release(&self, fh: u64) {
-        if let Some(handle) = self.handles.write().remove(&fh) {
+        let handle = self.handles.write().remove(&fh);
+        if let Some(handle) = handle {
             handle.close();
         }
     }
