@@ -105,7 +105,9 @@ impl Settings {
             "depth" => self.root.depth = Depth::parse(need()?).ok_or_else(|| bad("a count or a size"))?,
             "memory" => {
                 self.limits.memory =
-                    parse_size(need()?).filter(|&n| n > 0).ok_or_else(|| bad("a size such as 512M"))?
+                    parse_size(need()?).filter(|&n| n > 0).ok_or_else(|| bad("a size such as 512M"))?;
+                // No message can be larger than all the memory history may take.
+                self.limits.max_message = self.limits.max_message.min(self.limits.memory);
             }
             "max_message" => {
                 self.limits.max_message =
@@ -167,5 +169,8 @@ mod tests {
         }
         let error = Settings::default().apply("memory=1M,max_message=2M").unwrap_err();
         assert!(error.contains("max_message"), "{error}");
+        let mut settings = Settings::default();
+        settings.apply("memory=1M").unwrap();
+        assert_eq!(settings.limits.max_message, 1 << 20, "a small ceiling lowers the default");
     }
 }

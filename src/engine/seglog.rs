@@ -66,11 +66,10 @@ impl SegLog {
         let fits = self.segments.back().is_some_and(|s| s.has_room_for(message.len()));
         if !fits {
             let capacity = if message.len() >= SEGMENT_BYTES { message.len() } else { 0 };
-            self.segments.push_back(Segment {
-                base: self.next,
-                data: Vec::with_capacity(capacity),
-                ends: Vec::new(),
-            });
+            let data = Vec::with_capacity(capacity);
+            // Charged here: `before` below is taken after this allocation.
+            self.allocated += data.capacity() as u64;
+            self.segments.push_back(Segment { base: self.next, data, ends: Vec::new() });
         }
         let segment = self.segments.back_mut().expect("a segment was just ensured");
         let before = (segment.data.capacity() + segment.ends.capacity() * 4) as u64;
@@ -205,6 +204,9 @@ mod tests {
         assert_eq!(log.get(seq).unwrap(), big.as_slice());
         assert_eq!(log.get(seq + 1).unwrap(), b"after");
         assert_eq!(log.segments.len(), 3);
+        assert!(log.allocated() >= log.bytes(), "the big segment is charged");
+        while log.pop_front().is_some() {}
+        assert_eq!(log.allocated(), 0);
     }
 
     #[test]
