@@ -115,7 +115,8 @@ fn time(t: TimeOrNow) -> SystemTime {
 
 fn reply_entry(reply: ReplyEntry, result: engine::Result<Attr>) {
     match result {
-        Ok(attr) => reply.entry(&ENTRY_TTL, &file_attr(&attr), Generation(0)),
+        // Names are cached, attributes not: ctl and order derive theirs from the group.
+        Ok(attr) => reply.entry_with_ttls(&ATTR_TTL, &ENTRY_TTL, &file_attr(&attr), Generation(0)),
         Err(e) => reply.error(errno(e)),
     }
 }
