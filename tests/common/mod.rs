@@ -754,3 +754,26 @@ pub fn run_sh(script: &str, cwd: &Path, timeout: Duration) -> Output {
         }
     }
 }
+
+/// Runs a shell script in `cwd` that must succeed within 10 s; returns its stdout.
+pub fn run_ok(script: &str, cwd: &Path) -> String {
+    let out = run_sh(script, cwd, Duration::from_secs(10));
+    assert!(
+        out.status.success(),
+        "sh -c {script:?} failed: {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The system call number and first argument (a descriptor, for read and write) of `pid`'s
+/// main thread, from /proc/PID/syscall; None if it runs in user space or is gone.
+pub fn syscall_and_fd(pid: u32) -> Option<(libc::c_long, u64)> {
+    let text = fs::read_to_string(format!("/proc/{pid}/syscall")).ok()?;
+    let mut it = text.split_whitespace();
+    let nr: libc::c_long = it.next()?.parse().ok()?;
+    let fd = u64::from_str_radix(it.next()?.strip_prefix("0x")?, 16).ok()?;
+    Some((nr, fd))
+}
