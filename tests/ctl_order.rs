@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Mount, Proc, TempDir, blocked_in_syscall, run_sh, sh, wait_until};
+use common::{Mount, Proc, TempDir, blocked_in_syscall, run_ok, run_sh, sh, wait_until};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -60,18 +60,6 @@ fn strings(list: &[&str]) -> Vec<String> {
     list.iter().map(|s| s.to_string()).collect()
 }
 
-fn run_ok(script: &str, cwd: &Path) -> String {
-    let out = run_sh(script, cwd, T);
-    assert!(
-        out.status.success(),
-        "sh -c {script:?} failed: {:?}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 fn ctl(dir: &Path) -> String {
     fs::read_to_string(dir.join("ctl")).unwrap_or_else(|e| panic!("read {}/ctl: {e}", dir.display()))
 }
@@ -101,22 +89,43 @@ fn assert_healthy(m: &Mount) {
 #[test]
 fn ctl_shows_the_default_config_and_counts() {
     let m = Mount::new();
-    assert_eq!(ctl(&m.path), format!("data message\nreplay off\ndepth 0\n{}", status_text(0, 0, 0, 0, 0)));
+    assert_eq!(
+        ctl(&m.path),
+        format!(
+            "data message\nreplay off\ndepth 0\nwrite nonblock\nframe write\n{}",
+            status_text(0, 0, 0, 0, 0)
+        )
+    );
 
     run_ok("touch a b && mkdir sub && touch sub/x", &m.path);
     let cat = Proc::spawn(Command::new("cat").arg("a").current_dir(&m.path));
     wait_until("cat to block reading a", T, || blocked_in_syscall(cat.pid(), libc::SYS_read));
-    assert_eq!(ctl(&m.path), format!("data message\nreplay off\ndepth 0\n{}", status_text(2, 1, 1, 0, 0)));
+    assert_eq!(
+        ctl(&m.path),
+        format!(
+            "data message\nreplay off\ndepth 0\nwrite nonblock\nframe write\n{}",
+            status_text(2, 1, 1, 0, 0)
+        )
+    );
     assert_eq!(run_ok("cat ctl", &m.path), ctl(&m.path), "cat and read(2) agree");
 
     // Under replay all, messages and bytes count what the group's own streams retain.
     run_ok("echo replay all > ctl && echo replay all > sub/ctl", &m.path);
     run_ok("echo x >> a && echo hello >> b && echo yy >> a && echo not-counted >> sub/x", &m.path);
     cat.wait_output_len(5, T);
-    assert_eq!(ctl(&m.path), format!("data message\nreplay all\ndepth 0\n{}", status_text(2, 1, 1, 3, 11)));
+    assert_eq!(
+        ctl(&m.path),
+        format!(
+            "data message\nreplay all\ndepth 0\nwrite nonblock\nframe write\n{}",
+            status_text(2, 1, 1, 3, 11)
+        )
+    );
     assert_eq!(
         ctl(&m.join("sub")),
-        format!("data message\nreplay all\ndepth 0\n{}", status_text(1, 0, 0, 1, 12))
+        format!(
+            "data message\nreplay all\ndepth 0\nwrite nonblock\nframe write\n{}",
+            status_text(1, 0, 0, 1, 12)
+        )
     );
 
     drop(cat);
@@ -132,12 +141,18 @@ fn ctl_shows_the_default_config_and_counts() {
 fn ctl_commands_take_effect() {
     let m = Mount::new();
     run_ok("echo replay all > ctl", &m.path);
-    assert_eq!(config_of(&ctl(&m.path)), "data message\nreplay all\ndepth 0\n");
+    assert_eq!(config_of(&ctl(&m.path)), "data message\nreplay all\ndepth 0\nwrite nonblock\nframe write\n");
     run_ok("printf 'data coalesce\\ndepth 64K\\n' > ctl", &m.path);
-    assert_eq!(config_of(&ctl(&m.path)), "data coalesce\nreplay all\ndepth 64K\n");
+    assert_eq!(
+        config_of(&ctl(&m.path)),
+        "data coalesce\nreplay all\ndepth 64K\nwrite nonblock\nframe write\n"
+    );
     // `on` is mq(4)'s spelling of all; comments and blank lines are ignored.
     run_ok("printf '# a comment\\n\\nreplay off\\n  replay on  \\ndepth 10B\\n' > ctl", &m.path);
-    assert_eq!(config_of(&ctl(&m.path)), "data coalesce\nreplay all\ndepth 10B\n");
+    assert_eq!(
+        config_of(&ctl(&m.path)),
+        "data coalesce\nreplay all\ndepth 10B\nwrite nonblock\nframe write\n"
+    );
     // And the configuration is not just displayed: replay all keeps history.
     run_ok("echo one >> s", &m.path);
     assert_eq!(late_reader_sees(&m.join("s")), strings(&["one\n"]));
@@ -152,12 +167,15 @@ fn saved_ctl_text_restores_the_config() {
     run_ok("printf 'replay last\\ndepth 7\\n' > ctl", &m.path);
     run_ok(&format!("cat ctl > {}", saved.display()), &m.path);
     run_ok("printf 'data coalesce\\nreplay all\\ndepth 16M\\n' > ctl", &m.path);
-    assert_eq!(config_of(&ctl(&m.path)), "data coalesce\nreplay all\ndepth 16M\n");
+    assert_eq!(
+        config_of(&ctl(&m.path)),
+        "data coalesce\nreplay all\ndepth 16M\nwrite nonblock\nframe write\n"
+    );
     run_ok(&format!("cat {} > ctl", saved.display()), &m.path);
-    assert_eq!(config_of(&ctl(&m.path)), "data message\nreplay last\ndepth 7\n");
+    assert_eq!(config_of(&ctl(&m.path)), "data message\nreplay last\ndepth 7\nwrite nonblock\nframe write\n");
     // Written back onto itself, ctl stays as it is.
     run_ok("cat ctl > ctl", &m.path);
-    assert_eq!(config_of(&ctl(&m.path)), "data message\nreplay last\ndepth 7\n");
+    assert_eq!(config_of(&ctl(&m.path)), "data message\nreplay last\ndepth 7\nwrite nonblock\nframe write\n");
     assert_healthy(&m);
 }
 
@@ -216,7 +234,11 @@ fn clear_empties_the_group_and_only_it() {
     // (Not `# readers`: the kernel reports a closed file to the daemon asynchronously.)
     let text = ctl(&g);
     assert!(text.contains("# streams 2\n") && text.ends_with("# messages 0\n# bytes 0\n"), "{text}");
-    assert_eq!(config_of(&ctl(&g)), "data message\nreplay all\ndepth 0\n", "clear is not a setting");
+    assert_eq!(
+        config_of(&ctl(&g)),
+        "data message\nreplay all\ndepth 0\nwrite nonblock\nframe write\n",
+        "clear is not a setting"
+    );
     // Another group keeps its history.
     assert_eq!(late_reader_sees(&m.join("h/c")), strings(&["c1\n"]));
     assert_eq!(fs::metadata(m.join("h/c")).unwrap().len(), 3);

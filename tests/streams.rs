@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Mount, Proc, blocked_in_syscall, run_sh, sh, wait_until};
+use common::{Mount, Proc, blocked_in_syscall, run_ok, sh, wait_until};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
@@ -119,18 +119,6 @@ fn read_with_deadline(file: File, size: usize, skew: usize, deadline: Duration) 
         Ok((_, Err(e))) => panic!("read(2) of {size} bytes failed: {e}"),
         Err(_) => panic!("read(2) of {size} bytes did not return within {deadline:?}"),
     }
-}
-
-fn run_ok(script: &str, cwd: &Path) -> String {
-    let out = run_sh(script, cwd, T);
-    assert!(
-        out.status.success(),
-        "sh -c {script:?} failed: {:?}\nstdout: {}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn size_of(path: &Path) -> u64 {

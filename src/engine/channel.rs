@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::config::{DataMode, GroupConfig, Replay};
+use super::config::{DataMode, GroupConfig, Replay, WriteMode};
 use super::errno::{Errno, Result};
 use super::memory::Memory;
 use super::seglog::SegLog;
@@ -21,6 +21,8 @@ pub type ReadResult = Result<Vec<u8>>;
 pub type ReadCallback = Box<dyn FnOnce(ReadResult) + Send>;
 /// Tells a poller that its reader became readable.
 pub type PollCallback = Box<dyn FnOnce() + Send>;
+/// Completes a write, possibly later: Ok once it is done, or why it failed.
+pub type WriteCallback = Box<dyn FnOnce(Result<()>) + Send>;
 
 pub type ReaderId = u64;
 /// Identifies one parked read, so that it can be cancelled.
@@ -55,24 +57,43 @@ struct Reader {
     poller: Option<PollCallback>,
 }
 
+/// A write waiting until its message has been received (`write one` / `write all`).
+struct BlockedWriter {
+    ticket: Ticket,
+    seq: u64,
+    /// For `write all`, the readers open at the commit; for `write one`, None.
+    readers: Option<Vec<ReaderId>>,
+    callback: WriteCallback,
+}
+
 /// Callbacks to run once the lock that produced them is released; dropping runs them.
 #[derive(Default)]
 #[must_use = "wake-ups run when dropped: drop them after releasing the lock"]
 pub struct Wakeups {
     reads: Vec<(ReadCallback, ReadResult)>,
+    writes: Vec<(WriteCallback, Result<()>)>,
     polls: Vec<PollCallback>,
 }
 
 impl Wakeups {
     pub fn merge(&mut self, mut other: Wakeups) {
         self.reads.append(&mut other.reads);
+        self.writes.append(&mut other.writes);
         self.polls.append(&mut other.polls);
+    }
+
+    /// Completes a write when the wake-ups run.
+    pub fn complete_write(&mut self, callback: WriteCallback, result: Result<()>) {
+        self.writes.push((callback, result));
     }
 }
 
 impl Drop for Wakeups {
     fn drop(&mut self) {
         for (callback, result) in self.reads.drain(..) {
+            callback(result);
+        }
+        for (callback, result) in self.writes.drain(..) {
             callback(result);
         }
         for poll in self.polls.drain(..) {
@@ -88,6 +109,8 @@ pub struct Channel {
     positions: BTreeMap<u64, usize>,
     /// Readers with parked reads or a poller, the only ones an append has to visit.
     waiting: Vec<ReaderId>,
+    /// Writes waiting for their message to be received, oldest first.
+    writers: Vec<BlockedWriter>,
     next_reader: ReaderId,
     /// No more messages will come: readers get their backlog, then end-of-file.
     closed: bool,
@@ -106,19 +129,23 @@ impl Channel {
             readers: HashMap::new(),
             positions: BTreeMap::new(),
             waiting: Vec::new(),
+            writers: Vec::new(),
             next_reader: 0,
             closed: false,
             modified: SystemTime::now(),
         }
     }
 
-    /// Adds a reader whose first message follows the replay mode.
+    /// Adds a reader whose first message follows the replay mode, or is the oldest message
+    /// a `write one` writer still waits to see received.
     pub fn open_reader(&mut self, replay: Replay) -> ReaderId {
-        let next = match replay {
+        let replayed = match replay {
             Replay::Off => self.log.next_seq(),
             Replay::Last => self.log.next_seq().saturating_sub(1).max(self.log.first_seq()),
             Replay::All => self.log.first_seq(),
         };
+        let awaited = self.writers.iter().filter(|w| w.readers.is_none()).map(|w| w.seq).min();
+        let next = awaited.map_or(replayed, |seq| seq.min(replayed));
         let id = self.next_reader;
         self.next_reader += 1;
         self.readers.insert(id, Reader { next, ..Reader::default() });
@@ -134,7 +161,7 @@ impl Channel {
             for waiter in reader.waiters {
                 wakeups.reads.push((waiter.callback, Ok(Vec::new())));
             }
-            self.retain(config);
+            wakeups.merge(self.retain(config));
         }
         wakeups
     }
@@ -160,8 +187,26 @@ impl Channel {
         for id in std::mem::take(&mut self.waiting) {
             self.serve_waiters(id, config.data, &mut wakeups);
         }
-        self.retain(config);
+        wakeups.merge(self.retain(config));
         wakeups
+    }
+
+    /// Keeps `callback` until message `seq`, about to be appended, has been received: by
+    /// any reader (`write one`; a reader opened later starts with it), or by every reader
+    /// open now (`write all`). Checked after every read, close and drop, the append included.
+    pub fn expect_delivery(&mut self, seq: u64, mode: WriteMode, ticket: Ticket, callback: WriteCallback) {
+        let readers = (mode == WriteMode::All).then(|| self.readers.keys().copied().collect());
+        self.writers.push(BlockedWriter { ticket, seq, readers, callback });
+    }
+
+    /// Whether the write with `ticket` still waits for its message to be received.
+    pub fn is_blocked(&self, ticket: Ticket) -> bool {
+        self.writers.iter().any(|w| w.ticket == ticket)
+    }
+
+    /// Sequence number the next message will get.
+    pub fn next_seq(&self) -> u64 {
+        self.log.next_seq()
     }
 
     /// Reads for `id`, or parks `callback` until there is something to read. Returns the
@@ -182,6 +227,7 @@ impl Channel {
         }
         let parked = {
             let result = self.take(id, size, mode, config.data);
+            self.settle_writers(&mut wakeups);
             match result {
                 Some(result) => {
                     wakeups.reads.push((callback, result));
@@ -197,8 +243,20 @@ impl Channel {
                 }
             }
         };
-        self.retain(config);
+        wakeups.merge(self.retain(config));
         (parked, wakeups)
+    }
+
+    /// Cancels a blocked write. Its message is committed and stays so: the write succeeds.
+    /// False if it is no longer blocked.
+    pub fn cancel_write(&mut self, ticket: Ticket) -> (bool, Wakeups) {
+        let mut wakeups = Wakeups::default();
+        let Some(index) = self.writers.iter().position(|w| w.ticket == ticket) else {
+            return (false, wakeups);
+        };
+        let writer = self.writers.remove(index);
+        wakeups.writes.push((writer.callback, Ok(())));
+        (true, wakeups)
     }
 
     /// Cancels a parked read, completing it with `error`. False if it is no longer parked.
@@ -239,6 +297,10 @@ impl Channel {
             }
             wakeups.polls.extend(reader.poller.take());
         }
+        // Nobody can receive anything any more: blocked writers are done.
+        for writer in self.writers.drain(..) {
+            wakeups.writes.push((writer.callback, Ok(())));
+        }
         wakeups
     }
 
@@ -248,13 +310,17 @@ impl Channel {
         self.account();
     }
 
-    /// Drops what the replay mode and depth no longer let the log keep.
-    pub fn retain(&mut self, config: &GroupConfig) {
+    /// Drops what the replay mode and depth no longer let the log keep; writers waiting for a
+    /// dropped message are released.
+    pub fn retain(&mut self, config: &GroupConfig) -> Wakeups {
         let slowest = self.positions.keys().next().copied().unwrap_or(self.log.next_seq());
+        // A `write one` message no reader has had yet is kept for the next reader.
+        let awaited = self.writers.iter().filter(|w| w.readers.is_none()).map(|w| w.seq).min();
+        let needed = awaited.map_or(slowest, |seq| seq.min(slowest));
         let keep_from = match config.replay {
             Replay::All => self.log.first_seq(),
-            Replay::Last => slowest.min(self.log.next_seq().saturating_sub(1)),
-            Replay::Off => slowest,
+            Replay::Last => needed.min(self.log.next_seq().saturating_sub(1)),
+            Replay::Off => needed,
         };
         while self.log.first_seq() < keep_from {
             self.log.pop_front();
@@ -263,6 +329,33 @@ impl Channel {
             self.log.pop_front();
         }
         self.account();
+        let mut wakeups = Wakeups::default();
+        self.settle_writers(&mut wakeups);
+        wakeups
+    }
+
+    /// Completes the blocked writes whose message has been received as their mode asks,
+    /// or can no longer be (it was dropped).
+    fn settle_writers(&mut self, wakeups: &mut Wakeups) {
+        if self.writers.is_empty() {
+            return;
+        }
+        let first = self.log.first_seq();
+        let received = |readers: &HashMap<ReaderId, Reader>, id: &ReaderId, seq: u64| {
+            readers.get(id).is_none_or(|reader| reader.next > seq)
+        };
+        let (done, waiting): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.writers).into_iter().partition(|writer| {
+                writer.seq < first
+                    || match &writer.readers {
+                        None => self.readers.values().any(|reader| reader.next > writer.seq),
+                        Some(ids) => ids.iter().all(|id| received(&self.readers, id, writer.seq)),
+                    }
+            });
+        self.writers = waiting;
+        for writer in done {
+            wakeups.writes.push((writer.callback, Ok(())));
+        }
     }
 
     /// Brings the mount-wide memory count up to date with this log.
@@ -284,6 +377,11 @@ impl Channel {
         self.log.len()
     }
 
+    /// Bytes of the retained history read as one file (`data static`).
+    pub fn read_at(&self, offset: u64, size: usize) -> Vec<u8> {
+        self.log.read_at(offset, size)
+    }
+
     /// Retained payload bytes: a stream's size.
     pub fn bytes(&self) -> u64 {
         self.log.bytes()
@@ -292,6 +390,11 @@ impl Channel {
     /// Time of the last message (or of creation).
     pub fn modified(&self) -> SystemTime {
         self.modified
+    }
+
+    /// Sets the time reported as the last message's (touch, utimes); the next message moves it on.
+    pub fn set_modified(&mut self, time: SystemTime) {
+        self.modified = time;
     }
 
     fn readable(&self, id: ReaderId) -> bool {

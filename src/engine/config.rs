@@ -9,6 +9,29 @@ pub enum DataMode {
     Message,
     /// A read returns as many bytes as are available, across message boundaries.
     Coalesce,
+    /// The stream reads like a regular file over its retained history: by offset, with an
+    /// end of file. Decided when a file is opened.
+    Static,
+}
+
+/// When a write returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteMode {
+    /// At once, when the message is committed.
+    NonBlock,
+    /// Once at least one reader has received the whole message.
+    One,
+    /// Once every reader open at the commit has received it (or closed).
+    All,
+}
+
+/// What makes a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// Each write(2).
+    Write,
+    /// Everything written through one open file description, published when it is closed.
+    Close,
 }
 
 /// What a reader that opens a non-empty stream gets first.
@@ -46,11 +69,19 @@ pub struct GroupConfig {
     pub data: DataMode,
     pub replay: Replay,
     pub depth: Depth,
+    pub write: WriteMode,
+    pub frame: Frame,
 }
 
 impl Default for GroupConfig {
     fn default() -> Self {
-        GroupConfig { data: DataMode::Message, replay: Replay::Off, depth: Depth::Unlimited }
+        GroupConfig {
+            data: DataMode::Message,
+            replay: Replay::Off,
+            depth: Depth::Unlimited,
+            write: WriteMode::NonBlock,
+            frame: Frame::Write,
+        }
     }
 }
 
@@ -59,6 +90,28 @@ impl DataMode {
         match word {
             "message" => Some(DataMode::Message),
             "coalesce" => Some(DataMode::Coalesce),
+            "static" => Some(DataMode::Static),
+            _ => None,
+        }
+    }
+}
+
+impl WriteMode {
+    pub fn parse(word: &str) -> Option<Self> {
+        match word {
+            "nonblock" => Some(WriteMode::NonBlock),
+            "one" => Some(WriteMode::One),
+            "all" => Some(WriteMode::All),
+            _ => None,
+        }
+    }
+}
+
+impl Frame {
+    pub fn parse(word: &str) -> Option<Self> {
+        match word {
+            "write" => Some(Frame::Write),
+            "close" => Some(Frame::Close),
             _ => None,
         }
     }
@@ -109,6 +162,26 @@ impl fmt::Display for DataMode {
         f.write_str(match self {
             DataMode::Message => "message",
             DataMode::Coalesce => "coalesce",
+            DataMode::Static => "static",
+        })
+    }
+}
+
+impl fmt::Display for WriteMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            WriteMode::NonBlock => "nonblock",
+            WriteMode::One => "one",
+            WriteMode::All => "all",
+        })
+    }
+}
+
+impl fmt::Display for Frame {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Frame::Write => "write",
+            Frame::Close => "close",
         })
     }
 }

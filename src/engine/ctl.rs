@@ -4,15 +4,32 @@
 //! prints can be written back unchanged. A whole write is parsed before anything is applied:
 //! one bad line rejects the write and changes nothing.
 
-use super::config::{DataMode, Depth, GroupConfig, Replay};
+use super::config::{DataMode, Depth, Frame, GroupConfig, Replay, WriteMode};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Command {
     Data(DataMode),
     Replay(Replay),
     Depth(Depth),
+    Write(WriteMode),
+    Frame(Frame),
     /// Empty the history of every stream in the group.
     Clear,
+}
+
+impl Command {
+    /// Applies a configuration command; false for `clear`, which changes history instead.
+    pub fn configure(self, config: &mut GroupConfig) -> bool {
+        match self {
+            Command::Data(data) => config.data = data,
+            Command::Replay(replay) => config.replay = replay,
+            Command::Depth(depth) => config.depth = depth,
+            Command::Write(write) => config.write = write,
+            Command::Frame(frame) => config.frame = frame,
+            Command::Clear => return false,
+        }
+        true
+    }
 }
 
 /// Why a ctl write was refused: the line number (from 1) and what was wrong with it.
@@ -43,7 +60,15 @@ pub fn parse(text: &[u8]) -> Result<Vec<Command>, CtlError> {
         let command = match words.as_slice() {
             ["data", mode] => Command::Data(
                 DataMode::parse(mode)
-                    .ok_or_else(|| fail(format!("data takes message or coalesce, not {mode:?}")))?,
+                    .ok_or_else(|| fail(format!("data takes message, coalesce or static, not {mode:?}")))?,
+            ),
+            ["write", mode] => Command::Write(
+                WriteMode::parse(mode)
+                    .ok_or_else(|| fail(format!("write takes nonblock, one or all, not {mode:?}")))?,
+            ),
+            ["frame", mode] => Command::Frame(
+                Frame::parse(mode)
+                    .ok_or_else(|| fail(format!("frame takes write or close, not {mode:?}")))?,
             ),
             ["replay", mode] => Command::Replay(
                 Replay::parse(mode)
@@ -54,7 +79,7 @@ pub fn parse(text: &[u8]) -> Result<Vec<Command>, CtlError> {
                     .ok_or_else(|| fail(format!("depth takes a count or a size such as 64K, not {n:?}")))?,
             ),
             ["clear"] => Command::Clear,
-            [word, ..] if ["data", "replay", "depth", "clear"].contains(word) => {
+            [word, ..] if ["data", "replay", "depth", "write", "frame", "clear"].contains(word) => {
                 return Err(fail(format!("wrong number of arguments to {word}")));
             }
             [word, ..] => return Err(fail(format!("unknown command {word:?}"))),
@@ -78,11 +103,13 @@ pub struct Status {
 /// The text a read of `ctl` returns: configuration as commands, then status as comments.
 pub fn render(config: &GroupConfig, status: &Status) -> String {
     format!(
-        "data {}\nreplay {}\ndepth {}\n\
+        "data {}\nreplay {}\ndepth {}\nwrite {}\nframe {}\n\
          # streams {}\n# groups {}\n# readers {}\n# messages {}\n# bytes {}\n",
         config.data,
         config.replay,
         config.depth,
+        config.write,
+        config.frame,
         status.streams,
         status.groups,
         status.readers,
@@ -108,6 +135,14 @@ mod tests {
             ])
         );
         assert_eq!(parse(b"replay on"), Ok(vec![Command::Replay(Replay::All)]));
+        assert_eq!(
+            parse(b"write one\nframe close\ndata static"),
+            Ok(vec![
+                Command::Write(WriteMode::One),
+                Command::Frame(Frame::Close),
+                Command::Data(DataMode::Static)
+            ])
+        );
     }
 
     #[test]
@@ -129,19 +164,19 @@ mod tests {
 
     #[test]
     fn what_it_renders_parses_back_to_the_same_config() {
-        let config =
-            GroupConfig { data: DataMode::Coalesce, replay: Replay::All, depth: Depth::Bytes(1 << 20) };
+        let config = GroupConfig {
+            data: DataMode::Coalesce,
+            replay: Replay::All,
+            depth: Depth::Bytes(1 << 20),
+            write: WriteMode::All,
+            frame: Frame::Close,
+        };
         let status = Status { streams: 2, groups: 1, readers: 3, messages: 4, bytes: 5 };
         let text = render(&config, &status);
         assert!(text.contains("# readers 3\n"), "{text}");
         let mut back = GroupConfig::default();
         for command in parse(text.as_bytes()).unwrap() {
-            match command {
-                Command::Data(d) => back.data = d,
-                Command::Replay(r) => back.replay = r,
-                Command::Depth(d) => back.depth = d,
-                Command::Clear => panic!("render never says clear"),
-            }
+            assert!(command.configure(&mut back), "render never says clear");
         }
         assert_eq!(back, config);
     }

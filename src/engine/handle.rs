@@ -1,4 +1,4 @@
-//! Open files: what each open file description holds (a reader's cursor, a write being
+//! Open files: what each open file description holds (a reader's cursor, a message being
 //! assembled, a ctl snapshot) and how its reads and writes reach channels.
 
 use std::borrow::Cow;
@@ -8,24 +8,47 @@ use std::time::SystemTime;
 use parking_lot::Mutex;
 
 use super::WriteShape;
-use super::channel::{PollCallback, ReadCallback, ReadMode, ReaderId, Ticket};
+use super::channel::{Channel, PollCallback, ReadCallback, ReadMode, ReaderId, Ticket, Wakeups};
+use super::config::{Frame, GroupConfig};
 use super::errno::{Errno, Result};
 use super::memory::Memory;
-use super::stream::{Group, Stream};
+use super::stream::{Group, Stream, WriteWaiter};
 use super::tree::{Attr, Ino, Kind};
 
+/// The channel an open file reads: a stream's, or a group's `order`.
+pub enum Source {
+    Stream(Arc<Stream>),
+    Order(Arc<Group>),
+}
+
+impl Source {
+    /// Runs `f` on the channel and its configuration, under the channel's lock.
+    fn with<R>(&self, f: impl FnOnce(&mut Channel, &GroupConfig) -> R) -> R {
+        match self {
+            Source::Stream(stream) => {
+                let mut state = stream.state.lock();
+                let config = state.config;
+                f(&mut state.channel, &config)
+            }
+            Source::Order(group) => {
+                let mut state = group.state.lock();
+                let config = state.config;
+                f(&mut state.order, &config)
+            }
+        }
+    }
+}
+
 pub enum Handle {
-    Stream {
-        stream: Arc<Stream>,
+    /// A stream or `order` read as a stream: each reader has its own cursor.
+    Channel {
+        source: Source,
         /// The cursor of a handle opened for reading.
         reader: Option<ReaderId>,
-        /// A write(2) larger than one request, until its last part arrives.
-        pending: Mutex<Option<Pending>>,
+        writing: Writing,
     },
-    Order {
-        group: Arc<Group>,
-        reader: ReaderId,
-    },
+    /// A stream or `order` in `data static` mode, read by offset like a regular file.
+    Static { source: Source, writing: Writing },
     Ctl {
         group: Ino,
         /// What reading returns: the configuration and status when the file was opened.
@@ -34,38 +57,20 @@ pub enum Handle {
 }
 
 impl Handle {
-    pub fn open_stream(stream: &Arc<Stream>, read: bool) -> Handle {
-        let reader = read.then(|| {
-            let mut state = stream.state.lock();
-            let replay = state.config.replay;
-            state.channel.open_reader(replay)
-        });
-        Handle::Stream { stream: stream.clone(), reader, pending: Mutex::new(None) }
+    pub fn open(source: Source, read: bool, static_data: bool) -> Handle {
+        if static_data {
+            return Handle::Static { source, writing: Writing::default() };
+        }
+        let reader = read.then(|| source.with(|channel, config| channel.open_reader(config.replay)));
+        Handle::Channel { source, reader, writing: Writing::default() }
     }
 
-    pub fn open_order(group: &Arc<Group>) -> Handle {
-        let mut state = group.state.lock();
-        let replay = state.config.replay;
-        let reader = state.order.open_reader(replay);
-        Handle::Order { group: group.clone(), reader }
-    }
-
-    /// Gives up the handle's cursor; an unfinished multi-request write is dropped unpublished.
+    /// Gives up the handle's cursor; a message still being assembled is dropped unpublished.
     pub fn close(&self) {
-        let wakeups = match self {
-            Handle::Stream { stream, reader: Some(reader), .. } => {
-                let mut state = stream.state.lock();
-                let config = state.config;
-                state.channel.close_reader(*reader, &config)
-            }
-            Handle::Order { group, reader } => {
-                let mut state = group.state.lock();
-                let config = state.config;
-                state.order.close_reader(*reader, &config)
-            }
-            Handle::Stream { reader: None, .. } | Handle::Ctl { .. } => return,
-        };
-        drop(wakeups);
+        if let Handle::Channel { source, reader: Some(reader), .. } = self {
+            let wakeups = source.with(|channel, config| channel.close_reader(*reader, config));
+            drop(wakeups);
+        }
     }
 
     pub fn read(
@@ -77,15 +82,13 @@ impl Handle {
         callback: ReadCallback,
     ) -> Option<Ticket> {
         let (parked, wakeups) = match self {
-            Handle::Stream { stream, reader: Some(reader), .. } => {
-                let mut state = stream.state.lock();
-                let config = state.config;
-                state.channel.read(*reader, size, mode, ticket, callback, &config)
+            Handle::Channel { source, reader: Some(reader), .. } => {
+                source.with(|channel, config| channel.read(*reader, size, mode, ticket, callback, config))
             }
-            Handle::Order { group, reader } => {
-                let mut state = group.state.lock();
-                let config = state.config;
-                state.order.read(*reader, size, mode, ticket, callback, &config)
+            Handle::Static { source, .. } => {
+                let bytes = source.with(|channel, _| channel.read_at(offset, size));
+                callback(Ok(bytes));
+                return None;
             }
             Handle::Ctl { text, .. } => {
                 let start = (offset as usize).min(text.len());
@@ -93,7 +96,7 @@ impl Handle {
                 callback(Ok(text[start..end].to_vec()));
                 return None;
             }
-            Handle::Stream { reader: None, .. } => {
+            Handle::Channel { reader: None, .. } => {
                 callback(Err(Errno::EBADF));
                 return None;
             }
@@ -102,13 +105,74 @@ impl Handle {
         parked
     }
 
+    /// Writes one WRITE request's bytes to a stream; see `Engine::write`.
+    pub fn write(
+        &self,
+        data: &[u8],
+        shape: WriteShape,
+        waiter: WriteWaiter,
+        max_message: u64,
+        memory: &Memory,
+    ) -> Option<Ticket> {
+        let (Handle::Channel { source: Source::Stream(stream), writing, .. }
+        | Handle::Static { source: Source::Stream(stream), writing }) = self
+        else {
+            (waiter.callback)(Err(Errno::EBADF));
+            return None;
+        };
+        if stream.state.lock().config.frame == Frame::Close {
+            (waiter.callback)(writing.add_to_whole_file(data, max_message, memory));
+            return None;
+        }
+        match writing.assemble(data, shape, max_message, memory) {
+            Ok(Some(message)) => stream.publish(&message, Some(waiter)).unwrap_or(None),
+            Ok(None) => {
+                (waiter.callback)(Ok(()));
+                None
+            }
+            Err(errno) => {
+                (waiter.callback)(Err(errno));
+                None
+            }
+        }
+    }
+
+    /// At a close: publishes what was written under `frame close` as one message, unless
+    /// the writer is `dying` (asked only when there is something to publish).
+    pub fn flush(&self, dying: impl FnOnce() -> bool) -> Result<()> {
+        let (Handle::Channel { source: Source::Stream(stream), writing, .. }
+        | Handle::Static { source: Source::Stream(stream), writing }) = self
+        else {
+            return Ok(());
+        };
+        let whole = std::mem::take(&mut *writing.whole.lock());
+        match whole {
+            WholeFile { refused: true, .. } => Ok(()),
+            WholeFile { data, .. } if data.is_empty() => Ok(()),
+            WholeFile { data, .. } if dying() => {
+                log::info!("a writer died before closing: {} bytes not published", data.len());
+                Ok(())
+            }
+            WholeFile { data, .. } => stream.publish(&data, None).map(|_| ()),
+        }
+    }
+
+    /// Cancels a parked read (with `error`) or a blocked write (which succeeds: its message
+    /// is committed). False if nothing with that ticket waits here.
     pub fn cancel(&self, ticket: Ticket, error: Errno) -> bool {
         let (cancelled, wakeups) = match self {
-            Handle::Stream { stream, reader: Some(reader), .. } => {
-                stream.state.lock().channel.cancel(*reader, ticket, error)
-            }
-            Handle::Order { group, reader } => group.state.lock().order.cancel(*reader, ticket, error),
-            Handle::Stream { reader: None, .. } | Handle::Ctl { .. } => return false,
+            Handle::Channel { source, reader, .. } => source.with(|channel, _| {
+                let (written, mut wakeups) = channel.cancel_write(ticket);
+                if written {
+                    return (true, wakeups);
+                }
+                let Some(reader) = reader else { return (false, wakeups) };
+                let (read, more) = channel.cancel(*reader, ticket, error);
+                wakeups.merge(more);
+                (read, wakeups)
+            }),
+            Handle::Static { source, .. } => source.with(|channel, _| channel.cancel_write(ticket)),
+            Handle::Ctl { .. } => (false, Wakeups::default()),
         };
         drop(wakeups);
         cancelled
@@ -116,23 +180,25 @@ impl Handle {
 
     pub fn poll(&self, poller: PollCallback) -> bool {
         match self {
-            Handle::Stream { stream, reader: Some(reader), .. } => {
-                stream.state.lock().channel.poll(*reader, poller)
+            Handle::Channel { source, reader: Some(reader), .. } => {
+                source.with(|channel, _| channel.poll(*reader, poller))
             }
-            Handle::Order { group, reader } => group.state.lock().order.poll(*reader, poller),
-            Handle::Stream { reader: None, .. } | Handle::Ctl { .. } => true,
+            _ => true,
         }
     }
 
     /// Attributes of a stream that was removed while this handle kept it open.
     pub fn orphan_attr(&self, ino: Ino) -> Result<Attr> {
-        let Handle::Stream { stream, .. } = self else { return Err(Errno::ENOENT) };
-        let state = stream.state.lock();
-        let modified = state.channel.modified();
+        let (Handle::Channel { source: source @ Source::Stream(_), .. }
+        | Handle::Static { source: source @ Source::Stream(_), .. }) = self
+        else {
+            return Err(Errno::ENOENT);
+        };
+        let (size, modified) = source.with(|channel, _| (channel.bytes(), channel.modified()));
         Ok(Attr {
             ino,
             kind: Kind::File,
-            size: state.channel.bytes(),
+            size,
             perm: 0,
             nlink: 0,
             uid: 0,
@@ -144,23 +210,38 @@ impl Handle {
     }
 }
 
-/// A message arriving in several WRITE requests.
-pub struct Pending {
+/// What a handle has written that is not yet a message.
+#[derive(Default)]
+pub struct Writing {
+    /// A write(2) larger than one request, until its last part arrives.
+    pending: Mutex<Option<Pending>>,
+    /// Under `frame close`, everything written since the last close.
+    whole: Mutex<WholeFile>,
+}
+
+struct Pending {
     data: Vec<u8>,
     total: u64,
 }
 
-impl Pending {
-    /// Adds one request's bytes to the message being written through a handle. Returns the
-    /// message once it is whole; None while parts are still to come.
-    pub fn assemble<'a>(
-        slot: &Mutex<Option<Pending>>,
+#[derive(Default)]
+struct WholeFile {
+    data: Vec<u8>,
+    /// It grew past the largest message: nothing of it will be published.
+    refused: bool,
+}
+
+impl Writing {
+    /// Adds one request's bytes to the message being written. Returns the message once it
+    /// is whole; None while parts are still to come.
+    fn assemble<'a>(
+        &self,
         data: &'a [u8],
         shape: WriteShape,
         max_message: u64,
         memory: &Memory,
     ) -> Result<Option<Cow<'a, [u8]>>> {
-        let mut slot = slot.lock();
+        let mut slot = self.pending.lock();
         let shape = match (shape, slot.is_some()) {
             // A continuation with nothing begun (its start was refused or could not be
             // recognised) is a message of its own.
@@ -177,7 +258,7 @@ impl Pending {
                 if data.len() as u64 > max_message {
                     return Err(Errno::EFBIG);
                 }
-                Ok(Some(Cow::Borrowed(data)))
+                Ok((!data.is_empty()).then_some(Cow::Borrowed(data)))
             }
             WriteShape::Starts { total } => {
                 if total > max_message {
@@ -200,5 +281,21 @@ impl Pending {
                 Ok(slot.take().map(|pending| Cow::Owned(pending.data)))
             }
         }
+    }
+
+    /// Under `frame close`: keeps the bytes for the message published at close. Growing
+    /// past the largest message fails with EFBIG and dooms the whole message.
+    fn add_to_whole_file(&self, data: &[u8], max_message: u64, memory: &Memory) -> Result<()> {
+        let mut whole = self.whole.lock();
+        if whole.refused || (whole.data.len() + data.len()) as u64 > max_message {
+            whole.refused = true;
+            whole.data = Vec::new();
+            return Err(Errno::EFBIG);
+        }
+        if !memory.admits((whole.data.len() + data.len()) as u64) {
+            return Err(Errno::ENOSPC);
+        }
+        whole.data.extend_from_slice(data);
+        Ok(())
     }
 }

@@ -8,6 +8,7 @@ pub mod ctl;
 pub mod errno;
 mod handle;
 pub mod memory;
+pub mod presets;
 pub mod seglog;
 pub mod stream;
 pub mod tree;
@@ -18,11 +19,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::RwLock;
 
-pub use channel::{PollCallback, ReadCallback, ReadMode, ReadResult, Ticket};
-pub use config::GroupConfig;
+pub use channel::{PollCallback, ReadCallback, ReadMode, ReadResult, Ticket, WriteCallback};
+pub use config::{DataMode, GroupConfig};
 pub use errno::{Errno, Result};
-use handle::{Handle, Pending};
+use handle::{Handle, Source};
 use memory::Memory;
+use stream::WriteWaiter;
 pub use tree::{Attr, Caller, Entry, Ino, Kind, ROOT, SetAttr};
 use tree::{Special, Tree};
 
@@ -53,6 +55,8 @@ pub enum OpenKind {
     Stream,
     /// `ctl`: a small text file read by offset.
     Ctl,
+    /// A stream or `order` in `data static` mode: read by offset, with an end of file.
+    Static,
 }
 
 /// Usage figures for statfs.
@@ -83,6 +87,11 @@ impl Engine {
             memory,
             limits,
         }
+    }
+
+    /// Sets what groups created from now on at given paths start with.
+    pub fn set_presets(&self, presets: presets::Presets) {
+        self.tree.write().presets = presets;
     }
 
     pub fn lookup(&self, parent: Ino, name: &[u8]) -> Result<Attr> {
@@ -137,22 +146,32 @@ impl Engine {
     /// Opens a file; a handle opened for reading gets its own cursor.
     pub fn open(&self, ino: Ino, read: bool, write: bool) -> Result<(u64, OpenKind)> {
         let tree = self.tree.read();
-        let (handle, kind) = match Special::of(ino) {
-            Special::Node(ino) => (Handle::open_stream(tree.stream(ino)?, read), OpenKind::Stream),
+        let source = match Special::of(ino) {
+            Special::Node(ino) => Source::Stream(tree.stream(ino)?.clone()),
             Special::Order(group) => {
                 if write {
                     return Err(Errno::EPERM);
                 }
-                (Handle::open_order(&tree.group(group)?.shared), OpenKind::Stream)
+                Source::Order(tree.group(group)?.shared.clone())
             }
             Special::Ctl(group) => {
                 let text = if read { self.ctl_text(&tree, group)? } else { Vec::new() };
-                (Handle::Ctl { group, text }, OpenKind::Ctl)
+                let fh = self.insert_handle(Handle::Ctl { group, text });
+                return Ok((fh, OpenKind::Ctl));
             }
         };
+        let static_data = match &source {
+            Source::Stream(stream) => stream.state.lock().config.data,
+            Source::Order(group) => group.state.lock().config.data,
+        } == DataMode::Static;
+        let kind = if static_data { OpenKind::Static } else { OpenKind::Stream };
+        Ok((self.insert_handle(Handle::open(source, read, static_data)), kind))
+    }
+
+    fn insert_handle(&self, handle: Handle) -> u64 {
         let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
         self.handles.write().insert(fh, Arc::new(handle));
-        Ok((fh, kind))
+        fh
     }
 
     pub fn release(&self, fh: u64) {
@@ -183,7 +202,8 @@ impl Engine {
         handle.read(offset, size as usize, mode, ticket, callback)
     }
 
-    /// Completes a parked read with `error` (a signal reached its caller). False if it had
+    /// A signal reached the caller of a parked read or blocked write: the read completes
+    /// with `error`, the write with success (its message is committed). False if it had
     /// already completed.
     pub fn cancel(&self, fh: u64, ticket: Ticket, error: Errno) -> bool {
         self.handle(fh).is_ok_and(|handle| handle.cancel(ticket, error))
@@ -194,23 +214,39 @@ impl Engine {
         Ok(self.handle(fh)?.poll(poller))
     }
 
-    /// Writes one WRITE request's bytes; returns how many were taken.
-    pub fn write(&self, fh: u64, data: &[u8], shape: WriteShape) -> Result<usize> {
-        let handle = self.handle(fh)?;
-        match &*handle {
-            Handle::Stream { stream, pending, .. } => {
-                let whole = Pending::assemble(pending, data, shape, self.limits.max_message, &self.memory)?;
-                if let Some(message) = whole.filter(|message| !message.is_empty()) {
-                    stream.publish(&message)?;
-                }
-                Ok(data.len())
+    /// Writes one WRITE request's bytes. The outcome always reaches `callback`: at once, or
+    /// under `write one`/`write all` once the message was received. Returns the ticket of a
+    /// write left blocked. `nonblock` (O_NONBLOCK) never waits: it fails with EAGAIN where it
+    /// would have to wait before committing.
+    pub fn write(
+        &self,
+        fh: u64,
+        data: &[u8],
+        shape: WriteShape,
+        nonblock: bool,
+        callback: WriteCallback,
+    ) -> Option<Ticket> {
+        let handle = match self.handle(fh) {
+            Ok(handle) => handle,
+            Err(errno) => {
+                callback(Err(errno));
+                return None;
             }
-            Handle::Ctl { group, .. } => {
-                self.ctl_write(*group, data)?;
-                Ok(data.len())
-            }
-            Handle::Order { .. } => Err(Errno::EBADF),
+        };
+        if let Handle::Ctl { group, .. } = &*handle {
+            callback(self.ctl_write(*group, data));
+            return None;
         }
+        let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
+        let waiter = WriteWaiter { ticket, nonblock, callback };
+        handle.write(data, shape, waiter, self.limits.max_message, &self.memory)
+    }
+
+    /// A descriptor of `fh` is being closed. Under `frame close` what was written through it
+    /// is published now as one message, unless `dying` says its process was killed (asked
+    /// only when there is such a message).
+    pub fn flush(&self, fh: u64, dying: impl FnOnce() -> bool) -> Result<()> {
+        self.handle(fh)?.flush(dying)
     }
 
     pub fn usage(&self) -> Usage {
@@ -257,26 +293,24 @@ impl Engine {
         let mut config = group_state.config;
         let mut clear = false;
         for command in commands {
-            match command {
-                ctl::Command::Data(data) => config.data = data,
-                ctl::Command::Replay(replay) => config.replay = replay,
-                ctl::Command::Depth(depth) => config.depth = depth,
-                ctl::Command::Clear => clear = true,
-            }
+            clear |= !command.configure(&mut config);
         }
         group_state.config = config;
         if clear {
             group_state.order.clear();
         }
-        group_state.order.retain(&config);
+        let mut wakeups = group_state.order.retain(&config);
         for stream in tree.streams(group)? {
             let mut state = stream.state.lock();
             state.config = config;
             if clear {
                 state.channel.clear();
             }
-            state.channel.retain(&config);
+            wakeups.merge(state.channel.retain(&config));
         }
+        drop(group_state);
+        drop(tree);
+        drop(wakeups);
         Ok(())
     }
 }

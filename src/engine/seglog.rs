@@ -17,6 +17,8 @@ const SEGMENT_BYTES: usize = 64 * 1024;
 struct Segment {
     /// Sequence number of the segment's first message (dropped or not).
     base: u64,
+    /// Position of `data[0]` in the stream of all bytes ever appended to the log.
+    start: u64,
     data: Vec<u8>,
     /// `ends[i]` is the end offset in `data` of message `base + i`.
     ends: Vec<u32>,
@@ -58,6 +60,8 @@ pub struct SegLog {
     bytes: u64,
     /// Bytes of segment memory allocated (capacity), for the memory ceiling.
     allocated: u64,
+    /// Payload bytes ever appended: the position where the next message starts.
+    appended: u64,
 }
 
 impl SegLog {
@@ -69,7 +73,12 @@ impl SegLog {
             let data = Vec::with_capacity(capacity);
             // Charged here: `before` below is taken after this allocation.
             self.allocated += data.capacity() as u64;
-            self.segments.push_back(Segment { base: self.next, data, ends: Vec::new() });
+            self.segments.push_back(Segment {
+                base: self.next,
+                start: self.appended,
+                data,
+                ends: Vec::new(),
+            });
         }
         let segment = self.segments.back_mut().expect("a segment was just ensured");
         let before = (segment.data.capacity() + segment.ends.capacity() * 4) as u64;
@@ -84,6 +93,7 @@ impl SegLog {
         let after = (segment.data.capacity() + segment.ends.capacity() * 4) as u64;
         self.allocated += after - before;
         self.bytes += message.len() as u64;
+        self.appended += message.len() as u64;
         let seq = self.next;
         self.next += 1;
         seq
@@ -110,6 +120,24 @@ impl SegLog {
         let index = self.segments.partition_point(|s| s.base <= seq) - 1;
         let segment = &self.segments[index];
         Some(segment.message((seq - segment.base) as usize))
+    }
+
+    /// Up to `size` bytes of the retained history read as one file: from `offset` counted
+    /// from the first byte of the oldest retained message. Empty at or past the end.
+    pub fn read_at(&self, offset: u64, size: usize) -> Vec<u8> {
+        let mut position = self.appended - self.bytes + offset;
+        let end = self.appended.min(position.saturating_add(size as u64));
+        let mut out = Vec::with_capacity(end.saturating_sub(position) as usize);
+        let mut index = self.segments.partition_point(|s| s.start <= position).saturating_sub(1);
+        while position < end {
+            let segment = &self.segments[index];
+            let from = (position - segment.start) as usize;
+            let to = ((end - segment.start) as usize).min(segment.data.len());
+            out.extend_from_slice(&segment.data[from..to]);
+            position += (to - from) as u64;
+            index += 1;
+        }
+        out
     }
 
     /// Drops the oldest retained message; returns its length, or None if the log is empty.
@@ -240,6 +268,31 @@ mod tests {
         assert_eq!(log.pop_front(), None);
         assert!(log.is_empty());
         assert_eq!(log.allocated(), 0);
+    }
+
+    #[test]
+    fn read_at_reads_the_retained_history_as_one_file() {
+        let mut log = SegLog::default();
+        let mut all = Vec::new();
+        for i in 0..3000u32 {
+            let message = format!("line {i}\n").repeat(1 + (i % 7) as usize).into_bytes();
+            log.append(&message);
+            all.extend_from_slice(&message);
+        }
+        log.append(&vec![b'x'; SEGMENT_BYTES + 10]);
+        all.extend(std::iter::repeat_n(b'x', SEGMENT_BYTES + 10));
+        for _ in 0..1000 {
+            let len = log.pop_front().unwrap();
+            all.drain(..len);
+        }
+        assert_eq!(log.bytes(), all.len() as u64);
+        for (offset, size) in [(0, 10), (5, 70_000), (100_000, 200_000), (all.len() - 3, 10), (0, all.len())]
+        {
+            let want = &all[offset..(offset + size).min(all.len())];
+            assert_eq!(log.read_at(offset as u64, size), want, "at {offset}+{size}");
+        }
+        assert!(log.read_at(all.len() as u64, 10).is_empty());
+        assert!(log.read_at(all.len() as u64 + 5, 10).is_empty());
     }
 
     #[test]

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::channel::{Channel, Wakeups};
-use super::config::GroupConfig;
+use super::channel::{Channel, Ticket, Wakeups, WriteCallback};
+use super::config::{GroupConfig, WriteMode};
 use super::errno::{Errno, Result};
 use super::memory::Memory;
 
@@ -45,11 +45,11 @@ pub struct StreamState {
 
 impl StreamState {
     /// Moves the stream under `group` as `name`.
-    pub fn rehome(&mut self, group: Arc<Group>, config: GroupConfig, name: &[u8]) {
+    pub fn rehome(&mut self, group: Arc<Group>, config: GroupConfig, name: &[u8]) -> Wakeups {
         self.group = group;
         self.config = config;
         self.order_line = [name, b"\n"].concat();
-        self.channel.retain(&self.config);
+        self.channel.retain(&self.config)
     }
 }
 
@@ -66,7 +66,32 @@ impl Stream {
     }
 
     /// Commits one message: to the stream's readers and to its group's `order`.
-    pub fn publish(&self, message: &[u8]) -> Result<()> {
+    ///
+    /// Without a waiter (a close publishing a whole-file message) the outcome is returned
+    /// and nothing waits. With one, every outcome reaches its callback: under `write one` or
+    /// `write all` only once the message was received, and the ticket of such a blocked
+    /// write is returned.
+    pub fn publish(&self, message: &[u8], mut waiter: Option<WriteWaiter>) -> Result<Option<Ticket>> {
+        let mut wakeups = Wakeups::default();
+        let result = match (self.commit(message, &mut waiter, &mut wakeups), waiter) {
+            (Err(errno), Some(waiter)) => {
+                wakeups.complete_write(waiter.callback, Err(errno));
+                Ok(None)
+            }
+            (result, _) => result,
+        };
+        drop(wakeups); // completes parked reads and writes, outside the locks
+        result
+    }
+
+    /// Appends to the stream and to `order` under both locks. Takes the waiter unless the
+    /// message is refused.
+    fn commit(
+        &self,
+        message: &[u8],
+        waiter: &mut Option<WriteWaiter>,
+        wakeups: &mut Wakeups,
+    ) -> Result<Option<Ticket>> {
         loop {
             let group = self.state.lock().group.clone();
             let mut group_state = group.state.lock();
@@ -83,13 +108,35 @@ impl Stream {
                 return Err(Errno::ENOSPC);
             }
             let config = state.config;
-            let mut wakeups: Wakeups = state.channel.append(message, &config);
+            let nonblock = waiter.as_ref().is_some_and(|w| w.nonblock);
+            if config.write == WriteMode::One && nonblock && state.channel.readers() == 0 {
+                // It would have to wait for a reader to appear: nothing is committed.
+                return Err(Errno::EAGAIN);
+            }
+            let blocked = match waiter.take() {
+                Some(w) if config.write != WriteMode::NonBlock && !w.nonblock => {
+                    let seq = state.channel.next_seq();
+                    state.channel.expect_delivery(seq, config.write, w.ticket, w.callback);
+                    Some(w.ticket)
+                }
+                Some(w) => {
+                    wakeups.complete_write(w.callback, Ok(()));
+                    None
+                }
+                None => None,
+            };
+            wakeups.merge(state.channel.append(message, &config));
             let order_config = group_state.config;
             wakeups.merge(group_state.order.append(&state.order_line, &order_config));
-            drop(state);
-            drop(group_state);
-            drop(wakeups); // completes parked reads, outside the locks
-            return Ok(());
+            return Ok(blocked.filter(|&ticket| state.channel.is_blocked(ticket)));
         }
     }
+}
+
+/// A write that may have to wait for its message to be received.
+pub struct WriteWaiter {
+    pub ticket: Ticket,
+    /// The writer asked not to block (O_NONBLOCK).
+    pub nonblock: bool,
+    pub callback: WriteCallback,
 }

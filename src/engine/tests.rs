@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use super::*;
 
@@ -87,7 +87,17 @@ fn open_writer(e: &Engine, ino: Ino) -> u64 {
 }
 
 fn write(e: &Engine, fh: u64, data: &[u8]) -> Result<usize> {
-    e.write(fh, data, WriteShape::Whole)
+    write_shaped(e, fh, data, WriteShape::Whole)
+}
+
+/// A write that must complete at once (a `write nonblock` group); its outcome and length.
+fn write_shaped(e: &Engine, fh: u64, data: &[u8], shape: WriteShape) -> Result<usize> {
+    let outcome = Arc::new(Mutex::new(None));
+    let slot = outcome.clone();
+    let ticket = e.write(fh, data, shape, false, Box::new(move |r| *slot.lock().unwrap() = Some(r)));
+    assert_eq!(ticket, None, "a write in this group does not block");
+    let result = outcome.lock().unwrap().take().expect("the write completed");
+    result.map(|()| data.len())
 }
 
 /// Opens `ino`, writes each message through one handle, closes it.
@@ -356,15 +366,15 @@ fn a_write_in_several_requests_is_published_once_complete() {
 
     let (slot, ticket) = start_read(&e, r, 8192, ReadMode::Block);
     assert!(ticket.is_some(), "nothing to read yet");
-    assert_eq!(e.write(w, &message[..1000], WriteShape::Starts { total: 3000 }), Ok(1000));
+    assert_eq!(write_shaped(&e, w, &message[..1000], WriteShape::Starts { total: 3000 }), Ok(1000));
     assert!(is_pending(&slot), "a part is not a message");
     assert_eq!(size(&e, s), 0);
-    assert_eq!(e.write(w, &message[1000..2000], WriteShape::Continues), Ok(1000));
+    assert_eq!(write_shaped(&e, w, &message[1000..2000], WriteShape::Continues), Ok(1000));
     assert!(is_pending(&slot), "two parts are not a message");
     assert_eq!(size(&e, s), 0);
     let (other, _) = start_read(&e, open_reader(&e, s), 8192, ReadMode::NonBlock);
     assert_eq!(taken(&other), Some(Err(Errno::EAGAIN)), "a reader sees nothing in between");
-    assert_eq!(e.write(w, &message[2000..], WriteShape::Continues), Ok(1000));
+    assert_eq!(write_shaped(&e, w, &message[2000..], WriteShape::Continues), Ok(1000));
     assert_eq!(taken(&slot), Some(Ok(message.clone())), "one message, all parts in order");
     expect_errno(&e, r, Errno::EAGAIN);
 
@@ -380,7 +390,7 @@ fn an_oversized_message_is_refused_with_efbig() {
     let r = open_reader(&e, s);
     let w = open_writer(&e, s);
     assert_eq!(write(&e, w, &[b'x'; 101]), Err(Errno::EFBIG));
-    assert_eq!(e.write(w, &[b'y'; 50], WriteShape::Starts { total: 101 }), Err(Errno::EFBIG));
+    assert_eq!(write_shaped(&e, w, &[b'y'; 50], WriteShape::Starts { total: 101 }), Err(Errno::EFBIG));
     expect_errno(&e, r, Errno::EAGAIN);
     assert_eq!(size(&e, s), 0);
     assert_eq!(e.usage().memory_used, 0);
@@ -388,8 +398,8 @@ fn an_oversized_message_is_refused_with_efbig() {
     // Exactly the limit is fine, whole or in parts.
     assert_eq!(write(&e, w, &[b'a'; 100]), Ok(100));
     expect_read(&e, r, 4096, &[b'a'; 100]);
-    assert_eq!(e.write(w, &[b'b'; 60], WriteShape::Starts { total: 100 }), Ok(60));
-    assert_eq!(e.write(w, &[b'b'; 40], WriteShape::Continues), Ok(40));
+    assert_eq!(write_shaped(&e, w, &[b'b'; 60], WriteShape::Starts { total: 100 }), Ok(60));
+    assert_eq!(write_shaped(&e, w, &[b'b'; 40], WriteShape::Continues), Ok(40));
     expect_read(&e, r, 4096, &[b'b'; 100]);
     expect_errno(&e, r, Errno::EAGAIN);
 }
@@ -728,7 +738,7 @@ fn the_memory_ceiling_refuses_writes_until_memory_is_freed() {
     assert_eq!(size(&e, s), written as u64 * 1000, "the refused write published nothing");
     // Still refused, whole or in parts.
     assert_eq!(write(&e, w, &message(0)), Err(Errno::ENOSPC));
-    assert_eq!(e.write(w, &message(0), WriteShape::Starts { total: 2000 }), Err(Errno::ENOSPC));
+    assert_eq!(write_shaped(&e, w, &message(0), WriteShape::Starts { total: 2000 }), Err(Errno::ENOSPC));
 
     // Readers still get everything retained.
     for i in 0..written {
@@ -1250,18 +1260,21 @@ fn stream_size_is_retained_bytes_and_mtime_follows_writes() {
     let e = engine();
     ctl(&e, ROOT, "replay all");
     let s = create(&e, ROOT, "s");
-    let before = e.getattr(s).unwrap();
-    assert_eq!(before.size, 0);
-    thread::sleep(Duration::from_millis(20));
+    assert_eq!(e.getattr(s).unwrap().size, 0);
+    // Set the mtime into the past (as `touch -d` does): it sticks until the next message.
+    let past = SystemTime::UNIX_EPOCH + Duration::from_secs(946_684_800);
+    let change = SetAttr { mtime: Some(past), ..SetAttr::default() };
+    assert_eq!(e.setattr(s, change).unwrap().mtime, past);
+    assert_eq!(e.getattr(s).unwrap().mtime, past);
+    let before_write = SystemTime::now();
     publish(&e, s, &[b"12345", b"678"]);
     let after = e.getattr(s).unwrap();
     assert_eq!(after.size, 8);
-    assert!(after.mtime > before.mtime, "mtime {:?} did not pass {:?}", after.mtime, before.mtime);
-    thread::sleep(Duration::from_millis(20));
+    assert!(after.mtime >= before_write, "a message sets mtime to its time: {:?}", after.mtime);
     publish(&e, s, &[b"9"]);
     let later = e.getattr(s).unwrap();
     assert_eq!(later.size, 9);
-    assert!(later.mtime > after.mtime);
+    assert!(later.mtime >= after.mtime);
     assert_eq!(e.lookup(ROOT, b"s").unwrap().size, 9);
 }
 
@@ -1356,4 +1369,192 @@ fn releasing_a_reader_frees_what_only_it_needed() {
     assert_eq!(e.usage().memory_used, 0);
     // A released handle is gone.
     assert_eq!(read_now(&e, lazy, 100), Err(Errno::EBADF));
+}
+
+// ---------------------------------------------------------------------------------------
+// 13. blocking writes, whole-file messages, static mode
+// ---------------------------------------------------------------------------------------
+
+type WriteSlot = Arc<Mutex<Option<Result<()>>>>;
+
+/// Starts a write; returns where its outcome lands and the ticket if it blocked.
+fn start_write(e: &Engine, fh: u64, data: &[u8], nonblock: bool) -> (WriteSlot, Option<Ticket>) {
+    let slot: WriteSlot = Arc::new(Mutex::new(None));
+    let target = slot.clone();
+    let ticket = e.write(
+        fh,
+        data,
+        WriteShape::Whole,
+        nonblock,
+        Box::new(move |result| assert!(target.lock().unwrap().replace(result).is_none(), "completed twice")),
+    );
+    (slot, ticket)
+}
+
+fn write_outcome(slot: &WriteSlot) -> Option<Result<()>> {
+    slot.lock().unwrap().take()
+}
+
+#[test]
+fn write_one_waits_for_a_reader_to_receive_the_message() {
+    let e = engine();
+    ctl(&e, ROOT, "write one");
+    let s = create(&e, ROOT, "s");
+    let w = open_writer(&e, s);
+    // No reader yet: the writer waits, and the message waits for the first reader, even
+    // under replay off.
+    let (slot, ticket) = start_write(&e, w, b"hello", false);
+    assert!(ticket.is_some());
+    assert_eq!(write_outcome(&slot), None);
+    let r = open_reader(&e, s);
+    assert_eq!(write_outcome(&slot), None, "opening is not receiving");
+    expect_read(&e, r, 2, b"he");
+    assert_eq!(write_outcome(&slot), None, "half a message is not the message");
+    expect_read(&e, r, 100, b"llo");
+    assert_eq!(write_outcome(&slot), Some(Ok(())));
+    // A reader parked in read receives the message during the write: no wait at all.
+    let (read_slot, _) = start_read(&e, r, 100, ReadMode::Block);
+    let (slot, ticket) = start_write(&e, w, b"again", false);
+    assert_eq!(ticket, None);
+    assert_eq!(write_outcome(&slot), Some(Ok(())));
+    assert_eq!(taken(&read_slot), Some(Ok(b"again".to_vec())));
+}
+
+#[test]
+fn write_one_with_o_nonblock_and_no_reader_commits_nothing() {
+    let e = engine();
+    ctl(&e, ROOT, "write one\nreplay all");
+    let s = create(&e, ROOT, "s");
+    let w = open_writer(&e, s);
+    let (slot, ticket) = start_write(&e, w, b"x", true);
+    assert_eq!((ticket, write_outcome(&slot)), (None, Some(Err(Errno::EAGAIN))));
+    assert_eq!(size(&e, s), 0);
+    // With a reader it commits and returns at once, received or not.
+    let r = open_reader(&e, s);
+    let (slot, ticket) = start_write(&e, w, b"y", true);
+    assert_eq!((ticket, write_outcome(&slot)), (None, Some(Ok(()))));
+    expect_read(&e, r, 10, b"y");
+}
+
+#[test]
+fn write_all_waits_for_every_reader_open_at_the_commit() {
+    let e = engine();
+    ctl(&e, ROOT, "write all");
+    let s = create(&e, ROOT, "s");
+    let (fast, slow, w) = (open_reader(&e, s), open_reader(&e, s), open_writer(&e, s));
+    let (slot, ticket) = start_write(&e, w, b"m", false);
+    assert!(ticket.is_some());
+    let late = open_reader(&e, s); // opened after the commit: does not count
+    expect_read(&e, fast, 10, b"m");
+    assert_eq!(write_outcome(&slot), None, "the slow reader has not read it");
+    expect_read(&e, slow, 10, b"m");
+    assert_eq!(write_outcome(&slot), Some(Ok(())));
+    expect_errno(&e, late, Errno::EAGAIN);
+    // A reader that closes stops counting.
+    let (slot, _) = start_write(&e, w, b"n", false);
+    expect_read(&e, fast, 10, b"n");
+    expect_read(&e, late, 10, b"n");
+    assert_eq!(write_outcome(&slot), None);
+    e.release(slow);
+    assert_eq!(write_outcome(&slot), Some(Ok(())));
+    // With nobody reading there is nobody to wait for.
+    e.release(fast);
+    e.release(late);
+    let (slot, ticket) = start_write(&e, w, b"o", false);
+    assert_eq!((ticket, write_outcome(&slot)), (None, Some(Ok(()))));
+}
+
+#[test]
+fn a_blocked_write_cancelled_by_a_signal_succeeds_and_stays_committed() {
+    let e = engine();
+    ctl(&e, ROOT, "write all\nreplay all");
+    let s = create(&e, ROOT, "s");
+    let (r, w) = (open_reader(&e, s), open_writer(&e, s));
+    let (slot, ticket) = start_write(&e, w, b"kept", false);
+    let ticket = ticket.expect("blocked");
+    assert!(e.cancel(w, ticket, Errno::EINTR));
+    assert_eq!(write_outcome(&slot), Some(Ok(())), "committed: reported as written");
+    expect_read(&e, r, 10, b"kept");
+    assert!(!e.cancel(w, ticket, Errno::EINTR));
+}
+
+#[test]
+fn writers_waiting_on_a_removed_or_cleared_stream_are_released() {
+    let e = engine();
+    ctl(&e, ROOT, "write all");
+    let s = create(&e, ROOT, "s");
+    let (_r, w) = (open_reader(&e, s), open_writer(&e, s));
+    let (cleared, _) = start_write(&e, w, b"a", false);
+    ctl(&e, ROOT, "clear");
+    assert_eq!(write_outcome(&cleared), Some(Ok(())), "its message is gone: nothing to wait for");
+    let (removed, _) = start_write(&e, w, b"b", false);
+    assert_eq!(write_outcome(&removed), None);
+    e.unlink(ROOT, b"s").unwrap();
+    assert_eq!(write_outcome(&removed), Some(Ok(())));
+}
+
+#[test]
+fn frame_close_publishes_everything_written_at_close() {
+    let e = engine();
+    ctl(&e, ROOT, "frame close\nreplay all");
+    let s = create(&e, ROOT, "s");
+    let (r, w) = (open_reader(&e, s), open_writer(&e, s));
+    for part in [&b"part one, "[..], b"part two, ", b"end"] {
+        assert_eq!(write(&e, w, part), Ok(part.len()));
+    }
+    expect_errno(&e, r, Errno::EAGAIN);
+    assert_eq!(e.flush(w, || false), Ok(()));
+    expect_read(&e, r, 100, b"part one, part two, end");
+    // Each close publishes what was written since the last; nothing written, nothing sent.
+    assert_eq!(e.flush(w, || false), Ok(()));
+    expect_errno(&e, r, Errno::EAGAIN);
+    // A dying writer publishes nothing.
+    write(&e, w, b"half").unwrap();
+    assert_eq!(e.flush(w, || true), Ok(()));
+    e.release(w);
+    expect_errno(&e, r, Errno::EAGAIN);
+}
+
+#[test]
+fn frame_close_refuses_a_message_over_the_limit_whole() {
+    let e = engine_with(Limits { max_message: 10, memory: MIB });
+    ctl(&e, ROOT, "frame close");
+    let s = create(&e, ROOT, "s");
+    let (r, w) = (open_reader(&e, s), open_writer(&e, s));
+    assert_eq!(write(&e, w, b"123456"), Ok(6));
+    assert_eq!(write(&e, w, b"789012"), Err(Errno::EFBIG));
+    assert_eq!(write(&e, w, b"3"), Err(Errno::EFBIG), "the message stays refused");
+    assert_eq!(e.flush(w, || false), Ok(()));
+    expect_errno(&e, r, Errno::EAGAIN);
+    assert_eq!(write(&e, w, b"fresh"), Ok(5), "a close starts a new message");
+    assert_eq!(e.flush(w, || false), Ok(()));
+    expect_read(&e, r, 100, b"fresh");
+}
+
+#[test]
+fn static_mode_reads_history_by_offset_with_an_end() {
+    let e = engine();
+    ctl(&e, ROOT, "replay all\ndata static");
+    let s = create(&e, ROOT, "s");
+    publish(&e, s, &[b"one\n", b"two\n", b"three\n"]);
+    let (fh, kind) = e.open(s, true, false).unwrap();
+    assert_eq!(kind, OpenKind::Static);
+    let read_at = |offset| {
+        let slot: Slot = Arc::new(Mutex::new(None));
+        let target = slot.clone();
+        let parked =
+            e.read(fh, offset, 5, ReadMode::Block, Box::new(move |r| *target.lock().unwrap() = Some(r)));
+        assert_eq!(parked, None, "static reads never block");
+        taken(&slot).unwrap()
+    };
+    assert_eq!(read_at(0), Ok(b"one\nt".to_vec()));
+    assert_eq!(read_at(8), Ok(b"three".to_vec()));
+    assert_eq!(read_at(14), Ok(Vec::new()), "end of file");
+    publish(&e, s, &[b"four\n"]);
+    assert_eq!(read_at(14), Ok(b"four\n".to_vec()), "writers keep appending");
+    // A group in another mode is not affected.
+    let g = mkdir(&e, ROOT, "g");
+    ctl(&e, g, "data message");
+    let t = create(&e, g, "t");
+    assert_eq!(e.open(t, true, false).unwrap().1, OpenKind::Stream);
 }

@@ -9,9 +9,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use super::channel::Wakeups;
 use super::config::GroupConfig;
 use super::errno::{Errno, Result};
 use super::memory::Memory;
+use super::presets::Presets;
 use super::stream::{Group, Stream};
 
 pub type Ino = u64;
@@ -121,6 +123,8 @@ pub struct Tree {
     nodes: HashMap<Ino, Node>,
     next_ino: Ino,
     memory: Arc<Memory>,
+    /// What groups created at given paths start with (see `presets.rs`).
+    pub presets: Presets,
 }
 
 /// A directory entry as readdir lists it.
@@ -150,7 +154,7 @@ impl Tree {
                 subgroups: 0,
             }),
         };
-        Tree { nodes: HashMap::from([(ROOT, root)]), next_ino: ROOT + 1, memory }
+        Tree { nodes: HashMap::from([(ROOT, root)]), next_ino: ROOT + 1, memory, presets: Presets::default() }
     }
 
     pub fn node(&self, ino: Ino) -> Result<&Node> {
@@ -196,7 +200,7 @@ impl Tree {
                     Body::Group(group) => (Kind::Directory, 0, 2 + group.subgroups, meta.mtime),
                     Body::Stream(stream) => {
                         let state = stream.state.lock();
-                        (Kind::File, state.channel.bytes(), 1, meta.mtime.max(state.channel.modified()))
+                        (Kind::File, state.channel.bytes(), 1, state.channel.modified())
                     }
                 };
                 Ok(Attr {
@@ -255,7 +259,11 @@ impl Tree {
             meta.atime = atime;
         }
         if let Some(mtime) = change.mtime {
-            meta.mtime = mtime;
+            match &node.body {
+                // A stream's mtime is its last message's, unless set since.
+                Body::Stream(stream) => stream.state.lock().channel.set_modified(mtime),
+                Body::Group(_) => meta.mtime = mtime,
+            }
         }
         meta.ctime = SystemTime::now();
         self.attr(ino)
@@ -263,10 +271,26 @@ impl Tree {
 
     /// Creates a group under `parent`, configured as its parent is.
     pub fn mkdir(&mut self, parent: Ino, name: &[u8], perm: u16, caller: Caller) -> Result<Ino> {
-        let config = self.group(parent)?.shared.state.lock().config;
+        let mut config = self.group(parent)?.shared.state.lock().config;
+        if !self.presets.is_empty() {
+            let mut path = self.path(parent);
+            path.push(name);
+            config = self.presets.apply(&path, config);
+        }
         let shared = Group::new(config, self.memory.clone());
         let body = Body::Group(GroupNode { children: BTreeMap::new(), shared, subgroups: 0 });
         self.insert(parent, name, perm, caller, body)
+    }
+
+    /// The names leading from the root to `ino`.
+    fn path(&self, mut ino: Ino) -> Vec<&[u8]> {
+        let mut path = Vec::new();
+        while let Some(node) = self.nodes.get(&ino).filter(|_| ino != ROOT) {
+            path.push(node.name.as_slice());
+            ino = node.parent;
+        }
+        path.reverse();
+        path
     }
 
     /// Creates a stream under `parent`.
@@ -369,12 +393,16 @@ impl Tree {
         node.parent = new_parent;
         node.name = new_name.to_vec();
         node.meta.ctime = SystemTime::now();
-        if let Body::Stream(stream) = &node.body {
-            let config = new_shared.state.lock().config;
-            stream.state.lock().rehome(new_shared, config, new_name);
-        }
+        let wakeups = match &node.body {
+            Body::Stream(stream) => {
+                let config = new_shared.state.lock().config;
+                stream.state.lock().rehome(new_shared, config, new_name)
+            }
+            Body::Group(_) => Wakeups::default(),
+        };
         self.touch(parent);
         self.touch(new_parent);
+        drop(wakeups);
         Ok(())
     }
 

@@ -131,7 +131,7 @@ fn reply_empty(reply: ReplyEmpty, result: engine::Result<()>) {
 fn open_flags(kind: OpenKind) -> FopenFlags {
     match kind {
         OpenKind::Stream => FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_STREAM,
-        OpenKind::Ctl => FopenFlags::FOPEN_DIRECT_IO,
+        OpenKind::Ctl | OpenKind::Static => FopenFlags::FOPEN_DIRECT_IO,
     }
 }
 
@@ -318,29 +318,35 @@ impl Filesystem for MqFs {
         offset: u64,
         data: &[u8],
         _write_flags: WriteFlags,
-        _flags: OpenFlags,
+        flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
         let shape = self.write_shape(offset, data.len(), req.pid());
-        match self.engine.write(fh.0, data, shape) {
-            Ok(n) => reply.written(n as u32),
-            Err(e) => {
-                log::warn!("write of {} bytes by pid {}: {e}", data.len(), req.pid());
-                reply.error(errno(e))
+        let (len, pid) = (data.len(), req.pid());
+        let done = Arc::new(AtomicBool::new(false));
+        let completed = done.clone();
+        let callback = Box::new(move |result: engine::Result<()>| {
+            completed.store(true, Ordering::Release);
+            match result {
+                Ok(()) => reply.written(len as u32),
+                Err(e) => {
+                    log::warn!("write of {len} bytes by pid {pid}: {e}");
+                    reply.error(errno(e))
+                }
             }
+        });
+        let nonblock = flags.0 & libc::O_NONBLOCK != 0;
+        if let Some(ticket) = self.engine.write(fh.0, data, shape, nonblock, callback) {
+            self.interrupts.watch(ticket, pid, fh.0, done);
         }
     }
 
-    fn flush(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _fh: FileHandle,
-        _lock_owner: LockOwner,
-        reply: ReplyEmpty,
-    ) {
-        reply.ok();
+    fn flush(&self, req: &Request, _ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        // A process killed while writing a `frame close` message must not publish half of
+        // it: its files are closed as it dies, with its exit code already set.
+        let dying = || procfs::killed_by_signal(req.pid());
+        reply_empty(reply, self.engine.flush(fh.0, dying));
     }
 
     fn release(
