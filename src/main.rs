@@ -1,54 +1,40 @@
-//! The `mqfs` command: parse the command line, mount, then serve in the background (or in
-//! the foreground with -f) until unmounted or told to stop.
+//! The `mqfs` command: parse the command line (or a mount helper's arguments), mount, then
+//! serve in the background (or in the foreground with -f) until unmounted or told to stop.
 
-use std::os::unix::fs::MetadataExt;
+mod cli;
+mod config_file;
+mod daemon;
+
+use std::ffi::OsString;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
 use fuser::{Config, MountOption, Session, SessionACL};
 
 use mqfs::engine::{Caller, Engine};
 use mqfs::fuse::MqFs;
 use mqfs::logger;
-use mqfs::options::Settings;
+use mqfs::options::{self, Settings};
 
-const EXAMPLES: &str = "\
-Examples:
-  mqfs /n/mq                          mount in the background
-  mqfs none /n/mq -f -o replay=all    stay in the foreground; new groups replay history
-  mount -t fuse.mqfs none /n/mq       the same through mount(8)
-  umount /n/mq                        unmount; the daemon exits
-
-Options (-o, comma-separated):
-  data=message|coalesce   replay=off|last|all   depth=N|SIZE   (the root group's ctl settings)
-  memory=SIZE             ceiling on retained history (default: a quarter of RAM)
-  max_message=SIZE        largest message one write may publish (default 64M)
-  threads=N               FUSE worker threads (default 4)
-  allow_other, allow_root, ro, uid=N, gid=N, fsname=NAME, debug";
-
-#[derive(Parser)]
-#[command(name = "mqfs", version, about = "Message streams as files: mount an mqfs file system.")]
-#[command(after_help = EXAMPLES)]
-struct Cli {
-    /// An optional source (ignored: the store is in memory), then the mount point.
-    #[arg(value_name = "[SOURCE] MOUNTPOINT", num_args = 1..=2, required = true)]
-    paths: Vec<PathBuf>,
-    /// Stay in the foreground and log to stderr.
-    #[arg(short = 'f')]
-    foreground: bool,
-    /// Log debugging detail (implies -f).
-    #[arg(short = 'd')]
-    debug: bool,
-    /// Mount options, comma-separated.
-    #[arg(short = 'o', value_name = "OPT[,OPT...]")]
-    options: Vec<String>,
-}
+use cli::{Invocation, Parsed};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli) {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let invocation = if args.first().is_some_and(|a| cli::is_helper(a)) {
+        cli::parse_helper(&args[1..])
+    } else {
+        match cli::parse(args) {
+            Parsed::Mount(invocation) => Ok(invocation),
+            Parsed::Completions(script) => {
+                print!("{script}");
+                return ExitCode::SUCCESS;
+            }
+        }
+    };
+    match invocation.and_then(run) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("mqfs: {message}");
@@ -57,39 +43,132 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<(), String> {
+/// Where the file system goes.
+enum Target {
+    /// mqfs mounts it on this directory (canonical path).
+    Dir(PathBuf),
+    /// mount.fuse3 mounted it already (`-o drop_privileges`) and passed `/dev/fuse` open
+    /// as this descriptor.
+    Fd(OwnedFd),
+}
+
+/// Reads the settings: the config file first (`config=`), then every -o option over it.
+fn settings(invocation: &Invocation) -> Result<Settings, String> {
+    let options = options::split(&invocation.options);
     let mut settings = Settings::default();
-    for list in &cli.options {
-        settings.apply(list)?;
+    if let Some(path) = options::config_path(&options) {
+        config_file::load(&path, &mut settings)?;
     }
-    settings.debug |= cli.debug;
-    let foreground = cli.foreground || settings.debug;
+    let mut ignored = Vec::new();
+    for option in options {
+        if !settings.apply_one(option)? {
+            if !invocation.sloppy {
+                return Err(format!("unknown mount option {option:?}"));
+            }
+            ignored.push(option);
+        }
+    }
+    if !ignored.is_empty() {
+        eprintln!("mqfs: warning: ignoring unknown mount options (sloppy mount): {}", ignored.join(","));
+    }
+    settings.debug |= invocation.debug;
+    Ok(settings)
+}
+
+fn run(invocation: Invocation) -> Result<(), String> {
+    let settings = settings(&invocation)?;
+    let limits = settings.limits()?;
     logger::init(settings.debug);
-    let mountpoint = cli.paths.last().expect("clap requires a mount point");
-    let mountpoint = check_mountpoint(mountpoint)?;
+    if let Some(ns) = &invocation.namespace {
+        daemon::enter_namespace(ns)?;
+    }
+    let target = match fd_target(&invocation.mountpoint)? {
+        Some(fd) => {
+            if !settings.default_permissions {
+                // mount.fuse3 mounted with only the options it was given: without
+                // default_permissions the kernel would check no permission at all.
+                return Err("with drop_privileges, mount.fuse3 mounts for mqfs: add default_permissions \
+                            to the options (mqfs relies on the kernel's permission checks); \
+                            unmount the unserved mount first"
+                    .into());
+            }
+            Target::Fd(fd)
+        }
+        None => Target::Dir(check_mountpoint(&invocation.mountpoint)?),
+    };
+    if let Some(path) = &settings.log {
+        let file = logger::open_file(path).map_err(|e| format!("log file {}: {e}", path.display()))?;
+        if !invocation.fake {
+            logger::to_file(file);
+        }
+    }
+    if invocation.fake {
+        // mount -f: everything is checked, nothing is mounted.
+        return Ok(());
+    }
 
     // SAFETY: getuid and getgid cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
     let owner = Caller { uid: settings.uid.unwrap_or(uid), gid: settings.gid.unwrap_or(gid) };
-    let engine = Arc::new(Engine::new(settings.root, owner, settings.limits));
+    let engine = Arc::new(Engine::new(settings.root, owner, limits));
+    engine.set_presets(settings.presets.clone());
     let fs = MqFs::new(engine);
     let interrupts = fs.interrupts();
-    let session = Session::new(fs, &mountpoint, &fuse_config(&settings))
-        .map_err(|e| format!("cannot mount on {}: {e}", mountpoint.display()))?;
+    let fsname = settings.fsname.clone().or(invocation.source.clone()).unwrap_or_else(|| "mqfs".into());
+    let config = fuse_config(&settings, fsname);
+    let (session, mountpoint) = match target {
+        Target::Dir(dir) => {
+            let session = Session::new(fs, &dir, &config)
+                .map_err(|e| format!("cannot mount on {}: {e}", dir.display()))?;
+            (session, Some(dir))
+        }
+        Target::Fd(fd) => {
+            let session = Session::from_fd(fs, fd, config.acl, config)
+                .map_err(|e| format!("cannot serve {}: {e}", invocation.mountpoint.display()))?;
+            (session, None)
+        }
+    };
+    let shown = mountpoint.as_deref().unwrap_or(&invocation.mountpoint).display().to_string();
 
-    if !foreground {
-        daemonize()?;
-        logger::to_syslog();
+    let reporter = if invocation.foreground { None } else { Some(daemon::detach(mountpoint.as_deref())?) };
+    // From here on, an error must undo the mount and reach the parent (in the background).
+    let started = (|| -> Result<(), String> {
+        if reporter.is_some() && settings.log.is_none() {
+            logger::to_syslog();
+        }
+        // Threads start only now, after the fork: they would not survive it.
+        daemon::block_stop_signals();
+        let cannot = |e: std::io::Error| format!("cannot start: {e}");
+        interrupts.spawn_watcher().map_err(cannot)?;
+        daemon::spawn_stop_handler(mountpoint.clone()).map_err(cannot)?;
+        if let Some(dir) = &mountpoint {
+            let dev =
+                daemon::mount_device(dir).ok_or(format!("{} is not in the mount table", dir.display()))?;
+            daemon::spawn_mount_watcher(dev, dir.clone()).map_err(cannot)?;
+        }
+        Ok(())
+    })();
+    if let Err(message) = started {
+        if let Some(dir) = &mountpoint {
+            daemon::detach_mount(dir);
+        }
+        match reporter {
+            Some(reporter) => {
+                reporter.failed(&message);
+                daemon::exit(1);
+            }
+            None => return Err(message),
+        }
     }
-    // Threads start only now, after the fork: they would not survive it.
-    block_stop_signals();
-    interrupts.spawn_watcher().map_err(|e| format!("cannot start: {e}"))?;
-    spawn_stop_handler(mountpoint.clone()).map_err(|e| format!("cannot start: {e}"))?;
-    log::info!("serving {}", mountpoint.display());
+    log::info!("serving {shown}");
+    daemon::notify("READY=1");
+    if let Some(reporter) = reporter {
+        reporter.ready();
+    }
     let result = session.run();
-    log::info!("unmounted {}", mountpoint.display());
+    log::info!("unmounted {shown}; exiting");
     // Exit without unwinding: the session was unmounted already.
-    std::process::exit(match result {
+    daemon::exit(match result {
         Ok(()) => 0,
         Err(e) => {
             log::error!("session ended: {e}");
@@ -98,15 +177,18 @@ fn run(cli: Cli) -> Result<(), String> {
     })
 }
 
-fn fuse_config(settings: &Settings) -> Config {
+fn fuse_config(settings: &Settings, fsname: String) -> Config {
     let mut config = Config::default();
     config.mount_options = vec![
-        MountOption::FSName(settings.fsname.clone()),
+        MountOption::FSName(fsname),
         MountOption::CUSTOM("subtype=mqfs".into()),
         MountOption::DefaultPermissions,
     ];
     if settings.read_only {
         config.mount_options.push(MountOption::RO);
+    }
+    if settings.noexec {
+        config.mount_options.push(MountOption::NoExec);
     }
     config.acl = if settings.allow_other {
         SessionACL::All
@@ -119,6 +201,22 @@ fn fuse_config(settings: &Settings) -> Config {
     config
 }
 
+/// `/dev/fd/N` naming an open /dev/fuse: what mount.fuse3 passes with `drop_privileges`.
+fn fd_target(path: &Path) -> Result<Option<OwnedFd>, String> {
+    let Some(n) = path.to_str().and_then(|p| p.strip_prefix("/dev/fd/")) else {
+        return Ok(None);
+    };
+    let fd: libc::c_int = n.parse().map_err(|_| format!("{}: not a descriptor", path.display()))?;
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let fuse_dev = libc::makedev(10, 229);
+    if !meta.file_type().is_char_device() || meta.rdev() != fuse_dev {
+        return Err(format!("{} is not /dev/fuse", path.display()));
+    }
+    // SAFETY: the descriptor is open (metadata succeeded), was handed to us, and nothing
+    // else in this process owns it.
+    Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
 /// The mount point must be an existing directory that nothing is mounted on yet.
 fn check_mountpoint(path: &Path) -> Result<PathBuf, String> {
     let shown = path.display();
@@ -127,82 +225,14 @@ fn check_mountpoint(path: &Path) -> Result<PathBuf, String> {
     if !meta.is_dir() {
         return Err(format!("mount point {shown}: Not a directory"));
     }
-    if let Some(parent) = path.parent() {
-        let parent_meta = std::fs::metadata(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
-        if parent_meta.dev() != meta.dev() {
-            return Err(format!("mount point {shown} is busy: something is mounted there already"));
-        }
+    let parent_dev = path.parent().and_then(|p| std::fs::metadata(p).ok()).map(|m| m.dev());
+    if parent_dev != Some(meta.dev()) || daemon::mount_device(&path).is_some() {
+        return Err(format!("mount point {shown} is busy: something is mounted there already"));
     }
-    if !Path::new("/dev/fuse").exists() {
-        return Err("/dev/fuse is missing: load the fuse module (modprobe fuse)".into());
+    match std::fs::metadata("/dev/fuse") {
+        Ok(meta) if meta.file_type().is_char_device() => {}
+        Ok(_) => return Err("/dev/fuse is not the FUSE device".into()),
+        Err(_) => return Err("/dev/fuse is missing: load the fuse module (modprobe fuse)".into()),
     }
     Ok(path)
-}
-
-/// Leaves the parent (which exits 0: the mount is ready) and serves from a detached child.
-fn daemonize() -> Result<(), String> {
-    // SAFETY: no other thread exists yet, so the child starts in a consistent state.
-    match unsafe { libc::fork() } {
-        -1 => return Err(format!("fork: {}", std::io::Error::last_os_error())),
-        0 => {}
-        // The parent must not drop the session: that would unmount it.
-        _ => std::process::exit(0),
-    }
-    // SAFETY: plain system calls on descriptors this process owns.
-    unsafe {
-        libc::setsid();
-        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
-        if null >= 0 {
-            for fd in 0..3 {
-                libc::dup2(null, fd);
-            }
-            if null > 2 {
-                libc::close(null);
-            }
-        }
-    }
-    let _ = std::env::set_current_dir("/");
-    Ok(())
-}
-
-const STOP_SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
-
-fn stop_signal_set() -> libc::sigset_t {
-    // SAFETY: sigemptyset/sigaddset initialise and fill the set we own.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for signal in STOP_SIGNALS {
-            libc::sigaddset(&mut set, signal);
-        }
-        set
-    }
-}
-
-/// Blocks the stop signals in this thread and so in every thread started after it; the
-/// stop handler takes them with sigwait.
-fn block_stop_signals() {
-    let set = stop_signal_set();
-    // SAFETY: set is initialised; a null old-set pointer is allowed.
-    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
-}
-
-/// On SIGINT, SIGTERM or SIGHUP: detach the mount and exit. Open files then fail with
-/// ENOTCONN and blocked readers return.
-fn spawn_stop_handler(mountpoint: PathBuf) -> std::io::Result<()> {
-    std::thread::Builder::new().name("mqfs-stop".into()).spawn(move || {
-        let set = stop_signal_set();
-        let mut signal = 0;
-        // SAFETY: set is initialised and blocked in every thread.
-        unsafe { libc::sigwait(&set, &mut signal) };
-        log::info!("signal {signal}: unmounting {}", mountpoint.display());
-        if let Ok(path) = std::ffi::CString::new(mountpoint.as_os_str().as_encoded_bytes()) {
-            // SAFETY: path is a valid NUL-terminated string.
-            if unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) } != 0 {
-                log::warn!("unmount {}: {}", mountpoint.display(), std::io::Error::last_os_error());
-            }
-        }
-        std::process::exit(0);
-    })?;
-    Ok(())
 }

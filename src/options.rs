@@ -1,24 +1,45 @@
 //! Mount options (`-o a,b=c`): the FUSE spellings mount(8) passes, and mqfs's own settings.
+//!
+//! A configuration file (`-o config=FILE`) is read first; every other `-o` option then
+//! overrides what the file said (see `config_file.rs` in the binary).
+
+use std::path::PathBuf;
 
 use crate::engine::Limits;
-use crate::engine::config::{DataMode, Depth, GroupConfig, Replay, parse_size};
+use crate::engine::config::{GroupConfig, parse_size};
+use crate::engine::ctl::{self, Command};
+use crate::engine::presets::Presets;
 
 /// Everything a mount is configured with.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Settings {
     /// The root group's initial configuration (new groups copy their parent's).
     pub root: GroupConfig,
-    pub limits: Limits,
+    /// What groups created at given paths start with instead.
+    pub presets: Presets,
+    /// Ceiling on all retained history, in bytes; a quarter of physical memory if unset.
+    pub memory: Option<u64>,
+    /// The largest message one write may publish; 64M (or the memory ceiling) if unset.
+    pub max_message: Option<u64>,
     /// FUSE worker threads.
     pub threads: usize,
     pub allow_other: bool,
     pub allow_root: bool,
     pub read_only: bool,
+    pub noexec: bool,
+    /// Whether `default_permissions` was among the options (it is always in force when mqfs
+    /// mounts; it matters when mount.fuse3 mounted for it, see `drop_privileges`).
+    pub default_permissions: bool,
     /// Owner of the root group; the mounting user by default.
     pub uid: Option<u32>,
     pub gid: Option<u32>,
-    pub fsname: String,
+    /// The source shown in /proc/mounts; the SOURCE argument, or `mqfs`, if unset.
+    pub fsname: Option<String>,
     pub debug: bool,
+    /// Where the daemon logs instead of syslog (or stderr in the foreground).
+    pub log: Option<PathBuf>,
+    /// The configuration file the settings started from.
+    pub config: Option<PathBuf>,
 }
 
 /// Options mount(8), mount.fuse3 and fstab pass that mean nothing to mqfs.
@@ -30,11 +51,15 @@ const IGNORED: &[&str] = &[
     "suid",
     "nosuid",
     "exec",
-    "noexec",
     "atime",
     "noatime",
     "relatime",
+    "norelatime",
     "strictatime",
+    "nostrictatime",
+    "lazytime",
+    "nolazytime",
+    "diratime",
     "nodiratime",
     "auto",
     "noauto",
@@ -46,22 +71,32 @@ const IGNORED: &[&str] = &[
     "nofail",
     "_netdev",
     "async",
-    "default_permissions",
+    "silent",
+    "loud",
 ];
+
+/// The largest message by default.
+const DEFAULT_MAX_MESSAGE: u64 = 64 << 20;
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             root: GroupConfig::default(),
-            limits: Limits { max_message: 64 << 20, memory: default_memory_ceiling() },
+            presets: Presets::default(),
+            memory: None,
+            max_message: None,
             threads: 4,
             allow_other: false,
             allow_root: false,
             read_only: false,
+            noexec: false,
+            default_permissions: false,
             uid: None,
             gid: None,
-            fsname: "mqfs".into(),
+            fsname: None,
             debug: false,
+            log: None,
+            config: None,
         }
     }
 }
@@ -73,65 +108,137 @@ fn default_memory_ceiling() -> u64 {
     if pages > 0 && page > 0 { pages as u64 * page as u64 / 4 } else { 1 << 30 }
 }
 
+/// The options of `-o` lists, one per item, in order: split at commas, blanks trimmed.
+pub fn split(lists: &[String]) -> Vec<&str> {
+    lists.iter().flat_map(|l| l.split(',')).map(str::trim).filter(|o| !o.is_empty()).collect()
+}
+
+/// The file named by the last `config=` option, if any.
+pub fn config_path(options: &[&str]) -> Option<PathBuf> {
+    options.iter().rev().find_map(|o| o.strip_prefix("config=")).map(PathBuf::from)
+}
+
 impl Settings {
-    /// Applies one comma-separated option list on top of the current settings.
+    /// Applies one comma-separated option list on top of the current settings. An
+    /// unknown option is an error that names it.
     pub fn apply(&mut self, list: &str) -> Result<(), String> {
         for option in list.split(',').map(str::trim).filter(|o| !o.is_empty()) {
-            self.apply_one(option)?;
-        }
-        if self.limits.max_message > self.limits.memory {
-            return Err(format!(
-                "max_message ({}) is larger than the memory ceiling ({})",
-                self.limits.max_message, self.limits.memory
-            ));
+            if !self.apply_one(option)? {
+                return Err(format!("unknown mount option {option:?}"));
+            }
         }
         Ok(())
     }
 
-    fn apply_one(&mut self, option: &str) -> Result<(), String> {
+    /// Applies one option (`key` or `key=value`). Returns whether mqfs knows it; a known
+    /// option with a bad value is an error.
+    pub fn apply_one(&mut self, option: &str) -> Result<bool, String> {
         let (key, value) = match option.split_once('=') {
             Some((key, value)) => (key, Some(value)),
             None => (option, None),
         };
         let bad = |what: &str| format!("bad value for mount option {key}: {what}");
         let need = || value.ok_or_else(|| format!("mount option {key} needs a value ({key}=...)"));
+        let file = |name: &str| match name {
+            "" => Err(format!("mount option {key} needs a file name")),
+            name => Ok(PathBuf::from(name)),
+        };
+        let flag = |set: &mut bool| match value {
+            None => {
+                *set = true;
+                Ok(())
+            }
+            Some(_) => Err(format!("mount option {key} takes no value")),
+        };
         match key {
-            "allow_other" => self.allow_other = true,
-            "allow_root" => self.allow_root = true,
-            "ro" => self.read_only = true,
-            "debug" => self.debug = true,
-            "data" => self.root.data = DataMode::parse(need()?).ok_or_else(|| bad("message or coalesce"))?,
-            "replay" => self.root.replay = Replay::parse(need()?).ok_or_else(|| bad("off, last or all"))?,
-            "depth" => self.root.depth = Depth::parse(need()?).ok_or_else(|| bad("a count or a size"))?,
+            "allow_other" => flag(&mut self.allow_other)?,
+            "allow_root" => flag(&mut self.allow_root)?,
+            "default_permissions" => flag(&mut self.default_permissions)?,
+            "ro" => flag(&mut self.read_only)?,
+            "noexec" => flag(&mut self.noexec)?,
+            "debug" => flag(&mut self.debug)?,
             "memory" => {
-                self.limits.memory =
-                    parse_size(need()?).filter(|&n| n > 0).ok_or_else(|| bad("a size such as 512M"))?;
-                // No message can be larger than all the memory history may take.
-                self.limits.max_message = self.limits.max_message.min(self.limits.memory);
+                self.memory =
+                    Some(parse_size(need()?).filter(|&n| n > 0).ok_or_else(|| bad("a size such as 512M"))?)
             }
             "max_message" => {
-                self.limits.max_message =
-                    parse_size(need()?).filter(|&n| n > 0).ok_or_else(|| bad("a size such as 16M"))?
+                self.max_message =
+                    Some(parse_size(need()?).filter(|&n| n > 0).ok_or_else(|| bad("a size such as 16M"))?)
             }
-            "threads" => {
-                self.threads =
-                    need()?.parse().ok().filter(|n| (1..=64).contains(n)).ok_or_else(|| bad("1 to 64"))?
-            }
+            "threads" => self.threads = parse_threads(need()?).ok_or_else(|| bad("1 to 64"))?,
             "uid" => self.uid = Some(need()?.parse().map_err(|_| bad("a numeric user id"))?),
             "gid" => self.gid = Some(need()?.parse().map_err(|_| bad("a numeric group id"))?),
-            "fsname" => self.fsname = need()?.to_string(),
+            "fsname" => self.fsname = Some(need()?.to_string()),
+            "log" => self.log = Some(file(need()?)?),
+            "config" => self.config = Some(file(need()?)?),
             "subtype" if value == Some("mqfs") => {}
+            "remount" => return Err("remount is not supported: unmount and mount again".into()),
             _ if IGNORED.contains(&key) && value.is_none() => {}
             _ if key.starts_with("x-") || key == "comment" => {}
-            _ => return Err(format!("unknown mount option {option:?}")),
+            _ => match value.map(|value| ctl_setting(key, value)) {
+                // data=, replay=, depth=, ...: the root group's ctl settings.
+                Some(Some(Ok(command))) => {
+                    command.configure(&mut self.root);
+                }
+                Some(Some(Err(reason))) => return Err(bad(&reason)),
+                Some(None) | None => return Ok(false),
+            },
         }
-        Ok(())
+        Ok(true)
     }
+
+    /// The limits the engine enforces: the memory ceiling (a quarter of RAM by default) and
+    /// the largest message (64M by default, never more than the ceiling).
+    pub fn limits(&self) -> Result<Limits, String> {
+        let memory = self.memory.unwrap_or_else(default_memory_ceiling);
+        let max_message = match self.max_message {
+            Some(max) if max > memory => {
+                return Err(format!(
+                    "max_message ({max}) is larger than the memory ceiling ({memory}); \
+                     raise memory= or lower max_message="
+                ));
+            }
+            Some(max) => max,
+            // No message can be larger than all the memory history may take.
+            None => DEFAULT_MAX_MESSAGE.min(memory),
+        };
+        Ok(Limits { max_message, memory })
+    }
+}
+
+/// `key=value` read as the ctl command `key value` (`replay=all`, `depth=64M`), if `key` is a
+/// ctl setting (not `clear`); the error is ctl's reason for a bad value.
+pub fn ctl_setting(key: &str, value: &str) -> Option<Result<Command, String>> {
+    let word = |s: &str| !s.is_empty() && !s.contains(|c: char| c.is_whitespace() || c == '#');
+    if !word(key) || key == "clear" {
+        return None;
+    }
+    let unknown = |e: &ctl::CtlError| e.reason.starts_with("unknown command");
+    if !word(value) {
+        return match ctl::parse(key.as_bytes()) {
+            Err(e) if unknown(&e) => None,
+            _ => Some(Err(format!("{key} takes one word, not {value:?}"))),
+        };
+    }
+    match ctl::parse(format!("{key} {value}").as_bytes()) {
+        Ok(commands) => match commands.as_slice() {
+            [command] if *command != Command::Clear => Some(Ok(*command)),
+            _ => None,
+        },
+        Err(e) if unknown(&e) => None,
+        Err(e) => Some(Err(e.reason)),
+    }
+}
+
+/// A worker thread count: 1 to 64.
+pub fn parse_threads(word: &str) -> Option<usize> {
+    word.parse().ok().filter(|n| (1..=64).contains(n))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::config::{DataMode, Depth, Replay};
 
     #[test]
     fn mqfs_options_set_the_root_group_and_limits() {
@@ -142,15 +249,23 @@ mod tests {
         assert_eq!(settings.root.replay, Replay::All);
         assert_eq!(settings.root.data, DataMode::Coalesce);
         assert_eq!(settings.root.depth, Depth::Bytes(64 << 10));
-        assert_eq!(settings.limits, Limits { max_message: 2 << 20, memory: 1 << 30 });
+        assert_eq!(settings.limits(), Ok(Limits { max_message: 2 << 20, memory: 1 << 30 }));
         assert_eq!(settings.threads, 2);
         assert!(settings.allow_other);
+        settings.apply("log=/var/log/mqfs.log,config=/etc/mqfs.toml,fsname=bus,noexec").unwrap();
+        assert_eq!(settings.log, Some(PathBuf::from("/var/log/mqfs.log")));
+        assert_eq!(settings.config, Some(PathBuf::from("/etc/mqfs.toml")));
+        assert_eq!(settings.fsname.as_deref(), Some("bus"));
+        assert!(settings.noexec);
     }
 
     #[test]
     fn options_from_mount_and_fstab_are_accepted() {
         let mut settings = Settings::default();
-        settings.apply("rw,defaults,nofail,_netdev,x-systemd.automount,noauto,user,dev,suid").unwrap();
+        settings
+            .apply("rw,defaults,nofail,_netdev,x-systemd.automount,x-systemd.requires=a.service,noauto,user")
+            .unwrap();
+        settings.apply("dev,suid,nodev,nosuid,relatime,subtype=mqfs,comment=x").unwrap();
         assert_eq!(settings, Settings::default());
     }
 
@@ -163,14 +278,38 @@ mod tests {
             ("threads=0", "threads"),
             ("memory=lots", "memory"),
             ("rw=1", "rw=1"),
+            ("allow_other=yes", "allow_other"),
+            ("log=", "log"),
+            ("remount", "remount"),
+            ("subtype=sshfs", "subtype"),
+            ("clear=1", "clear"),
+            ("replay=all x", "replay"),
+            ("replay=", "replay"),
         ] {
             let error = Settings::default().apply(list).unwrap_err();
             assert!(error.contains(named), "{list}: {error}");
         }
-        let error = Settings::default().apply("memory=1M,max_message=2M").unwrap_err();
-        assert!(error.contains("max_message"), "{error}");
+    }
+
+    #[test]
+    fn max_message_is_checked_against_the_ceiling_whatever_the_order() {
+        for list in ["memory=1M,max_message=2M", "max_message=2M,memory=1M"] {
+            let mut settings = Settings::default();
+            settings.apply(list).unwrap();
+            let error = settings.limits().unwrap_err();
+            assert!(error.contains("max_message"), "{error}");
+        }
         let mut settings = Settings::default();
         settings.apply("memory=1M").unwrap();
-        assert_eq!(settings.limits.max_message, 1 << 20, "a small ceiling lowers the default");
+        assert_eq!(settings.limits().unwrap().max_message, 1 << 20, "a small ceiling lowers the default");
+    }
+
+    #[test]
+    fn the_last_config_option_names_the_file() {
+        let lists = vec!["rw,config=/a.toml".to_string(), " replay=all , config=/b.toml,".to_string()];
+        let options = split(&lists);
+        assert_eq!(options, ["rw", "config=/a.toml", "replay=all", "config=/b.toml"]);
+        assert_eq!(config_path(&options), Some(PathBuf::from("/b.toml")));
+        assert_eq!(config_path(&["rw"]), None);
     }
 }

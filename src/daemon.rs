@@ -1,0 +1,282 @@
+//! Running as a daemon: detaching while telling the parent whether the start worked, stopping
+//! on signals, and noticing when the mount is gone.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// The child's end of the pipe its parent waits on.
+pub struct Reporter(File);
+
+impl Reporter {
+    /// The daemon serves: the parent exits 0.
+    pub fn ready(mut self) {
+        let _ = self.0.write_all(b"ok");
+    }
+
+    /// The start failed (the mount is undone already): the parent prints `message` and
+    /// exits 1.
+    pub fn failed(mut self, message: &str) {
+        let _ = self.0.write_all(format!("error {message}").as_bytes());
+    }
+}
+
+/// Forks. The parent waits until the child reports through a [`Reporter`], then exits: 0 if
+/// the daemon serves, 1 with its reason on stderr if not (and if the child dies without a
+/// word, it detaches `mountpoint` itself). Only the child returns: in a new session, in
+/// `/`, with stdin, stdout and stderr on /dev/null, so that whoever waits for the command's
+/// output (mount(8), a shell's `$(...)`) is not kept waiting by the daemon.
+pub fn detach(mountpoint: Option<&Path>) -> Result<Reporter, String> {
+    let mut fds = [0; 2];
+    // SAFETY: fds has room for the two descriptors pipe2 returns.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(format!("pipe: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: pipe2 returned two fresh descriptors that nothing else owns.
+    let (read_end, write_end) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // SAFETY: no other thread exists yet, so the child starts in a consistent state.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(format!("fork: {}", std::io::Error::last_os_error()));
+    }
+    if pid > 0 {
+        drop(write_end);
+        parent_waits(File::from(read_end), pid, mountpoint);
+    }
+    drop(read_end);
+    // SAFETY: plain system calls on descriptors this process owns.
+    unsafe {
+        libc::setsid();
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        if null >= 0 {
+            for fd in 0..3 {
+                libc::dup2(null, fd);
+            }
+            if null > 2 {
+                libc::close(null);
+            }
+        }
+    }
+    let _ = std::env::set_current_dir("/");
+    Ok(Reporter(File::from(write_end)))
+}
+
+fn parent_waits(mut pipe: File, child: libc::pid_t, mountpoint: Option<&Path>) -> ! {
+    let mut report = String::new();
+    let _ = pipe.read_to_string(&mut report);
+    if report == "ok" {
+        // Exit without dropping anything: dropping the session would unmount it.
+        std::process::exit(0);
+    }
+    let message = match report.strip_prefix("error ") {
+        Some(message) => message.to_string(),
+        None => {
+            let mut status = 0;
+            // SAFETY: waitpid on our own child, with a status we own.
+            let reaped = unsafe { libc::waitpid(child, &mut status, 0) } == child;
+            if let Some(path) = mountpoint {
+                detach_mount(path);
+            }
+            if reaped && libc::WIFSIGNALED(status) {
+                format!("the daemon was killed by signal {} while starting", libc::WTERMSIG(status))
+            } else {
+                "the daemon ended while starting".to_string()
+            }
+        }
+    };
+    eprintln!("mqfs: {message}");
+    std::process::exit(1);
+}
+
+/// Detaches whatever is mounted on `path` (umount -l); open files then fail with ENOTCONN
+/// once the daemon is gone.
+pub fn detach_mount(path: &Path) -> bool {
+    let Ok(c_path) = CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: c_path is a valid NUL-terminated string.
+    if unsafe { libc::umount2(c_path.as_ptr(), libc::MNT_DETACH) } != 0 {
+        log::warn!("unmount {}: {}", path.display(), std::io::Error::last_os_error());
+        return false;
+    }
+    true
+}
+
+/// Exits the process with `code`. Several threads may decide to end the daemon at once
+/// (a signal, the unmount seen by the watcher and by the session); exit(3) must run once.
+pub fn exit(code: i32) -> ! {
+    static EXITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _exiting = EXITING.lock();
+    std::process::exit(code)
+}
+
+const STOP_SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
+fn stop_signal_set() -> libc::sigset_t {
+    // SAFETY: sigemptyset/sigaddset initialise and fill the set we own.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for signal in STOP_SIGNALS {
+            libc::sigaddset(&mut set, signal);
+        }
+        set
+    }
+}
+
+/// Blocks the stop signals in this thread and so in every thread started after it; the
+/// stop handler takes them with sigwait.
+pub fn block_stop_signals() {
+    let set = stop_signal_set();
+    // SAFETY: set is initialised; a null old-set pointer is allowed.
+    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+}
+
+/// On SIGINT, SIGTERM or SIGHUP: detach the mount (if mqfs mounted it) and exit 0. Open
+/// files then fail with ENOTCONN and blocked readers return.
+pub fn spawn_stop_handler(mountpoint: Option<PathBuf>) -> std::io::Result<()> {
+    std::thread::Builder::new().name("mqfs-stop".into()).spawn(move || {
+        let set = stop_signal_set();
+        let mut signal = 0;
+        // SAFETY: set is initialised and blocked in every thread.
+        unsafe { libc::sigwait(&set, &mut signal) };
+        notify("STOPPING=1");
+        match &mountpoint {
+            Some(path) => {
+                log::info!("signal {signal}: unmounting {}", path.display());
+                detach_mount(path);
+            }
+            None => log::info!("signal {signal}: exiting (the mount stays until unmounted)"),
+        }
+        log::info!("exiting");
+        exit(0);
+    })?;
+    Ok(())
+}
+
+/// The `MAJ:MIN` device of the mount most recently made on `path` (a canonical path), from
+/// /proc/self/mountinfo.
+pub fn mount_device(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    text.lines()
+        .filter_map(|line| {
+            // ID PARENT MAJ:MIN ROOT MOUNTPOINT ...
+            let fields: Vec<&str> = line.split(' ').collect();
+            let id: u64 = fields.first()?.parse().ok()?;
+            let dev = fields.get(2)?.to_string();
+            (unescape(fields.get(4)?) == path.as_os_str().as_bytes()).then_some((id, dev))
+        })
+        .max()
+        .map(|(_, dev)| dev)
+}
+
+/// Whether a mount of device `dev` (`MAJ:MIN`) is in `mountinfo`.
+fn has_device(mountinfo: &str, dev: &str) -> bool {
+    mountinfo.lines().any(|line| line.split(' ').nth(2) == Some(dev))
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space).
+fn unescape(field: &str) -> Vec<u8> {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b.get(i + 1..i + 4).filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (b[i], octal) {
+            (b'\\', Some(d)) => {
+                out.push(d.iter().fold(0u8, |acc, c| acc.wrapping_mul(8) + (c - b'0')));
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+/// Watches the mount table and exits once the mount of device `dev` is gone. A plain
+/// unmount ends the session by itself, but after `umount -l` with a file still open the
+/// kernel keeps the connection until the last close, and a reader blocked in read would keep
+/// the daemon alive: exiting aborts the connection, so such readers get ENOTCONN.
+pub fn spawn_mount_watcher(dev: String, mountpoint: PathBuf) -> std::io::Result<()> {
+    let mut mountinfo = File::open("/proc/self/mountinfo")?;
+    std::thread::Builder::new().name("mqfs-mounts".into()).spawn(move || {
+        let mut text = String::new();
+        loop {
+            text.clear();
+            if mountinfo.rewind().and_then(|()| mountinfo.read_to_string(&mut text)).is_err() {
+                log::warn!("cannot read /proc/self/mountinfo; not watching for an unmount");
+                return;
+            }
+            if !has_device(&text, &dev) {
+                log::info!("{} was unmounted; exiting", mountpoint.display());
+                exit(0);
+            }
+            // The mount table changed since the last read when poll reports POLLPRI.
+            let mut pfd = libc::pollfd { fd: mountinfo.as_raw_fd(), events: libc::POLLPRI, revents: 0 };
+            // SAFETY: pfd is one valid pollfd.
+            while unsafe { libc::poll(&mut pfd, 1, -1) } < 0 {}
+        }
+    })?;
+    Ok(())
+}
+
+/// Sends `state` to systemd if it asked for notifications (Type=notify).
+pub fn notify(state: &str) {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let Some(socket) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let bytes = socket.as_bytes();
+    let addr = match bytes.strip_prefix(b"@") {
+        Some(abstract_name) => SocketAddr::from_abstract_name(abstract_name),
+        None => SocketAddr::from_pathname(&socket),
+    };
+    let sent = addr.and_then(|addr| {
+        let message = format!("{state}\nMAINPID={}", std::process::id());
+        UnixDatagram::unbound()?.send_to_addr(message.as_bytes(), &addr)
+    });
+    if let Err(e) = sent {
+        log::warn!("cannot notify systemd at {}: {e}", socket.to_string_lossy());
+    }
+}
+
+/// Moves into the mount namespace `ns` (mount(8)'s -N: a pid or a namespace file).
+pub fn enter_namespace(ns: &str) -> Result<(), String> {
+    let path = if !ns.is_empty() && ns.bytes().all(|b| b.is_ascii_digit()) {
+        format!("/proc/{ns}/ns/mnt")
+    } else {
+        ns.to_string()
+    };
+    let file = File::open(&path).map_err(|e| format!("namespace {path}: {e}"))?;
+    // SAFETY: setns on a descriptor we own; this process has a single thread here.
+    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNS) } != 0 {
+        return Err(format!("namespace {path}: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_fields_are_unescaped() {
+        assert_eq!(unescape(r"/tmp/a\040b\134c"), b"/tmp/a b\\c");
+        assert_eq!(unescape(r"/x\04"), b"/x\\04");
+    }
+
+    #[test]
+    fn the_root_mount_is_found() {
+        assert!(mount_device(Path::new("/")).is_some());
+        let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(has_device(&text, &mount_device(Path::new("/")).unwrap()));
+        assert!(!has_device(&text, "12345:54321"));
+    }
+}
