@@ -41,6 +41,8 @@ pub fn init(debug: bool) {
     if log::set_logger(logger).is_ok() {
         log::set_max_level(level);
     }
+    // A panic is a bug: say so where the logs go (a daemon's stderr is /dev/null).
+    std::panic::set_hook(Box::new(|info| log::error!("{info}")));
 }
 
 /// From now on, log to syslog under the name `mqfs`.

@@ -75,6 +75,19 @@ fn whole_write_threshold() -> usize {
     (max_pages.saturating_sub(2) * PAGE + 1).max(PAGE)
 }
 
+/// Runs a request handler so that a panic in it (a bug) fails that request, which fuser
+/// answers with EIO when the unwinding drops its reply, instead of killing a worker thread.
+fn guard(op: &str, handler: impl FnOnce()) {
+    if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(handler)) {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        log::error!("bug: a {op} request panicked ({what}); it failed with EIO, serving goes on");
+    }
+}
+
 fn errno(error: engine::Errno) -> fuser::Errno {
     fuser::Errno::from_i32(error.0)
 }
@@ -149,18 +162,22 @@ impl Filesystem for MqFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        reply_entry(reply, self.engine.lookup(parent.0, name.as_bytes()));
+        guard("lookup", || {
+            reply_entry(reply, self.engine.lookup(parent.0, name.as_bytes()));
+        })
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
-        let result = match fh {
-            Some(fh) => self.engine.getattr_open(fh.0, ino.0),
-            None => self.engine.getattr(ino.0),
-        };
-        match result {
-            Ok(attr) => reply.attr(&ATTR_TTL, &file_attr(&attr)),
-            Err(e) => reply.error(errno(e)),
-        }
+        guard("getattr", || {
+            let result = match fh {
+                Some(fh) => self.engine.getattr_open(fh.0, ino.0),
+                None => self.engine.getattr(ino.0),
+            };
+            match result {
+                Ok(attr) => reply.attr(&ATTR_TTL, &file_attr(&attr)),
+                Err(e) => reply.error(errno(e)),
+            }
+        })
     }
 
     fn setattr(
@@ -181,19 +198,21 @@ impl Filesystem for MqFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        // A size change (O_TRUNC, truncate) is accepted and deletes nothing: history goes
-        // only by the group's rules or `clear`.
-        let change = SetAttr {
-            perm: mode.map(|m| (m & 0o7777) as u16),
-            uid,
-            gid,
-            atime: atime.map(time),
-            mtime: mtime.map(time),
-        };
-        match self.engine.setattr(ino.0, change) {
-            Ok(attr) => reply.attr(&ATTR_TTL, &file_attr(&attr)),
-            Err(e) => reply.error(errno(e)),
-        }
+        guard("setattr", || {
+            // A size change (O_TRUNC, truncate) is accepted and deletes nothing: history goes
+            // only by the group's rules or `clear`.
+            let change = SetAttr {
+                perm: mode.map(|m| (m & 0o7777) as u16),
+                uid,
+                gid,
+                atime: atime.map(time),
+                mtime: mtime.map(time),
+            };
+            match self.engine.setattr(ino.0, change) {
+                Ok(attr) => reply.attr(&ATTR_TTL, &file_attr(&attr)),
+                Err(e) => reply.error(errno(e)),
+            }
+        })
     }
 
     fn mknod(
@@ -206,25 +225,33 @@ impl Filesystem for MqFs {
         _rdev: u32,
         reply: ReplyEntry,
     ) {
-        if mode & libc::S_IFMT != libc::S_IFREG {
-            // Only regular files (streams) and directories (groups) exist here.
-            return reply.error(fuser::Errno::EPERM);
-        }
-        let perm = (mode & !umask & 0o7777) as u16;
-        reply_entry(reply, self.engine.create(parent.0, name.as_bytes(), perm, caller(req)));
+        guard("mknod", || {
+            if mode & libc::S_IFMT != libc::S_IFREG {
+                // Only regular files (streams) and directories (groups) exist here.
+                return reply.error(fuser::Errno::EPERM);
+            }
+            let perm = (mode & !umask & 0o7777) as u16;
+            reply_entry(reply, self.engine.create(parent.0, name.as_bytes(), perm, caller(req)));
+        })
     }
 
     fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
-        let perm = (mode & !umask & 0o7777) as u16;
-        reply_entry(reply, self.engine.mkdir(parent.0, name.as_bytes(), perm, caller(req)));
+        guard("mkdir", || {
+            let perm = (mode & !umask & 0o7777) as u16;
+            reply_entry(reply, self.engine.mkdir(parent.0, name.as_bytes(), perm, caller(req)));
+        })
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        reply_empty(reply, self.engine.unlink(parent.0, name.as_bytes()));
+        guard("unlink", || {
+            reply_empty(reply, self.engine.unlink(parent.0, name.as_bytes()));
+        })
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        reply_empty(reply, self.engine.rmdir(parent.0, name.as_bytes()));
+        guard("rmdir", || {
+            reply_empty(reply, self.engine.rmdir(parent.0, name.as_bytes()));
+        })
     }
 
     fn rename(
@@ -237,21 +264,25 @@ impl Filesystem for MqFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        if flags.intersects(RenameFlags::RENAME_EXCHANGE | RenameFlags::RENAME_WHITEOUT) {
-            return reply.error(fuser::Errno::EINVAL);
-        }
-        let no_replace = flags.contains(RenameFlags::RENAME_NOREPLACE);
-        let result =
-            self.engine.rename(parent.0, name.as_bytes(), newparent.0, newname.as_bytes(), no_replace);
-        reply_empty(reply, result);
+        guard("rename", || {
+            if flags.intersects(RenameFlags::RENAME_EXCHANGE | RenameFlags::RENAME_WHITEOUT) {
+                return reply.error(fuser::Errno::EINVAL);
+            }
+            let no_replace = flags.contains(RenameFlags::RENAME_NOREPLACE);
+            let result =
+                self.engine.rename(parent.0, name.as_bytes(), newparent.0, newname.as_bytes(), no_replace);
+            reply_empty(reply, result);
+        })
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        let (read, write) = access(flags);
-        match self.engine.open(ino.0, read, write) {
-            Ok((fh, kind)) => reply.opened(FileHandle(fh), open_flags(kind)),
-            Err(e) => reply.error(errno(e)),
-        }
+        guard("open", || {
+            let (read, write) = access(flags);
+            match self.engine.open(ino.0, read, write) {
+                Ok((fh, kind)) => reply.opened(FileHandle(fh), open_flags(kind)),
+                Err(e) => reply.error(errno(e)),
+            }
+        })
     }
 
     fn create(
@@ -264,18 +295,24 @@ impl Filesystem for MqFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        let perm = (mode & !umask & 0o7777) as u16;
-        let (read, write) = access(OpenFlags(flags));
-        let created = self
-            .engine
-            .create(parent.0, name.as_bytes(), perm, caller(req))
-            .and_then(|attr| Ok((attr, self.engine.open(attr.ino, read, write)?)));
-        match created {
-            Ok((attr, (fh, kind))) => {
-                reply.created(&ENTRY_TTL, &file_attr(&attr), Generation(0), FileHandle(fh), open_flags(kind))
+        guard("create", || {
+            let perm = (mode & !umask & 0o7777) as u16;
+            let (read, write) = access(OpenFlags(flags));
+            let created = self
+                .engine
+                .create(parent.0, name.as_bytes(), perm, caller(req))
+                .and_then(|attr| Ok((attr, self.engine.open(attr.ino, read, write)?)));
+            match created {
+                Ok((attr, (fh, kind))) => reply.created(
+                    &ENTRY_TTL,
+                    &file_attr(&attr),
+                    Generation(0),
+                    FileHandle(fh),
+                    open_flags(kind),
+                ),
+                Err(e) => reply.error(errno(e)),
             }
-            Err(e) => reply.error(errno(e)),
-        }
+        })
     }
 
     fn read(
@@ -289,25 +326,27 @@ impl Filesystem for MqFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        let mode = if offset > 0 {
-            ReadMode::Continuation
-        } else if flags.0 & libc::O_NONBLOCK != 0 {
-            ReadMode::NonBlock
-        } else {
-            ReadMode::Block
-        };
-        let done = Arc::new(AtomicBool::new(false));
-        let completed = done.clone();
-        let callback = Box::new(move |result: engine::ReadResult| {
-            completed.store(true, Ordering::Release);
-            match result {
-                Ok(data) => reply.data(&data),
-                Err(e) => reply.error(errno(e)),
+        guard("read", || {
+            let mode = if offset > 0 {
+                ReadMode::Continuation
+            } else if flags.0 & libc::O_NONBLOCK != 0 {
+                ReadMode::NonBlock
+            } else {
+                ReadMode::Block
+            };
+            let done = Arc::new(AtomicBool::new(false));
+            let completed = done.clone();
+            let callback = Box::new(move |result: engine::ReadResult| {
+                completed.store(true, Ordering::Release);
+                match result {
+                    Ok(data) => reply.data(&data),
+                    Err(e) => reply.error(errno(e)),
+                }
+            });
+            if let Some(ticket) = self.engine.read(fh.0, offset, size, mode, callback) {
+                self.interrupts.watch(ticket, req.pid(), fh.0, done);
             }
-        });
-        if let Some(ticket) = self.engine.read(fh.0, offset, size, mode, callback) {
-            self.interrupts.watch(ticket, req.pid(), fh.0, done);
-        }
+        })
     }
 
     fn write(
@@ -322,31 +361,35 @@ impl Filesystem for MqFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let shape = self.write_shape(offset, data.len(), req.pid());
-        let (len, pid) = (data.len(), req.pid());
-        let done = Arc::new(AtomicBool::new(false));
-        let completed = done.clone();
-        let callback = Box::new(move |result: engine::Result<()>| {
-            completed.store(true, Ordering::Release);
-            match result {
-                Ok(()) => reply.written(len as u32),
-                Err(e) => {
-                    log::warn!("write of {len} bytes by pid {pid}: {e}");
-                    reply.error(errno(e))
+        guard("write", || {
+            let shape = self.write_shape(offset, data.len(), req.pid());
+            let (len, pid) = (data.len(), req.pid());
+            let done = Arc::new(AtomicBool::new(false));
+            let completed = done.clone();
+            let callback = Box::new(move |result: engine::Result<()>| {
+                completed.store(true, Ordering::Release);
+                match result {
+                    Ok(()) => reply.written(len as u32),
+                    Err(e) => {
+                        log::warn!("write of {len} bytes by pid {pid}: {e}");
+                        reply.error(errno(e))
+                    }
                 }
+            });
+            let nonblock = flags.0 & libc::O_NONBLOCK != 0;
+            if let Some(ticket) = self.engine.write(fh.0, data, shape, nonblock, callback) {
+                self.interrupts.watch(ticket, pid, fh.0, done);
             }
-        });
-        let nonblock = flags.0 & libc::O_NONBLOCK != 0;
-        if let Some(ticket) = self.engine.write(fh.0, data, shape, nonblock, callback) {
-            self.interrupts.watch(ticket, pid, fh.0, done);
-        }
+        })
     }
 
     fn flush(&self, req: &Request, _ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
-        // A process killed while writing a `frame close` message must not publish half of
-        // it: its files are closed as it dies, with its exit code already set.
-        let dying = || procfs::killed_by_signal(req.pid());
-        reply_empty(reply, self.engine.flush(fh.0, dying));
+        guard("flush", || {
+            // A process killed while writing a `frame close` message must not publish half of
+            // it: its files are closed as it dies, with its exit code already set.
+            let dying = || procfs::killed_by_signal(req.pid());
+            reply_empty(reply, self.engine.flush(fh.0, dying));
+        })
     }
 
     fn release(
@@ -359,45 +402,55 @@ impl Filesystem for MqFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.engine.release(fh.0);
-        reply.ok();
+        guard("release", || {
+            self.engine.release(fh.0);
+            reply.ok();
+        })
     }
 
     fn fsync(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
-        // Messages are committed when write(2) returns; there is nothing more to sync.
-        reply.ok();
+        guard("fsync", || {
+            // Messages are committed when write(2) returns; there is nothing more to sync.
+            reply.ok();
+        })
     }
 
     fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
-        let entries = match self.engine.readdir(ino.0) {
-            Ok(entries) => entries,
-            Err(e) => return reply.error(errno(e)),
-        };
-        for (index, entry) in entries.iter().enumerate().skip(offset as usize) {
-            let kind = match entry.kind {
-                Kind::Directory => FileType::Directory,
-                Kind::File => FileType::RegularFile,
+        guard("readdir", || {
+            let entries = match self.engine.readdir(ino.0) {
+                Ok(entries) => entries,
+                Err(e) => return reply.error(errno(e)),
             };
-            if reply.add(INodeNo(entry.ino), index as u64 + 1, kind, OsStr::from_bytes(&entry.name)) {
-                break;
+            for (index, entry) in entries.iter().enumerate().skip(offset as usize) {
+                let kind = match entry.kind {
+                    Kind::Directory => FileType::Directory,
+                    Kind::File => FileType::RegularFile,
+                };
+                if reply.add(INodeNo(entry.ino), index as u64 + 1, kind, OsStr::from_bytes(&entry.name)) {
+                    break;
+                }
             }
-        }
-        reply.ok();
+            reply.ok();
+        })
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        let usage = self.engine.usage();
-        let block = PAGE as u64;
-        let blocks = usage.memory_limit / block;
-        let free = usage.memory_limit.saturating_sub(usage.memory_used) / block;
-        // Inodes are not a limited resource: report plenty free.
-        let files = usage.nodes + u32::MAX as u64;
-        reply.statfs(blocks, free, free, files, files - usage.nodes, PAGE as u32, 255, PAGE as u32);
+        guard("statfs", || {
+            let usage = self.engine.usage();
+            let block = PAGE as u64;
+            let blocks = usage.memory_limit / block;
+            let free = usage.memory_limit.saturating_sub(usage.memory_used) / block;
+            // Inodes are not a limited resource: report plenty free.
+            let files = usage.nodes + u32::MAX as u64;
+            reply.statfs(blocks, free, free, files, files - usage.nodes, PAGE as u32, 255, PAGE as u32);
+        })
     }
 
     fn access(&self, _req: &Request, _ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {
-        // Permissions are checked by the kernel (default_permissions).
-        reply.ok();
+        guard("access", || {
+            // Permissions are checked by the kernel (default_permissions).
+            reply.ok();
+        })
     }
 
     fn poll(
@@ -410,21 +463,23 @@ impl Filesystem for MqFs {
         flags: PollFlags,
         reply: ReplyPoll,
     ) {
-        let notify = flags.contains(PollFlags::FUSE_POLL_SCHEDULE_NOTIFY);
-        let poller: engine::PollCallback = Box::new(move || {
-            if notify && let Err(e) = ph.notify() {
-                log::debug!("poll notification: {e}");
-            }
-        });
-        match self.engine.poll(fh.0, poller) {
-            Ok(readable) => {
-                let mut ready = PollEvents::POLLOUT | PollEvents::POLLWRNORM;
-                if readable {
-                    ready |= PollEvents::POLLIN | PollEvents::POLLRDNORM;
+        guard("poll", || {
+            let notify = flags.contains(PollFlags::FUSE_POLL_SCHEDULE_NOTIFY);
+            let poller: engine::PollCallback = Box::new(move || {
+                if notify && let Err(e) = ph.notify() {
+                    log::debug!("poll notification: {e}");
                 }
-                reply.poll(ready & (events | PollEvents::POLLERR | PollEvents::POLLHUP));
+            });
+            match self.engine.poll(fh.0, poller) {
+                Ok(readable) => {
+                    let mut ready = PollEvents::POLLOUT | PollEvents::POLLWRNORM;
+                    if readable {
+                        ready |= PollEvents::POLLIN | PollEvents::POLLRDNORM;
+                    }
+                    reply.poll(ready & (events | PollEvents::POLLERR | PollEvents::POLLHUP));
+                }
+                Err(e) => reply.error(errno(e)),
             }
-            Err(e) => reply.error(errno(e)),
-        }
+        })
     }
 }
