@@ -483,3 +483,29 @@ impl Filesystem for MqFs {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// Drops like a fuser reply: its drop is what answers the kernel with EIO.
+    struct Reply(Arc<AtomicBool>);
+
+    impl Drop for Reply {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_panicking_handler_is_contained_and_its_reply_dropped() {
+        let answered = Arc::new(AtomicBool::new(false));
+        let reply = Reply(answered.clone());
+        super::guard("test", move || {
+            let _reply = reply;
+            panic!("a bug");
+        });
+        assert!(answered.load(Ordering::SeqCst), "the reply was dropped, so the request got an answer");
+    }
+}
