@@ -1,0 +1,182 @@
+//! The fixed text of the report (how to run it, methodology, where the FUSE ceiling decides),
+//! with the run's figures filled in where the text cites them.
+
+use std::fmt::Write;
+
+use super::format::{fmt_rate, percent};
+use crate::results::Results;
+use crate::scenarios::Budget;
+use crate::systems::System;
+
+pub const HOW_TO_RUN: &str = "## How to run
+
+```sh
+cargo run --release -p mqfs-bench              # full run, at most 10 minutes: docs/benchmarks.md, docs/bench/*.svg
+cargo run --release -p mqfs-bench -- --quick   # every scenario briefly (about a minute): target/bench-quick/
+cargo run --release -p mqfs-bench -- --install # apt-get redis-server first if it is missing
+```
+
+It needs what mqfs's tests need: root and `/dev/fuse`. It builds mqfs (`cargo build --release -p mqfs`),
+mounts it and the ceiling file system on temporary directories, starts redis-server on 127.0.0.1
+(or reports Redis as not installed), mounts a private tmpfs for the file-based peers, and undoes all
+of it at the end, on a panic, or on Ctrl-C. `.ci/run` runs `--quick` so the harness keeps working; it
+asserts nothing about the numbers.
+
+";
+
+pub fn methodology(budget: &Budget) -> String {
+    let quick = Budget::new(true);
+    let full = Budget::new(false);
+    let _ = budget;
+    format!(
+        "## Methodology
+
+Systems, all on this machine, each set up fresh for each scenario:
+
+- **FUSE ceiling**: a fuser 0.18 file system in the bench with one file, mounted and threaded like
+  mqfs (its own process, 4 worker threads, direct I/O, stream files). A write is acknowledged whole at
+  once; a read gets at once as many bytes as it asked for, as if a message of exactly that size were
+  always waiting. It is the most any FUSE file system can do here; mqfs is compared with it per FUSE
+  request.
+- **mqfs**: the release build, `mqfs DIR -f -o memory=8G`, default settings (message mode, replay off,
+  4 FUSE threads); `replay=all` for the memory scenario. **mqfs coalesce** is the same mount with
+  `data coalesce` on the group, read with 64 KiB buffers.
+- **FIFO**: a named pipe. For fan-out, **FIFO + tee**: GNU `tee -p` copies the writer's FIFO into one
+  FIFO per reader. FIFOs are opened O_RDWR so that neither end waits for the other to open.
+- **inotify tail**: writers append (`O_APPEND`) to a file on tmpfs; each reader reads to the end, then
+  sleeps on its own inotify instance (IN_MODIFY) — what `tail -F` does, without tail's output pipe.
+- **msgfs**: one file per message in a tmpfs directory: the writer writes a temporary file and renames
+  it to the next sequence number; readers open the next number, sleeping on inotify (IN_MOVED_TO) while
+  it is missing.
+- **Redis pub/sub**: Debian's redis-server on 127.0.0.1 (no persistence, no output-buffer limit for
+  subscribers); PUBLISH waits for each reply; one connection per subscriber.
+
+How it measures:
+
+- Readers and writers are real processes (the bench re-executed as workers) doing read(2)/write(2) on
+  the files (or the system's own calls: rename, inotify, sockets). Up to 10 readers run as processes;
+  more run as threads (64 KiB stacks) in 10 processes, each thread with its own open file or connection.
+- Every message carries a 24-byte header: send time (CLOCK_MONOTONIC, read just before the write), the
+  writer's number and a sequence number. Readers check that each writer's sequence arrives complete and
+  in order, and record latency as the time their read returned minus the send time, on the same clock.
+- Message systems (mqfs, the ceiling, msgfs, Redis) read with a buffer of the message size: one read per
+  message. Byte streams (FIFO, tail, mqfs coalesce) read with 64 KiB buffers (or the message size, if
+  larger), as `cat` would, and the reader cuts messages out of the bytes.
+- Rates run from the first write to the last delivery. A writer writes flat out for at most {full_run:.0} s
+  ({quick_run:.2} s with `--quick`) or a budget of messages, then an END message; readers then drain. For
+  the ceiling, readers and writers run flat out for the same time and count requests. Flat-out runs are
+  measured {rounds} times (once with `--quick`), all systems of one column together each time, and each
+  cell keeps its best: noise from other work only ever slows a run down.
+- Latency under load is not latency: the latency tables come from paced runs (a fixed rate well below
+  saturation) and from ping-pong, one message in flight.
+- The machine has 2 cores shared by the writer, the readers, the server and whatever else runs. Repeat
+  runs differ by 10-20%, more for byte streams with large messages: wake-ups across cores are expensive on
+  this virtual machine, so whether the scheduler puts writer and reader on the same core can change such a
+  run several-fold. Compare ratios within a run rather than figures across runs.
+
+",
+        full_run = full.run.as_secs_f64(),
+        rounds = full.rounds,
+        quick_run = quick.run.as_secs_f64(),
+    )
+}
+
+pub fn section_ceiling(out: &mut String, results: &Results) {
+    out.push_str(
+        "## Where the FUSE ceiling decides\n\nIn message mode every delivery costs one FUSE round trip per reader: \
+         the reader's read(2) becomes a READ request on /dev/fuse, a daemon thread takes it and answers with a \
+         write(2) to /dev/fuse, and the reader wakes. Every message also costs the writer one WRITE round trip. \
+         The ceiling file system does exactly that and nothing else, so its request rates bound what mqfs can do:\n\n",
+    );
+    let mut lines = Vec::new();
+    if let Some(grid) = &results.throughput
+        && let (Some(mine), Some(ceiling)) = (grid.get(System::Mqfs, 0), grid.get(System::Ceiling, 0))
+    {
+        lines.push(format!(
+            "One writer, one reader, 64 B: the ceiling manages {} write+read pairs per second; mqfs delivers {} \
+             messages per second, {} of it.",
+            fmt_rate(ceiling.msgs_per_s),
+            fmt_rate(mine.msgs_per_s),
+            percent(mine.msgs_per_s / ceiling.msgs_per_s)
+        ));
+        let faster: Vec<String> = [System::Fifo, System::Tail, System::Msgfs, System::Redis]
+            .iter()
+            .filter_map(|&peer| {
+                let p = grid.get(peer, 0)?;
+                (p.msgs_per_s > ceiling.msgs_per_s)
+                    .then(|| format!("{} ({} msg/s)", peer.label(), fmt_rate(p.msgs_per_s)))
+            })
+            .collect();
+        if !faster.is_empty() {
+            lines.push(format!(
+                "At 64 B these move more messages per second than the ceiling's pair rate: {}. No FUSE file system that \
+                 takes a write and a read per message can match them, so there the comparison is decided by FUSE, not by \
+                 mqfs.",
+                faster.join(", ")
+            ));
+        }
+    }
+    if let Some(grid) = &results.fanout {
+        for (col, label) in grid.columns.iter().enumerate() {
+            let Some(ceiling) = grid.get(System::Ceiling, col) else { continue };
+            let faster: Vec<String> = [System::FifoTee, System::Tail, System::Msgfs, System::Redis]
+                .iter()
+                .filter_map(|&peer| {
+                    let p = grid.get(peer, col)?;
+                    (p.deliveries_per_s > ceiling.deliveries_per_s)
+                        .then(|| format!("{} ({})", peer.label(), fmt_rate(p.deliveries_per_s)))
+                })
+                .collect();
+            if let Some(mine) = grid.get(System::Mqfs, col) {
+                let mut line = format!(
+                    "Fan-out, {label}: the ceiling reads {} per second; mqfs in message mode delivers {} ({}).",
+                    fmt_rate(ceiling.deliveries_per_s),
+                    fmt_rate(mine.deliveries_per_s),
+                    percent(mine.deliveries_per_s / ceiling.deliveries_per_s)
+                );
+                if !faster.is_empty() {
+                    let _ = write!(
+                        line,
+                        " Faster than the ceiling, so out of reach of any one-read-per-message FUSE design: {}.",
+                        faster.join(", ")
+                    );
+                }
+                if let Some(coalesce) = grid.get(System::MqfsCoalesce, col) {
+                    let _ =
+                        write!(line, " Coalescing, mqfs delivers {}.", fmt_rate(coalesce.deliveries_per_s));
+                }
+                lines.push(line);
+            }
+        }
+    }
+    if let Some(grid) = &results.threads
+        && let (Some(two), Some(four)) = (grid.get(System::Ceiling, 1), grid.get(System::Ceiling, 2))
+    {
+        lines.push(format!(
+            "The ceiling itself, 1→1 at 64 B, makes {} pairs per second with 2 worker threads and {} with 4 (mqfs's \
+             default): on 2 cores the thread count moves the bound more than anything mqfs does.",
+            fmt_rate(two.msgs_per_s),
+            fmt_rate(four.msgs_per_s)
+        ));
+    }
+    for line in lines {
+        let _ = writeln!(out, "- {line}");
+    }
+    out.push_str(
+        "\nLatency is bounded differently: not by the ceiling's rate but by one round trip. A blocked reader's READ is \
+         already parked in mqfs when the message arrives, so a delivery costs the writer's WRITE round trip plus the \
+         reply that wakes the reader; with many readers, the replies go out one after another from the writer's worker \
+         thread.\n\nWhat would lift the bound:\n\n\
+         - **As many worker threads as cores**: see the FUSE worker threads table; each extra thread waiting on \
+         /dev/fuse turns request wake-ups into context switches.\n\
+         - **Coalesce mode** (there today): one READ carries as many messages as fit in the reader's buffer, so the \
+         per-delivery cost is divided by the messages per read; the fan-out table shows the effect.\n\
+         - **FUSE over io_uring** (Linux 6.14+): requests and replies through shared rings, without a read(2) and a \
+         write(2) on /dev/fuse per request. fuser 0.18 does not support it.\n\
+         - **One /dev/fuse queue per worker** (`clone_fd`): less contention between the four worker threads on one \
+         device queue; small on 2 cores.\n\
+         - **Fewer copies for large messages**: splice replies (FUSE_SPLICE_READ/WRITE) would save a copy of each \
+         1 MiB message; at 1 MiB the cost is copying, not round trips.\n\
+         - Beyond that, only leaving FUSE (a kernel implementation) removes the round trip per delivery.\n\n",
+    );
+}

@@ -1,0 +1,110 @@
+//! Markdown tables: cells that show a value, or why there is none, with footnotes for
+//! caveats and errors; `mqfs ÷ peer` ratio rows.
+
+use std::fmt::Write;
+
+use super::format::times;
+use crate::results::{Blocked, Cell, Fanout, Grid, Latency, ManyWriters, Memory, Throughput};
+use crate::systems::System;
+
+pub trait Caveat {
+    fn caveat(&self) -> Option<&str>;
+}
+
+macro_rules! caveat {
+    ($($t:ty),*) => {$(
+        impl Caveat for $t {
+            fn caveat(&self) -> Option<&str> {
+                self.caveat.as_deref()
+            }
+        }
+    )*};
+}
+caveat!(Throughput, Fanout, Latency, ManyWriters, Blocked, Memory);
+
+/// Footnotes under a table: caveats and errors of its cells.
+#[derive(Default)]
+pub struct Notes(Vec<String>);
+
+impl Notes {
+    pub fn mark(&mut self, what: String, note: &str) -> String {
+        let text = format!("{what}: {note}");
+        let index = match self.0.iter().position(|n| *n == text) {
+            Some(i) => i,
+            None => {
+                self.0.push(text);
+                self.0.len() - 1
+            }
+        };
+        format!("<sup>{}</sup>", index + 1)
+    }
+
+    pub fn render(self, out: &mut String) {
+        for (i, note) in self.0.iter().enumerate() {
+            let _ = writeln!(out, "<sup>{}</sup> {}  ", i + 1, note.replace('|', "/"));
+        }
+        if !self.0.is_empty() {
+            out.push('\n');
+        }
+    }
+}
+
+/// A cell's text: the value, or why there is none, with a footnote for caveats and errors.
+pub fn show<T: Caveat>(
+    cell: Option<&Cell<T>>,
+    what: impl Fn() -> String,
+    notes: &mut Notes,
+    text: impl Fn(&T) -> String,
+) -> String {
+    match cell {
+        None => "—".into(),
+        Some(Ok(value)) => match value.caveat() {
+            Some(caveat) => format!("{}{}", text(value), notes.mark(what(), caveat)),
+            None => text(value),
+        },
+        Some(Err(e)) if e.starts_with("not installed") => "not installed".into(),
+        Some(Err(e)) => format!("error{}", notes.mark(what(), e)),
+    }
+}
+
+pub fn table(out: &mut String, header: &[String], rows: &[Vec<String>]) {
+    let _ = writeln!(out, "| {} |", header.join(" | "));
+    let _ = writeln!(out, "|{}", "---|".repeat(header.len()));
+    for row in rows {
+        let _ = writeln!(out, "| {} |", row.join(" | "));
+    }
+    out.push('\n');
+}
+
+pub fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+        _ => None,
+    }
+}
+
+pub fn or_dash(v: Option<String>) -> String {
+    v.unwrap_or_else(|| "—".into())
+}
+
+/// `mqfs ÷ peer` rows for a grid of rates.
+pub fn ratio_rows<T>(
+    grid: &Grid<T>,
+    mine: System,
+    peers: &[System],
+    value: impl Fn(&T) -> f64,
+) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    for &peer in peers {
+        if !grid.systems().any(|s| s == peer) || peer == mine {
+            continue;
+        }
+        let mut row = vec![format!("{} ÷ {}", mine.label(), peer.label())];
+        for col in 0..grid.columns.len() {
+            let r = ratio(grid.get(mine, col).map(&value), grid.get(peer, col).map(&value));
+            row.push(or_dash(r.map(times)));
+        }
+        rows.push(row);
+    }
+    rows
+}

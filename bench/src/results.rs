@@ -1,0 +1,189 @@
+//! What the scenarios measured, in the shape the report reads: one [`Grid`] per table
+//! (systems × a parameter such as message size or reader count), each cell a measurement or
+//! the reason there is none ("not installed", an error).
+
+use crate::hist::Histogram;
+use crate::systems::System;
+
+pub type Cell<T> = Result<T, String>;
+
+#[derive(Debug)]
+pub struct Grid<T> {
+    pub columns: Vec<String>,
+    pub rows: Vec<(System, Vec<Cell<T>>)>,
+}
+
+impl<T> Grid<T> {
+    pub fn new(columns: Vec<String>) -> Grid<T> {
+        Grid { columns, rows: Vec::new() }
+    }
+
+    pub fn cell(&self, system: System, column: usize) -> Option<&Cell<T>> {
+        self.rows.iter().find(|(s, _)| *s == system).and_then(|(_, cells)| cells.get(column))
+    }
+
+    /// The measurement, if there is one.
+    pub fn get(&self, system: System, column: usize) -> Option<&T> {
+        self.cell(system, column).and_then(|c| c.as_ref().ok())
+    }
+
+    /// "system column: error" for every cell that failed (not for "not installed").
+    pub fn errors(&self, scenario: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for (system, cells) in &self.rows {
+            for (column, cell) in cells.iter().enumerate() {
+                if let Err(e) = cell
+                    && !e.starts_with("not installed")
+                {
+                    out.push(format!("{scenario}: {} {}: {e}", system.label(), self.columns[column]));
+                }
+            }
+        }
+        out
+    }
+
+    pub fn systems(&self) -> impl Iterator<Item = System> + '_ {
+        self.rows.iter().map(|(s, _)| *s)
+    }
+}
+
+/// Scenario 1 (for the ceiling: its write+read pair rate).
+#[derive(Clone, Debug)]
+pub struct Throughput {
+    pub msgs_per_s: f64,
+    pub bytes_per_s: f64,
+    pub caveat: Option<String>,
+}
+
+/// Scenario 2, flat out (for the ceiling: reads per second with as many readers).
+#[derive(Clone, Debug)]
+pub struct Fanout {
+    pub deliveries_per_s: f64,
+    /// Messages per read(2) (None for the ceiling, which carries none).
+    pub per_read: Option<f64>,
+    pub caveat: Option<String>,
+}
+
+/// Latency quantiles in microseconds.
+#[derive(Clone, Debug)]
+pub struct Latency {
+    pub p50: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+    pub samples: u64,
+    pub caveat: Option<String>,
+}
+
+impl Latency {
+    pub fn from_hist(hist: &Histogram, caveat: Option<String>) -> Cell<Latency> {
+        if hist.count() == 0 {
+            return Err(caveat.unwrap_or_else(|| "no samples".into()));
+        }
+        let us = |ns: u64| ns as f64 / 1e3;
+        Ok(Latency {
+            p50: us(hist.quantile(0.5)),
+            p99: us(hist.quantile(0.99)),
+            p999: us(hist.quantile(0.999)),
+            max: us(hist.max()),
+            samples: hist.count(),
+            caveat,
+        })
+    }
+}
+
+/// Scenario 4 (for the ceiling: the bound its request rate sets).
+#[derive(Clone, Debug)]
+pub struct ManyWriters {
+    pub msgs_per_s: f64,
+    pub deliveries_per_s: f64,
+    /// None for the ceiling, which carries no messages.
+    pub order_errors: Option<u64>,
+    pub missing: u64,
+    pub caveat: Option<String>,
+}
+
+/// Scenario 5.
+#[derive(Clone, Debug)]
+pub struct Blocked {
+    pub readers: usize,
+    pub received: u64,
+    /// From the write to the last reader's read returning.
+    pub all_ms: f64,
+    pub p50_ms: f64,
+    /// The serving process while the readers wait (mqfs, tee, redis-server).
+    pub rss: Option<u64>,
+    pub threads: Option<u64>,
+    /// Share of one core the serving process used while nothing was written.
+    pub idle_cpu: Option<f64>,
+    pub caveat: Option<String>,
+}
+
+/// Scenario 6.
+#[derive(Clone, Debug)]
+pub struct Memory {
+    pub messages: u64,
+    pub message_size: usize,
+    pub retained: Option<u64>,
+    pub rss_before: u64,
+    pub rss_after: u64,
+    pub rss_peak: Option<u64>,
+    pub write_per_s: f64,
+    pub replay_per_s: Option<f64>,
+    pub caveat: Option<String>,
+}
+
+impl Memory {
+    pub fn payload(&self) -> u64 {
+        self.messages * self.message_size as u64
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Results {
+    pub throughput: Option<Grid<Throughput>>,
+    /// 1→1 at 64 B with 1, 2 and 4 FUSE worker threads (mqfs and the ceiling).
+    pub threads: Option<Grid<Throughput>>,
+    pub fanout: Option<Grid<Fanout>>,
+    pub paced: Option<Grid<Latency>>,
+    pub pingpong: Option<Grid<Latency>>,
+    pub writers: Option<Grid<ManyWriters>>,
+    pub blocked: Option<Grid<Blocked>>,
+    pub memory: Option<Cell<Memory>>,
+    /// (scenario, seconds it took)
+    pub timings: Vec<(String, f64)>,
+    /// Scenarios that panicked.
+    pub panics: Vec<String>,
+}
+
+impl Results {
+    /// Every measurement that failed: the harness or mqfs is broken somewhere.
+    pub fn errors(&self) -> Vec<String> {
+        let mut out: Vec<String> = self.panics.iter().map(|p| format!("{p}: panicked")).collect();
+        if let Some(g) = &self.throughput {
+            out.extend(g.errors("1→1"));
+        }
+        if let Some(g) = &self.threads {
+            out.extend(g.errors("threads"));
+        }
+        if let Some(g) = &self.fanout {
+            out.extend(g.errors("fan-out"));
+        }
+        if let Some(g) = &self.paced {
+            out.extend(g.errors("paced"));
+        }
+        if let Some(g) = &self.pingpong {
+            out.extend(g.errors("ping-pong"));
+        }
+        if let Some(g) = &self.writers {
+            out.extend(g.errors("many writers"));
+        }
+        if let Some(g) = &self.blocked {
+            out.extend(g.errors("blocked readers"));
+        }
+        if let Some(Err(e)) = &self.memory {
+            out.push(format!("memory: {e}"));
+        }
+        out
+    }
+}

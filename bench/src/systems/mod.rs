@@ -1,0 +1,397 @@
+//! The systems measured, the machine-wide environment they run in ([`Env`]: the mqfs
+//! binary, redis-server if there is one, a scratch directory and a private tmpfs, raised
+//! limits), and the [`Lab`] that sets systems up for one scenario and takes them down:
+//! [`Lab::plumb`] gives the endpoints of a fresh stream on any system.
+
+pub mod ceiling;
+pub mod fifo;
+pub mod fuse_mount;
+pub mod mqfs;
+pub mod msgfs;
+pub mod redis;
+pub mod tail;
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use crate::cleanup::{self, Item, Registration, Sysctl};
+use crate::endpoint::Endpoint;
+use crate::procs::Proc;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum System {
+    Ceiling,
+    Mqfs,
+    MqfsCoalesce,
+    Fifo,
+    FifoTee,
+    Tail,
+    Msgfs,
+    Redis,
+}
+
+impl System {
+    pub fn label(self) -> &'static str {
+        match self {
+            System::Ceiling => "FUSE ceiling",
+            System::Mqfs => "mqfs",
+            System::MqfsCoalesce => "mqfs coalesce",
+            System::Fifo => "FIFO",
+            System::FifoTee => "FIFO + tee",
+            System::Tail => "inotify tail",
+            System::Msgfs => "msgfs",
+            System::Redis => "Redis pub/sub",
+        }
+    }
+
+    /// The name `--systems` takes.
+    pub fn key(self) -> &'static str {
+        match self {
+            System::Ceiling => "ceiling",
+            System::Mqfs => "mqfs",
+            System::MqfsCoalesce => "mqfs-coalesce",
+            System::Fifo => "fifo",
+            System::FifoTee => "fifo-tee",
+            System::Tail => "tail",
+            System::Msgfs => "msgfs",
+            System::Redis => "redis",
+        }
+    }
+
+    pub const ALL: [System; 8] = [
+        System::Ceiling,
+        System::Mqfs,
+        System::MqfsCoalesce,
+        System::Fifo,
+        System::FifoTee,
+        System::Tail,
+        System::Msgfs,
+        System::Redis,
+    ];
+
+    pub fn color(self) -> &'static str {
+        match self {
+            System::Ceiling => "#7f7f7f",
+            System::Mqfs => "#d62728",
+            System::MqfsCoalesce => "#ff7f0e",
+            System::Fifo => "#1f77b4",
+            System::FifoTee => "#17becf",
+            System::Tail => "#2ca02c",
+            System::Msgfs => "#9467bd",
+            System::Redis => "#8c564b",
+        }
+    }
+}
+
+/// What every scenario shares: binaries, a scratch directory and a private tmpfs.
+pub struct Env {
+    pub mqfs_bin: PathBuf,
+    /// Extra `-o` options for every mqfs mount (`--mqfs-options`), empty by default.
+    pub mqfs_options: String,
+    pub redis_bin: Result<PathBuf, String>,
+    pub work: PathBuf,
+    pub tmpfs: PathBuf,
+    /// Things a reader of the report should know about the setup (limits raised, ...).
+    pub notes: Vec<String>,
+    _sysctls: Vec<Sysctl>,
+    _tmpfs_registration: Registration,
+    _work_registration: Registration,
+}
+
+impl Env {
+    pub fn prepare(
+        mqfs_bin: PathBuf,
+        mqfs_options: String,
+        redis_bin: Result<PathBuf, String>,
+    ) -> Result<Env, String> {
+        let work = std::env::temp_dir().join(format!("mqfs-bench-{}", std::process::id()));
+        std::fs::create_dir(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+        let work_registration = cleanup::register(Item::Dir(work.clone()));
+        let tmpfs = work.join("tmpfs");
+        std::fs::create_dir(&tmpfs).map_err(|e| format!("{}: {e}", tmpfs.display()))?;
+        let tmpfs_registration = cleanup::register(Item::Mount(tmpfs.clone()));
+        mount_tmpfs(&tmpfs)?;
+        let mut notes = Vec::new();
+        raise_open_files();
+        let mut sysctls = Vec::new();
+        // One inotify instance per tail or msgfs reader, up to 10,000 of them.
+        match Sysctl::raise_to("/proc/sys/fs/inotify/max_user_instances", 20_000) {
+            Ok(Some(sysctl)) => {
+                notes.push(
+                    "fs.inotify.max_user_instances raised to 20000 for the run (one per tail/msgfs reader)"
+                        .into(),
+                );
+                sysctls.push(sysctl);
+            }
+            Ok(None) => {}
+            Err(e) => notes.push(format!(
+                "could not raise the inotify instance limit ({e}): many-reader tail and msgfs runs may fail"
+            )),
+        }
+        Ok(Env {
+            mqfs_bin,
+            mqfs_options,
+            redis_bin,
+            work,
+            tmpfs,
+            notes,
+            _sysctls: sysctls,
+            _tmpfs_registration: tmpfs_registration,
+            _work_registration: work_registration,
+        })
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        cleanup::detach(&self.tmpfs);
+        if !std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap_or_default()
+            .contains(&*self.work.to_string_lossy())
+        {
+            let _ = std::fs::remove_dir_all(&self.work);
+        }
+    }
+}
+
+fn mount_tmpfs(path: &Path) -> Result<(), String> {
+    let c_path = CString::new(path.as_os_str().as_bytes()).map_err(|e| e.to_string())?;
+    // SAFETY: mount(2) with NUL-terminated strings we own.
+    let rc = unsafe {
+        libc::mount(
+            c"tmpfs".as_ptr(),
+            c_path.as_ptr(),
+            c"tmpfs".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            c"mode=0700".as_ptr().cast(),
+        )
+    };
+    if rc != 0 {
+        return Err(format!("mount tmpfs on {}: {}", path.display(), std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Lifts the soft limit on open files to the hard one (tee into 10,000 FIFOs needs it).
+fn raise_open_files() {
+    // SAFETY: getrlimit/setrlimit on a struct we own.
+    unsafe {
+        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+/// The endpoints of one fresh stream on one system, and what to undo after the run.
+pub struct Plumbing {
+    pub writer: Endpoint,
+    /// May contain `{i}`: reader i's endpoint.
+    pub reader: Endpoint,
+    /// The read(2) buffer readers use.
+    pub read_buf: usize,
+    /// The process serving the stream (mqfs, tee, redis-server), if there is one.
+    pub server: Option<u32>,
+    helper: Option<Proc>,
+    remove: Vec<PathBuf>,
+}
+
+impl Drop for Plumbing {
+    fn drop(&mut self) {
+        drop(self.helper.take());
+        for path in &self.remove {
+            let _ = if path.is_dir() { std::fs::remove_dir_all(path) } else { std::fs::remove_file(path) };
+        }
+    }
+}
+
+/// Byte-stream readers read with this buffer (as cat would), or the message size if larger.
+pub const STREAM_BUF: usize = 64 * 1024;
+
+/// The systems of one scenario, started on first use and stopped on drop (mqfs's log, if it
+/// said anything, goes to stderr then).
+pub struct Lab<'e> {
+    pub env: &'e Env,
+    tag: String,
+    mqfs_options: String,
+    /// FUSE worker threads of the ceiling (mqfs's come from its options).
+    ceiling_threads: usize,
+    mqfs: Option<mqfs::MqfsMount>,
+    ceiling: Option<ceiling::CeilingMount>,
+    redis: Option<redis::RedisServer>,
+    next: usize,
+}
+
+impl<'e> Lab<'e> {
+    pub fn new(env: &'e Env, tag: &str, mqfs_options: &str) -> Lab<'e> {
+        Lab {
+            env,
+            tag: tag.to_string(),
+            mqfs_options: [env.mqfs_options.as_str(), mqfs_options]
+                .iter()
+                .filter(|o| !o.is_empty())
+                .copied()
+                .collect::<Vec<_>>()
+                .join(","),
+            ceiling_threads: ceiling::THREADS,
+            mqfs: None,
+            ceiling: None,
+            redis: None,
+            next: 0,
+        }
+    }
+
+    /// A lab whose mqfs and ceiling both run `threads` FUSE worker threads.
+    pub fn with_threads(env: &'e Env, tag: &str, threads: usize) -> Lab<'e> {
+        let mut lab = Lab::new(env, tag, &format!("threads={threads}"));
+        lab.ceiling_threads = threads;
+        lab
+    }
+
+    pub fn mqfs(&mut self) -> Result<&mqfs::MqfsMount, String> {
+        if self.mqfs.is_none() {
+            let name = format!("{}-mqfs", self.tag);
+            self.mqfs =
+                Some(mqfs::MqfsMount::start(&self.env.mqfs_bin, &self.env.work, &name, &self.mqfs_options)?);
+        }
+        Ok(self.mqfs.as_ref().expect("just started"))
+    }
+
+    fn ceiling(&mut self) -> Result<&ceiling::CeilingMount, String> {
+        if self.ceiling.is_none() {
+            let name = format!("{}-ceiling", self.tag);
+            self.ceiling = Some(ceiling::CeilingMount::start(&self.env.work, &name, self.ceiling_threads)?);
+        }
+        Ok(self.ceiling.as_ref().expect("just started"))
+    }
+
+    fn redis(&mut self) -> Result<&redis::RedisServer, String> {
+        if self.redis.is_none() {
+            let bin = self.env.redis_bin.clone()?;
+            let dir = self.env.work.join(format!("{}-redis", self.tag));
+            std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+            self.redis = Some(redis::RedisServer::start(&bin, &dir)?);
+        }
+        Ok(self.redis.as_ref().expect("just started"))
+    }
+
+    /// A fresh stream on `system` for `readers` readers of `size`-byte messages.
+    pub fn plumb(&mut self, system: System, readers: usize, size: usize) -> Result<Plumbing, String> {
+        self.next += 1;
+        let name = format!("s{}", self.next);
+        let stream_buf = STREAM_BUF.max(size);
+        let plain = |writer: Endpoint, reader: Endpoint, read_buf, server, remove| Plumbing {
+            writer,
+            reader,
+            read_buf,
+            server,
+            helper: None,
+            remove,
+        };
+        Ok(match system {
+            System::Ceiling => {
+                let file = self.ceiling()?.file();
+                plain(Endpoint::File(file.clone()), Endpoint::File(file), size, None, vec![])
+            }
+            System::Mqfs | System::MqfsCoalesce => {
+                let (group, ctl, read_buf) = match system {
+                    System::Mqfs => ("message", "", size),
+                    _ => ("coalesce", "data coalesce\n", stream_buf),
+                };
+                let mqfs = self.mqfs()?;
+                let dir = mqfs.group(group, ctl)?;
+                let stream = dir.join(&name);
+                std::fs::File::create(&stream).map_err(|e| format!("{}: {e}", stream.display()))?;
+                let pid = mqfs.pid();
+                plain(
+                    Endpoint::File(stream.clone()),
+                    Endpoint::File(stream.clone()),
+                    read_buf,
+                    Some(pid),
+                    vec![stream],
+                )
+            }
+            System::Fifo => {
+                if readers != 1 {
+                    return Err("a FIFO has one reader".into());
+                }
+                let path = self.env.work.join(format!("{}-{name}.fifo", self.tag));
+                fifo::make(&path)?;
+                plain(
+                    Endpoint::Fifo(path.clone()),
+                    Endpoint::Fifo(path.clone()),
+                    stream_buf,
+                    None,
+                    vec![path],
+                )
+            }
+            System::FifoTee => {
+                let base = self.env.work.join(format!("{}-{name}", self.tag));
+                let input = base.with_extension("in");
+                fifo::make(&input)?;
+                let mut remove = vec![input.clone()];
+                let outputs: Vec<PathBuf> =
+                    (0..readers).map(|i| base.with_extension(format!("out{i}"))).collect();
+                for output in &outputs {
+                    fifo::make(output)?;
+                    remove.push(output.clone());
+                }
+                let tee = fifo::tee(&input, &outputs)?;
+                let template = base.with_extension("out{i}");
+                Plumbing {
+                    writer: Endpoint::Fifo(input),
+                    reader: Endpoint::Fifo(template),
+                    read_buf: stream_buf,
+                    server: Some(tee.pid()),
+                    helper: Some(tee),
+                    remove,
+                }
+            }
+            System::Tail => {
+                let path = self.env.tmpfs.join(format!("{}-{name}.log", self.tag));
+                std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                plain(
+                    Endpoint::Tail(path.clone()),
+                    Endpoint::Tail(path.clone()),
+                    stream_buf,
+                    None,
+                    vec![path],
+                )
+            }
+            System::Msgfs => {
+                let dir = self.env.tmpfs.join(format!("{}-{name}.d", self.tag));
+                std::fs::create_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                plain(Endpoint::Dir(dir.clone()), Endpoint::Dir(dir.clone()), size, None, vec![dir])
+            }
+            System::Redis => {
+                let server = self.redis()?;
+                let endpoint = Endpoint::Redis { addr: server.addr.clone(), channel: name };
+                let pid = server.pid();
+                plain(endpoint.clone(), endpoint, size, Some(pid), vec![])
+            }
+        })
+    }
+}
+
+impl Drop for Lab<'_> {
+    fn drop(&mut self) {
+        if let Some(mqfs) = self.mqfs.take() {
+            let log = mqfs.log();
+            drop(mqfs);
+            let lines: Vec<&str> =
+                log.lines().filter(|l| !l.trim().is_empty() && !l.contains("INFO:")).collect();
+            if !lines.is_empty() {
+                let shown = &lines[lines.len().saturating_sub(10)..];
+                eprintln!(
+                    "[{}] mqfs said ({} lines, last {}):\n  {}",
+                    self.tag,
+                    lines.len(),
+                    shown.len(),
+                    shown.join("\n  ")
+                );
+            }
+        }
+    }
+}

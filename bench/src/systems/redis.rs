@@ -1,0 +1,237 @@
+//! Redis pub/sub: Debian's redis-server started on 127.0.0.1 (a free port, no persistence,
+//! no output-buffer limit for subscribers so none is dropped), and RESP spoken by hand over
+//! TCP: PUBLISH waiting for each reply, SUBSCRIBE and a push-message parser.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::endpoint::{Sink, Source};
+use crate::procs::Proc;
+
+fn which(name: &str) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    path.split(':')
+        .chain(["/usr/bin", "/usr/sbin", "/usr/local/bin"])
+        .map(|dir| Path::new(dir).join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+/// The redis-server binary; with `install`, Debian's package is installed if it is missing.
+pub fn locate(install: bool) -> Result<PathBuf, String> {
+    if let Some(path) = which("redis-server") {
+        return Ok(path);
+    }
+    if !install {
+        return Err("not installed (`--install` apt-gets redis-server)".into());
+    }
+    eprintln!("mqfs-bench: installing redis-server with apt-get");
+    let apt = |args: &[&str]| {
+        Command::new("apt-get")
+            .args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !apt(&["install", "-y", "-q", "redis-server"]) {
+        apt(&["update", "-q"]);
+        apt(&["install", "-y", "-q", "redis-server"]);
+    }
+    which("redis-server").ok_or_else(|| "not installed (apt-get install redis-server failed)".into())
+}
+
+pub fn version(bin: &Path) -> Option<String> {
+    let out = Command::new(bin).arg("--version").output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace().find_map(|w| w.strip_prefix("v=")).map(str::to_string)
+}
+
+pub struct RedisServer {
+    proc: Proc,
+    pub addr: String,
+}
+
+impl RedisServer {
+    pub fn start(bin: &Path, dir: &Path) -> Result<RedisServer, String> {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("no free loopback port: {e}"))?
+            .port();
+        let mut command = Command::new(bin);
+        command
+            .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--protected-mode", "yes"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"])
+            .args(["--client-output-buffer-limit", "pubsub 0 0 0", "--maxclients", "10100"])
+            .arg("--dir")
+            .arg(dir)
+            .arg("--logfile")
+            .arg(dir.join("redis.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        let proc = Proc::spawn("redis-server", command, false, libc::SIGTERM)?;
+        let addr = format!("127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if ping(&addr).is_ok() {
+                return Ok(RedisServer { proc, addr });
+            }
+            if Instant::now() > deadline {
+                let log = std::fs::read_to_string(dir.join("redis.log")).unwrap_or_default();
+                return Err(format!("redis-server did not answer on {addr}: {}", log.trim()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+}
+
+fn connect(addr: &str) -> io::Result<TcpStream> {
+    let stream = TcpStream::connect(addr)?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+fn ping(addr: &str) -> io::Result<()> {
+    let mut stream = connect(addr)?;
+    stream.write_all(b"*1\r\n$4\r\nPING\r\n")?;
+    let mut reply = String::new();
+    BufReader::new(stream).read_line(&mut reply)?;
+    if reply.starts_with("+PONG") { Ok(()) } else { Err(io::Error::other(reply)) }
+}
+
+fn bulk(out: &mut Vec<u8>, item: &[u8]) {
+    out.extend_from_slice(format!("${}\r\n", item.len()).as_bytes());
+    out.extend_from_slice(item);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Reads RESP lines and bulk strings from a connection.
+struct Resp {
+    reader: BufReader<TcpStream>,
+    line: Vec<u8>,
+}
+
+impl Resp {
+    fn new(stream: TcpStream) -> Resp {
+        Resp { reader: BufReader::with_capacity(256 * 1024, stream), line: Vec::new() }
+    }
+
+    /// The next line without CRLF.
+    fn line(&mut self) -> io::Result<&[u8]> {
+        self.line.clear();
+        if self.reader.read_until(b'\n', &mut self.line)? == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "redis closed the connection"));
+        }
+        let end = self.line.len().saturating_sub(2);
+        Ok(&self.line[..end])
+    }
+
+    /// A line `<marker><number>`.
+    fn number(&mut self, marker: u8) -> io::Result<usize> {
+        let line = self.line()?;
+        let text = line.strip_prefix(&[marker]).ok_or_else(|| {
+            io::Error::other(format!("unexpected reply {:?}", String::from_utf8_lossy(line)))
+        })?;
+        std::str::from_utf8(text)
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| io::Error::other("bad number"))
+    }
+
+    fn skip(&mut self, n: usize) -> io::Result<()> {
+        let copied = io::copy(&mut (&mut self.reader).take(n as u64), &mut io::sink())?;
+        if copied != n as u64 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "redis closed the connection"));
+        }
+        Ok(())
+    }
+}
+
+pub struct Publisher {
+    stream: TcpStream,
+    replies: Resp,
+    command: Vec<u8>,
+    prefix: Vec<u8>,
+}
+
+impl Publisher {
+    pub fn open(addr: &str, channel: &str) -> io::Result<Publisher> {
+        let stream = connect(addr)?;
+        let mut prefix = b"*3\r\n".to_vec();
+        bulk(&mut prefix, b"PUBLISH");
+        bulk(&mut prefix, channel.as_bytes());
+        Ok(Publisher { replies: Resp::new(stream.try_clone()?), stream, command: Vec::new(), prefix })
+    }
+}
+
+impl Sink for Publisher {
+    fn send(&mut self, message: &[u8]) -> io::Result<()> {
+        self.command.clear();
+        self.command.extend_from_slice(&self.prefix);
+        bulk(&mut self.command, message);
+        self.stream.write_all(&self.command)?;
+        self.replies.number(b':')?;
+        Ok(())
+    }
+}
+
+pub struct Subscriber {
+    resp: Resp,
+    /// The part of a message larger than the caller's buffer still to be returned.
+    rest: Vec<u8>,
+    rest_at: usize,
+}
+
+impl Subscriber {
+    pub fn open(addr: &str, channel: &str) -> io::Result<Subscriber> {
+        let mut stream = connect(addr)?;
+        let mut command = b"*2\r\n".to_vec();
+        bulk(&mut command, b"SUBSCRIBE");
+        bulk(&mut command, channel.as_bytes());
+        stream.write_all(&command)?;
+        let mut resp = Resp::new(stream);
+        // *3, $9 subscribe, $n channel, :count
+        resp.number(b'*')?;
+        for _ in 0..2 {
+            let len = resp.number(b'$')?;
+            resp.skip(len + 2)?;
+        }
+        resp.number(b':')?;
+        Ok(Subscriber { resp, rest: Vec::new(), rest_at: 0 })
+    }
+}
+
+impl Source for Subscriber {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.rest_at < self.rest.len() {
+            let n = buf.len().min(self.rest.len() - self.rest_at);
+            buf[..n].copy_from_slice(&self.rest[self.rest_at..self.rest_at + n]);
+            self.rest_at += n;
+            return Ok(n);
+        }
+        // *3, $7 message, $n channel, $len payload
+        self.resp.number(b'*')?;
+        for _ in 0..2 {
+            let len = self.resp.number(b'$')?;
+            self.resp.skip(len + 2)?;
+        }
+        let len = self.resp.number(b'$')?;
+        if len <= buf.len() {
+            self.resp.reader.read_exact(&mut buf[..len])?;
+            self.resp.skip(2)?;
+            return Ok(len);
+        }
+        self.rest.resize(len, 0);
+        self.resp.reader.read_exact(&mut self.rest)?;
+        self.resp.skip(2)?;
+        buf.copy_from_slice(&self.rest[..buf.len()]);
+        self.rest_at = buf.len();
+        Ok(buf.len())
+    }
+}
