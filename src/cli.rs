@@ -26,7 +26,7 @@ Options (-o, comma-separated; they override the config file):
   frame=write|close       (the root group's ctl settings; new groups copy their parent's)
   memory=SIZE             ceiling on retained history (default: a quarter of RAM)
   max_message=SIZE        largest message one write may publish (default 64M)
-  threads=N               FUSE worker threads (default 4)
+  threads=N               FUSE worker threads (default: one per core, at least 2)
   config=FILE             read limits, defaults and presets from a TOML file
   log=FILE                log there instead of syslog (or stderr with -f)
   debug                   log debugging detail (also RUST_LOG=debug)

@@ -152,6 +152,14 @@ impl SegLog {
         Some(len)
     }
 
+    /// Counts a message that nobody will read as appended and dropped, storing nothing.
+    pub fn skip(&mut self, len: usize) {
+        debug_assert!(self.is_empty(), "only an empty log can skip a message");
+        self.appended += len as u64;
+        self.next += 1;
+        self.first = self.next;
+    }
+
     /// Drops every retained message.
     pub fn clear(&mut self) {
         self.first = self.next;
