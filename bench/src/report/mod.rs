@@ -80,7 +80,12 @@ fn document(ctx: &Context, results: &Results, goals: &[Goal], images: &[String])
         vec![
             "mqfs".into(),
             if ctx.mqfs_options.is_empty() {
-                format!("commit {}, release build ({}), default settings: 4 FUSE threads", m.commit, m.rustc)
+                format!(
+                    "commit {}, release build ({}), default settings: {} FUSE threads",
+                    m.commit,
+                    m.rustc,
+                    crate::systems::ceiling::default_threads()
+                )
             } else {
                 format!(
                     "commit {}, release build ({}), **not default**: `-o {}`",

@@ -34,12 +34,12 @@ pub fn methodology(budget: &Budget) -> String {
 Systems, all on this machine, each set up fresh for each scenario:
 
 - **FUSE ceiling**: a fuser 0.18 file system in the bench with one file, mounted and threaded like
-  mqfs (its own process, 4 worker threads, direct I/O, stream files). A write is acknowledged whole at
+  mqfs (its own process, one worker thread per core as mqfs by default, direct I/O, stream files). A write is acknowledged whole at
   once; a read gets at once as many bytes as it asked for, as if a message of exactly that size were
   always waiting. It is the most any FUSE file system can do here; mqfs is compared with it per FUSE
   request.
 - **mqfs**: the release build, `mqfs DIR -f -o memory=8G`, default settings (message mode, replay off,
-  4 FUSE threads); `replay=all` for the memory scenario. **mqfs coalesce** is the same mount with
+  one FUSE thread per core); `replay=all` for the memory scenario. **mqfs coalesce** is the same mount with
   `data coalesce` on the group, read with 64 KiB buffers.
 - **FIFO**: a named pipe. For fan-out, **FIFO + tee**: GNU `tee -p` copies the writer's FIFO into one
   FIFO per reader. FIFOs are opened O_RDWR so that neither end waits for the other to open.

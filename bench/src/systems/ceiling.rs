@@ -21,8 +21,10 @@ use crate::procs;
 const ROOT: u64 = 1;
 const FILE: u64 = 2;
 const FILE_NAME: &str = "s";
-/// Worker threads, as mqfs has by default.
-pub const THREADS: usize = 4;
+/// Worker threads, as mqfs has by default: one per core, at least 2.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(2, 64)
+}
 const ZEROS: usize = 4 << 20;
 
 struct Ceiling {
@@ -139,7 +141,7 @@ pub fn serve_main(args: &[String]) -> ! {
         eprintln!("usage: mqfs-bench __ceiling MOUNTPOINT [THREADS]");
         std::process::exit(2);
     };
-    let threads = args.get(1).and_then(|t| t.parse().ok()).unwrap_or(THREADS);
+    let threads = args.get(1).and_then(|t| t.parse().ok()).unwrap_or_else(default_threads);
     let mountpoint = Path::new(mountpoint).to_path_buf();
     // SAFETY: signal-set manipulation on a set we own, before any thread exists.
     let set = unsafe {

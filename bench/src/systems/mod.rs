@@ -235,7 +235,7 @@ impl<'e> Lab<'e> {
                 .copied()
                 .collect::<Vec<_>>()
                 .join(","),
-            ceiling_threads: ceiling::THREADS,
+            ceiling_threads: ceiling::default_threads(),
             mqfs: None,
             ceiling: None,
             redis: None,
