@@ -8,3 +8,4 @@ pub mod engine;
 pub mod fuse;
 pub mod logger;
 pub mod options;
+pub mod tools;
