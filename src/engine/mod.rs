@@ -234,6 +234,14 @@ impl Engine {
             }
         };
         if let Handle::Ctl { group, .. } = &*handle {
+            // A ctl write(2) is parsed whole. One so long that the kernel cut it into several
+            // requests is refused on its first, so that none of it applies, rather than
+            // parsed in pieces (which would apply the start of a write whose end is bad).
+            if let WriteShape::Starts { total } = shape {
+                log::warn!("ctl of group {group}: a write of {total} bytes is longer than one request");
+                callback(Err(Errno::EINVAL));
+                return None;
+            }
             callback(self.ctl_write(*group, data));
             return None;
         }

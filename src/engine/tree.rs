@@ -183,6 +183,8 @@ impl Tree {
     }
 
     pub fn lookup(&self, parent: Ino, name: &[u8]) -> Result<Ino> {
+        // A name that could never exist is too long, not missing (as local file systems say).
+        check_name(name)?;
         let group = self.group(parent)?;
         match name {
             CTL => Ok(parent | CTL_BIT),

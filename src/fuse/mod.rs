@@ -9,10 +9,11 @@
 pub mod interrupts;
 pub mod procfs;
 
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use fuser::{
@@ -22,8 +23,9 @@ use fuser::{
     Request, TimeOrNow, WriteFlags,
 };
 
-use crate::engine::{self, Attr, Caller, Engine, Kind, OpenKind, ReadMode, SetAttr, WriteShape};
+use crate::engine::{self, Attr, Caller, Engine, Entry, Kind, OpenKind, ReadMode, SetAttr, WriteShape};
 use interrupts::Interrupts;
+use parking_lot::Mutex;
 
 /// Names may be cached briefly (every change goes through this mount); attributes not at
 /// all, since a stream's size and mtime change with every message.
@@ -37,12 +39,22 @@ pub struct MqFs {
     /// A WRITE request shorter than this cannot have been cut short by the kernel's limit of
     /// pages per request, so it is a whole write(2) without asking /proc.
     whole_write_below: usize,
+    /// Open directories: the listing taken at opendir, which readdir's offsets index, so
+    /// entries removed or added meanwhile do not shift them (none is missed or repeated).
+    listings: Mutex<HashMap<u64, Arc<Vec<Entry>>>>,
+    next_listing: AtomicU64,
 }
 
 impl MqFs {
     pub fn new(engine: Arc<Engine>) -> MqFs {
         let interrupts = Interrupts::new(engine.clone());
-        MqFs { engine, interrupts, whole_write_below: whole_write_threshold() }
+        MqFs {
+            engine,
+            interrupts,
+            whole_write_below: whole_write_threshold(),
+            listings: Mutex::default(),
+            next_listing: AtomicU64::new(1),
+        }
     }
 
     /// The signal watcher, to be started once the process has its final threads.
@@ -51,16 +63,21 @@ impl MqFs {
     }
 
     /// Decides how a WRITE request relates to its write(2); see `docs/ARCHITECTURE.md`.
-    fn write_shape(&self, offset: u64, len: usize, tid: u32) -> WriteShape {
+    /// None: the request may be the start of a longer write(2) whose caller is being killed
+    /// (its system call can no longer be read), so nothing of it must be published.
+    fn write_shape(&self, offset: u64, len: usize, tid: u32) -> Option<WriteShape> {
         if offset > 0 {
-            return WriteShape::Continues;
+            return Some(WriteShape::Continues);
         }
         if len < self.whole_write_below {
-            return WriteShape::Whole;
+            return Some(WriteShape::Whole);
         }
         match procfs::write_syscall_len(tid) {
-            Some(total) if total > len as u64 => WriteShape::Starts { total },
-            _ => WriteShape::Whole,
+            Some(total) if total > len as u64 => Some(WriteShape::Starts { total }),
+            Some(_) => Some(WriteShape::Whole),
+            None if procfs::caller_state(tid) != procfs::Caller::Waiting => None,
+            // Not a plain write(2) (io_uring, a 32-bit caller): take the request as it is.
+            None => Some(WriteShape::Whole),
         }
     }
 }
@@ -362,7 +379,10 @@ impl Filesystem for MqFs {
         reply: ReplyWrite,
     ) {
         guard("write", || {
-            let shape = self.write_shape(offset, data.len(), req.pid());
+            let Some(shape) = self.write_shape(offset, data.len(), req.pid()) else {
+                log::info!("a write by pid {} whose caller is dying: not published", req.pid());
+                return reply.error(fuser::Errno::EINTR);
+            };
             let (len, pid) = (data.len(), req.pid());
             let done = Arc::new(AtomicBool::new(false));
             let completed = done.clone();
@@ -415,11 +435,21 @@ impl Filesystem for MqFs {
         })
     }
 
-    fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        guard("opendir", || match self.engine.readdir(ino.0) {
+            Ok(entries) => {
+                let fh = self.next_listing.fetch_add(1, Ordering::Relaxed);
+                self.listings.lock().insert(fh, Arc::new(entries));
+                reply.opened(FileHandle(fh), FopenFlags::empty());
+            }
+            Err(e) => reply.error(errno(e)),
+        })
+    }
+
+    fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
         guard("readdir", || {
-            let entries = match self.engine.readdir(ino.0) {
-                Ok(entries) => entries,
-                Err(e) => return reply.error(errno(e)),
+            let Some(entries) = self.listings.lock().get(&fh.0).cloned() else {
+                return reply.error(fuser::Errno::EBADF);
             };
             for (index, entry) in entries.iter().enumerate().skip(offset as usize) {
                 let kind = match entry.kind {
@@ -430,6 +460,20 @@ impl Filesystem for MqFs {
                     break;
                 }
             }
+            reply.ok();
+        })
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        guard("releasedir", || {
+            self.listings.lock().remove(&fh.0);
             reply.ok();
         })
     }
