@@ -9,8 +9,9 @@
 mod common;
 mod mqcheck;
 
+use common::users::users;
 use common::{Mount, Proc};
-use mqcheck::{as_user, assert_healthy, python, text, users};
+use mqcheck::{as_user, assert_healthy, python, text};
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(30);

@@ -8,10 +8,10 @@
 
 mod common;
 
+use common::users::users;
 use common::{Mount, Proc, blocked_in_syscall, run_sh, wait_until};
 use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const T: Duration = Duration::from_secs(10);
@@ -108,73 +108,6 @@ fn assert_history(m: &Mount, path: &str, history: &[u8]) {
 // ---------------------------------------------------------------------------
 // Test users
 // ---------------------------------------------------------------------------
-
-struct Users {
-    t1: u32,
-    t2: u32,
-    /// Primary group of both users (`-N`: no user groups).
-    users_gid: u32,
-    /// A group neither user is in by default; given with `--groups`.
-    tg: u32,
-}
-
-fn id_of(flag: &str, name: &str) -> Option<u32> {
-    let out = Command::new("id").arg(flag).arg(name).output().ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    text(&out.stdout).trim().parse().ok()
-}
-
-fn gid_of_group(name: &str) -> Option<u32> {
-    let out = Command::new("getent").arg("group").arg(name).output().ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    text(&out.stdout).split(':').nth(2)?.trim().parse().ok()
-}
-
-/// Runs an account tool until `exists` holds; retries if another process
-/// holds the passwd lock. Never deletes anything.
-fn ensure(what: &str, exists: impl Fn() -> bool, cmd: &[&str]) {
-    for _ in 0..50 {
-        if exists() {
-            return;
-        }
-        let out = Command::new(cmd[0]).args(&cmd[1..]).output().unwrap_or_else(|e| panic!("{}: {e}", cmd[0]));
-        if exists() {
-            return;
-        }
-        eprintln!("note: {cmd:?} failed ({:?}): {}; retrying", out.status, text(&out.stderr));
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("cannot create {what} with {cmd:?}");
-}
-
-/// Creates (once, idempotently; never deleted) the users mqfs_t1 and mqfs_t2
-/// and the group mqfs_tg.
-fn users() -> &'static Users {
-    static USERS: OnceLock<Users> = OnceLock::new();
-    USERS.get_or_init(|| {
-        ensure("group mqfs_tg", || gid_of_group("mqfs_tg").is_some(), &["groupadd", "-f", "mqfs_tg"]);
-        for name in ["mqfs_t1", "mqfs_t2"] {
-            ensure(
-                name,
-                || id_of("-u", name).is_some(),
-                &["useradd", "-M", "-N", "-s", "/bin/false", "-d", "/nonexistent", name],
-            );
-        }
-        let u = Users {
-            t1: id_of("-u", "mqfs_t1").unwrap(),
-            t2: id_of("-u", "mqfs_t2").unwrap(),
-            users_gid: id_of("-g", "mqfs_t1").unwrap(),
-            tg: gid_of_group("mqfs_tg").unwrap(),
-        };
-        assert_eq!(id_of("-g", "mqfs_t2"), Some(u.users_gid), "mqfs_t1 and mqfs_t2 share a primary group");
-        assert_ne!(u.tg, u.users_gid);
-        u
-    })
-}
 
 /// `sh -c script` as `uid`/`gid` with exactly the supplementary `groups`.
 fn as_user(uid: u32, gid: u32, groups: &[u32], script: &str) -> String {

@@ -11,6 +11,8 @@
 
 #![allow(dead_code)]
 
+pub mod users;
+
 use std::ffi::CString;
 use std::fs::{self, File};
 use std::io::{Read, Write};
