@@ -241,8 +241,12 @@ fn read(params: &Params) -> Result<(), String> {
         total.error.unwrap_or_default().replace([' ', '='], "_"),
         total.hist.encode(),
     ));
-    // Readers still blocked at the deadline are simply abandoned.
-    std::process::exit(0);
+    // Stay until the bench has every reader process's result and kills them all: exiting now
+    // would tear down this process's threads while other processes' readers are still being
+    // delivered to, and take CPU from them. Readers still blocked at the deadline stay blocked.
+    loop {
+        std::thread::park();
+    }
 }
 
 fn reader_thread(endpoint: Endpoint, spec: ReadSpec, shared: &Shared, index: usize) {

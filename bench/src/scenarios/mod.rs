@@ -254,13 +254,9 @@ pub fn start_readers(
 }
 
 /// Gathers the `result` lines of reader processes into `outcome`.
-pub fn collect_readers(
-    procs: &mut [Proc],
-    deadline: Duration,
-    outcome: &mut RunOutcome,
-) -> Result<(), String> {
+pub fn collect_readers(procs: &[Proc], deadline: Duration, outcome: &mut RunOutcome) -> Result<(), String> {
     let by = Instant::now() + deadline + Duration::from_secs(10);
-    for proc in procs.iter_mut() {
+    for proc in procs {
         let line = proc.expect_line("result", by)?;
         let f = fields(&line);
         outcome.messages += number(&f, "messages");
@@ -277,7 +273,10 @@ pub fn collect_readers(
             outcome.errors.push(error.replace('_', " "));
         }
         outcome.hist.merge(&Histogram::decode(f.get("hist").map(String::as_str).unwrap_or(""))?);
-        let _ = proc.wait(Instant::now() + Duration::from_secs(5));
+    }
+    // Reader processes wait to be killed once every result is in (see worker::read).
+    for proc in procs {
+        proc.signal(libc::SIGKILL);
     }
     Ok(())
 }
@@ -289,7 +288,7 @@ pub fn run_stream(
     run: &StreamRun,
     before_write: &mut dyn FnMut(&[Proc]) -> Result<(), String>,
 ) -> Result<RunOutcome, String> {
-    let mut readers = start_readers(plumbing, run.readers, run.size, run.writers, run.stop, run.deadline)?;
+    let readers = start_readers(plumbing, run.readers, run.size, run.writers, run.stop, run.deadline)?;
     before_write(&readers)?;
     let mut writers = Vec::new();
     for id in 0..run.writers {
@@ -315,7 +314,7 @@ pub fn run_stream(
         outcome.write_end = outcome.write_end.max(number(&f, "end"));
         let _ = writer.wait(Instant::now() + Duration::from_secs(5));
     }
-    collect_readers(&mut readers, run.deadline, &mut outcome)?;
+    collect_readers(&readers, run.deadline, &mut outcome)?;
     Ok(outcome)
 }
 
@@ -335,7 +334,7 @@ pub fn run_ceiling(
     duration: Duration,
 ) -> Result<CeilingRates, String> {
     let seconds = duration.as_secs_f64();
-    let mut reader_procs = if readers > 0 {
+    let reader_procs = if readers > 0 {
         start_readers(plumbing, readers, size, 1, Stop::Time(duration), duration + Duration::from_secs(10))?
     } else {
         Vec::new()
@@ -360,7 +359,7 @@ pub fn run_ceiling(
         rates.writes += number(&f, "sent") as f64 / elapsed.max(seconds * 0.5);
     }
     let mut outcome = RunOutcome::default();
-    collect_readers(&mut reader_procs, duration, &mut outcome)?;
+    collect_readers(&reader_procs, duration, &mut outcome)?;
     if let Some(error) = outcome.errors.first() {
         return Err(error.clone());
     }
