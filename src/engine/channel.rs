@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::config::{DataMode, GroupConfig, Replay, WriteMode};
+use super::delivery::{self, Wake};
 use super::errno::{Errno, Result};
 use super::memory::Memory;
 use super::seglog::SegLog;
@@ -70,16 +71,26 @@ struct BlockedWriter {
 #[derive(Default)]
 #[must_use = "wake-ups run when dropped: drop them after releasing the lock"]
 pub struct Wakeups {
-    reads: Vec<(ReadCallback, ReadResult)>,
     writes: Vec<(WriteCallback, Result<()>)>,
-    polls: Vec<PollCallback>,
+    /// Completed reads and poll notifications, each bound to its outcome.
+    wakes: Vec<Wake>,
 }
 
 impl Wakeups {
     pub fn merge(&mut self, mut other: Wakeups) {
-        self.reads.append(&mut other.reads);
         self.writes.append(&mut other.writes);
-        self.polls.append(&mut other.polls);
+        self.wakes.append(&mut other.wakes);
+    }
+
+    /// Completes a read when the wake-ups run.
+    fn complete_read(&mut self, callback: ReadCallback, result: ReadResult) {
+        self.wakes.push(Box::new(move || callback(result)));
+    }
+
+    fn notify(&mut self, poller: Option<PollCallback>) {
+        if let Some(poller) = poller {
+            self.wakes.push(poller);
+        }
     }
 
     /// Completes a write when the wake-ups run.
@@ -90,17 +101,12 @@ impl Wakeups {
 
 impl Drop for Wakeups {
     /// Writers first: a writer answered early writes its next message while the readers'
-    /// replies go out.
+    /// replies go out, from several cores if there are many (see `delivery`).
     fn drop(&mut self) {
         for (callback, result) in self.writes.drain(..) {
             callback(result);
         }
-        for (callback, result) in self.reads.drain(..) {
-            callback(result);
-        }
-        for poll in self.polls.drain(..) {
-            poll();
-        }
+        delivery::run_all(std::mem::take(&mut self.wakes));
     }
 }
 
@@ -161,7 +167,7 @@ impl Channel {
         if let Some(reader) = self.readers.remove(&id) {
             self.leave_position(reader.next);
             for waiter in reader.waiters {
-                wakeups.reads.push((waiter.callback, Ok(Vec::new())));
+                wakeups.complete_read(waiter.callback, Ok(Vec::new()));
             }
             wakeups.merge(self.retain(config));
         }
@@ -234,7 +240,7 @@ impl Channel {
     ) -> (Option<Ticket>, Wakeups) {
         let mut wakeups = Wakeups::default();
         if !self.readers.contains_key(&id) {
-            wakeups.reads.push((callback, Err(Errno::EBADF)));
+            wakeups.complete_read(callback, Err(Errno::EBADF));
             return (None, wakeups);
         }
         let parked = {
@@ -242,7 +248,7 @@ impl Channel {
             self.settle_writers(&mut wakeups);
             match result {
                 Some(result) => {
-                    wakeups.reads.push((callback, result));
+                    wakeups.complete_read(callback, result);
                     None
                 }
                 None => {
@@ -279,7 +285,7 @@ impl Channel {
             return (false, wakeups);
         };
         let waiter = reader.waiters.remove(index);
-        wakeups.reads.push((waiter.callback, Err(error)));
+        wakeups.complete_read(waiter.callback, Err(error));
         (true, wakeups)
     }
 
@@ -305,9 +311,9 @@ impl Channel {
             // A reader that closed while waiting is still listed here.
             let Some(reader) = self.readers.get_mut(&id) else { continue };
             for waiter in reader.waiters.drain(..) {
-                wakeups.reads.push((waiter.callback, Ok(Vec::new())));
+                wakeups.complete_read(waiter.callback, Ok(Vec::new()));
             }
-            wakeups.polls.extend(reader.poller.take());
+            wakeups.notify(reader.poller.take());
         }
         // Nobody can receive anything any more: blocked writers are done.
         for writer in self.writers.drain(..) {
@@ -420,11 +426,11 @@ impl Channel {
     fn serve_waiters(&mut self, id: ReaderId, data: DataMode, wakeups: &mut Wakeups) {
         let Some(reader) = self.readers.get_mut(&id) else { return };
         let waiters = std::mem::take(&mut reader.waiters);
-        wakeups.polls.extend(reader.poller.take());
+        wakeups.notify(reader.poller.take());
         let mut still_parked = Vec::new();
         for waiter in waiters {
             match self.take(id, waiter.size, ReadMode::Block, data) {
-                Some(result) => wakeups.reads.push((waiter.callback, result)),
+                Some(result) => wakeups.complete_read(waiter.callback, result),
                 None => still_parked.push(waiter),
             }
         }
