@@ -67,24 +67,45 @@ struct BlockedWriter {
     callback: WriteCallback,
 }
 
+/// A read reply at least this long is a copy that takes longer than a wake-up: the writer
+/// is answered before it, so that the writer's next message overlaps the copy.
+const LONG_REPLY: usize = 64 * 1024;
+
 /// Callbacks to run once the lock that produced them is released; dropping runs them.
+///
+/// The order is chosen for latency first: the first reader's reply, unless it is long; then
+/// the writers'; then every other reader's, from several cores if there are many (see
+/// `delivery`). So one reader waits for no writer's reply, and a writer waits for at most
+/// one reader's before it can write its next message while the rest go out.
 #[derive(Default)]
 #[must_use = "wake-ups run when dropped: drop them after releasing the lock"]
 pub struct Wakeups {
+    /// The first completed read, when its reply is short.
+    lead: Option<Wake>,
     writes: Vec<(WriteCallback, Result<()>)>,
-    /// Completed reads and poll notifications, each bound to its outcome.
+    /// Other completed reads and poll notifications, each bound to its outcome.
     wakes: Vec<Wake>,
 }
 
 impl Wakeups {
     pub fn merge(&mut self, mut other: Wakeups) {
-        self.writes.append(&mut other.writes);
+        if self.lead.is_none() && self.wakes.is_empty() {
+            self.lead = other.lead.take();
+        }
+        self.wakes.extend(other.lead.take());
         self.wakes.append(&mut other.wakes);
+        self.writes.append(&mut other.writes);
     }
 
     /// Completes a read when the wake-ups run.
     fn complete_read(&mut self, callback: ReadCallback, result: ReadResult) {
-        self.wakes.push(Box::new(move || callback(result)));
+        let short = result.as_ref().map_or(true, |bytes| bytes.len() < LONG_REPLY);
+        let wake: Wake = Box::new(move || callback(result));
+        if short && self.lead.is_none() && self.wakes.is_empty() {
+            self.lead = Some(wake);
+        } else {
+            self.wakes.push(wake);
+        }
     }
 
     fn notify(&mut self, poller: Option<PollCallback>) {
@@ -100,9 +121,10 @@ impl Wakeups {
 }
 
 impl Drop for Wakeups {
-    /// Writers first: a writer answered early writes its next message while the readers'
-    /// replies go out, from several cores if there are many (see `delivery`).
     fn drop(&mut self) {
+        if let Some(lead) = self.lead.take() {
+            lead();
+        }
         for (callback, result) in self.writes.drain(..) {
             callback(result);
         }
@@ -508,5 +530,61 @@ impl Channel {
 impl Drop for Channel {
     fn drop(&mut self) {
         self.memory.recharge(self.charged, 0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    type Log = Arc<Mutex<Vec<&'static str>>>;
+
+    fn read(log: &Log, name: &'static str) -> ReadCallback {
+        let log = log.clone();
+        Box::new(move |_| log.lock().unwrap().push(name))
+    }
+
+    fn write(log: &Log, name: &'static str) -> WriteCallback {
+        let log = log.clone();
+        Box::new(move |_| log.lock().unwrap().push(name))
+    }
+
+    #[test]
+    fn the_first_short_reply_goes_before_the_writer_and_the_rest_after() {
+        let log = Log::default();
+        let mut wakeups = Wakeups::default();
+        wakeups.complete_read(read(&log, "reader 1"), Ok(vec![1; 64]));
+        wakeups.complete_read(read(&log, "reader 2"), Ok(vec![2; 64]));
+        let mut more = Wakeups::default();
+        more.complete_write(write(&log, "writer"), Ok(()));
+        more.complete_read(read(&log, "order reader"), Ok(b"s\n".to_vec()));
+        wakeups.merge(more);
+        drop(wakeups);
+        assert_eq!(*log.lock().unwrap(), ["reader 1", "writer", "reader 2", "order reader"]);
+    }
+
+    #[test]
+    fn a_long_reply_waits_for_the_writer() {
+        let log = Log::default();
+        let mut wakeups = Wakeups::default();
+        wakeups.complete_read(read(&log, "long reader"), Ok(vec![0; LONG_REPLY]));
+        wakeups.complete_read(read(&log, "short reader"), Ok(vec![0; 64]));
+        wakeups.complete_write(write(&log, "writer"), Ok(()));
+        drop(wakeups);
+        assert_eq!(*log.lock().unwrap(), ["writer", "long reader", "short reader"]);
+    }
+
+    #[test]
+    fn a_merged_lead_stays_first() {
+        let log = Log::default();
+        let mut wakeups = Wakeups::default();
+        wakeups.complete_write(write(&log, "writer"), Ok(()));
+        let mut reads = Wakeups::default();
+        reads.complete_read(read(&log, "reader"), Err(Errno::EINTR));
+        wakeups.merge(reads);
+        drop(wakeups);
+        assert_eq!(*log.lock().unwrap(), ["reader", "writer"]);
     }
 }
