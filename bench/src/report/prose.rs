@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::format::{fmt_rate, percent};
+use super::format::{fmt_rate, fmt_us, percent};
 use crate::results::Results;
 use crate::scenarios::Budget;
 use crate::systems::System;
@@ -56,6 +56,8 @@ How it measures:
 - Readers and writers are real processes (the bench re-executed as workers) doing read(2)/write(2) on
   the files (or the system's own calls: rename, inotify, sockets). Up to 10 readers run as processes;
   more run as threads (64 KiB stacks) in 10 processes, each thread with its own open file or connection.
+  Reader processes stay until every reader has reported, so that no process's exit takes CPU from readers
+  still being delivered to.
 - Every message carries a 24-byte header: send time (CLOCK_MONOTONIC, read just before the write), the
   writer's number and a sequence number. Readers check that each writer's sequence arrives complete and
   in order, and record latency as the time their read returned minus the send time, on the same clock.
@@ -149,34 +151,95 @@ pub fn section_ceiling(out: &mut String, results: &Results) {
             }
         }
     }
-    if let Some(grid) = &results.threads
-        && let (Some(two), Some(four)) = (grid.get(System::Ceiling, 1), grid.get(System::Ceiling, 2))
-    {
-        lines.push(format!(
-            "The ceiling itself, 1→1 at 64 B, makes {} pairs per second with 2 worker threads and {} with 4 (mqfs's \
-             default): on 2 cores the thread count moves the bound more than anything mqfs does.",
-            fmt_rate(two.msgs_per_s),
-            fmt_rate(four.msgs_per_s)
-        ));
+    if let Some(line) = coalesce_bound(results) {
+        lines.push(line);
+    }
+    if let Some(grid) = &results.threads {
+        let rates: Vec<String> = (0..grid.columns.len())
+            .filter_map(|col| {
+                let cell = grid.get(System::Ceiling, col)?;
+                Some(format!("{} pairs per second with {}", fmt_rate(cell.msgs_per_s), grid.columns[col]))
+            })
+            .collect();
+        if !rates.is_empty() {
+            lines.push(format!(
+                "The ceiling itself, 1→1 at 64 B, makes {}: on 2 cores the number of worker threads \
+                 moves the bound more than anything mqfs does (mqfs's default is one per core).",
+                rates.join(", ")
+            ));
+        }
     }
     for line in lines {
         let _ = writeln!(out, "- {line}");
     }
+    out.push_str(&latency_bound(results));
     out.push_str(
-        "\nLatency is bounded differently: not by the ceiling's rate but by one round trip. A blocked reader's READ is \
-         already parked in mqfs when the message arrives, so a delivery costs the writer's WRITE round trip plus the \
-         reply that wakes the reader; with many readers, the replies go out one after another from the writer's worker \
-         thread.\n\nWhat would lift the bound:\n\n\
-         - **As many worker threads as cores**: see the FUSE worker threads table; each extra thread waiting on \
-         /dev/fuse turns request wake-ups into context switches.\n\
+        "What would lift the bounds:\n\n\
+         - **As many worker threads as cores** (the default): see the FUSE worker threads table; each extra thread \
+         waiting on /dev/fuse turns request wake-ups into context switches.\n\
          - **Coalesce mode** (there today): one READ carries as many messages as fit in the reader's buffer, so the \
-         per-delivery cost is divided by the messages per read; the fan-out table shows the effect.\n\
-         - **FUSE over io_uring** (Linux 6.14+): requests and replies through shared rings, without a read(2) and a \
+         per-delivery cost is divided by the messages per read, once readers fall behind the writer.\n\
+         - **FUSE over io_uring** (Linux 6.14+): requests and replies through shared rings, so that one system call \
+         carries many replies and wakes many readers, as the inotify tail's one write(2) does; without a read(2) and a \
          write(2) on /dev/fuse per request. fuser 0.18 does not support it.\n\
-         - **One /dev/fuse queue per worker** (`clone_fd`): less contention between the four worker threads on one \
-         device queue; small on 2 cores.\n\
          - **Fewer copies for large messages**: splice replies (FUSE_SPLICE_READ/WRITE) would save a copy of each \
          1 MiB message; at 1 MiB the cost is copying, not round trips.\n\
          - Beyond that, only leaving FUSE (a kernel implementation) removes the round trip per delivery.\n\n",
     );
+}
+
+/// Why coalescing cannot beat the inotify tail: the messages per read it would need.
+fn coalesce_bound(results: &Results) -> Option<String> {
+    let grid = results.fanout.as_ref()?;
+    let mut cases = Vec::new();
+    for (col, label) in grid.columns.iter().enumerate() {
+        let (Some(ceiling), Some(tail), Some(mine)) = (
+            grid.get(System::Ceiling, col),
+            grid.get(System::Tail, col),
+            grid.get(System::MqfsCoalesce, col),
+        ) else {
+            continue;
+        };
+        let needed = tail.deliveries_per_s / ceiling.deliveries_per_s;
+        let got = mine.per_read.map_or_else(|| "?".to_string(), |m| format!("{m:.1}"));
+        cases.push(format!("{label}: {needed:.1} needed, {got} had"));
+    }
+    (!cases.is_empty()).then(|| {
+        format!(
+            "Coalescing, a READ can carry many messages, but a reader only finds several waiting when it has fallen \
+             behind the writer. The kernel serves FUSE requests first come, first served, so the writer's next WRITE \
+             queues behind the readers' READs, and readers that keep up get about one message per read. To deliver \
+             more than the inotify tail at the ceiling's read rate, mqfs would need the tail's deliveries ÷ the \
+             ceiling's reads messages per read: {}. Where more are needed than had, the ceiling decides.",
+            cases.join("; ")
+        )
+    })
+}
+
+/// Latency: what one FUSE round trip costs, against the peers' wake-ups.
+fn latency_bound(results: &Results) -> String {
+    let mut out = String::from(
+        "\nLatency is bounded differently: not by the ceiling's rate but by one round trip. A blocked reader's READ is \
+         already parked in mqfs when the message arrives, so a delivery costs the writer's WRITE request plus the \
+         reply that wakes the reader. mqfs answers the first reader before the writer, the writer next, then the \
+         other readers, from every core when there are 64 or more (docs/ARCHITECTURE.md). Each reply is its own \
+         write(2) to /dev/fuse that wakes one reader, where the inotify tail's writer wakes every reader with one \
+         write(2).",
+    );
+    let paced = results.paced.as_ref();
+    let one = |system| paced.and_then(|g| g.get(system, 0));
+    if let (Some(mine), Some(tail)) = (one(System::Mqfs), one(System::Tail)) {
+        let _ = write!(
+            out,
+            " And a delivery through FUSE wakes two tasks in turn, a daemon thread for the WRITE and then the \
+             reader, where the inotify tail wakes only the reader. 1 reader at 1000 msg/s: inotify tail p50 {} / \
+             p99 {}, mqfs {} / {}.",
+            fmt_us(tail.p50),
+            fmt_us(tail.p99),
+            fmt_us(mine.p50),
+            fmt_us(mine.p99)
+        );
+    }
+    out.push_str("\n\n");
+    out
 }
