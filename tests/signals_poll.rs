@@ -7,7 +7,8 @@
 //! release it; Python's default SIGINT handler raises KeyboardInterrupt; a
 //! handled signal lets the read resume (PEP 475) without losing or duplicating
 //! a message; other readers of the stream are not disturbed; a reader that got
-//! no deliverable signal stays blocked.
+//! no deliverable signal stays blocked; a reader that is not its process's main
+//! thread is released by a signal to its process and by one to it alone.
 //!
 //! poll/select/epoll (contract: a stream is readable when its reader has data
 //! or the stream was removed): select times out on empty streams and then
@@ -692,6 +693,71 @@ fn readers_without_a_deliverable_signal_stay_blocked() {
     }
     assert_eq!(out_str(&cat), "hello\n");
     assert!(!cat.has_exited(), "cat exited; stderr {:?}", err_str(&cat));
+}
+
+/// A Python process whose reader is a second thread: it prints `TID <n>` and reads, the
+/// main thread polls for handled signals (a handler runs in the main thread).
+const THREAD_READER: &str = r#"
+import os, signal, sys, threading, time
+handled = []
+signal.signal(signal.SIGUSR1, lambda *a: handled.append(1))
+got = []
+def read():
+    os.write(1, b"TID %d\n" % threading.get_native_id())
+    with open(sys.argv[1], "rb", buffering=0) as f:
+        got.append(f.read(100))
+threading.Thread(target=read, daemon=True).start()
+while not got:
+    if handled:
+        os.write(1, b"HANDLED\n")
+        handled.clear()
+    time.sleep(0.01)
+os.write(1, b"MSG " + got[0])
+"#;
+
+/// The thread id a [`THREAD_READER`] printed.
+fn reader_tid(p: &mut Proc) -> u32 {
+    p.wait_output_contains(b"\n", T);
+    let out = out_str(p);
+    let line = out.lines().find_map(|l| l.strip_prefix("TID ")).expect("the reader thread says its id");
+    line.trim().parse().expect("a thread id")
+}
+
+/// A signal sent to the whole process reaches a reader that is not the main thread: SIGTERM
+/// ends the process even though its reading thread was parked.
+#[test]
+fn sigterm_ends_a_process_whose_second_thread_is_blocked_reading() {
+    let m = Mount::new();
+    let s = m.join("s");
+    File::create(&s).unwrap();
+    let mut py = python(THREAD_READER, &[s.to_str().unwrap()]);
+    let tid = reader_tid(&mut py);
+    wait_pid_parked(tid, &s, "reader thread");
+    py.signal(libc::SIGTERM);
+    let status = finish(&mut py, T, "python with a reader thread");
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "stdout {:?} stderr {:?}", out_str(&py), err_str(&py));
+    wait_readers(&m, 0);
+}
+
+/// A signal sent to the reading thread alone (pthread_kill, tgkill) interrupts its read:
+/// the handler runs, the read resumes (PEP 475) and gets the next message.
+#[test]
+fn a_signal_to_the_reading_thread_alone_interrupts_its_read() {
+    let m = Mount::new();
+    let s = m.join("s");
+    File::create(&s).unwrap();
+    let mut py = python(THREAD_READER, &[s.to_str().unwrap()]);
+    let tid = reader_tid(&mut py);
+    wait_pid_parked(tid, &s, "reader thread");
+    // SAFETY: tgkill has no memory-safety preconditions; both ids are our child's.
+    let sent = unsafe { libc::syscall(libc::SYS_tgkill, py.pid(), tid, libc::SIGUSR1) };
+    assert_eq!(sent, 0, "tgkill: {}", std::io::Error::last_os_error());
+    py.wait_output_contains(b"HANDLED\n", T);
+    wait_pid_parked(tid, &s, "reader thread, reading again");
+    write_msg(&s, b"after\n");
+    let status = finish(&mut py, T, "python with a reader thread");
+    assert!(status.success(), "ended with {status}; stderr {:?}", err_str(&py));
+    assert!(out_str(&py).ends_with("HANDLED\nMSG after\n"), "stdout {:?}", out_str(&py));
 }
 
 // ---------------------------------------------------------------------------

@@ -62,6 +62,18 @@ thread_local! {
     static STATUS_BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 
+/// What `/proc/<tid>/status` says about a thread blocked on the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Task {
+    pub caller: Caller,
+    /// The thread's process (thread group), if the file said.
+    pub process: Option<u32>,
+    /// A signal sent to the whole process is pending and not ignored. Which thread it
+    /// wakes is the kernel's choice, so each thread of the process blocked on us has to be
+    /// asked whether it blocks the signal.
+    pub process_signalled: bool,
+}
+
 /// Classifies thread `tid` from `/proc/<tid>/status`.
 ///
 /// * `Gone` when the task does not exist (ENOENT on open, ESRCH on read) or
@@ -70,21 +82,27 @@ thread_local! {
 /// * `Waiting` otherwise. Other I/O errors (EMFILE, EACCES under
 ///   `hidepid=1`, ...) say nothing about the task, so they give `Waiting`
 ///   too rather than a false `Gone`.
+pub fn caller_state(tid: u32) -> Caller {
+    task(tid).caller
+}
+
+/// Reads thread `tid`'s status: how it stands (see [`caller_state`]), its process, and
+/// whether its process has a signal pending.
 ///
-/// Cheap enough to call for every blocked reader every few tens of
+/// Cheap enough to call for many blocked readers every few tens of
 /// milliseconds: no allocation after the first call on a thread (the read
 /// buffer is per-thread and reused), normally a single `read(2)`, and
 /// parsing stops at the `SigIgn:` line.
-pub fn caller_state(tid: u32) -> Caller {
+pub fn task(tid: u32) -> Task {
     STATUS_BUF
         .try_with(|cell| match cell.try_borrow_mut() {
-            Ok(mut buf) => caller_state_in(tid, &mut buf),
-            Err(_) => caller_state_in(tid, &mut Vec::new()),
+            Ok(mut buf) => task_in(tid, &mut buf),
+            Err(_) => task_in(tid, &mut Vec::new()),
         })
-        .unwrap_or_else(|_| caller_state_in(tid, &mut Vec::new()))
+        .unwrap_or_else(|_| task_in(tid, &mut Vec::new()))
 }
 
-fn caller_state_in(tid: u32, buf: &mut Vec<u8>) -> Caller {
+fn task_in(tid: u32, buf: &mut Vec<u8>) -> Task {
     let path = ProcPath::new(tid, "status");
     let mut file = match path.open() {
         Ok(file) => file,
@@ -119,16 +137,17 @@ fn caller_state_in(tid: u32, buf: &mut Vec<u8>) -> Caller {
             Err(err) => return state_on_error(tid, &err),
         }
     }
-    fields.classify()
+    fields.task()
 }
 
-fn state_on_error(tid: u32, err: &io::Error) -> Caller {
-    if task_vanished(err) {
+fn state_on_error(tid: u32, err: &io::Error) -> Task {
+    let caller = if task_vanished(err) {
         Caller::Gone
     } else {
         log::debug!("procfs: reading /proc/{tid}/status: {err}");
         Caller::Waiting
-    }
+    };
+    Task { caller, process: None, process_signalled: false }
 }
 
 /// Whether an error from opening or reading a `/proc/<tid>/...` file means
@@ -144,6 +163,7 @@ fn task_vanished(err: &io::Error) -> bool {
 struct StatusFields {
     /// First character of the `State:` value (`R`, `S`, `D`, `T`, `Z`, ...).
     state: Option<u8>,
+    tgid: Option<u32>,
     sig_pnd: Option<u64>,
     shd_pnd: Option<u64>,
     sig_blk: Option<u64>,
@@ -153,6 +173,7 @@ struct StatusFields {
 impl StatusFields {
     fn complete(&self) -> bool {
         self.state.is_some()
+            && self.tgid.is_some()
             && self.sig_pnd.is_some()
             && self.shd_pnd.is_some()
             && self.sig_blk.is_some()
@@ -169,6 +190,14 @@ impl StatusFields {
             }
             _ => Caller::Waiting,
         }
+    }
+
+    fn task(&self) -> Task {
+        let process_signalled = match (self.shd_pnd, self.sig_ign) {
+            (Some(shd), Some(ign)) => shd & !ign != 0,
+            _ => false,
+        };
+        Task { caller: self.classify(), process: self.tgid, process_signalled }
     }
 }
 
@@ -191,6 +220,12 @@ fn parse_status(data: &[u8]) -> StatusFields {
             b"State" => {
                 if fields.state.is_none() {
                     fields.state = value.iter().copied().find(|b| !b.is_ascii_whitespace());
+                }
+                continue;
+            }
+            b"Tgid" => {
+                if fields.tgid.is_none() {
+                    fields.tgid = std::str::from_utf8(value).ok().and_then(|v| v.trim().parse().ok());
                 }
                 continue;
             }
@@ -560,7 +595,7 @@ mod tests {
 
     #[test]
     fn status_parsing() {
-        let text = b"Name:\tx\nState:\tS (sleeping)\nSigQ:\t0/1\n\
+        let text = b"Name:\tx\nState:\tS (sleeping)\nTgid:\t42\nSigQ:\t0/1\n\
             SigPnd:\t0000000000000000\nShdPnd:\t0000000000004000\n\
             SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n\
             SigCgt:\t0000000000004000\n";
@@ -569,14 +604,19 @@ mod tests {
         assert_eq!(fields.state, Some(b'S'));
         assert_eq!(fields.shd_pnd, Some(0x4000));
         assert_eq!(fields.classify(), Caller::Signalled);
+        let task = fields.task();
+        assert_eq!((task.process, task.process_signalled), (Some(42), true));
 
         // Pending but ignored / blocked.
         let ignored = StatusFields { sig_ign: Some(0x4000), ..fields };
         assert_eq!(ignored.classify(), Caller::Waiting);
+        assert!(!ignored.task().process_signalled, "ignored by the whole process");
         let blocked = StatusFields { sig_blk: Some(0xffff_ffff_ffff_ffff), ..fields };
         assert_eq!(blocked.classify(), Caller::Waiting);
+        assert!(blocked.task().process_signalled, "blocked by this thread, maybe not by others");
         let thread_pending = StatusFields { sig_pnd: Some(1 << 63), shd_pnd: Some(0), ..fields };
         assert_eq!(thread_pending.classify(), Caller::Signalled);
+        assert!(!thread_pending.task().process_signalled, "pending for this thread only");
 
         // Zombie / dead win over pending signals.
         for state in [b'Z', b'X'] {
