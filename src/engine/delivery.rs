@@ -59,7 +59,11 @@ fn helpers() -> &'static Helpers {
 
 fn serve(receiver: Receiver<Part>) {
     for (wakes, done) in receiver {
-        run(wakes);
+        // A wake-up that panics (a bug) drops the rest of its part, whose replies then
+        // fail with EIO, as a panicking request handler's would; the helper goes on.
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(wakes))).is_err() {
+            log::error!("bug: a wake-up panicked on a delivery thread; the rest of its part failed");
+        }
         let _ = done.send(());
     }
 }
@@ -93,9 +97,11 @@ pub fn run_all(mut wakes: Vec<Wake>) {
         }
         handed += 1;
     }
+    drop(done);
     run(wakes);
     for _ in 0..handed {
-        // A helper that panicked mid-part drops its `done` sender: stop waiting for it.
+        // Every part says it is done, even one cut short by a panic; should a helper
+        // thread be gone all the same, its sender is gone with it and waiting ends.
         if finished.recv().is_err() {
             break;
         }
@@ -158,6 +164,24 @@ mod tests {
         let helpers = helpers().parts.len();
         let used = threads.lock().unwrap().iter().filter(|n| n.starts_with("mqfs-deliver-")).count();
         assert_eq!(used, helpers, "every helper sends a part of a batch of 10,000");
+    }
+
+    #[test]
+    fn a_panicking_wake_up_does_not_stop_the_batch_or_its_helper() {
+        if helpers().parts.is_empty() {
+            return; // one core: the batch runs on the calling thread, which the panic ends
+        }
+        let ran = Arc::new(AtomicUsize::new(0));
+        let threads = Arc::new(Mutex::new(HashSet::new()));
+        let mut wakes = counting(1000, &ran, &threads);
+        // The last wake-up is in a helper's part where there are helpers.
+        wakes.push(Box::new(|| panic!("a bug in a wake-up")));
+        run_all(wakes);
+        assert_eq!(ran.load(Ordering::SeqCst), 1000);
+        threads.lock().unwrap().clear();
+        run_all(counting(1000, &ran, &threads));
+        let used = threads.lock().unwrap().iter().filter(|n| n.starts_with("mqfs-deliver-")).count();
+        assert_eq!(used, helpers().parts.len(), "the helpers still take parts");
     }
 
     #[test]
