@@ -57,8 +57,16 @@ impl Proc {
     /// The bench re-executed as `mqfs-bench __worker ARGS...`.
     pub fn worker(name: &str, args: &[String]) -> Result<Proc, String> {
         let mut command = Command::new(self_exe());
-        command.arg("__worker").args(args).stdin(Stdio::null());
+        // Reader workers wait for the end of their standard input before they exit: see
+        // `release`.
+        command.arg("__worker").args(args).stdin(Stdio::piped());
         Proc::spawn(name, command, true, libc::SIGKILL)
+    }
+
+    /// Closes the worker's standard input: a reader that has reported exits by itself,
+    /// without a signal that would race its last requests.
+    pub fn release(&mut self) {
+        drop(self.child.stdin.take());
     }
 
     pub fn pid(&self) -> u32 {

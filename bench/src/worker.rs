@@ -241,12 +241,12 @@ fn read(params: &Params) -> Result<(), String> {
         total.error.unwrap_or_default().replace([' ', '='], "_"),
         total.hist.encode(),
     ));
-    // Stay until the bench has every reader process's result and kills them all: exiting now
-    // would tear down this process's threads while other processes' readers are still being
-    // delivered to, and take CPU from them. Readers still blocked at the deadline stay blocked.
-    loop {
-        std::thread::park();
-    }
+    // Stay until the bench has every reader process's result and closes our standard input:
+    // exiting now would tear down this process's threads while other processes' readers are
+    // still being delivered to, and take CPU from them. Readers still blocked at the deadline
+    // are abandoned then.
+    let _ = std::io::Read::read(&mut std::io::stdin(), &mut [0u8; 1]);
+    std::process::exit(0);
 }
 
 fn reader_thread(endpoint: Endpoint, spec: ReadSpec, shared: &Shared, index: usize) {

@@ -59,7 +59,7 @@ fn one(lab: &mut Lab, system: System, budget: &Budget) -> Cell<Latency> {
         let ping = Proc::worker("ping", &ping_args(&there.reader.to_arg(), &there.writer.to_arg(), false))?;
         return result(&ping, by);
     }
-    let pong = Proc::worker(
+    let mut pong = Proc::worker(
         "pong",
         &[
             "pong".into(),
@@ -71,7 +71,10 @@ fn one(lab: &mut Lab, system: System, budget: &Budget) -> Cell<Latency> {
     )?;
     pong.expect_line("ready", Instant::now() + Duration::from_secs(30))?;
     let ping = Proc::worker("ping", &ping_args(&back.reader.nth(0).to_arg(), &there.writer.to_arg(), true))?;
-    result(&ping, by)
+    let latency = result(&ping, by);
+    // Pong ends by itself after the last round; a kill would race its last requests.
+    let _ = pong.wait(Instant::now() + Duration::from_secs(5));
+    latency
 }
 
 fn result(ping: &Proc, by: Instant) -> Cell<Latency> {

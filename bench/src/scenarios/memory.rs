@@ -65,9 +65,9 @@ fn measure(env: &Env, budget: &Budget) -> Cell<Memory> {
 
     // A late reader replays the whole history.
     let deadline = Duration::from_secs(if budget.quick { 30 } else { 120 });
-    let reader = start_readers(&plumbing, 1, SIZE, 1, Stop::Count(sent), deadline)?;
+    let mut reader = start_readers(&plumbing, 1, SIZE, 1, Stop::Count(sent), deadline)?;
     let mut replay = RunOutcome { readers: 1, sent, ..RunOutcome::default() };
-    collect_readers(&reader, deadline, &mut replay)?;
+    collect_readers(&mut reader, deadline, &mut replay)?;
     let replay_seconds = replay.last.saturating_sub(replay.first) as f64 / 1e9;
     let replay_per_s =
         (replay.messages > 1 && replay_seconds > 0.0).then(|| replay.messages as f64 / replay_seconds);

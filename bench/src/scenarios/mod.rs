@@ -254,9 +254,13 @@ pub fn start_readers(
 }
 
 /// Gathers the `result` lines of reader processes into `outcome`.
-pub fn collect_readers(procs: &[Proc], deadline: Duration, outcome: &mut RunOutcome) -> Result<(), String> {
+pub fn collect_readers(
+    procs: &mut [Proc],
+    deadline: Duration,
+    outcome: &mut RunOutcome,
+) -> Result<(), String> {
     let by = Instant::now() + deadline + Duration::from_secs(10);
-    for proc in procs {
+    for proc in procs.iter() {
         let line = proc.expect_line("result", by)?;
         let f = fields(&line);
         outcome.messages += number(&f, "messages");
@@ -274,9 +278,12 @@ pub fn collect_readers(procs: &[Proc], deadline: Duration, outcome: &mut RunOutc
         }
         outcome.hist.merge(&Histogram::decode(f.get("hist").map(String::as_str).unwrap_or(""))?);
     }
-    // Reader processes wait to be killed once every result is in (see worker::read).
-    for proc in procs {
-        proc.signal(libc::SIGKILL);
+    // Reader processes wait until every result is in (see worker::read), then exit.
+    for proc in procs.iter_mut() {
+        proc.release();
+    }
+    for proc in procs.iter_mut() {
+        let _ = proc.wait(Instant::now() + Duration::from_secs(5));
     }
     Ok(())
 }
@@ -288,7 +295,7 @@ pub fn run_stream(
     run: &StreamRun,
     before_write: &mut dyn FnMut(&[Proc]) -> Result<(), String>,
 ) -> Result<RunOutcome, String> {
-    let readers = start_readers(plumbing, run.readers, run.size, run.writers, run.stop, run.deadline)?;
+    let mut readers = start_readers(plumbing, run.readers, run.size, run.writers, run.stop, run.deadline)?;
     before_write(&readers)?;
     let mut writers = Vec::new();
     for id in 0..run.writers {
@@ -314,7 +321,7 @@ pub fn run_stream(
         outcome.write_end = outcome.write_end.max(number(&f, "end"));
         let _ = writer.wait(Instant::now() + Duration::from_secs(5));
     }
-    collect_readers(&readers, run.deadline, &mut outcome)?;
+    collect_readers(&mut readers, run.deadline, &mut outcome)?;
     Ok(outcome)
 }
 
@@ -334,7 +341,7 @@ pub fn run_ceiling(
     duration: Duration,
 ) -> Result<CeilingRates, String> {
     let seconds = duration.as_secs_f64();
-    let reader_procs = if readers > 0 {
+    let mut reader_procs = if readers > 0 {
         start_readers(plumbing, readers, size, 1, Stop::Time(duration), duration + Duration::from_secs(10))?
     } else {
         Vec::new()
@@ -359,7 +366,7 @@ pub fn run_ceiling(
         rates.writes += number(&f, "sent") as f64 / elapsed.max(seconds * 0.5);
     }
     let mut outcome = RunOutcome::default();
-    collect_readers(&reader_procs, duration, &mut outcome)?;
+    collect_readers(&mut reader_procs, duration, &mut outcome)?;
     if let Some(error) = outcome.errors.first() {
         return Err(error.clone());
     }
