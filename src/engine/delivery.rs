@@ -31,6 +31,12 @@ struct Helpers {
 
 static HELPERS: OnceLock<Helpers> = OnceLock::new();
 
+thread_local! {
+    /// This thread is a helper: a batch made while running a part runs in place, since
+    /// handing it to the helpers could mean waiting for this very thread.
+    static HELPING: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// How many threads share a batch of `len` wake-ups (the caller included), given `helpers`.
 fn parts_for(len: usize, helpers: usize) -> usize {
     if len < SPLIT_AT { 1 } else { (helpers + 1).min(len / (SPLIT_AT / 2)).max(1) }
@@ -58,6 +64,7 @@ fn helpers() -> &'static Helpers {
 }
 
 fn serve(receiver: Receiver<Part>) {
+    HELPING.set(true);
     for (wakes, done) in receiver {
         // A wake-up that panics (a bug) drops the rest of its part, whose replies then
         // fail with EIO, as a panicking request handler's would; the helper goes on.
@@ -77,7 +84,7 @@ fn run(wakes: Vec<Wake>) {
 /// Runs every wake-up in `wakes`, spread over the helpers if there are many; returns when
 /// all have run.
 pub fn run_all(mut wakes: Vec<Wake>) {
-    if wakes.len() < SPLIT_AT {
+    if wakes.len() < SPLIT_AT || HELPING.get() {
         return run(wakes);
     }
     let helpers = helpers();
@@ -182,6 +189,24 @@ mod tests {
         run_all(counting(1000, &ran, &threads));
         let used = threads.lock().unwrap().iter().filter(|n| n.starts_with("mqfs-deliver-")).count();
         assert_eq!(used, helpers().parts.len(), "the helpers still take parts");
+    }
+
+    #[test]
+    fn a_batch_made_by_a_wake_up_on_a_helper_runs_in_place() {
+        let ran = Arc::new(AtomicUsize::new(0));
+        let threads = Arc::new(Mutex::new(HashSet::new()));
+        let nested = counting(1000, &ran, &threads);
+        let mut wakes = counting(1000, &ran, &threads);
+        // The last wake-up, in a helper's part, makes a large batch of its own.
+        wakes.push(Box::new(move || run_all(nested)));
+        let (finished, done) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            run_all(wakes);
+            finished.send(()).unwrap();
+        });
+        done.recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the batches ran, without waiting on themselves");
+        assert_eq!(ran.load(Ordering::SeqCst), 2000);
     }
 
     #[test]
