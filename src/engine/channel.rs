@@ -73,14 +73,15 @@ const LONG_REPLY: usize = 64 * 1024;
 
 /// Callbacks to run once the lock that produced them is released; dropping runs them.
 ///
-/// The order is chosen for latency first: the first reader's reply, unless it is long; then
-/// the writers'; then every other reader's, from several cores if there are many (see
-/// `delivery`). So one reader waits for no writer's reply, and a writer waits for at most
-/// one reader's before it can write its next message while the rest go out.
+/// The order is chosen for latency first: the first reader's reply (or poller's
+/// notification), unless it is a long reply; then the writers'; then every other reader's,
+/// from several cores if there are many (see `delivery`). So one reader waits for no
+/// writer's reply, and a writer waits for at most one reader's before it can write its next
+/// message while the rest go out.
 #[derive(Default)]
 #[must_use = "wake-ups run when dropped: drop them after releasing the lock"]
 pub struct Wakeups {
-    /// The first completed read, when its reply is short.
+    /// The first completed read or poll notification, unless it is a long reply.
     lead: Option<Wake>,
     writes: Vec<(WriteCallback, Result<()>)>,
     /// Other completed reads and poll notifications, each bound to its outcome.
@@ -100,17 +101,21 @@ impl Wakeups {
     /// Completes a read when the wake-ups run.
     fn complete_read(&mut self, callback: ReadCallback, result: ReadResult) {
         let short = result.as_ref().map_or(true, |bytes| bytes.len() < LONG_REPLY);
-        let wake: Wake = Box::new(move || callback(result));
+        self.push(Box::new(move || callback(result)), short);
+    }
+
+    /// Tells a poller when the wake-ups run.
+    fn notify(&mut self, poller: Option<PollCallback>) {
+        if let Some(poller) = poller {
+            self.push(poller, true);
+        }
+    }
+
+    fn push(&mut self, wake: Wake, short: bool) {
         if short && self.lead.is_none() && self.wakes.is_empty() {
             self.lead = Some(wake);
         } else {
             self.wakes.push(wake);
-        }
-    }
-
-    fn notify(&mut self, poller: Option<PollCallback>) {
-        if let Some(poller) = poller {
-            self.wakes.push(poller);
         }
     }
 
@@ -574,6 +579,18 @@ mod tests {
         wakeups.complete_write(write(&log, "writer"), Ok(()));
         drop(wakeups);
         assert_eq!(*log.lock().unwrap(), ["writer", "long reader", "short reader"]);
+    }
+
+    #[test]
+    fn a_poller_is_told_before_the_writer() {
+        let log = Log::default();
+        let mut wakeups = Wakeups::default();
+        wakeups.complete_write(write(&log, "writer"), Ok(()));
+        let poll_log = log.clone();
+        wakeups.notify(Some(Box::new(move || poll_log.lock().unwrap().push("poller"))));
+        wakeups.complete_read(read(&log, "reader"), Ok(vec![0; 64]));
+        drop(wakeups);
+        assert_eq!(*log.lock().unwrap(), ["poller", "writer", "reader"]);
     }
 
     #[test]
