@@ -70,7 +70,8 @@ How it measures:
   measured {rounds} times (once with `--quick`), all systems of one column together each time, and each
   cell keeps its best: noise from other work only ever slows a run down.
 - Latency under load is not latency: the latency tables come from paced runs (a fixed rate well below
-  saturation) and from ping-pong, one message in flight.
+  saturation, for {paced:.0} s: a p99 at 1000 messages/s stands on the slowest {tail} deliveries of
+  each reader) and from ping-pong, one message in flight.
 - The machine has 2 cores shared by the writer, the readers, the server and whatever else runs. Repeat
   runs differ by 10-20%, more for byte streams with large messages: wake-ups across cores are expensive on
   this virtual machine, so whether the scheduler puts writer and reader on the same core can change such a
@@ -78,6 +79,8 @@ How it measures:
 
 ",
         full_run = full.run.as_secs_f64(),
+        paced = full.paced.as_secs_f64(),
+        tail = full.paced.as_millis() / 100,
         rounds = full.rounds,
         quick_run = quick.run.as_secs_f64(),
     )
@@ -158,12 +161,12 @@ pub fn section_ceiling(out: &mut String, results: &Results) {
         let rates: Vec<String> = (0..grid.columns.len())
             .filter_map(|col| {
                 let cell = grid.get(System::Ceiling, col)?;
-                Some(format!("{} pairs per second with {}", fmt_rate(cell.msgs_per_s), grid.columns[col]))
+                Some(format!("{} ({})", fmt_rate(cell.msgs_per_s), grid.columns[col]))
             })
             .collect();
         if !rates.is_empty() {
             lines.push(format!(
-                "The ceiling itself, 1→1 at 64 B, makes {}: on 2 cores the number of worker threads \
+                "The ceiling itself, 1→1 at 64 B, makes {} pairs per second: on 2 cores the number of worker threads \
                  moves the bound more than anything mqfs does (mqfs's default is one per core).",
                 rates.join(", ")
             ));

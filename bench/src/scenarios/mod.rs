@@ -66,7 +66,7 @@ impl Budget {
                 run: Duration::from_secs(2),
                 bytes: 1 << 30,
                 deliveries: 1_000_000,
-                paced: Duration::from_secs(2),
+                paced: Duration::from_secs(5),
                 pings: 3_000,
                 blocked_readers: 10_000,
                 retained: 1_000_000,
