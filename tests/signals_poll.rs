@@ -715,12 +715,18 @@ while not got:
 os.write(1, b"MSG " + got[0])
 "#;
 
-/// The thread id a [`THREAD_READER`] printed.
-fn reader_tid(p: &mut Proc) -> u32 {
-    p.wait_output_contains(b"\n", T);
-    let out = out_str(p);
+/// A [`THREAD_READER`] on a new stream `s` of `m`, once its reading thread is parked: the
+/// stream, the process and the thread's id.
+fn parked_thread_reader(m: &Mount) -> (PathBuf, Proc, u32) {
+    let s = m.join("s");
+    File::create(&s).unwrap();
+    let py = python(THREAD_READER, &[s.to_str().unwrap()]);
+    py.wait_output_contains(b"\n", T);
+    let out = out_str(&py);
     let line = out.lines().find_map(|l| l.strip_prefix("TID ")).expect("the reader thread says its id");
-    line.trim().parse().expect("a thread id")
+    let tid = line.trim().parse().expect("a thread id");
+    wait_pid_parked(tid, &s, "reader thread");
+    (s, py, tid)
 }
 
 /// A signal sent to the whole process reaches a reader that is not the main thread: SIGTERM
@@ -728,11 +734,7 @@ fn reader_tid(p: &mut Proc) -> u32 {
 #[test]
 fn sigterm_ends_a_process_whose_second_thread_is_blocked_reading() {
     let m = Mount::new();
-    let s = m.join("s");
-    File::create(&s).unwrap();
-    let mut py = python(THREAD_READER, &[s.to_str().unwrap()]);
-    let tid = reader_tid(&mut py);
-    wait_pid_parked(tid, &s, "reader thread");
+    let (_, mut py, _) = parked_thread_reader(&m);
     py.signal(libc::SIGTERM);
     let status = finish(&mut py, T, "python with a reader thread");
     assert_eq!(status.signal(), Some(libc::SIGTERM), "stdout {:?} stderr {:?}", out_str(&py), err_str(&py));
@@ -744,11 +746,7 @@ fn sigterm_ends_a_process_whose_second_thread_is_blocked_reading() {
 #[test]
 fn a_signal_to_the_reading_thread_alone_interrupts_its_read() {
     let m = Mount::new();
-    let s = m.join("s");
-    File::create(&s).unwrap();
-    let mut py = python(THREAD_READER, &[s.to_str().unwrap()]);
-    let tid = reader_tid(&mut py);
-    wait_pid_parked(tid, &s, "reader thread");
+    let (s, mut py, tid) = parked_thread_reader(&m);
     // SAFETY: tgkill has no memory-safety preconditions; both ids are our child's.
     let sent = unsafe { libc::syscall(libc::SYS_tgkill, py.pid(), tid, libc::SIGUSR1) };
     assert_eq!(sent, 0, "tgkill: {}", std::io::Error::last_os_error());
