@@ -18,7 +18,7 @@ pub type Wake = Box<dyn FnOnce() + Send>;
 
 /// Batches smaller than this run on the calling thread: handing a part to a helper costs a
 /// thread wake-up, about what a few replies cost.
-pub const SPLIT_AT: usize = 64;
+const SPLIT_AT: usize = 64;
 /// Enough helpers for any machine mqfs serves well; each costs a sleeping thread.
 const MAX_HELPERS: usize = 7;
 
@@ -98,7 +98,7 @@ pub fn run_all(mut wakes: Vec<Wake>) {
             break;
         }
         if let Err(returned) = helper.send((part, done.clone())) {
-            // The helper is gone (it can only have panicked): run its part here.
+            // The helper thread is gone: run its part here.
             run(returned.0.0);
             continue;
         }
