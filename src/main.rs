@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use fuser::{Config, MountOption, Session, SessionACL};
 
-use mqfs::engine::{Caller, Engine};
+use mqfs::engine::{Caller, Engine, delivery};
 use mqfs::fuse::MqFs;
 use mqfs::logger;
 use mqfs::options::{self, Settings};
@@ -140,6 +140,7 @@ fn run(invocation: Invocation) -> Result<(), String> {
         daemon::block_stop_signals();
         let cannot = |e: std::io::Error| format!("cannot start: {e}");
         interrupts.spawn_watcher().map_err(cannot)?;
+        delivery::start();
         daemon::spawn_stop_handler(mountpoint.clone()).map_err(cannot)?;
         if let Some(dir) = &mountpoint {
             let dev =

@@ -8,7 +8,8 @@
 //! returns only once every part has run, so "the wake-ups were dropped" still means "every
 //! reader has been answered", as it does for small batches run in place.
 //!
-//! The helpers start with the first large batch, which comes after the daemon has forked.
+//! The daemon starts the helpers once it has forked ([`start`]); elsewhere (tests) they start
+//! with the first large batch.
 
 use std::sync::OnceLock;
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -61,6 +62,12 @@ fn helpers() -> &'static Helpers {
         }
         Helpers { parts }
     })
+}
+
+/// Starts the helpers now rather than with the first large batch: the daemon starts all
+/// its threads once it has forked, so that they are there from the first request on.
+pub fn start() {
+    helpers();
 }
 
 fn serve(receiver: Receiver<Part>) {

@@ -5,7 +5,7 @@
 pub mod channel;
 pub mod config;
 pub mod ctl;
-mod delivery;
+pub mod delivery;
 pub mod errno;
 mod handle;
 pub mod memory;
