@@ -114,7 +114,8 @@ pub fn section_fanout(out: &mut String, grid: &Grid<Fanout>, images: &[String]) 
         "## 2. Fan-out\n\n### Flat out\n\nOne writer, N readers, 64-byte messages: deliveries (messages × \
          readers) per second until the last reader has every message. The ceiling's figure is its read rate \
          with N readers reading flat out: the most deliveries a FUSE file system can make when each delivery \
-         is one read.\n\n",
+         is one read. With one reader that is a single process's round trips one after another, while a \
+         writer and a reader overlap theirs on the two cores: there a system can pass it.\n\n",
     );
     let mut notes = Notes::default();
     let mut header = vec!["system".to_string()];
