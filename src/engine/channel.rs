@@ -101,13 +101,13 @@ impl Wakeups {
     /// Completes a read when the wake-ups run.
     fn complete_read(&mut self, callback: ReadCallback, result: ReadResult) {
         let short = result.as_ref().map_or(true, |bytes| bytes.len() < LONG_REPLY);
-        self.push(Box::new(move || callback(result)), short);
+        self.push(Wake::Read(callback, result), short);
     }
 
     /// Tells a poller when the wake-ups run.
     fn notify(&mut self, poller: Option<PollCallback>) {
         if let Some(poller) = poller {
-            self.push(poller, true);
+            self.push(Wake::Poll(poller), true);
         }
     }
 
@@ -128,7 +128,7 @@ impl Wakeups {
 impl Drop for Wakeups {
     fn drop(&mut self) {
         if let Some(lead) = self.lead.take() {
-            lead();
+            lead.run();
         }
         for (callback, result) in self.writes.drain(..) {
             callback(result);
@@ -546,12 +546,8 @@ mod tests {
 
     type Log = Arc<Mutex<Vec<&'static str>>>;
 
-    fn read(log: &Log, name: &'static str) -> ReadCallback {
-        let log = log.clone();
-        Box::new(move |_| log.lock().unwrap().push(name))
-    }
-
-    fn write(log: &Log, name: &'static str) -> WriteCallback {
+    /// A read or write callback that notes `name` in `log` when it runs.
+    fn noting<T>(log: &Log, name: &'static str) -> Box<dyn FnOnce(T) + Send> {
         let log = log.clone();
         Box::new(move |_| log.lock().unwrap().push(name))
     }
@@ -560,11 +556,11 @@ mod tests {
     fn the_first_short_reply_goes_before_the_writer_and_the_rest_after() {
         let log = Log::default();
         let mut wakeups = Wakeups::default();
-        wakeups.complete_read(read(&log, "reader 1"), Ok(vec![1; 64]));
-        wakeups.complete_read(read(&log, "reader 2"), Ok(vec![2; 64]));
+        wakeups.complete_read(noting(&log, "reader 1"), Ok(vec![1; 64]));
+        wakeups.complete_read(noting(&log, "reader 2"), Ok(vec![2; 64]));
         let mut more = Wakeups::default();
-        more.complete_write(write(&log, "writer"), Ok(()));
-        more.complete_read(read(&log, "order reader"), Ok(b"s\n".to_vec()));
+        more.complete_write(noting(&log, "writer"), Ok(()));
+        more.complete_read(noting(&log, "order reader"), Ok(b"s\n".to_vec()));
         wakeups.merge(more);
         drop(wakeups);
         assert_eq!(*log.lock().unwrap(), ["reader 1", "writer", "reader 2", "order reader"]);
@@ -574,9 +570,9 @@ mod tests {
     fn a_long_reply_waits_for_the_writer() {
         let log = Log::default();
         let mut wakeups = Wakeups::default();
-        wakeups.complete_read(read(&log, "long reader"), Ok(vec![0; LONG_REPLY]));
-        wakeups.complete_read(read(&log, "short reader"), Ok(vec![0; 64]));
-        wakeups.complete_write(write(&log, "writer"), Ok(()));
+        wakeups.complete_read(noting(&log, "long reader"), Ok(vec![0; LONG_REPLY]));
+        wakeups.complete_read(noting(&log, "short reader"), Ok(vec![0; 64]));
+        wakeups.complete_write(noting(&log, "writer"), Ok(()));
         drop(wakeups);
         assert_eq!(*log.lock().unwrap(), ["writer", "long reader", "short reader"]);
     }
@@ -585,10 +581,10 @@ mod tests {
     fn a_poller_is_told_before_the_writer() {
         let log = Log::default();
         let mut wakeups = Wakeups::default();
-        wakeups.complete_write(write(&log, "writer"), Ok(()));
+        wakeups.complete_write(noting(&log, "writer"), Ok(()));
         let poll_log = log.clone();
         wakeups.notify(Some(Box::new(move || poll_log.lock().unwrap().push("poller"))));
-        wakeups.complete_read(read(&log, "reader"), Ok(vec![0; 64]));
+        wakeups.complete_read(noting(&log, "reader"), Ok(vec![0; 64]));
         drop(wakeups);
         assert_eq!(*log.lock().unwrap(), ["poller", "writer", "reader"]);
     }
@@ -597,9 +593,9 @@ mod tests {
     fn a_merged_lead_stays_first() {
         let log = Log::default();
         let mut wakeups = Wakeups::default();
-        wakeups.complete_write(write(&log, "writer"), Ok(()));
+        wakeups.complete_write(noting(&log, "writer"), Ok(()));
         let mut reads = Wakeups::default();
-        reads.complete_read(read(&log, "reader"), Err(Errno::EINTR));
+        reads.complete_read(noting(&log, "reader"), Err(Errno::EINTR));
         wakeups.merge(reads);
         drop(wakeups);
         assert_eq!(*log.lock().unwrap(), ["reader", "writer"]);

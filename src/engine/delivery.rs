@@ -14,8 +14,22 @@
 use std::sync::OnceLock;
 use std::sync::mpsc::{Receiver, Sender, channel};
 
-/// One wake-up: a completed read or a poll notification.
-pub type Wake = Box<dyn FnOnce() + Send>;
+use super::channel::{PollCallback, ReadCallback, ReadResult};
+
+/// One wake-up: a completed read with its outcome, or a poll notification.
+pub enum Wake {
+    Read(ReadCallback, ReadResult),
+    Poll(PollCallback),
+}
+
+impl Wake {
+    pub fn run(self) {
+        match self {
+            Wake::Read(callback, result) => callback(result),
+            Wake::Poll(poller) => poller(),
+        }
+    }
+}
 
 /// Batches smaller than this run on the calling thread: handing a part to a helper costs a
 /// thread wake-up, about what a few replies cost.
@@ -84,7 +98,7 @@ fn serve(receiver: Receiver<Part>) {
 
 fn run(wakes: Vec<Wake>) {
     for wake in wakes {
-        wake();
+        wake.run();
     }
 }
 
@@ -135,11 +149,11 @@ mod tests {
             .map(|_| {
                 let ran = ran.clone();
                 let threads = threads.clone();
-                Box::new(move || {
+                Wake::Poll(Box::new(move || {
                     ran.fetch_add(1, Ordering::SeqCst);
                     let name = std::thread::current().name().unwrap_or("").to_string();
                     threads.lock().unwrap().insert(name);
-                }) as Wake
+                }))
             })
             .collect()
     }
@@ -189,7 +203,7 @@ mod tests {
         let threads = Arc::new(Mutex::new(HashSet::new()));
         let mut wakes = counting(1000, &ran, &threads);
         // The last wake-up is in a helper's part where there are helpers.
-        wakes.push(Box::new(|| panic!("a bug in a wake-up")));
+        wakes.push(Wake::Poll(Box::new(|| panic!("a bug in a wake-up"))));
         run_all(wakes);
         assert_eq!(ran.load(Ordering::SeqCst), 1000);
         threads.lock().unwrap().clear();
@@ -205,7 +219,7 @@ mod tests {
         let nested = counting(1000, &ran, &threads);
         let mut wakes = counting(1000, &ran, &threads);
         // The last wake-up, in a helper's part, makes a large batch of its own.
-        wakes.push(Box::new(move || run_all(nested)));
+        wakes.push(Wake::Poll(Box::new(move || run_all(nested))));
         let (finished, done) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             run_all(wakes);
