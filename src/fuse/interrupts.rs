@@ -93,7 +93,7 @@ impl Interrupts {
     fn watch_loop(&self) {
         let mut turn: Ticket = 0;
         loop {
-            let mut candidates: Vec<Candidate> = {
+            let candidates: Vec<Candidate> = {
                 let mut parked = self.parked.lock();
                 parked.retain(|_, p| !p.done.load(Ordering::Acquire));
                 if parked.is_empty() {
@@ -105,7 +105,6 @@ impl Interrupts {
                     .map(|(&ticket, p)| Candidate { ticket, tid: p.tid, fh: p.fh, process: p.process })
                     .collect()
             };
-            candidates.sort_unstable_by_key(|c| c.ticket);
             let started = Instant::now();
             let findings = scan(&candidates, &mut turn, THREADS_PER_SCAN);
             for c in &findings.interrupt {
@@ -127,7 +126,7 @@ impl Interrupts {
     }
 }
 
-/// Looks at the callers of `candidates` (sorted by ticket), reading up to `in_turn` threads
+/// Looks at the callers of `candidates`, reading up to `in_turn` threads
 /// on their own in turn. `turn` is the ticket of the last thread read in turn, where the
 /// next scan goes on.
 fn scan(candidates: &[Candidate], turn: &mut Ticket, in_turn: usize) -> Findings {

@@ -225,7 +225,7 @@ fn parse_status(data: &[u8]) -> StatusFields {
             }
             b"Tgid" => {
                 if fields.tgid.is_none() {
-                    fields.tgid = std::str::from_utf8(value).ok().and_then(|v| v.trim().parse().ok());
+                    fields.tgid = parse_dec(value.trim_ascii()).and_then(|v| u32::try_from(v).ok());
                 }
                 continue;
             }
