@@ -1479,6 +1479,87 @@ fn a_blocked_write_cancelled_by_a_signal_succeeds_and_stays_committed() {
 }
 
 #[test]
+fn a_write_one_message_whose_writer_got_a_signal_is_kept_for_the_next_reader() {
+    let e = engine();
+    ctl(&e, ROOT, "write one");
+    let s = create(&e, ROOT, "s");
+    let (w1, w2) = (open_writer(&e, s), open_writer(&e, s));
+    let (first, ticket) = start_write(&e, w1, b"first", false);
+    let (second, second_ticket) = start_write(&e, w2, b"second", false);
+    assert!(second_ticket.is_some());
+    // A signal answers the first writer: its message is committed, so it succeeds...
+    assert!(e.cancel(w1, ticket.expect("blocked"), Errno::EINTR));
+    assert_eq!(write_outcome(&first), Some(Ok(())));
+    assert_eq!(size(&e, s), 11, "both messages are retained");
+    // ...and the first reader to open (replay off) still starts with it.
+    let r = open_reader(&e, s);
+    expect_read(&e, r, 100, b"first");
+    assert_eq!(write_outcome(&second), None, "the second message is not received yet");
+    expect_read(&e, r, 100, b"second");
+    assert_eq!(write_outcome(&second), Some(Ok(())));
+    expect_errno(&e, r, Errno::EAGAIN);
+    // Received: replay off keeps nothing more, and a later reader starts after it.
+    assert_eq!(size(&e, s), 0);
+    let late = open_reader(&e, s);
+    expect_errno(&e, late, Errno::EAGAIN);
+}
+
+#[test]
+fn an_awaited_message_whose_writer_was_answered_still_goes_with_depth_clear_or_removal() {
+    let e = engine();
+    ctl(&e, ROOT, "write one");
+    let s = create(&e, ROOT, "s");
+    let w = open_writer(&e, s);
+    let answer = |message: &[u8]| {
+        let (slot, ticket) = start_write(&e, w, message, false);
+        assert!(e.cancel(w, ticket.expect("blocked"), Errno::EINTR));
+        assert_eq!(write_outcome(&slot), Some(Ok(())));
+    };
+    // depth drops the older of two: the next reader starts with the newer, without ENOBUFS.
+    answer(b"old");
+    answer(b"new");
+    ctl(&e, ROOT, "depth 1");
+    let r = open_reader(&e, s);
+    expect_read(&e, r, 100, b"new");
+    expect_errno(&e, r, Errno::EAGAIN);
+    e.release(r);
+    // clear drops it: nothing is kept for the next reader.
+    answer(b"cleared");
+    ctl(&e, ROOT, "clear");
+    let r = open_reader(&e, s);
+    expect_errno(&e, r, Errno::EAGAIN);
+    e.release(r);
+    assert_eq!(e.usage().memory_used, 0);
+    // Removal: the stream's memory returns once its last handle goes.
+    answer(b"removed");
+    e.unlink(ROOT, b"s").unwrap();
+    e.release(w);
+    assert_eq!(e.usage().memory_used, 0);
+}
+
+#[test]
+fn answering_one_write_all_writer_early_leaves_the_others_waiting() {
+    let e = engine();
+    ctl(&e, ROOT, "write all");
+    let s = create(&e, ROOT, "s");
+    let (fast, slow) = (open_reader(&e, s), open_reader(&e, s));
+    let (w1, w2) = (open_writer(&e, s), open_writer(&e, s));
+    let (first, ticket) = start_write(&e, w1, b"m1", false);
+    let (second, _) = start_write(&e, w2, b"m2", false);
+    assert!(e.cancel(w1, ticket.expect("blocked"), Errno::EINTR));
+    assert_eq!(write_outcome(&first), Some(Ok(())));
+    // The other write still waits for both readers open at its commit, and both readers
+    // get both messages.
+    expect_read(&e, fast, 10, b"m1");
+    expect_read(&e, fast, 10, b"m2");
+    assert_eq!(write_outcome(&second), None, "the slow reader has not read m2");
+    expect_read(&e, slow, 10, b"m1");
+    assert_eq!(write_outcome(&second), None, "the slow reader has not read m2");
+    expect_read(&e, slow, 10, b"m2");
+    assert_eq!(write_outcome(&second), Some(Ok(())));
+}
+
+#[test]
 fn writers_waiting_on_a_removed_or_cleared_stream_are_released() {
     let e = engine();
     ctl(&e, ROOT, "write all");
