@@ -1222,6 +1222,71 @@ fn rename_over_a_stream_replaces_it() {
     let _ = order;
 }
 
+/// Whether each callback found the tree's lock free, as one that needs the tree would.
+type TreeFree = Arc<Mutex<Vec<bool>>>;
+
+/// A callback that notes in `free` whether the tree could be read when it ran.
+fn noting_tree_free<T>(e: &Arc<Engine>, free: &TreeFree) -> Box<dyn FnOnce(T) + Send> {
+    let (e, free) = (e.clone(), free.clone());
+    Box::new(move |_| {
+        let readable = e.tree.try_read().is_some();
+        free.lock().unwrap().push(readable);
+    })
+}
+
+#[test]
+fn replies_owed_by_removal_and_rename_are_sent_after_the_tree_lock_is_released() {
+    let e = Arc::new(engine());
+    let free = TreeFree::default();
+    let park = |fh: u64| {
+        let ticket = e.read(fh, 0, 100, ReadMode::Block, noting_tree_free(&e, &free));
+        assert!(ticket.is_some(), "the read parked");
+    };
+    let all_free = |expected: usize, what: &str| {
+        let seen = std::mem::take(&mut *free.lock().unwrap());
+        assert_eq!(seen.len(), expected, "{what}: replies sent");
+        assert!(
+            seen.iter().all(|&f| f),
+            "{what}: {} of {expected} replies sent under the tree's lock",
+            seen.iter().filter(|&&f| !f).count()
+        );
+    };
+
+    // unlink: more parked reads than the delivery helpers' threshold, so that some replies
+    // go out from the helper threads.
+    let s = create(&e, ROOT, "s");
+    let readers: Vec<u64> = (0..100).map(|_| open_reader(&e, s)).collect();
+    readers.iter().for_each(|&fh| park(fh));
+    e.unlink(ROOT, b"s").unwrap();
+    all_free(100, "unlink");
+
+    // rmdir: the group's order readers get end-of-file.
+    let g = mkdir(&e, ROOT, "g");
+    park(open_reader(&e, order_ino(&e, g)));
+    e.rmdir(ROOT, b"g").unwrap();
+    all_free(1, "rmdir");
+
+    // rename over a stream: the replaced stream's readers get end-of-file.
+    create(&e, ROOT, "a");
+    let b = create(&e, ROOT, "b");
+    park(open_reader(&e, b));
+    e.rename(ROOT, b"a", ROOT, b"b", false).unwrap();
+    all_free(1, "rename over b");
+
+    // rename into a group whose depth drops the message a blocked writer waits on.
+    let (one, shallow) = (mkdir(&e, ROOT, "one"), mkdir(&e, ROOT, "shallow"));
+    ctl(&e, one, "write one");
+    ctl(&e, shallow, "depth 1");
+    let m = create(&e, one, "m");
+    let (w1, w2) = (open_writer(&e, m), open_writer(&e, m));
+    assert!(e.write(w1, b"first", WriteShape::Whole, false, noting_tree_free(&e, &free)).is_some());
+    let (second, ticket) = start_write(&e, w2, b"second", false);
+    assert!(ticket.is_some());
+    e.rename(one, b"m", shallow, b"m", false).unwrap();
+    all_free(1, "rename into a shallower group");
+    assert_eq!(write_outcome(&second), None, "the kept message's writer still waits");
+}
+
 // ---------------------------------------------------------------------------------------
 // 9. Metadata
 // ---------------------------------------------------------------------------------------
