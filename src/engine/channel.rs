@@ -6,7 +6,7 @@
 //! them in a [`Wakeups`], which runs them when dropped, after the caller released the lock.
 //! What the log retains follows the group's replay mode and depth, and the slowest reader.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -58,7 +58,9 @@ struct Reader {
     poller: Option<PollCallback>,
 }
 
-/// A write waiting until its message has been received (`write one` / `write all`).
+/// The reply of a write waiting until its message has been received (`write one` /
+/// `write all`). Only the reply: what a `write one` message needs kept is in
+/// `Channel::awaited`, which outlives a reply sent early because of a signal.
 struct BlockedWriter {
     ticket: Ticket,
     seq: u64,
@@ -146,6 +148,10 @@ pub struct Channel {
     waiting: Vec<ReaderId>,
     /// Writes waiting for their message to be received, oldest first.
     writers: Vec<BlockedWriter>,
+    /// The `write one` messages no reader has received yet, oldest first. Each is kept for
+    /// the next reader to open, until a reader received it or it was dropped (depth, clear,
+    /// removal), whether or not its writer still waits.
+    awaited: VecDeque<u64>,
     next_reader: ReaderId,
     /// No more messages will come: readers get their backlog, then end-of-file.
     closed: bool,
@@ -165,22 +171,22 @@ impl Channel {
             positions: BTreeMap::new(),
             waiting: Vec::new(),
             writers: Vec::new(),
+            awaited: VecDeque::new(),
             next_reader: 0,
             closed: false,
             modified: SystemTime::now(),
         }
     }
 
-    /// Adds a reader whose first message follows the replay mode, or is the oldest message
-    /// a `write one` writer still waits to see received.
+    /// Adds a reader whose first message follows the replay mode, or is the oldest `write
+    /// one` message no reader has received yet.
     pub fn open_reader(&mut self, replay: Replay) -> ReaderId {
         let replayed = match replay {
             Replay::Off => self.log.next_seq(),
             Replay::Last => self.log.next_seq().saturating_sub(1).max(self.log.first_seq()),
             Replay::All => self.log.first_seq(),
         };
-        let awaited = self.writers.iter().filter(|w| w.readers.is_none()).map(|w| w.seq).min();
-        let next = awaited.map_or(replayed, |seq| seq.min(replayed));
+        let next = self.awaited.front().map_or(replayed, |&seq| seq.min(replayed));
         let id = self.next_reader;
         self.next_reader += 1;
         self.readers.insert(id, Reader { next, ..Reader::default() });
@@ -240,6 +246,9 @@ impl Channel {
     /// any reader (`write one`; a reader opened later starts with it), or by every reader
     /// open now (`write all`). Checked after every read, close and drop, the append included.
     pub fn expect_delivery(&mut self, seq: u64, mode: WriteMode, ticket: Ticket, callback: WriteCallback) {
+        if mode == WriteMode::One {
+            self.awaited.push_back(seq);
+        }
         let readers = (mode == WriteMode::All).then(|| self.readers.keys().copied().collect());
         self.writers.push(BlockedWriter { ticket, seq, readers, callback });
     }
@@ -292,8 +301,9 @@ impl Channel {
         (parked, wakeups)
     }
 
-    /// Cancels a blocked write. Its message is committed and stays so: the write succeeds.
-    /// False if it is no longer blocked.
+    /// Answers a blocked write now (its writer got a signal). Its message is committed and
+    /// stays so: the write succeeds, and a `write one` message is still kept for the next
+    /// reader. False if it is no longer blocked.
     pub fn cancel_write(&mut self, ticket: Ticket) -> (bool, Wakeups) {
         let mut wakeups = Wakeups::default();
         let Some(index) = self.writers.iter().position(|w| w.ticket == ticket) else {
@@ -342,7 +352,9 @@ impl Channel {
             }
             wakeups.notify(reader.poller.take());
         }
-        // Nobody can receive anything any more: blocked writers are done.
+        // Nobody can receive anything any more, and no reader will open: blocked writers are
+        // done and nothing is awaited.
+        self.awaited.clear();
         for writer in self.writers.drain(..) {
             wakeups.writes.push((writer.callback, Ok(())));
         }
@@ -360,8 +372,7 @@ impl Channel {
     pub fn retain(&mut self, config: &GroupConfig) -> Wakeups {
         let slowest = self.positions.keys().next().copied().unwrap_or(self.log.next_seq());
         // A `write one` message no reader has had yet is kept for the next reader.
-        let awaited = self.writers.iter().filter(|w| w.readers.is_none()).map(|w| w.seq).min();
-        let needed = awaited.map_or(slowest, |seq| seq.min(slowest));
+        let needed = self.awaited.front().map_or(slowest, |&seq| seq.min(slowest));
         let keep_from = match config.replay {
             Replay::All => self.log.first_seq(),
             Replay::Last => needed.min(self.log.next_seq().saturating_sub(1)),
@@ -380,12 +391,20 @@ impl Channel {
     }
 
     /// Completes the blocked writes whose message has been received as their mode asks,
-    /// or can no longer be (it was dropped).
+    /// or can no longer be (it was dropped); a `write one` message received by a reader or
+    /// dropped is no longer awaited.
     fn settle_writers(&mut self, wakeups: &mut Wakeups) {
-        if self.writers.is_empty() {
+        if self.writers.is_empty() && self.awaited.is_empty() {
             return;
         }
         let first = self.log.first_seq();
+        // Every message before the furthest reader was received by it (a reader skips a
+        // message only when it is dropped, and then it is before `first`).
+        let furthest = self.positions.keys().next_back().copied().unwrap_or(0);
+        let passed = first.max(furthest);
+        while self.awaited.front().is_some_and(|&seq| seq < passed) {
+            self.awaited.pop_front();
+        }
         let received = |readers: &HashMap<ReaderId, Reader>, id: &ReaderId, seq: u64| {
             readers.get(id).is_none_or(|reader| reader.next > seq)
         };
@@ -393,7 +412,7 @@ impl Channel {
             std::mem::take(&mut self.writers).into_iter().partition(|writer| {
                 writer.seq < first
                     || match &writer.readers {
-                        None => self.readers.values().any(|reader| reader.next > writer.seq),
+                        None => writer.seq < passed,
                         Some(ids) => ids.iter().all(|id| received(&self.readers, id, writer.seq)),
                     }
             });

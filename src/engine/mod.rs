@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::RwLock;
 
+use channel::Wakeups;
 pub use channel::{PollCallback, ReadCallback, ReadMode, ReadResult, Ticket, WriteCallback};
 pub use config::{DataMode, GroupConfig};
 pub use errno::{Errno, Result};
@@ -129,15 +130,27 @@ impl Engine {
     }
 
     pub fn unlink(&self, parent: Ino, name: &[u8]) -> Result<()> {
-        self.tree.write().unlink(parent, name)
+        self.change_tree(|tree| tree.unlink(parent, name))
     }
 
     pub fn rmdir(&self, parent: Ino, name: &[u8]) -> Result<()> {
-        self.tree.write().rmdir(parent, name)
+        self.change_tree(|tree| tree.rmdir(parent, name))
     }
 
     pub fn rename(&self, parent: Ino, name: &[u8], to: Ino, to_name: &[u8], no_replace: bool) -> Result<()> {
-        self.tree.write().rename(parent, name, to, to_name, no_replace)
+        self.change_tree(|tree| tree.rename(parent, name, to, to_name, no_replace))
+    }
+
+    /// Makes a namespace change under the tree's write lock, then sends the replies it owes
+    /// (a removed stream's end-of-file, writes a move released) once the lock is released.
+    /// Under the lock a callback that needs the tree would deadlock, and every namespace
+    /// operation would wait for the whole fan-out (the delivery helpers' part included).
+    fn change_tree(&self, change: impl FnOnce(&mut Tree) -> Result<Wakeups>) -> Result<()> {
+        let mut tree = self.tree.write();
+        let owed = change(&mut tree);
+        drop(tree);
+        drop(owed?);
+        Ok(())
     }
 
     pub fn readdir(&self, ino: Ino) -> Result<Vec<Entry>> {

@@ -1222,6 +1222,71 @@ fn rename_over_a_stream_replaces_it() {
     let _ = order;
 }
 
+/// Whether each callback found the tree's lock free, as one that needs the tree would.
+type TreeFree = Arc<Mutex<Vec<bool>>>;
+
+/// A callback that notes in `free` whether the tree could be read when it ran.
+fn noting_tree_free<T>(e: &Arc<Engine>, free: &TreeFree) -> Box<dyn FnOnce(T) + Send> {
+    let (e, free) = (e.clone(), free.clone());
+    Box::new(move |_| {
+        let readable = e.tree.try_read().is_some();
+        free.lock().unwrap().push(readable);
+    })
+}
+
+#[test]
+fn replies_owed_by_removal_and_rename_are_sent_after_the_tree_lock_is_released() {
+    let e = Arc::new(engine());
+    let free = TreeFree::default();
+    let park = |fh: u64| {
+        let ticket = e.read(fh, 0, 100, ReadMode::Block, noting_tree_free(&e, &free));
+        assert!(ticket.is_some(), "the read parked");
+    };
+    let all_free = |expected: usize, what: &str| {
+        let seen = std::mem::take(&mut *free.lock().unwrap());
+        assert_eq!(seen.len(), expected, "{what}: replies sent");
+        assert!(
+            seen.iter().all(|&f| f),
+            "{what}: {} of {expected} replies sent under the tree's lock",
+            seen.iter().filter(|&&f| !f).count()
+        );
+    };
+
+    // unlink: more parked reads than the delivery helpers' threshold, so that some replies
+    // go out from the helper threads.
+    let s = create(&e, ROOT, "s");
+    let readers: Vec<u64> = (0..100).map(|_| open_reader(&e, s)).collect();
+    readers.iter().for_each(|&fh| park(fh));
+    e.unlink(ROOT, b"s").unwrap();
+    all_free(100, "unlink");
+
+    // rmdir: the group's order readers get end-of-file.
+    let g = mkdir(&e, ROOT, "g");
+    park(open_reader(&e, order_ino(&e, g)));
+    e.rmdir(ROOT, b"g").unwrap();
+    all_free(1, "rmdir");
+
+    // rename over a stream: the replaced stream's readers get end-of-file.
+    create(&e, ROOT, "a");
+    let b = create(&e, ROOT, "b");
+    park(open_reader(&e, b));
+    e.rename(ROOT, b"a", ROOT, b"b", false).unwrap();
+    all_free(1, "rename over b");
+
+    // rename into a group whose depth drops the message a blocked writer waits on.
+    let (one, shallow) = (mkdir(&e, ROOT, "one"), mkdir(&e, ROOT, "shallow"));
+    ctl(&e, one, "write one");
+    ctl(&e, shallow, "depth 1");
+    let m = create(&e, one, "m");
+    let (w1, w2) = (open_writer(&e, m), open_writer(&e, m));
+    assert!(e.write(w1, b"first", WriteShape::Whole, false, noting_tree_free(&e, &free)).is_some());
+    let (second, ticket) = start_write(&e, w2, b"second", false);
+    assert!(ticket.is_some());
+    e.rename(one, b"m", shallow, b"m", false).unwrap();
+    all_free(1, "rename into a shallower group");
+    assert_eq!(write_outcome(&second), None, "the kept message's writer still waits");
+}
+
 // ---------------------------------------------------------------------------------------
 // 9. Metadata
 // ---------------------------------------------------------------------------------------
@@ -1476,6 +1541,87 @@ fn a_blocked_write_cancelled_by_a_signal_succeeds_and_stays_committed() {
     assert_eq!(write_outcome(&slot), Some(Ok(())), "committed: reported as written");
     expect_read(&e, r, 10, b"kept");
     assert!(!e.cancel(w, ticket, Errno::EINTR));
+}
+
+#[test]
+fn a_write_one_message_whose_writer_got_a_signal_is_kept_for_the_next_reader() {
+    let e = engine();
+    ctl(&e, ROOT, "write one");
+    let s = create(&e, ROOT, "s");
+    let (w1, w2) = (open_writer(&e, s), open_writer(&e, s));
+    let (first, ticket) = start_write(&e, w1, b"first", false);
+    let (second, second_ticket) = start_write(&e, w2, b"second", false);
+    assert!(second_ticket.is_some());
+    // A signal answers the first writer: its message is committed, so it succeeds...
+    assert!(e.cancel(w1, ticket.expect("blocked"), Errno::EINTR));
+    assert_eq!(write_outcome(&first), Some(Ok(())));
+    assert_eq!(size(&e, s), 11, "both messages are retained");
+    // ...and the first reader to open (replay off) still starts with it.
+    let r = open_reader(&e, s);
+    expect_read(&e, r, 100, b"first");
+    assert_eq!(write_outcome(&second), None, "the second message is not received yet");
+    expect_read(&e, r, 100, b"second");
+    assert_eq!(write_outcome(&second), Some(Ok(())));
+    expect_errno(&e, r, Errno::EAGAIN);
+    // Received: replay off keeps nothing more, and a later reader starts after it.
+    assert_eq!(size(&e, s), 0);
+    let late = open_reader(&e, s);
+    expect_errno(&e, late, Errno::EAGAIN);
+}
+
+#[test]
+fn an_awaited_message_whose_writer_was_answered_still_goes_with_depth_clear_or_removal() {
+    let e = engine();
+    ctl(&e, ROOT, "write one");
+    let s = create(&e, ROOT, "s");
+    let w = open_writer(&e, s);
+    let answer = |message: &[u8]| {
+        let (slot, ticket) = start_write(&e, w, message, false);
+        assert!(e.cancel(w, ticket.expect("blocked"), Errno::EINTR));
+        assert_eq!(write_outcome(&slot), Some(Ok(())));
+    };
+    // depth drops the older of two: the next reader starts with the newer, without ENOBUFS.
+    answer(b"old");
+    answer(b"new");
+    ctl(&e, ROOT, "depth 1");
+    let r = open_reader(&e, s);
+    expect_read(&e, r, 100, b"new");
+    expect_errno(&e, r, Errno::EAGAIN);
+    e.release(r);
+    // clear drops it: nothing is kept for the next reader.
+    answer(b"cleared");
+    ctl(&e, ROOT, "clear");
+    let r = open_reader(&e, s);
+    expect_errno(&e, r, Errno::EAGAIN);
+    e.release(r);
+    assert_eq!(e.usage().memory_used, 0);
+    // Removal: the stream's memory returns once its last handle goes.
+    answer(b"removed");
+    e.unlink(ROOT, b"s").unwrap();
+    e.release(w);
+    assert_eq!(e.usage().memory_used, 0);
+}
+
+#[test]
+fn answering_one_write_all_writer_early_leaves_the_others_waiting() {
+    let e = engine();
+    ctl(&e, ROOT, "write all");
+    let s = create(&e, ROOT, "s");
+    let (fast, slow) = (open_reader(&e, s), open_reader(&e, s));
+    let (w1, w2) = (open_writer(&e, s), open_writer(&e, s));
+    let (first, ticket) = start_write(&e, w1, b"m1", false);
+    let (second, _) = start_write(&e, w2, b"m2", false);
+    assert!(e.cancel(w1, ticket.expect("blocked"), Errno::EINTR));
+    assert_eq!(write_outcome(&first), Some(Ok(())));
+    // The other write still waits for both readers open at its commit, and both readers
+    // get both messages.
+    expect_read(&e, fast, 10, b"m1");
+    expect_read(&e, fast, 10, b"m2");
+    assert_eq!(write_outcome(&second), None, "the slow reader has not read m2");
+    expect_read(&e, slow, 10, b"m1");
+    assert_eq!(write_outcome(&second), None, "the slow reader has not read m2");
+    expect_read(&e, slow, 10, b"m2");
+    assert_eq!(write_outcome(&second), Some(Ok(())));
 }
 
 #[test]
