@@ -1,9 +1,10 @@
 //! A channel: one log fanned out to many readers. Streams and `order` are channels.
 //!
 //! Each reader has a cursor (the message it is on and how much of it it has had). A read
-//! that finds nothing parks a callback on its reader; an append completes parked reads and
-//! fires poll wake-ups. Callbacks are never run under the channel's lock: operations return
-//! them in a [`Wakeups`], which runs them when dropped, after the caller released the lock.
+//! that finds nothing parks a callback on its reader, and a poll that asks to be told keeps a
+//! poller on it; an append completes parked reads and tells every poller. Callbacks are never
+//! run under the channel's lock: operations return them in a [`Wakeups`], which runs them when
+//! dropped, after the caller released the lock.
 //! What the log retains follows the group's replay mode and depth, and the slowest reader.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -20,8 +21,9 @@ use super::seglog::SegLog;
 pub type ReadResult = Result<Vec<u8>>;
 /// Completes a read, possibly later and from another thread.
 pub type ReadCallback = Box<dyn FnOnce(ReadResult) + Send>;
-/// Tells a poller that its reader became readable.
-pub type PollCallback = Box<dyn FnOnce() + Send>;
+/// Tells a poller that its reader's readiness may have changed: a message came, or the
+/// channel closed. Called again on every later message, until the reader closes.
+pub type PollCallback = Arc<dyn Fn() + Send + Sync>;
 /// Completes a write, possibly later: Ok once it is done, or why it failed.
 pub type WriteCallback = Box<dyn FnOnce(Result<()>) + Send>;
 
@@ -55,7 +57,15 @@ struct Reader {
     /// Bytes of message `next` this reader already received.
     offset: usize,
     waiters: Vec<Waiter>,
+    /// The latest poll that asked to be told, told of every append (and of the close).
     poller: Option<PollCallback>,
+}
+
+impl Reader {
+    /// Whether an append has something to do for this reader: parked reads or a poller.
+    fn waits(&self) -> bool {
+        !self.waiters.is_empty() || self.poller.is_some()
+    }
 }
 
 /// The reply of a write waiting until its message has been received (`write one` /
@@ -144,7 +154,8 @@ pub struct Channel {
     readers: HashMap<ReaderId, Reader>,
     /// How many readers stand at each message: the first key is the slowest reader.
     positions: BTreeMap<u64, usize>,
-    /// Readers with parked reads or a poller, the only ones an append has to visit.
+    /// Readers with parked reads or a poller, the only ones an append has to visit: each once,
+    /// in the order they began to wait, and no other (see [`Channel::park`]).
     waiting: Vec<ReaderId>,
     /// Writes waiting for their message to be received, oldest first.
     writers: Vec<BlockedWriter>,
@@ -197,13 +208,17 @@ impl Channel {
     /// Removes a reader; what only it still needed is released.
     pub fn close_reader(&mut self, id: ReaderId, config: &GroupConfig) -> Wakeups {
         let mut wakeups = Wakeups::default();
-        if let Some(reader) = self.readers.remove(&id) {
-            self.leave_position(reader.next);
-            for waiter in reader.waiters {
-                wakeups.complete_read(waiter.callback, Ok(Vec::new()));
-            }
-            wakeups.merge(self.retain(config));
+        let unparked = self.park(id, |reader| {
+            reader.poller = None;
+            std::mem::take(&mut reader.waiters)
+        });
+        let Some(waiters) = unparked else { return wakeups };
+        let reader = self.readers.remove(&id).expect("the reader was there to unpark");
+        self.leave_position(reader.next);
+        for waiter in waiters {
+            wakeups.complete_read(waiter.callback, Ok(Vec::new()));
         }
+        wakeups.merge(self.retain(config));
         wakeups
     }
 
@@ -218,7 +233,7 @@ impl Channel {
         self.log.growth(len)
     }
 
-    /// Appends one message, completes parked reads and wakes pollers. Messages are never
+    /// Appends one message, completes parked reads and tells every poller. Messages are never
     /// empty: an empty read means end-of-file.
     pub fn append(&mut self, message: &[u8], config: &GroupConfig) -> Wakeups {
         debug_assert!(!message.is_empty(), "empty messages cannot be told from end-of-file");
@@ -235,9 +250,10 @@ impl Channel {
         self.log.append(message);
         self.modified = SystemTime::now();
         let mut wakeups = Wakeups::default();
-        for id in std::mem::take(&mut self.waiting) {
-            self.serve_waiters(id, config.data, &mut wakeups);
-        }
+        // An append only ends waits: the readers that still wait stay listed, in their order.
+        let mut waiting = std::mem::take(&mut self.waiting);
+        waiting.retain(|&id| self.serve(id, config.data, &mut wakeups));
+        self.waiting = waiting;
         wakeups.merge(self.retain(config));
         wakeups
     }
@@ -288,11 +304,7 @@ impl Channel {
                     None
                 }
                 None => {
-                    let reader = self.readers.get_mut(&id).expect("reader checked above");
-                    if reader.waiters.is_empty() && reader.poller.is_none() {
-                        self.waiting.push(id);
-                    }
-                    reader.waiters.push(Waiter { ticket, size, callback });
+                    self.park(id, |reader| reader.waiters.push(Waiter { ticket, size, callback }));
                     Some(ticket)
                 }
             }
@@ -317,35 +329,52 @@ impl Channel {
     /// Cancels a parked read, completing it with `error`. False if it is no longer parked.
     pub fn cancel(&mut self, id: ReaderId, ticket: Ticket, error: Errno) -> (bool, Wakeups) {
         let mut wakeups = Wakeups::default();
-        let Some(reader) = self.readers.get_mut(&id) else { return (false, wakeups) };
-        let Some(index) = reader.waiters.iter().position(|w| w.ticket == ticket) else {
-            return (false, wakeups);
-        };
-        let waiter = reader.waiters.remove(index);
+        let cancelled = self.park(id, |reader| {
+            let index = reader.waiters.iter().position(|w| w.ticket == ticket)?;
+            Some(reader.waiters.remove(index))
+        });
+        let Some(Some(waiter)) = cancelled else { return (false, wakeups) };
         wakeups.complete_read(waiter.callback, Err(error));
         (true, wakeups)
     }
 
-    /// Whether a read by `id` would return at once; if not, `poller` is kept and called
-    /// when it would.
-    pub fn poll(&mut self, id: ReaderId, poller: PollCallback) -> bool {
-        if self.readable(id) {
-            return true;
+    /// Whether a read by `id` would return at once. A `poller` replaces the reader's previous
+    /// one, readable or not, and is told of every append until the reader closes: an
+    /// edge-triggered waiter that has read everything is woken only by being told again.
+    pub fn poll(&mut self, id: ReaderId, poller: Option<PollCallback>) -> bool {
+        if let Some(poller) = poller {
+            self.park(id, |reader| reader.poller = Some(poller));
         }
-        let Some(reader) = self.readers.get_mut(&id) else { return true };
-        if reader.waiters.is_empty() && reader.poller.is_none() {
-            self.waiting.push(id);
+        self.readable(id)
+    }
+
+    /// Changes reader `id`'s parked reads or poller with `change`, keeping `waiting` exact:
+    /// the reader is listed once when it begins to wait and unlisted when it stops. Every
+    /// change goes through here but those of an append, which serves the listed readers
+    /// and keeps those still waiting, and of `close`, which ends every wait. None if there
+    /// is no such reader.
+    fn park<T>(&mut self, id: ReaderId, change: impl FnOnce(&mut Reader) -> T) -> Option<T> {
+        let reader = self.readers.get_mut(&id)?;
+        let listed = reader.waits();
+        let result = change(reader);
+        match (listed, reader.waits()) {
+            (false, true) => self.waiting.push(id),
+            (true, false) => {
+                if let Some(index) = self.waiting.iter().position(|&w| w == id) {
+                    self.waiting.remove(index);
+                }
+            }
+            _ => {}
         }
-        reader.poller = Some(poller);
-        false
+        Some(result)
     }
 
     /// Ends the channel: readers drain their backlog, then read end-of-file.
     pub fn close(&mut self) -> Wakeups {
         self.closed = true;
         let mut wakeups = Wakeups::default();
+        // Nothing will change any more: every wait ends, pollers are told once more.
         for id in std::mem::take(&mut self.waiting) {
-            // A reader that closed while waiting is still listed here.
             let Some(reader) = self.readers.get_mut(&id) else { continue };
             for waiter in reader.waiters.drain(..) {
                 wakeups.complete_read(waiter.callback, Ok(Vec::new()));
@@ -468,11 +497,12 @@ impl Channel {
         }
     }
 
-    /// Completes as many of `id`'s parked reads as there is data for.
-    fn serve_waiters(&mut self, id: ReaderId, data: DataMode, wakeups: &mut Wakeups) {
-        let Some(reader) = self.readers.get_mut(&id) else { return };
+    /// Tells `id`'s poller and completes as many of its parked reads as there is data for;
+    /// returns whether it still waits.
+    fn serve(&mut self, id: ReaderId, data: DataMode, wakeups: &mut Wakeups) -> bool {
+        let Some(reader) = self.readers.get_mut(&id) else { return false };
+        wakeups.notify(reader.poller.clone());
         let waiters = std::mem::take(&mut reader.waiters);
-        wakeups.notify(reader.poller.take());
         let mut still_parked = Vec::new();
         for waiter in waiters {
             match self.take(id, waiter.size, ReadMode::Block, data) {
@@ -480,10 +510,9 @@ impl Channel {
                 None => still_parked.push(waiter),
             }
         }
-        if !still_parked.is_empty() {
-            self.readers.get_mut(&id).expect("reader exists").waiters = still_parked;
-            self.waiting.push(id);
-        }
+        let reader = self.readers.get_mut(&id).expect("reader exists");
+        reader.waiters = still_parked;
+        reader.waits()
     }
 
     /// The core of a read: the bytes `id` gets now, or None if it has to wait.
@@ -571,6 +600,47 @@ mod tests {
         Box::new(move |_| log.lock().unwrap().push(name))
     }
 
+    /// Parks a read by `id` that must park.
+    fn park_read(channel: &mut Channel, id: ReaderId, ticket: Ticket, config: &GroupConfig) {
+        let (parked, wakeups) = channel.read(id, 100, ReadMode::Block, ticket, Box::new(|_| {}), config);
+        assert_eq!(parked, Some(ticket));
+        drop(wakeups);
+    }
+
+    #[test]
+    fn waiting_lists_each_waiting_reader_once_and_no_other() {
+        let config = GroupConfig::default();
+        let mut channel = Channel::new(Arc::new(Memory::new(1 << 20)));
+        let idle = channel.open_reader(config.replay);
+        let polling = channel.open_reader(config.replay);
+        // A signal cancels an idle reader's read, which parks again: over and over.
+        for ticket in 0..100 {
+            park_read(&mut channel, idle, ticket, &config);
+            assert!(channel.cancel(idle, ticket, Errno::EINTR).0);
+            assert!(channel.waiting.is_empty(), "cycle {ticket}: {:?}", channel.waiting);
+        }
+        // Every poll replaces the poller; a parked read besides it does not list the reader twice.
+        for _ in 0..100 {
+            assert!(!channel.poll(polling, Some(Arc::new(|| {}))));
+        }
+        park_read(&mut channel, idle, 100, &config);
+        park_read(&mut channel, idle, 101, &config);
+        park_read(&mut channel, polling, 102, &config);
+        assert_eq!(channel.waiting, [polling, idle]);
+        // An append serves what it can and keeps the poller.
+        drop(channel.append(b"m", &config));
+        assert_eq!(channel.waiting, [polling, idle], "idle has a read left");
+        drop(channel.append(b"n", &config));
+        assert_eq!(channel.waiting, [polling]);
+        park_read(&mut channel, idle, 103, &config);
+        assert_eq!(channel.waiting, [polling, idle]);
+        // Closing a reader unlists it, whatever it waited with.
+        drop(channel.close_reader(polling, &config));
+        assert_eq!(channel.waiting, [idle]);
+        drop(channel.close_reader(idle, &config));
+        assert!(channel.waiting.is_empty());
+    }
+
     #[test]
     fn the_first_short_reply_goes_before_the_writer_and_the_rest_after() {
         let log = Log::default();
@@ -602,7 +672,7 @@ mod tests {
         let mut wakeups = Wakeups::default();
         wakeups.complete_write(noting(&log, "writer"), Ok(()));
         let poll_log = log.clone();
-        wakeups.notify(Some(Box::new(move || poll_log.lock().unwrap().push("poller"))));
+        wakeups.notify(Some(Arc::new(move || poll_log.lock().unwrap().push("poller"))));
         wakeups.complete_read(noting(&log, "reader"), Ok(vec![0; 64]));
         drop(wakeups);
         assert_eq!(*log.lock().unwrap(), ["poller", "writer", "reader"]);

@@ -178,7 +178,7 @@ impl Handle {
         cancelled
     }
 
-    pub fn poll(&self, poller: PollCallback) -> bool {
+    pub fn poll(&self, poller: Option<PollCallback>) -> bool {
         match self {
             Handle::Channel { source, reader: Some(reader), .. } => {
                 source.with(|channel, _| channel.poll(*reader, poller))

@@ -223,8 +223,9 @@ impl Engine {
         self.handle(fh).is_ok_and(|handle| handle.cancel(ticket, error))
     }
 
-    /// Whether `fh` is readable now; if not, `poller` is called when it becomes so.
-    pub fn poll(&self, fh: u64, poller: PollCallback) -> Result<bool> {
+    /// Whether `fh` is readable now. A `poller` is kept for its reader, replacing the one
+    /// before, and called on every message (and when the stream goes) until `fh` is released.
+    pub fn poll(&self, fh: u64, poller: Option<PollCallback>) -> Result<bool> {
         Ok(self.handle(fh)?.poll(poller))
     }
 

@@ -1,6 +1,6 @@
 //! Engine behaviour through its public operations, without FUSE.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, SystemTime};
@@ -1043,14 +1043,13 @@ fn unlink_lets_readers_drain_then_read_end_of_file() {
     let (slot, ticket) = start_read(&e, parked, 100, ReadMode::Block);
     assert!(ticket.is_some());
     let polling = open_reader(&e, s); // replay off: it starts after "two"
-    let woken = Arc::new(AtomicBool::new(false));
-    let flag = woken.clone();
-    assert_eq!(e.poll(polling, Box::new(move || flag.store(true, Ordering::SeqCst))), Ok(false));
+    let (told, poller) = poll_counter();
+    assert_eq!(e.poll(polling, Some(poller)), Ok(false));
 
     e.unlink(ROOT, b"s").unwrap();
     assert_eq!(taken(&slot), Some(Ok(Vec::new())), "a parked reader is released with EOF");
-    assert!(woken.load(Ordering::SeqCst), "a poller is woken: EOF is readable");
-    assert_eq!(e.poll(polling, Box::new(|| {})), Ok(true));
+    assert_eq!(told.load(Ordering::SeqCst), 1, "a poller is told: EOF is readable");
+    assert_eq!(e.poll(polling, None), Ok(true));
     expect_read(&e, polling, 100, b"");
     e.release(polling);
     assert_eq!(e.lookup(ROOT, b"s").map(|a| a.ino), Err(Errno::ENOENT));
@@ -1083,7 +1082,7 @@ fn unlink_after_a_parked_or_polling_reader_went_away() {
         let gone = open_reader(&e, s);
         let staying = open_reader(&e, s);
         if polling {
-            assert_eq!(e.poll(gone, Box::new(|| {})), Ok(false));
+            assert_eq!(e.poll(gone, Some(Arc::new(|| {}))), Ok(false));
         } else {
             let (slot, ticket) = start_read(&e, gone, 100, ReadMode::Block);
             assert!(ticket.is_some());
@@ -1378,38 +1377,58 @@ fn cancel_completes_a_parked_read_and_loses_nothing() {
 // 11. poll
 // ---------------------------------------------------------------------------------------
 
+/// A poller that counts how often it was told.
+fn poll_counter() -> (Arc<AtomicUsize>, PollCallback) {
+    let told = Arc::new(AtomicUsize::new(0));
+    let count = told.clone();
+    (
+        told,
+        Arc::new(move || {
+            count.fetch_add(1, Ordering::SeqCst);
+        }),
+    )
+}
+
 #[test]
-fn poll_reports_readiness_and_wakes_on_write() {
+fn poll_reports_readiness_and_tells_the_poller_of_every_write() {
     let e = engine();
     let s = create(&e, ROOT, "s");
     let r = open_reader(&e, s);
-    let woken = Arc::new(AtomicBool::new(false));
-    let flag = woken.clone();
-    assert_eq!(e.poll(r, Box::new(move || flag.store(true, Ordering::SeqCst))), Ok(false));
-    assert!(!woken.load(Ordering::SeqCst));
-    publish(&e, s, &[b"data"]);
-    assert!(woken.load(Ordering::SeqCst), "the poller was called when data arrived");
-    assert_eq!(e.poll(r, Box::new(|| panic!("not needed: data is there"))), Ok(true));
-    expect_read(&e, r, 100, b"data");
-
-    // Read dry, it is not ready again until the next write.
-    let woken = Arc::new(AtomicBool::new(false));
-    let flag = woken.clone();
-    assert_eq!(e.poll(r, Box::new(move || flag.store(true, Ordering::SeqCst))), Ok(false));
+    let (told, poller) = poll_counter();
+    assert_eq!(e.poll(r, Some(poller)), Ok(false));
+    assert_eq!(told.load(Ordering::SeqCst), 0);
+    publish(&e, s, &[b"one"]);
+    assert_eq!(told.load(Ordering::SeqCst), 1, "the poller was told when data arrived");
+    assert_eq!(e.poll(r, None), Ok(true));
+    // Already readable, it is told again: an edge-triggered waiter needs every edge.
+    publish(&e, s, &[b"two"]);
+    assert_eq!(told.load(Ordering::SeqCst), 2);
+    expect_read(&e, r, 100, b"one");
+    expect_read(&e, r, 100, b"two");
+    assert_eq!(e.poll(r, None), Ok(false), "read dry, it is not ready until the next write");
     let other = create(&e, ROOT, "other");
     publish(&e, other, &[b"elsewhere"]);
-    assert!(!woken.load(Ordering::SeqCst), "another stream's write does not wake it");
-    publish(&e, s, &[b"more"]);
-    assert!(woken.load(Ordering::SeqCst));
+    assert_eq!(told.load(Ordering::SeqCst), 2, "another stream's write does not tell it");
+    publish(&e, s, &[b"three"]);
+    assert_eq!(told.load(Ordering::SeqCst), 3);
+
+    // A later poll's poller replaces it, readable or not.
+    let (told_again, poller) = poll_counter();
+    assert_eq!(e.poll(r, Some(poller)), Ok(true));
+    publish(&e, s, &[b"four"]);
+    assert_eq!((told.load(Ordering::SeqCst), told_again.load(Ordering::SeqCst)), (3, 1));
+    // Once the reader is released, nobody is told.
+    e.release(r);
+    publish(&e, s, &[b"five"]);
+    assert_eq!(told_again.load(Ordering::SeqCst), 1);
 
     // order polls too.
     let order = open_reader(&e, order_ino(&e, ROOT));
-    let woken = Arc::new(AtomicBool::new(false));
-    let flag = woken.clone();
-    assert_eq!(e.poll(order, Box::new(move || flag.store(true, Ordering::SeqCst))), Ok(false));
+    let (told, poller) = poll_counter();
+    assert_eq!(e.poll(order, Some(poller)), Ok(false));
     publish(&e, s, &[b"x"]);
-    assert!(woken.load(Ordering::SeqCst));
-    assert_eq!(e.poll(order, Box::new(|| {})), Ok(true));
+    assert_eq!(told.load(Ordering::SeqCst), 1);
+    assert_eq!(e.poll(order, None), Ok(true));
 }
 
 // ---------------------------------------------------------------------------------------

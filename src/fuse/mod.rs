@@ -508,11 +508,14 @@ impl Filesystem for MqFs {
         reply: ReplyPoll,
     ) {
         guard("poll", || {
-            let notify = flags.contains(PollFlags::FUSE_POLL_SCHEDULE_NOTIFY);
-            let poller: engine::PollCallback = Box::new(move || {
-                if notify && let Err(e) = ph.notify() {
-                    log::debug!("poll notification: {e}");
-                }
+            // The kernel asks for notification while anyone waits on the file; the handle
+            // is the same for every poll of one open file, and may be told any number of times.
+            let poller = flags.contains(PollFlags::FUSE_POLL_SCHEDULE_NOTIFY).then(|| {
+                Arc::new(move || {
+                    if let Err(e) = ph.clone().notify() {
+                        log::debug!("poll notification: {e}");
+                    }
+                }) as engine::PollCallback
             });
             match self.engine.poll(fh.0, poller) {
                 Ok(readable) => {
