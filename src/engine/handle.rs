@@ -13,7 +13,7 @@ use super::config::{Frame, GroupConfig};
 use super::errno::{Errno, Result};
 use super::memory::Memory;
 use super::stream::{Group, Stream, WriteWaiter};
-use super::tree::{Attr, Ino, Kind};
+use super::tree::{Attr, Ino, Kind, file_size};
 
 /// The channel an open file reads: a stream's, or a group's `order`.
 pub enum Source {
@@ -194,7 +194,8 @@ impl Handle {
         else {
             return Err(Errno::ENOENT);
         };
-        let (size, modified) = source.with(|channel, _| (channel.bytes(), channel.modified()));
+        let (size, modified) =
+            source.with(|channel, config| (file_size(channel, config), channel.modified()));
         Ok(Attr {
             ino,
             kind: Kind::File,
