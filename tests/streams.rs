@@ -459,6 +459,59 @@ fn cat_with_options_follows_order_as_messages_come() {
     assert_healthy(&m);
 }
 
+/// A private mapping of a stream: the kernel maps it without asking mqfs and pages it in
+/// through the page cache. Such a read would move the reader's cursor, so mqfs refuses it
+/// (ENODEV): the page-in fails (EFAULT for a system call given the mapping, SIGBUS for a
+/// load) and the message is still the reader's next read. sendfile(2) from a stream reads
+/// through the page cache too, and fails the same way. A static stream maps its history.
+const MAP_AND_TOUCH: &str = r#"
+import ctypes, mmap, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+libc.write.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t]
+libc.write.restype = ctypes.c_ssize_t
+r = os.open(sys.argv[1], os.O_RDONLY | os.O_NONBLOCK)
+w = os.open(sys.argv[1], os.O_WRONLY)
+shared = libc.mmap(None, 4096, mmap.PROT_READ, mmap.MAP_SHARED, r, 0)
+print("shared:", os.strerror(ctypes.get_errno()) if shared == ctypes.c_void_p(-1).value else "mapped")
+p = libc.mmap(None, 4096, mmap.PROT_READ, mmap.MAP_PRIVATE, r, 0)
+assert p != ctypes.c_void_p(-1).value, os.strerror(ctypes.get_errno())
+# Written after the last stat or open, so the kernel's cached size covers the message and
+# the page-in asks mqfs (under size 0 it would fail in the kernel without asking).
+os.write(w, b"hello\n")
+_, pipe = os.pipe()
+n = libc.write(pipe, p, 6)
+print("page-in:", os.strerror(ctypes.get_errno()) if n < 0 else ctypes.string_at(p, n))
+try:
+    print("sendfile:", os.sendfile(pipe, r, None, 100))
+except OSError as e:
+    print("sendfile:", e.strerror)
+print("read:", os.read(r, 100))
+"#;
+
+#[test]
+fn a_private_mapping_of_a_stream_reads_nothing_and_takes_no_message() {
+    let m = Mount::new();
+    fs::write(m.join("s"), b"").unwrap();
+    let out = Command::new("python3").arg("-c").arg(MAP_AND_TOUCH).arg("s").current_dir(&m.path).output();
+    let out = out.expect("run python3");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "shared: No such device\npage-in: Bad address\nsendfile: No such device\nread: b'hello\\n'\n"
+    );
+    assert!(m.log().contains("page cache (mmap) refused: No such device"), "{}", m.log());
+
+    // A static stream reads by offset: a private mapping shows its history.
+    run_ok("echo data static > ctl; echo replay all > ctl; echo history >> s", &m.path);
+    let script = "import mmap, sys; f = open(sys.argv[1], 'rb'); \
+                  print(mmap.mmap(f.fileno(), 8, mmap.MAP_PRIVATE, mmap.PROT_READ)[:])";
+    let out = Command::new("python3").args(["-c", script, "s"]).current_dir(&m.path).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "b'history\\n'\n", "{out:?}");
+    assert_healthy(&m);
+}
+
 // ---------------------------------------------------------------------------
 // Replay
 // ---------------------------------------------------------------------------

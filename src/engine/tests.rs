@@ -1582,3 +1582,19 @@ fn stat_gives_no_size_to_a_stream_read_as_a_stream_and_its_history_read_statical
     e.unlink(ROOT, b"s").unwrap();
     assert_eq!(e.getattr_open(fh, s).unwrap().size, 8);
 }
+
+#[test]
+fn page_cache_reads_serve_files_read_by_offset_and_leave_cursors_alone() {
+    let e = engine();
+    let s = create(&e, ROOT, "s");
+    let r = open_reader(&e, s);
+    publish(&e, s, &[b"hello"]);
+    assert_eq!(e.read_pages(r, 0, 4096), Err(Errno::ENODEV), "a stream has no offsets");
+    expect_read(&e, r, 100, b"hello");
+    let c = e.open(ctl_ino(&e, ROOT), true, false).unwrap().0;
+    assert!(e.read_pages(c, 0, 4096).unwrap().starts_with(b"data message\n"), "ctl reads by offset");
+    ctl(&e, ROOT, "replay all\ndata static");
+    publish(&e, s, &[b"history"]);
+    let fh = open_reader(&e, s);
+    assert_eq!(e.read_pages(fh, 2, 4096), Ok(b"story".to_vec()));
+}
