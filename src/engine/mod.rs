@@ -216,6 +216,12 @@ impl Engine {
         handle.read(offset, size as usize, mode, ticket, callback)
     }
 
+    /// Reads for the page cache (a private mapping's page-in, sendfile, readahead), not for a
+    /// read(2) of `fh`: only files read by offset can serve them; see `Handle::read_at`.
+    pub fn read_pages(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+        self.handle(fh)?.read_at(offset, size as usize)
+    }
+
     /// A signal reached the caller of a parked read or blocked write: the read completes
     /// with `error`, the write with success (its message is committed). False if it had
     /// already completed.

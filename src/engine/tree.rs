@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::channel::Wakeups;
-use super::config::GroupConfig;
+use super::channel::{Channel, Wakeups};
+use super::config::{DataMode, GroupConfig};
 use super::errno::{Errno, Result};
 use super::memory::Memory;
 use super::presets::Presets;
@@ -56,6 +56,18 @@ impl Special {
 pub enum Kind {
     Directory,
     File,
+}
+
+/// What `stat` gives as the size of a stream or `order`. A static reader reads the retained
+/// history as a file, so that is its size. Read as a stream, it has no size, as a pipe has
+/// none: the kernel answers FIONREAD with the size minus the file position, and a stream's
+/// position never moves, so any other size would always claim unread data (GNU `cat -A`
+/// then never flushes its output). The retained bytes show in `ctl` as `# bytes`.
+pub fn file_size(channel: &Channel, config: &GroupConfig) -> u64 {
+    match config.data {
+        DataMode::Static => channel.bytes(),
+        DataMode::Message | DataMode::Coalesce => 0,
+    }
 }
 
 /// The attributes `stat` shows.
@@ -206,7 +218,7 @@ impl Tree {
                     Body::Group(group) => (Kind::Directory, 0, 2 + group.subgroups, meta.mtime),
                     Body::Stream(stream) => {
                         let state = stream.state.lock();
-                        (Kind::File, state.channel.bytes(), 1, state.channel.modified())
+                        (Kind::File, file_size(&state.channel, &state.config), 1, state.channel.modified())
                     }
                 };
                 Ok(Attr {
@@ -225,7 +237,10 @@ impl Tree {
             // ctl is writable by whoever may write the group directory; order by nobody.
             Special::Ctl(group) => self.reserved_attr(ino, group, 0o666, 0),
             Special::Order(group) => {
-                let size = self.group(group)?.shared.state.lock().order.bytes();
+                let size = {
+                    let state = self.group(group)?.shared.state.lock();
+                    file_size(&state.order, &state.config)
+                };
                 self.reserved_attr(ino, group, 0o444, size)
             }
         }

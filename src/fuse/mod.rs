@@ -340,10 +340,23 @@ impl Filesystem for MqFs {
         offset: u64,
         size: u32,
         flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
+        lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
         guard("read", || {
+            // A read(2) of a direct-I/O file names its caller's lock owner; a READ without
+            // one fills the page cache: for a private mmap(2) (which the kernel grants on
+            // such files without asking), sendfile/splice or readahead. It must not move a
+            // reader's cursor.
+            if lock_owner.is_none() {
+                return match self.engine.read_pages(fh.0, offset, size) {
+                    Ok(data) => reply.data(&data),
+                    Err(e) => {
+                        log::info!("pid {}: a read for the page cache (mmap) refused: {e}", req.pid());
+                        reply.error(errno(e))
+                    }
+                };
+            }
             let mode = if offset > 0 {
                 ReadMode::Continuation
             } else if flags.0 & libc::O_NONBLOCK != 0 {
