@@ -387,7 +387,17 @@ impl Channel {
         for writer in self.writers.drain(..) {
             wakeups.writes.push((writer.callback, Ok(())));
         }
+        // Only what open readers have still to read is kept (see `retain`).
+        while self.log.first_seq() < self.slowest() {
+            self.log.pop_front();
+        }
+        self.account();
         wakeups
+    }
+
+    /// Where the slowest reader is (the end of the log without readers).
+    fn slowest(&self) -> u64 {
+        self.positions.keys().next().copied().unwrap_or(self.log.next_seq())
     }
 
     /// Drops all history.
@@ -399,10 +409,14 @@ impl Channel {
     /// Drops what the replay mode and depth no longer let the log keep; writers waiting for a
     /// dropped message are released.
     pub fn retain(&mut self, config: &GroupConfig) -> Wakeups {
-        let slowest = self.positions.keys().next().copied().unwrap_or(self.log.next_seq());
+        let slowest = self.slowest();
         // A `write one` message no reader has had yet is kept for the next reader.
         let needed = self.awaited.front().map_or(slowest, |&seq| seq.min(slowest));
-        let keep_from = match config.replay {
+        // A closed channel (its stream removed) gets no new reader: whatever the replay
+        // mode, it keeps only what its readers have still to read, though the tree may keep
+        // the stream a while (a removed node the kernel still knows).
+        let replay = if self.closed { Replay::Off } else { config.replay };
+        let keep_from = match replay {
             Replay::All => self.log.first_seq(),
             Replay::Last => needed.min(self.log.next_seq().saturating_sub(1)),
             Replay::Off => needed,
