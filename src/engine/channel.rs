@@ -15,7 +15,7 @@ use super::config::{DataMode, GroupConfig, Replay, WriteMode};
 use super::delivery::{self, Wake};
 use super::errno::{Errno, Result};
 use super::memory::Memory;
-use super::seglog::SegLog;
+use super::seglog::{self, SegLog};
 
 /// What a read delivers: bytes (empty at end-of-file) or an error.
 pub type ReadResult = Result<Vec<u8>>;
@@ -222,10 +222,16 @@ impl Channel {
         wakeups
     }
 
-    /// Whether a message of `len` bytes, and `extra` bytes more, fit under the mount's
-    /// memory ceiling.
-    pub fn admits(&self, len: usize, extra: u64) -> bool {
-        self.memory.admits(self.log.growth(len) + extra)
+    /// Whether the log can take a message of `len` bytes (`EFBIG`: larger than it can index)
+    /// and, with `extra` bytes more, the mount's memory ceiling too (`ENOSPC`).
+    pub fn admits(&self, len: usize, extra: u64) -> Result<()> {
+        if len as u64 > seglog::MAX_MESSAGE {
+            return Err(Errno::EFBIG);
+        }
+        if !self.memory.admits(self.log.growth(len) + extra) {
+            return Err(Errno::ENOSPC);
+        }
+        Ok(())
     }
 
     /// The bytes of memory appending a message of `len` bytes would take.
@@ -247,7 +253,7 @@ impl Channel {
             self.log.skip(message.len());
             return Wakeups::default();
         }
-        self.log.append(message);
+        self.log.append(message).expect("admitted: not larger than the log can index");
         self.modified = SystemTime::now();
         let mut wakeups = Wakeups::default();
         // An append only ends waits: the readers that still wait stay listed, in their order.
