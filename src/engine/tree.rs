@@ -129,7 +129,8 @@ pub struct GroupNode {
 }
 
 pub enum Body {
-    Group(GroupNode),
+    /// Boxed: streams, the many, then take no room for a group's maps.
+    Group(Box<GroupNode>),
     Stream(Arc<Stream>),
 }
 
@@ -213,7 +214,7 @@ fn kind_of(body: &Body) -> Kind {
 
 impl Tree {
     pub fn new(root_config: GroupConfig, owner: Caller, perm: u16, memory: Arc<Memory>) -> Tree {
-        let body = Body::Group(GroupNode::new(Group::new(root_config, memory.clone())));
+        let body = Body::Group(Box::new(GroupNode::new(Group::new(root_config, memory.clone()))));
         let root = Node::new(ROOT, b"", Meta::new(perm, owner), body);
         Tree { nodes: HashMap::from([(ROOT, root)]), next_ino: ROOT + 1, memory, presets: Presets::default() }
     }
@@ -347,7 +348,7 @@ impl Tree {
             config = self.presets.apply(&path, config);
         }
         let shared = Group::new(config, self.memory.clone());
-        self.insert(parent, name, perm, caller, Body::Group(GroupNode::new(shared)))
+        self.insert(parent, name, perm, caller, Body::Group(Box::new(GroupNode::new(shared))))
     }
 
     /// The names leading from the root to `ino`.
