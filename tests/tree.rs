@@ -332,6 +332,13 @@ fn a_removed_stream_or_group_still_open_keeps_its_metadata() {
     assert_eq!(without_mtime(&lines[5]), "cwd 0 0o755 0 0", "{lines:?}");
     assert_eq!(lines[6], "create No such file or directory", "{lines:?}");
     assert_eq!(ls(&m, "."), ["ctl", "order"]);
+    // Once nothing holds them, the kernel forgets them and mqfs drops them: the root alone
+    // is left of the file nodes `df -i` counts.
+    wait_until("the removed nodes to be dropped", T, || {
+        let counts = ok(&m, "stat -f -c '%c %d' .");
+        let (total, free) = counts.trim().split_once(' ').unwrap();
+        total.parse::<u64>().unwrap() - free.parse::<u64>().unwrap() == 1
+    });
 }
 
 #[test]
