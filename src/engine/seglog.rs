@@ -210,6 +210,46 @@ impl SegLog {
     }
 }
 
+/// Bytes that cost no memory, only address space: an untouched anonymous mapping, for tests
+/// of messages of 4 GiB and more.
+#[cfg(test)]
+pub struct Untouched {
+    ptr: *mut libc::c_void,
+    len: usize,
+}
+
+#[cfg(test)]
+impl Untouched {
+    pub fn new(len: usize) -> Untouched {
+        // SAFETY: a fresh private anonymous mapping, only ever read through `bytes`.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(ptr, libc::MAP_FAILED, "mmap of {len} bytes");
+        Untouched { ptr, len }
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: the mapping is `len` readable bytes (zero pages) until dropped.
+        unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) }
+    }
+}
+
+#[cfg(test)]
+impl Drop for Untouched {
+    fn drop(&mut self) {
+        // SAFETY: unmapping what `new` mapped; no slice of it outlives `self`.
+        unsafe { libc::munmap(self.ptr, self.len) };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,25 +359,8 @@ mod tests {
     fn a_message_the_index_cannot_hold_is_refused_and_changes_nothing() {
         let mut log = SegLog::default();
         log.append(b"before").unwrap();
-        // An untouched mapping of 4 GiB: it costs no memory, only address space.
-        let len = MAX_MESSAGE as usize + 1;
-        // SAFETY: a fresh private anonymous mapping, read only through the slice below.
-        let ptr = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        assert_ne!(ptr, libc::MAP_FAILED);
-        // SAFETY: the mapping is `len` readable bytes (zero pages) until munmap below.
-        let huge = unsafe { std::slice::from_raw_parts(ptr as *const u8, len) };
-        assert_eq!(log.append(huge), Err(TooLarge));
-        // SAFETY: unmapping what was mapped above; `huge` is not used after.
-        unsafe { libc::munmap(ptr, len) };
+        let huge = Untouched::new(MAX_MESSAGE as usize + 1);
+        assert_eq!(log.append(huge.bytes()), Err(TooLarge));
         assert_eq!((log.len(), log.bytes(), log.next_seq()), (1, 6, 1), "nothing was appended");
         assert_eq!(log.append(b"after"), Ok(1));
         assert_eq!(log.get(1), Some(&b"after"[..]));

@@ -502,6 +502,20 @@ fn a_write_in_several_requests_is_published_once_complete() {
 }
 
 #[test]
+fn a_message_larger_than_a_log_can_index_is_refused_whatever_max_message_says() {
+    let e = engine_with(Limits { max_message: 8 << 30, memory: 16 << 30 });
+    let s = create(&e, ROOT, "s");
+    let r = open_reader(&e, s);
+    let w = open_writer(&e, s);
+    let huge = seglog::Untouched::new(seglog::MAX_MESSAGE as usize + 16);
+    assert_eq!(write(&e, w, huge.bytes()), Err(Errno::EFBIG));
+    expect_errno(&e, r, Errno::EAGAIN);
+    assert_eq!((size(&e, s), e.usage().memory_used), (0, 0), "nothing was appended");
+    assert_eq!(write(&e, w, b"after"), Ok(5));
+    expect_read(&e, r, 100, b"after");
+}
+
+#[test]
 fn an_oversized_message_is_refused_with_efbig() {
     let e = engine_with(Limits { max_message: 100, memory: 64 * MIB });
     let s = create(&e, ROOT, "s");
