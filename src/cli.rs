@@ -25,7 +25,7 @@ Options (-o, comma-separated; they override the config file):
   replay=off|last|all   depth=N|SIZE   data=message|coalesce|static   write=nonblock|one|all
   frame=write|close       (the root group's ctl settings; new groups copy their parent's)
   memory=SIZE             ceiling on retained history (default: a quarter of RAM)
-  max_message=SIZE        largest message one write may publish (default 64M)
+  max_message=SIZE        largest message one write may publish (default 64M, at most 4G - 1)
   threads=N               FUSE worker threads (default: one per core, at least 2)
   config=FILE             read limits, defaults and presets from a TOML file
   log=FILE                log there instead of syslog (or stderr with -f)

@@ -28,7 +28,7 @@ use serde::de::{self, Deserializer, Visitor};
 
 use mqfs::engine::config::parse_size;
 use mqfs::engine::ctl::Command;
-use mqfs::options::{Settings, ctl_setting, parse_threads};
+use mqfs::options::{MAX_MESSAGE_VALUES, Settings, ctl_setting, parse_max_message, parse_threads};
 use toml::Spanned;
 
 #[derive(Deserialize, Default)]
@@ -46,7 +46,7 @@ struct FileConfig {
 #[serde(deny_unknown_fields)]
 struct LimitsSection {
     memory: Option<Size>,
-    max_message: Option<Size>,
+    max_message: Option<MaxMessage>,
     threads: Option<Threads>,
 }
 
@@ -137,6 +137,7 @@ fn located(file: &impl fmt::Display, text: &str, at: usize, message: &str) -> St
 // Limits, each checked as the matching -o option is.
 
 struct Size(u64);
+struct MaxMessage(u64);
 struct Threads(usize);
 
 /// Accepts a TOML string or non-negative integer and hands it to `parse` as text.
@@ -171,6 +172,13 @@ impl<'de> Deserialize<'de> for Size {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let expected = "a size in bytes such as \"512M\", \"2G\" or 1048576";
         d.deserialize_any(Word { expected, parse: |w: &str, _| parse_size(w).filter(|&n| n > 0) }).map(Size)
+    }
+}
+
+impl<'de> Deserialize<'de> for MaxMessage {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(Word { expected: MAX_MESSAGE_VALUES, parse: |w: &str, _| parse_max_message(w) })
+            .map(MaxMessage)
     }
 }
 
@@ -235,6 +243,8 @@ mod tests {
             ("[limits]\nmemroy = \"1G\"\n", "FILE:2: unknown key `memroy`"),
             ("[limits]\n\nmemory = \"lots\"\n", "FILE:3: memory: bad value \"lots\""),
             ("[limits]\nthreads = 0\n", "FILE:2: threads: bad value 0"),
+            ("[limits]\nmax_message = \"4G\"\n", "FILE:2: max_message: bad value \"4G\": expected a size"),
+            ("[limits]\nmax_message = 4294967296\n", "FILE:2: max_message: bad value 4294967296"),
             ("[limits]\nthreads = \"4\"\n", "FILE:2: threads: bad value \"4\""),
             ("[defaults]\nreplay = \"sometimes\"\n", "FILE:2: replay: replay takes off, last or all"),
             ("[defaults]\n\ndepth = -1\n", "FILE:3: depth: depth takes a count or a size"),

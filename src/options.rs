@@ -9,6 +9,7 @@ use crate::engine::Limits;
 use crate::engine::config::{GroupConfig, parse_size};
 use crate::engine::ctl::{self, Command};
 use crate::engine::presets::Presets;
+use crate::engine::seglog;
 
 /// Everything a mount is configured with.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -169,8 +170,7 @@ impl Settings {
                     Some(parse_size(need()?).filter(|&n| n > 0).ok_or_else(|| bad("a size such as 512M"))?)
             }
             "max_message" => {
-                self.max_message =
-                    Some(parse_size(need()?).filter(|&n| n > 0).ok_or_else(|| bad("a size such as 16M"))?)
+                self.max_message = Some(parse_max_message(need()?).ok_or_else(|| bad(MAX_MESSAGE_VALUES))?)
             }
             "threads" => self.threads = parse_threads(need()?).ok_or_else(|| bad("1 to 64"))?,
             "uid" => self.uid = Some(need()?.parse().map_err(|_| bad("a numeric user id"))?),
@@ -235,6 +235,14 @@ pub fn ctl_setting(key: &str, value: &str) -> Option<Result<Command, String>> {
         Err(e) if unknown(&e) => None,
         Err(e) => Some(Err(e.reason)),
     }
+}
+
+/// What `max_message` takes, as its errors say.
+pub const MAX_MESSAGE_VALUES: &str = "a size such as 16M, at most 4294967295 bytes (4G - 1)";
+
+/// A largest message: a size from 1 byte to the largest message a stream's log can index.
+pub fn parse_max_message(word: &str) -> Option<u64> {
+    parse_size(word).filter(|n| (1..=seglog::MAX_MESSAGE).contains(n))
 }
 
 /// A worker thread count: 1 to 64.
@@ -309,6 +317,17 @@ mod tests {
         let mut settings = Settings::default();
         settings.apply("memory=1M").unwrap();
         assert_eq!(settings.limits().unwrap().max_message, 1 << 20, "a small ceiling lowers the default");
+    }
+
+    #[test]
+    fn max_message_is_at_most_what_a_log_can_index() {
+        let mut settings = Settings::default();
+        settings.apply("memory=8G,max_message=4294967295").unwrap();
+        assert_eq!(settings.limits().unwrap().max_message, u32::MAX as u64);
+        for value in ["4G", "5G", "4294967296", "0"] {
+            let error = Settings::default().apply(&format!("memory=8G,max_message={value}")).unwrap_err();
+            assert!(error.contains("max_message") && error.contains("4G - 1"), "{value}: {error}");
+        }
     }
 
     #[test]

@@ -275,6 +275,26 @@ fn a_bad_option_value_is_an_error() {
     fails_before_mount(&[dir.s(), "-f", "-o", "depth=lots"], "depth", &dir.path, 0);
 }
 
+#[test]
+fn max_message_beyond_what_a_stream_can_index_is_an_error() {
+    let dir = BgDir::new();
+    for value in ["4G", "5G"] {
+        let option = format!("memory=8G,max_message={value}");
+        fails_before_mount(&[dir.s(), "-o", &option], "max_message", &dir.path, 0);
+        fails_before_mount(&[dir.s(), "-f", "-o", &option], "4G - 1", &dir.path, 0);
+        let config = dir._tmp.join(format!("mqfs-{value}.toml"));
+        std::fs::write(&config, format!("[limits]\nmemory = \"8G\"\nmax_message = \"{value}\"\n")).unwrap();
+        let option = format!("config={}", config.display());
+        fails_before_mount(&[dir.s(), "-f", "-o", &option], ":3: max_message: bad value", &dir.path, 0);
+    }
+    // The largest the index holds mounts and serves (the memory ceiling is not allocated).
+    let daemon = start_background(&dir, &[dir.s(), "-o", "memory=8G,max_message=4294967295"]);
+    assert_serves(&dir);
+    let out = run_sh(&format!("umount '{}'", dir.s()), Path::new("/"), T);
+    assert!(out.status.success(), "umount: {:?} {}", out.status, text(&out.stderr));
+    wait_until("the daemon to exit after umount", T, || gone(daemon));
+}
+
 // ---------------------------------------------------------------------------
 // --version, --help
 // ---------------------------------------------------------------------------

@@ -434,20 +434,20 @@ fn a_ctl_write_the_kernel_cuts_into_several_requests_is_refused_whole() {
 // ---------------------------------------------------------------------------
 
 #[test]
-fn names_take_every_byte_but_slash_up_to_255_bytes() {
+fn names_take_every_byte_but_slash_and_newline_up_to_255_bytes() {
     let m = Mount::with_options("replay=all");
     fs::create_dir(m.join("g")).unwrap();
     let g = m.join("g");
-    // Every byte but NUL and '/' alone (but "."), then all of them in long names.
-    let odd: Vec<u8> = (1..=255u8).filter(|&b| b != b'/').collect();
+    // Every byte but NUL, '/' and newline alone (but "."), then all of them in long names.
+    let odd: Vec<u8> = (1..=255u8).filter(|&b| b != b'/' && b != b'\n').collect();
     let mut names: Vec<Vec<u8>> = odd.iter().filter(|&&b| b != b'.').map(|&b| vec![b]).collect();
     for chunk in odd.chunks(100) {
         names.push([b"x".as_slice(), chunk].concat());
-        names.push([chunk, b"\n".as_slice()].concat());
+        names.push([chunk, b"\r".as_slice()].concat());
     }
     names.push(b"..x".to_vec());
     names.push(b"ctl ".to_vec());
-    names.push(b"order\n".to_vec());
+    names.push(b"order\t".to_vec());
     names.push("\u{e9}".repeat(127).into_bytes().into_iter().chain([b'z']).collect()); // 255 bytes
     names.push(vec![0xff; 255]);
     for name in &names {
@@ -455,27 +455,33 @@ fn names_take_every_byte_but_slash_up_to_255_bytes() {
         fs::write(&p, b"").unwrap_or_else(|e| panic!("create {name:?}: {e}"));
         assert_eq!(write_once(&p, name).unwrap(), name.len(), "write to {name:?}");
     }
-    // readdir lists each name once, as created, then ctl and order.
+    // readdir lists each name once, in the order created, then ctl and order.
     let mut listed: Vec<Vec<u8>> =
         fs::read_dir(&g).unwrap().map(|e| e.unwrap().file_name().as_bytes().to_vec()).collect();
     assert_eq!(listed.len(), names.len() + 2);
     assert_eq!(&listed[listed.len() - 2..], [b"ctl".to_vec(), b"order".to_vec()]);
     listed.truncate(names.len());
-    let mut sorted = names.clone();
-    sorted.sort();
-    listed.sort();
-    assert!(listed == sorted, "readdir differs from what was created");
+    assert!(listed == names, "readdir differs from what was created");
     // Each stream holds its own name as its one message; stat works on each.
     for name in &names {
         let p = path_of(&g, name);
         assert!(fs::metadata(&p).unwrap().is_file(), "{name:?}");
         assert_eq!(drain(&mut open_nonblocking(&p), 1024), std::slice::from_ref(name), "{name:?}");
     }
-    // order records each name and a newline, in write order (names holding a newline make
-    // its entries ambiguous to a line reader; the bytes are still exact).
+    // order records each name and a newline, in write order: one line per write.
     let order: Vec<u8> = drain(&mut open_nonblocking(&g.join("order")), 4096).concat();
     let expect: Vec<u8> = names.iter().flat_map(|n| n.iter().copied().chain([b'\n'])).collect();
     assert!(order == expect, "order differs");
+
+    // A newline anywhere in a name is refused, however the name is made; a lookup finds
+    // nothing. (Else `order` could not tell streams a, b and "a\nb" apart.)
+    for name in [b"a\nb".as_slice(), b"\n", b"x\n", b"\nctl"] {
+        let p = path_of(&g, name);
+        assert_eq!(errname(errno_of(File::create(&p))), "EINVAL", "create {name:?}");
+        assert_eq!(errname(errno_of(fs::create_dir(&p))), "EINVAL", "mkdir {name:?}");
+        assert_eq!(errname(errno_of(fs::rename(path_of(&g, b"x"), &p))), "EINVAL", "rename to {name:?}");
+        assert_eq!(errname(errno_of(fs::metadata(&p))), "ENOENT", "stat {name:?}");
+    }
 
     // 256 bytes is too long, however the name is made or used.
     let long = |c: u8| vec![c; 256];
@@ -578,6 +584,57 @@ fn a_hundred_thousand_streams_in_a_group() {
         let out = run_sh("rm -r big && ls", &m.path, Duration::from_secs(3600));
         assert!(out.status.success(), "rm -r of {n} streams: {}", text(&out.stderr));
     }
+    assert_healthy(&m);
+}
+
+/// Opens `n` listings of a directory, reads `k` entries of each, then closes them all when
+/// told (a line on stdin), saying where it is at each step.
+const MANY_LISTINGS: &str = r#"
+import os, sys
+d, n, k = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+listings = []
+for i in range(n):
+    it = os.scandir(d)
+    read = sum(1 for _, _ in zip(range(k), it))
+    assert read == k, read
+    listings.append(it)
+print("open", flush=True)
+sys.stdin.readline()
+for it in listings:
+    it.close()
+print("closed", flush=True)
+sys.stdin.readline()
+"#;
+
+#[test]
+fn many_open_listings_of_a_big_group_cost_the_daemon_nothing() {
+    let (streams, listings) = (50_000, 200);
+    let m = Mount::new();
+    fs::create_dir(m.join("big")).unwrap();
+    let mut p = Proc::spawn(
+        Command::new(python()).arg("-c").arg(CREATE_MANY).arg(streams.to_string()).current_dir(&m.path),
+    );
+    assert!(p.wait_exit(Duration::from_secs(300)).expect("creation finishes").success());
+    let pid = m.pid();
+    let before = status_kib(pid, "VmRSS");
+    // Each listing read partway: an open directory holds nothing in the daemon.
+    let mut lister = Proc::spawn_piped_stdin(
+        Command::new(python())
+            .arg("-c")
+            .arg(MANY_LISTINGS)
+            .args(["big", &listings.to_string(), "5000"])
+            .current_dir(&m.path),
+    );
+    lister.wait_output_contains(b"open\n", Duration::from_secs(300));
+    let open = status_kib(pid, "VmRSS");
+    lister.write_stdin(b"\n");
+    lister.wait_output_contains(b"closed\n", T);
+    let closed = status_kib(pid, "VmRSS");
+    lister.close_stdin();
+    assert!(lister.wait_exit(T).expect("the lister exits").success(), "{}", text(&lister.stderr_output()));
+    eprintln!("daemon VmRSS: {before} KiB, {open} KiB with {listings} listings open, {closed} KiB closed");
+    assert!(open < before + 64 * 1024, "{listings} open listings took {} KiB", open - before);
+    assert!(closed < before + 64 * 1024, "after closing: {} KiB more", closed - before);
     assert_healthy(&m);
 }
 

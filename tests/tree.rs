@@ -160,7 +160,8 @@ fn every_group_lists_ctl_and_order_after_its_entries() {
     let m = Mount::new();
     ok(&m, "mkdir -p a/b/c && touch a/zz a/aa a/b/s");
     assert_eq!(ls(&m, "."), ["a", "ctl", "order"]);
-    assert_eq!(ls(&m, "a"), ["aa", "b", "zz", "ctl", "order"]);
+    // In the order created (`ls -U`).
+    assert_eq!(ls(&m, "a"), ["b", "zz", "aa", "ctl", "order"]);
     assert_eq!(ls(&m, "a/b"), ["c", "s", "ctl", "order"]);
     assert_eq!(ls(&m, "a/b/c"), ["ctl", "order"]);
     for g in [".", "a", "a/b", "a/b/c"] {
@@ -249,7 +250,7 @@ fn names_longer_than_255_bytes_are_refused() {
     let n255 = "n".repeat(255);
     let n256 = "n".repeat(256);
     ok(&m, &format!("touch {n255} && mkdir d{}", &n255[1..]));
-    assert_eq!(ls(&m, "."), [format!("d{}", &n255[1..]), n255.clone(), "ctl".into(), "order".into()]);
+    assert_eq!(ls(&m, "."), [n255.clone(), format!("d{}", &n255[1..]), "ctl".into(), "order".into()]);
     fails_with(&m, &format!("touch {n256}"), "File name too long");
     fails_with(&m, &format!("mkdir {n256}"), "File name too long");
     let r = ok(&m, &py_errno("os.open(p, os.O_CREAT | os.O_WRONLY, 0o644)", &n256));
@@ -258,9 +259,87 @@ fn names_longer_than_255_bytes_are_refused() {
     assert_eq!(ls(&m, ".").len(), 4);
 }
 
+#[test]
+fn names_with_a_newline_are_refused() {
+    let m = Mount::new();
+    // `order` is a name and a newline per write: streams a, b and "a\nb" would read alike.
+    ok(&m, "touch a");
+    fails_with(&m, "touch \"$(printf 'a\\nb')\"", "Invalid argument");
+    fails_with(&m, "mkdir \"$(printf 'a\\nb')\"", "Invalid argument");
+    // (mv words EINVAL from rename(2) as "cannot move ... to a subdirectory of itself".)
+    fails_with(&m, "mv a \"$(printf 'a\\nb')\"", "cannot move");
+    let r = ok(&m, &py_errno("os.rename(\"a\", p)", "a\nb"));
+    assert_eq!(r.trim(), "EINVAL");
+    let r = ok(&m, &py_errno("os.mknod(p, 0o644 | stat.S_IFREG)", "x\ny"));
+    assert_eq!(r.trim(), "EINVAL");
+    assert_eq!(ls(&m, "."), ["a", "ctl", "order"], "nothing was created, a was not moved");
+}
+
 // ---------------------------------------------------------------------------
 // Removal
 // ---------------------------------------------------------------------------
+
+/// Opens a stream and a group, removes both (and the working directory), then stats and
+/// changes them through their descriptors; prints what it saw.
+const REMOVED_BUT_OPEN: &str = r#"
+import os, stat
+def show(what, st):
+    print(what, st.st_nlink, oct(stat.S_IMODE(st.st_mode)), st.st_uid, st.st_gid, int(st.st_mtime))
+def attempt(what, f):
+    try:
+        print(what, f())
+    except OSError as e:
+        print(what, os.strerror(e.errno))
+fd = os.open("s", os.O_RDWR | os.O_CREAT, 0o640)
+os.unlink("s")
+show("stream", os.fstat(fd))
+os.fchmod(fd, 0o604)
+os.fchown(fd, 1234, 5678)
+os.utime(fd, (1000000000, 1000000000))
+show("stream", os.fstat(fd))
+os.mkdir("d", 0o750)
+dfd = os.open("d", os.O_RDONLY | os.O_DIRECTORY)
+os.rmdir("d")
+show("group", os.fstat(dfd))
+os.fchmod(dfd, 0o705)
+os.fchown(dfd, 4321, 8765)
+os.utime(dfd, (1100000000, 1100000000))
+show("group", os.fstat(dfd))
+attempt("list", lambda: os.listdir(dfd))
+os.mkdir("w", 0o755)
+os.chdir("w")
+os.rmdir("../w")
+show("cwd", os.stat("."))
+attempt("create", lambda: os.open("new", os.O_WRONLY | os.O_CREAT, 0o644))
+"#;
+
+#[test]
+fn a_removed_stream_or_group_still_open_keeps_its_metadata() {
+    let m = Mount::new();
+    let out = run(&m, &format!("{} -c '{}'", python(), REMOVED_BUT_OPEN.replace('\'', "'\\''")));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines: Vec<String> = text(&out.stdout).lines().map(str::to_string).collect();
+    let mtime = |line: &str| line.rsplit(' ').next().unwrap().parse::<u64>().unwrap();
+    let without_mtime = |line: &str| line.rsplit_once(' ').unwrap().0.to_string();
+    // POSIX: fstat, fchmod, fchown and futimens work on a removed file; it has no links.
+    assert_eq!(without_mtime(&lines[0]), "stream 0 0o640 0 0", "{lines:?}");
+    assert_eq!(lines[1], "stream 0 0o604 1234 5678 1000000000", "{lines:?}");
+    assert_eq!(without_mtime(&lines[2]), "group 0 0o750 0 0", "{lines:?}");
+    assert!(mtime(&lines[2]) > 1_100_000_000, "{lines:?}");
+    assert_eq!(lines[3], "group 0 0o705 4321 8765 1100000000", "{lines:?}");
+    // A removed group lists nothing (readdir hides `.` and `..` from os.listdir).
+    assert_eq!(lines[4], "list []", "{lines:?}");
+    assert_eq!(without_mtime(&lines[5]), "cwd 0 0o755 0 0", "{lines:?}");
+    assert_eq!(lines[6], "create No such file or directory", "{lines:?}");
+    assert_eq!(ls(&m, "."), ["ctl", "order"]);
+    // Once nothing holds them, the kernel forgets them and mqfs drops them: the root alone
+    // is left of the file nodes `df -i` counts.
+    wait_until("the removed nodes to be dropped", T, || {
+        let counts = ok(&m, "stat -f -c '%c %d' .");
+        let (total, free) = counts.trim().split_once(' ').unwrap();
+        total.parse::<u64>().unwrap() - free.parse::<u64>().unwrap() == 1
+    });
+}
 
 #[test]
 fn rm_r_of_a_populated_group_is_quiet_and_complete() {
@@ -398,7 +477,7 @@ fn mv_of_a_group_keeps_its_streams_history_and_readers() {
 
     ok(&m, "mv g h");
     assert_eq!(ls(&m, "."), ["h", "other", "ctl", "order"]);
-    assert_eq!(ls(&m, "h"), ["s", "sub", "ctl", "order"]);
+    assert_eq!(ls(&m, "h"), ["sub", "s", "ctl", "order"]);
     ok(&m, "echo two >> h/s && echo deeper >> h/sub/t");
     reader.wait_output_contains(b"one\ntwo\n", T);
     deep.wait_output_contains(b"deep\ndeeper\n", T);
@@ -425,7 +504,7 @@ fn mv_of_a_group_into_its_own_subtree_fails() {
     let r = ok(&m, &format!("{} -c 'import os; os.rename(\"g\", \"g/sub/deeper/x\")' 2>&1; true", python()));
     assert!(r.contains("Invalid argument"), "rename into own subtree: {r}");
     assert_eq!(ls(&m, "."), ["g", "ctl", "order"]);
-    assert_eq!(ls(&m, "g"), ["s", "sub", "ctl", "order"]);
+    assert_eq!(ls(&m, "g"), ["sub", "s", "ctl", "order"]);
     assert_eq!(ls(&m, "g/sub"), ["deeper", "ctl", "order"]);
     assert_history(&m, "g/s", b"one\n");
 }

@@ -15,7 +15,7 @@ use super::config::{DataMode, GroupConfig, Replay, WriteMode};
 use super::delivery::{self, Wake};
 use super::errno::{Errno, Result};
 use super::memory::Memory;
-use super::seglog::SegLog;
+use super::seglog::{self, SegLog};
 
 /// What a read delivers: bytes (empty at end-of-file) or an error.
 pub type ReadResult = Result<Vec<u8>>;
@@ -222,10 +222,16 @@ impl Channel {
         wakeups
     }
 
-    /// Whether a message of `len` bytes, and `extra` bytes more, fit under the mount's
-    /// memory ceiling.
-    pub fn admits(&self, len: usize, extra: u64) -> bool {
-        self.memory.admits(self.log.growth(len) + extra)
+    /// Whether the log can take a message of `len` bytes (`EFBIG`: larger than it can index)
+    /// and, with `extra` bytes more, the mount's memory ceiling too (`ENOSPC`).
+    pub fn admits(&self, len: usize, extra: u64) -> Result<()> {
+        if len as u64 > seglog::MAX_MESSAGE {
+            return Err(Errno::EFBIG);
+        }
+        if !self.memory.admits(self.log.growth(len) + extra) {
+            return Err(Errno::ENOSPC);
+        }
+        Ok(())
     }
 
     /// The bytes of memory appending a message of `len` bytes would take.
@@ -247,7 +253,7 @@ impl Channel {
             self.log.skip(message.len());
             return Wakeups::default();
         }
-        self.log.append(message);
+        self.log.append(message).expect("admitted: not larger than the log can index");
         self.modified = SystemTime::now();
         let mut wakeups = Wakeups::default();
         // An append only ends waits: the readers that still wait stay listed, in their order.
@@ -387,7 +393,17 @@ impl Channel {
         for writer in self.writers.drain(..) {
             wakeups.writes.push((writer.callback, Ok(())));
         }
+        // Only what open readers have still to read is kept (see `retain`).
+        while self.log.first_seq() < self.slowest() {
+            self.log.pop_front();
+        }
+        self.account();
         wakeups
+    }
+
+    /// Where the slowest reader is (the end of the log without readers).
+    fn slowest(&self) -> u64 {
+        self.positions.keys().next().copied().unwrap_or(self.log.next_seq())
     }
 
     /// Drops all history.
@@ -399,10 +415,14 @@ impl Channel {
     /// Drops what the replay mode and depth no longer let the log keep; writers waiting for a
     /// dropped message are released.
     pub fn retain(&mut self, config: &GroupConfig) -> Wakeups {
-        let slowest = self.positions.keys().next().copied().unwrap_or(self.log.next_seq());
+        let slowest = self.slowest();
         // A `write one` message no reader has had yet is kept for the next reader.
         let needed = self.awaited.front().map_or(slowest, |&seq| seq.min(slowest));
-        let keep_from = match config.replay {
+        // A closed channel (its stream removed) gets no new reader: whatever the replay
+        // mode, it keeps only what its readers have still to read, though the tree may keep
+        // the stream a while (a removed node the kernel still knows).
+        let replay = if self.closed { Replay::Off } else { config.replay };
+        let keep_from = match replay {
             Replay::All => self.log.first_seq(),
             Replay::Last => needed.min(self.log.next_seq().saturating_sub(1)),
             Replay::Off => needed,

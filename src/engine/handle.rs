@@ -3,7 +3,6 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 use parking_lot::Mutex;
 
@@ -13,7 +12,7 @@ use super::config::{Frame, GroupConfig};
 use super::errno::{Errno, Result};
 use super::memory::Memory;
 use super::stream::{Group, Stream, WriteWaiter};
-use super::tree::{Attr, Ino, Kind, file_size};
+use super::tree::Ino;
 
 /// The channel an open file reads: a stream's, or a group's `order`.
 pub enum Source {
@@ -194,29 +193,6 @@ impl Handle {
             }
             _ => true,
         }
-    }
-
-    /// Attributes of a stream that was removed while this handle kept it open.
-    pub fn orphan_attr(&self, ino: Ino) -> Result<Attr> {
-        let (Handle::Channel { source: source @ Source::Stream(_), .. }
-        | Handle::Static { source: source @ Source::Stream(_), .. }) = self
-        else {
-            return Err(Errno::ENOENT);
-        };
-        let (size, modified) =
-            source.with(|channel, config| (file_size(channel, config), channel.modified()));
-        Ok(Attr {
-            ino,
-            kind: Kind::File,
-            size,
-            perm: 0,
-            nlink: 0,
-            uid: 0,
-            gid: 0,
-            atime: modified,
-            mtime: modified,
-            ctime: SystemTime::now(),
-        })
     }
 }
 

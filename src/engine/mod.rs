@@ -96,21 +96,27 @@ impl Engine {
         self.tree.write().presets = presets;
     }
 
+    /// Looks a name up for the kernel, which then knows the inode until it forgets it (as
+    /// after `create` and `mkdir`).
     pub fn lookup(&self, parent: Ino, name: &[u8]) -> Result<Attr> {
         let tree = self.tree.read();
-        tree.attr(tree.lookup(parent, name)?)
+        let attr = tree.attr(tree.lookup(parent, name)?)?;
+        tree.remember(attr.ino);
+        Ok(attr)
     }
 
+    /// The kernel forgot `lookups` of its lookups of `ino`; a removed node it no longer
+    /// knows goes.
+    pub fn forget(&self, ino: Ino, lookups: u64) {
+        if self.tree.read().forget(ino, lookups) {
+            self.tree.write().purge(ino);
+        }
+    }
+
+    /// Attributes, also of a node removed while the kernel still knows it (open, or a
+    /// working directory): its link count is then 0.
     pub fn getattr(&self, ino: Ino) -> Result<Attr> {
         self.tree.read().attr(ino)
-    }
-
-    /// Attributes through an open file: also for a stream already removed from the tree.
-    pub fn getattr_open(&self, fh: u64, ino: Ino) -> Result<Attr> {
-        match self.getattr(ino) {
-            Err(Errno::ENOENT) => self.handle(fh)?.orphan_attr(ino),
-            other => other,
-        }
     }
 
     pub fn setattr(&self, ino: Ino, change: SetAttr) -> Result<Attr> {
@@ -120,12 +126,14 @@ impl Engine {
     pub fn mkdir(&self, parent: Ino, name: &[u8], perm: u16, caller: Caller) -> Result<Attr> {
         let mut tree = self.tree.write();
         let ino = tree.mkdir(parent, name, perm, caller)?;
+        tree.remember(ino);
         tree.attr(ino)
     }
 
     pub fn create(&self, parent: Ino, name: &[u8], perm: u16, caller: Caller) -> Result<Attr> {
         let mut tree = self.tree.write();
         let ino = tree.create(parent, name, perm, caller)?;
+        tree.remember(ino);
         tree.attr(ino)
     }
 
@@ -153,8 +161,9 @@ impl Engine {
         Ok(())
     }
 
-    pub fn readdir(&self, ino: Ino) -> Result<Vec<Entry>> {
-        self.tree.read().readdir(ino)
+    /// Lists a group from cookie `offset` on; see `Tree::readdir`.
+    pub fn readdir(&self, ino: Ino, offset: u64, add: impl FnMut(Entry) -> bool) -> Result<()> {
+        self.tree.read().readdir(ino, offset, add)
     }
 
     /// Opens a file; a handle opened for reading gets its own cursor.

@@ -14,6 +14,13 @@ use std::collections::VecDeque;
 /// segment of exactly its own size.
 const SEGMENT_BYTES: usize = 64 * 1024;
 
+/// The largest message the index can hold: its end offset is 4 bytes (4 GiB - 1).
+pub const MAX_MESSAGE: u64 = u32::MAX as u64;
+
+/// A message larger than `MAX_MESSAGE`: refused, nothing appended.
+#[derive(Debug, PartialEq, Eq)]
+pub struct TooLarge;
+
 struct Segment {
     /// Sequence number of the segment's first message (dropped or not).
     base: u64,
@@ -65,8 +72,12 @@ pub struct SegLog {
 }
 
 impl SegLog {
-    /// Appends one message and returns its sequence number.
-    pub fn append(&mut self, message: &[u8]) -> u64 {
+    /// Appends one message and returns its sequence number; one larger than `MAX_MESSAGE`
+    /// is refused and changes nothing.
+    pub fn append(&mut self, message: &[u8]) -> Result<u64, TooLarge> {
+        if message.len() as u64 > MAX_MESSAGE {
+            return Err(TooLarge);
+        }
         let fits = self.segments.back().is_some_and(|s| s.has_room_for(message.len()));
         if !fits {
             let capacity = if message.len() >= SEGMENT_BYTES { message.len() } else { 0 };
@@ -89,14 +100,15 @@ impl SegLog {
         let ends_capacity = grown(segment.ends.capacity(), segment.ends.len() + 1);
         segment.ends.reserve_exact(ends_capacity - segment.ends.len());
         segment.data.extend_from_slice(message);
-        segment.ends.push(segment.data.len() as u32);
+        // A segment holds either messages of up to SEGMENT_BYTES together or one larger one.
+        segment.ends.push(u32::try_from(segment.data.len()).expect("checked against MAX_MESSAGE"));
         let after = (segment.data.capacity() + segment.ends.capacity() * 4) as u64;
         self.allocated += after - before;
         self.bytes += message.len() as u64;
         self.appended += message.len() as u64;
         let seq = self.next;
         self.next += 1;
-        seq
+        Ok(seq)
     }
 
     /// The bytes of memory appending a message of `len` bytes would allocate.
@@ -198,6 +210,46 @@ impl SegLog {
     }
 }
 
+/// Bytes that cost no memory, only address space: an untouched anonymous mapping, for tests
+/// of messages of 4 GiB and more.
+#[cfg(test)]
+pub struct Untouched {
+    ptr: *mut libc::c_void,
+    len: usize,
+}
+
+#[cfg(test)]
+impl Untouched {
+    pub fn new(len: usize) -> Untouched {
+        // SAFETY: a fresh private anonymous mapping, only ever read through `bytes`.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(ptr, libc::MAP_FAILED, "mmap of {len} bytes");
+        Untouched { ptr, len }
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        // SAFETY: the mapping is `len` readable bytes (zero pages) until dropped.
+        unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) }
+    }
+}
+
+#[cfg(test)]
+impl Drop for Untouched {
+    fn drop(&mut self) {
+        // SAFETY: unmapping what `new` mapped; no slice of it outlives `self`.
+        unsafe { libc::munmap(self.ptr, self.len) };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,7 +260,7 @@ mod tests {
         let messages: Vec<Vec<u8>> =
             (0..1000u32).map(|i| (0..(i % 300)).map(|b| (b ^ i) as u8).collect()).collect();
         for (i, m) in messages.iter().enumerate() {
-            assert_eq!(log.append(m), i as u64);
+            assert_eq!(log.append(m), Ok(i as u64));
         }
         for (i, m) in messages.iter().enumerate() {
             assert_eq!(log.get(i as u64), Some(m.as_slice()));
@@ -222,7 +274,7 @@ mod tests {
     fn small_messages_share_segments() {
         let mut log = SegLog::default();
         for _ in 0..10_000 {
-            log.append(&[7u8; 100]);
+            log.append(&[7u8; 100]).unwrap();
         }
         // 1 MB of payload in 64 KiB segments: about 16 segments, not 10,000 allocations.
         assert!(log.segments.len() <= 17, "{} segments", log.segments.len());
@@ -233,10 +285,10 @@ mod tests {
     #[test]
     fn large_message_gets_its_own_exact_segment() {
         let mut log = SegLog::default();
-        log.append(b"small");
+        log.append(b"small").unwrap();
         let big = vec![1u8; 3 * SEGMENT_BYTES + 5];
-        let seq = log.append(&big);
-        log.append(b"after");
+        let seq = log.append(&big).unwrap();
+        log.append(b"after").unwrap();
         assert_eq!(log.get(seq).unwrap(), big.as_slice());
         assert_eq!(log.get(seq + 1).unwrap(), b"after");
         assert_eq!(log.segments.len(), 3);
@@ -250,7 +302,7 @@ mod tests {
         let mut log = SegLog::default();
         let chunk = vec![0u8; SEGMENT_BYTES / 4];
         for _ in 0..8 {
-            log.append(&chunk);
+            log.append(&chunk).unwrap();
         }
         assert_eq!(log.segments.len(), 2);
         for _ in 0..3 {
@@ -267,8 +319,8 @@ mod tests {
     #[test]
     fn zero_length_messages_are_messages() {
         let mut log = SegLog::default();
-        log.append(b"");
-        log.append(b"");
+        log.append(b"").unwrap();
+        log.append(b"").unwrap();
         assert_eq!(log.len(), 2);
         assert_eq!(log.get(1), Some(&b""[..]));
         assert_eq!(log.pop_front(), Some(0));
@@ -284,10 +336,10 @@ mod tests {
         let mut all = Vec::new();
         for i in 0..3000u32 {
             let message = format!("line {i}\n").repeat(1 + (i % 7) as usize).into_bytes();
-            log.append(&message);
+            log.append(&message).unwrap();
             all.extend_from_slice(&message);
         }
-        log.append(&vec![b'x'; SEGMENT_BYTES + 10]);
+        log.append(&vec![b'x'; SEGMENT_BYTES + 10]).unwrap();
         all.extend(std::iter::repeat_n(b'x', SEGMENT_BYTES + 10));
         for _ in 0..1000 {
             let len = log.pop_front().unwrap();
@@ -304,13 +356,24 @@ mod tests {
     }
 
     #[test]
+    fn a_message_the_index_cannot_hold_is_refused_and_changes_nothing() {
+        let mut log = SegLog::default();
+        log.append(b"before").unwrap();
+        let huge = Untouched::new(MAX_MESSAGE as usize + 1);
+        assert_eq!(log.append(huge.bytes()), Err(TooLarge));
+        assert_eq!((log.len(), log.bytes(), log.next_seq()), (1, 6, 1), "nothing was appended");
+        assert_eq!(log.append(b"after"), Ok(1));
+        assert_eq!(log.get(1), Some(&b"after"[..]));
+    }
+
+    #[test]
     fn clear_keeps_numbering() {
         let mut log = SegLog::default();
-        log.append(b"a");
-        log.append(b"b");
+        log.append(b"a").unwrap();
+        log.append(b"b").unwrap();
         log.clear();
         assert!(log.is_empty());
-        assert_eq!(log.append(b"c"), 2);
+        assert_eq!(log.append(b"c"), Ok(2));
         assert_eq!(log.first_seq(), 2);
     }
 }

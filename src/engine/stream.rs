@@ -104,9 +104,7 @@ impl Stream {
             }
             // The stream's log and the group's order both grow.
             let order_growth = group_state.order.growth(state.order_line.len());
-            if !state.channel.admits(message.len(), order_growth) {
-                return Err(Errno::ENOSPC);
-            }
+            state.channel.admits(message.len(), order_growth)?;
             let config = state.config;
             let nonblock = waiter.as_ref().is_some_and(|w| w.nonblock);
             if config.write == WriteMode::One && nonblock && state.channel.readers() == 0 {

@@ -156,12 +156,32 @@ fn size(e: &Engine, ino: Ino) -> u64 {
     }
 }
 
+/// A directory entry as a test keeps it.
+#[derive(Debug)]
+struct Listed {
+    ino: Ino,
+    kind: Kind,
+    name: Vec<u8>,
+    next: u64,
+}
+
+/// The entries of a group from cookie `offset` on, at most `max` of them.
+fn listing_from(e: &Engine, group: Ino, offset: u64, max: usize) -> Vec<Listed> {
+    let mut listed = Vec::new();
+    e.readdir(group, offset, |entry| {
+        listed.push(Listed { ino: entry.ino, kind: entry.kind, name: entry.name.to_vec(), next: entry.next });
+        listed.len() == max
+    })
+    .expect("readdir");
+    listed
+}
+
+fn listing(e: &Engine, group: Ino) -> Vec<Listed> {
+    listing_from(e, group, 0, usize::MAX)
+}
+
 fn names(e: &Engine, group: Ino) -> Vec<String> {
-    e.readdir(group)
-        .expect("readdir")
-        .into_iter()
-        .map(|entry| String::from_utf8(entry.name).unwrap())
-        .collect()
+    listing(e, group).into_iter().map(|entry| String::from_utf8(entry.name).unwrap()).collect()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -175,12 +195,12 @@ fn root_lists_dot_entries_first_and_ctl_order_last() {
     create(&e, ROOT, "zeta");
     mkdir(&e, ROOT, "alpha");
     create(&e, ROOT, "mid");
-    assert_eq!(names(&e, ROOT), [".", "..", "alpha", "mid", "zeta", "ctl", "order"]);
+    assert_eq!(names(&e, ROOT), [".", "..", "zeta", "alpha", "mid", "ctl", "order"], "in creation order");
 
-    let entries = e.readdir(ROOT).unwrap();
+    let entries = listing(&e, ROOT);
     assert_eq!(entries[0].ino, ROOT);
-    assert_eq!(entries[2].kind, Kind::Directory, "alpha is a group");
-    assert_eq!(entries[3].kind, Kind::File, "mid is a stream");
+    assert_eq!(entries[3].kind, Kind::Directory, "alpha is a group");
+    assert_eq!(entries[4].kind, Kind::File, "mid is a stream");
     assert_eq!(entries[5].ino, ctl_ino(&e, ROOT));
     assert_eq!(entries[6].ino, order_ino(&e, ROOT));
     assert_eq!(entries[5].kind, Kind::File);
@@ -319,7 +339,7 @@ fn groups_nest() {
     assert_eq!(e.lookup(c, b"deep").unwrap().ino, s);
     assert_eq!(e.lookup(a, b"deep").map(|a| a.ino), Err(Errno::ENOENT));
     assert_eq!(names(&e, b), [".", "..", "c", "ctl", "order"]);
-    let entries = e.readdir(c).unwrap();
+    let entries = listing(&e, c);
     assert_eq!(entries[1].ino, b, "`..` of c is b");
     assert_eq!(e.getattr(a).unwrap().kind, Kind::Directory);
     // Each nested group has its own ctl and order.
@@ -335,6 +355,104 @@ fn groups_nest() {
     let r = open_reader(&e, s);
     publish(&e, s, &[b"down here"]);
     expect_read(&e, r, 100, b"down here");
+}
+
+#[test]
+fn a_listing_resumes_after_its_cookie_whatever_was_removed_meanwhile() {
+    let e = engine();
+    let g = mkdir(&e, ROOT, "g");
+    for i in 0..100 {
+        create(&e, g, &format!("s{i}"));
+    }
+    // Read in batches of 7, removing everything listed before reading on, as `rm -r` does.
+    let mut offset = 0;
+    let mut seen = Vec::new();
+    loop {
+        let batch = listing_from(&e, g, offset, 7);
+        let Some(last) = batch.last() else { break };
+        offset = last.next;
+        for entry in &batch {
+            let name = String::from_utf8(entry.name.clone()).unwrap();
+            if name.starts_with('s') {
+                e.unlink(g, &entry.name).unwrap();
+            }
+            seen.push(name);
+        }
+    }
+    let expect: Vec<String> = [".", ".."]
+        .into_iter()
+        .map(String::from)
+        .chain((0..100).map(|i| format!("s{i}")))
+        .chain(["ctl", "order"].map(String::from))
+        .collect();
+    assert_eq!(seen, expect, "every entry once, in creation order, ctl and order last");
+    assert_eq!(names(&e, g), [".", "..", "ctl", "order"]);
+    // A listing resumed from any cookie starts right after that entry.
+    let a = create(&e, g, "a");
+    create(&e, g, "b");
+    let from_a = listing_from(&e, g, listing(&e, g)[2].next, 1);
+    assert_eq!((listing(&e, g)[2].ino, from_a[0].name.as_slice()), (a, b"b".as_slice()));
+}
+
+#[test]
+fn a_removed_node_the_kernel_knows_keeps_its_metadata_with_no_links() {
+    let e = engine();
+    let caller = Caller { uid: 1000, gid: 100 };
+    let g = e.mkdir(ROOT, b"g", 0o750, caller).unwrap().ino;
+    let s = e.create(g, b"s", 0o640, caller).unwrap().ino;
+    e.lookup(g, b"s").unwrap(); // the kernel looks it up again: it now holds two lookups
+    let w = open_writer(&e, s);
+    e.unlink(g, b"s").unwrap();
+    let attr = e.getattr(s).unwrap();
+    assert_eq!((attr.nlink, attr.perm, attr.uid, attr.gid), (0, 0o640, 1000, 100));
+    let changed = e.setattr(s, SetAttr { perm: Some(0o600), uid: Some(7), ..SetAttr::default() }).unwrap();
+    assert_eq!((changed.nlink, changed.perm, changed.uid, changed.gid), (0, 0o600, 7, 100));
+    assert_eq!(write(&e, w, b"x"), Err(Errno::EPIPE), "writing to it still fails");
+
+    e.rmdir(ROOT, b"g").unwrap();
+    let attr = e.getattr(g).unwrap();
+    assert_eq!((attr.kind, attr.nlink, attr.perm, attr.uid), (Kind::Directory, 0, 0o750, 1000));
+    assert_eq!(e.setattr(g, SetAttr { gid: Some(5), ..SetAttr::default() }).unwrap().gid, 5);
+    assert_eq!(names(&e, g), [".", ".."], "a removed group lists only itself and its parent");
+    assert_eq!(e.create(g, b"new", 0o644, OWNER).map(|a| a.ino), Err(Errno::ENOENT));
+    assert_eq!(e.mkdir(g, b"new", 0o755, OWNER).map(|a| a.ino), Err(Errno::ENOENT));
+    assert_eq!(e.lookup(g, b"ctl").map(|a| a.ino), Err(Errno::ENOENT));
+    assert_eq!(e.rename(ROOT, b"x", g, b"y", false), Err(Errno::ENOENT));
+    let moved = create(&e, ROOT, "m");
+    assert_eq!(e.rename(ROOT, b"m", g, b"m", false), Err(Errno::ENOENT));
+    assert_eq!(e.lookup(ROOT, b"m").unwrap().ino, moved);
+
+    // Once the kernel has forgotten every lookup of it, it is gone; a lookup it still holds
+    // keeps it.
+    e.release(w);
+    e.forget(s, 1);
+    assert_eq!(e.getattr(s).unwrap().nlink, 0, "one lookup of it is still held");
+    e.forget(s, 1);
+    assert_eq!(e.getattr(s).map(|a| a.ino), Err(Errno::ENOENT));
+    e.forget(g, u64::MAX);
+    assert_eq!(e.getattr(g).map(|a| a.ino), Err(Errno::ENOENT));
+    assert_eq!(e.usage().nodes, 2, "the root and m");
+}
+
+#[test]
+fn a_node_the_kernel_does_not_know_goes_at_once() {
+    let e = engine();
+    let s = create(&e, ROOT, "s");
+    e.forget(s, 1);
+    assert_eq!(e.getattr(s).unwrap().nlink, 1, "forgetting a linked node keeps it");
+    e.unlink(ROOT, b"s").unwrap();
+    assert_eq!(e.getattr(s).map(|a| a.ino), Err(Errno::ENOENT));
+}
+
+#[test]
+fn names_with_a_newline_are_refused() {
+    let e = engine();
+    create(&e, ROOT, "a");
+    assert_eq!(e.create(ROOT, b"a\nb", 0o644, OWNER).map(|a| a.ino), Err(Errno::EINVAL));
+    assert_eq!(e.mkdir(ROOT, b"\n", 0o755, OWNER).map(|a| a.ino), Err(Errno::EINVAL));
+    assert_eq!(e.rename(ROOT, b"a", ROOT, b"a\n", false), Err(Errno::EINVAL));
+    assert_eq!(e.lookup(ROOT, b"a\nb").map(|a| a.ino), Err(Errno::ENOENT), "no such name can exist");
+    assert_eq!(names(&e, ROOT), [".", "..", "a", "ctl", "order"]);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -386,6 +504,20 @@ fn a_write_in_several_requests_is_published_once_complete() {
     // The next whole write is a message of its own again.
     assert_eq!(write(&e, w, b"next"), Ok(4));
     expect_read(&e, r, 8192, b"next");
+}
+
+#[test]
+fn a_message_larger_than_a_log_can_index_is_refused_whatever_max_message_says() {
+    let e = engine_with(Limits { max_message: 8 << 30, memory: 16 << 30 });
+    let s = create(&e, ROOT, "s");
+    let r = open_reader(&e, s);
+    let w = open_writer(&e, s);
+    let huge = seglog::Untouched::new(seglog::MAX_MESSAGE as usize + 16);
+    assert_eq!(write(&e, w, huge.bytes()), Err(Errno::EFBIG));
+    expect_errno(&e, r, Errno::EAGAIN);
+    assert_eq!((size(&e, s), e.usage().memory_used), (0, 0), "nothing was appended");
+    assert_eq!(write(&e, w, b"after"), Ok(5));
+    expect_read(&e, r, 100, b"after");
 }
 
 #[test]
@@ -1125,6 +1257,9 @@ fn rmdir_removes_only_empty_groups() {
     e.rmdir(ROOT, b"g").unwrap();
     e.rmdir(h, b"sub").unwrap();
     e.rmdir(ROOT, b"h").unwrap();
+    // Gone from the tree; served with no links until the kernel forgets it.
+    assert_eq!(e.getattr(g).map(|a| a.nlink), Ok(0));
+    e.forget(g, u64::MAX);
     assert_eq!(e.getattr(g).map(|a| a.ino), Err(Errno::ENOENT));
     assert_eq!(names(&e, ROOT), [".", "..", "ctl", "order"]);
     // Streams are not groups, nor the other way round.
@@ -1209,6 +1344,8 @@ fn rename_over_a_stream_replaces_it() {
     e.rename(ROOT, b"a", ROOT, b"b", false).unwrap();
     assert_eq!(e.lookup(ROOT, b"a").map(|x| x.ino), Err(Errno::ENOENT));
     assert_eq!(e.lookup(ROOT, b"b").unwrap().ino, a);
+    assert_eq!(e.getattr(b).map(|x| x.nlink), Ok(0), "the replaced stream is no longer linked");
+    e.forget(b, u64::MAX);
     assert_eq!(e.getattr(b).map(|x| x.ino), Err(Errno::ENOENT));
     assert_eq!(names(&e, ROOT), [".", "..", "b", "ctl", "order"]);
     let r = open_reader(&e, a);

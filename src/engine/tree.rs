@@ -8,9 +8,14 @@
 //! Removing and moving streams owes replies (end-of-file to readers of a removed stream,
 //! writes a move releases): those operations return them as [`Wakeups`], for the engine to
 //! send once it has released the tree's lock.
+//!
+//! A removed node stays, out of every group, while the kernel still knows its inode (it
+//! counts the lookups it was answered with, and forgets them later): a program that holds it
+//! open or as its working directory can still stat it and change its owner, mode and times.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use super::channel::{Channel, Wakeups};
@@ -29,6 +34,10 @@ pub const CTL: &[u8] = b"ctl";
 pub const ORDER: &[u8] = b"order";
 const NAME_MAX: usize = 255;
 
+/// Where readdir's cookies place `ctl` and `order`: after every child's (an inode number plus
+/// 2, and inode numbers never reach the marker bits).
+const CTL_POSITION: u64 = 1 << 62;
+
 /// What an inode number names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Special {
@@ -41,6 +50,11 @@ pub enum Special {
 }
 
 impl Special {
+    /// The node an inode number belongs to: itself, or the group of its `ctl` or `order`.
+    pub fn node(ino: Ino) -> Ino {
+        ino & !(CTL_BIT | ORDER_BIT)
+    }
+
     pub fn of(ino: Ino) -> Special {
         if ino & CTL_BIT != 0 {
             Special::Ctl(ino & !CTL_BIT)
@@ -119,12 +133,16 @@ impl Meta {
 
 pub struct GroupNode {
     pub children: BTreeMap<Vec<u8>, Ino>,
+    /// The same children by inode number, which is their order of creation: readdir's cookies
+    /// are these numbers, so removals during a listing shift nothing.
+    listing: BTreeSet<Ino>,
     pub shared: Arc<Group>,
     subgroups: u32,
 }
 
 pub enum Body {
-    Group(GroupNode),
+    /// Boxed: streams, the many, then take no room for a group's maps.
+    Group(Box<GroupNode>),
     Stream(Arc<Stream>),
 }
 
@@ -133,6 +151,35 @@ pub struct Node {
     name: Vec<u8>,
     meta: Meta,
     pub body: Body,
+    /// Lookups the kernel was answered with and has not forgotten (also those of a group's
+    /// `ctl` and `order`).
+    known: AtomicU64,
+    /// Removed from its group, kept only while the kernel knows it.
+    removed: bool,
+}
+
+impl GroupNode {
+    fn new(shared: Arc<Group>) -> GroupNode {
+        GroupNode { children: BTreeMap::new(), listing: BTreeSet::new(), shared, subgroups: 0 }
+    }
+
+    fn hook(&mut self, name: &[u8], ino: Ino, is_group: bool) {
+        self.children.insert(name.to_vec(), ino);
+        self.listing.insert(ino);
+        self.subgroups += is_group as u32;
+    }
+
+    fn unhook(&mut self, name: &[u8], ino: Ino, is_group: bool) {
+        self.children.remove(name);
+        self.listing.remove(&ino);
+        self.subgroups -= is_group as u32;
+    }
+}
+
+impl Node {
+    fn new(parent: Ino, name: &[u8], meta: Meta, body: Body) -> Node {
+        Node { parent, name: name.to_vec(), meta, body, known: AtomicU64::new(0), removed: false }
+    }
 }
 
 pub struct Tree {
@@ -143,11 +190,12 @@ pub struct Tree {
     pub presets: Presets,
 }
 
-/// A directory entry as readdir lists it.
-pub struct Entry {
+/// A directory entry as readdir lists it, and the cookie that resumes the listing after it.
+pub struct Entry<'a> {
     pub ino: Ino,
     pub kind: Kind,
-    pub name: Vec<u8>,
+    pub name: &'a [u8],
+    pub next: u64,
 }
 
 fn is_reserved(name: &[u8]) -> bool {
@@ -158,18 +206,28 @@ fn check_name(name: &[u8]) -> Result<()> {
     if name.len() > NAME_MAX { Err(Errno::ENAMETOOLONG) } else { Ok(()) }
 }
 
+/// A name a stream or group may be given: also no newline, which would make `order` (a
+/// name and a newline per write) ambiguous.
+fn check_new_name(name: &[u8]) -> Result<()> {
+    check_name(name)?;
+    if name.contains(&b'\n') {
+        log::warn!("refused the name {:?}: names cannot hold a newline", String::from_utf8_lossy(name));
+        return Err(Errno::EINVAL);
+    }
+    Ok(())
+}
+
+fn kind_of(body: &Body) -> Kind {
+    match body {
+        Body::Group(_) => Kind::Directory,
+        Body::Stream(_) => Kind::File,
+    }
+}
+
 impl Tree {
     pub fn new(root_config: GroupConfig, owner: Caller, perm: u16, memory: Arc<Memory>) -> Tree {
-        let root = Node {
-            parent: ROOT,
-            name: Vec::new(),
-            meta: Meta::new(perm, owner),
-            body: Body::Group(GroupNode {
-                children: BTreeMap::new(),
-                shared: Group::new(root_config, memory.clone()),
-                subgroups: 0,
-            }),
-        };
+        let body = Body::Group(Box::new(GroupNode::new(Group::new(root_config, memory.clone()))));
+        let root = Node::new(ROOT, b"", Meta::new(perm, owner), body);
         Tree { nodes: HashMap::from([(ROOT, root)]), next_ino: ROOT + 1, memory, presets: Presets::default() }
     }
 
@@ -182,6 +240,11 @@ impl Tree {
             Body::Group(group) => Ok(group),
             Body::Stream(_) => Err(Errno::ENOTDIR),
         }
+    }
+
+    /// A group that is still in the tree: names can be looked up and created in it.
+    fn live_group(&self, ino: Ino) -> Result<&GroupNode> {
+        if self.node(ino)?.removed { Err(Errno::ENOENT) } else { self.group(ino) }
     }
 
     fn group_mut(&mut self, ino: Ino) -> Result<&mut GroupNode> {
@@ -201,7 +264,7 @@ impl Tree {
     pub fn lookup(&self, parent: Ino, name: &[u8]) -> Result<Ino> {
         // A name that could never exist is too long, not missing (as local file systems say).
         check_name(name)?;
-        let group = self.group(parent)?;
+        let group = self.live_group(parent)?;
         match name {
             CTL => Ok(parent | CTL_BIT),
             ORDER => Ok(parent | ORDER_BIT),
@@ -214,13 +277,14 @@ impl Tree {
             Special::Node(ino) => {
                 let node = self.node(ino)?;
                 let meta = &node.meta;
-                let (kind, size, nlink, mtime) = match &node.body {
+                let (kind, size, links, mtime) = match &node.body {
                     Body::Group(group) => (Kind::Directory, 0, 2 + group.subgroups, meta.mtime),
                     Body::Stream(stream) => {
                         let state = stream.state.lock();
                         (Kind::File, file_size(&state.channel, &state.config), 1, state.channel.modified())
                     }
                 };
+                let nlink = if node.removed { 0 } else { links };
                 Ok(Attr {
                     ino,
                     kind,
@@ -251,7 +315,7 @@ impl Tree {
         attr.ino = ino;
         attr.kind = Kind::File;
         attr.perm &= mask;
-        attr.nlink = 1;
+        attr.nlink = attr.nlink.min(1);
         attr.size = size;
         Ok(attr)
     }
@@ -292,15 +356,14 @@ impl Tree {
 
     /// Creates a group under `parent`, configured as its parent is.
     pub fn mkdir(&mut self, parent: Ino, name: &[u8], perm: u16, caller: Caller) -> Result<Ino> {
-        let mut config = self.group(parent)?.shared.state.lock().config;
+        let mut config = self.live_group(parent)?.shared.state.lock().config;
         if !self.presets.is_empty() {
             let mut path = self.path(parent);
             path.push(name);
             config = self.presets.apply(&path, config);
         }
         let shared = Group::new(config, self.memory.clone());
-        let body = Body::Group(GroupNode { children: BTreeMap::new(), shared, subgroups: 0 });
-        self.insert(parent, name, perm, caller, body)
+        self.insert(parent, name, perm, caller, Body::Group(Box::new(GroupNode::new(shared))))
     }
 
     /// The names leading from the root to `ino`.
@@ -316,24 +379,22 @@ impl Tree {
 
     /// Creates a stream under `parent`.
     pub fn create(&mut self, parent: Ino, name: &[u8], perm: u16, caller: Caller) -> Result<Ino> {
-        let group = self.group(parent)?.shared.clone();
+        let group = self.live_group(parent)?.shared.clone();
         let config = group.state.lock().config;
         let stream = Stream::new(group, config, name, self.memory.clone());
         self.insert(parent, name, perm, caller, Body::Stream(stream))
     }
 
     fn insert(&mut self, parent: Ino, name: &[u8], perm: u16, caller: Caller, body: Body) -> Result<Ino> {
-        check_name(name)?;
-        if is_reserved(name) || self.group(parent)?.children.contains_key(name) {
+        check_new_name(name)?;
+        if is_reserved(name) || self.live_group(parent)?.children.contains_key(name) {
             return Err(Errno::EEXIST);
         }
         let ino = self.next_ino;
         self.next_ino += 1;
         let is_group = matches!(body, Body::Group(_));
-        self.nodes.insert(ino, Node { parent, name: name.to_vec(), meta: Meta::new(perm, caller), body });
-        let group = self.group_mut(parent)?;
-        group.children.insert(name.to_vec(), ino);
-        group.subgroups += is_group as u32;
+        self.nodes.insert(ino, Node::new(parent, name, Meta::new(perm, caller), body));
+        self.group_mut(parent)?.hook(name, ino, is_group);
         self.touch(parent);
         Ok(ino)
     }
@@ -384,9 +445,9 @@ impl Tree {
         if is_reserved(name) || is_reserved(new_name) {
             return Err(Errno::EPERM);
         }
-        check_name(new_name)?;
+        check_new_name(new_name)?;
         let ino = self.lookup(parent, name)?;
-        self.group(new_parent)?;
+        self.live_group(new_parent)?;
         let moving_group = matches!(self.node(ino)?.body, Body::Group(_));
         if moving_group && self.is_within(new_parent, ino) {
             return Err(Errno::EINVAL);
@@ -411,12 +472,9 @@ impl Tree {
         }
         // Unhook from the old place, hook into the new one: both groups were looked up
         // above, so nothing fails from here on.
-        let old = self.group_mut(parent).expect("the old parent was looked up above");
-        old.children.remove(name);
-        old.subgroups -= moving_group as u32;
+        self.group_mut(parent).expect("the old parent was looked up above").unhook(name, ino, moving_group);
         let new = self.group_mut(new_parent).expect("the new parent was looked up above");
-        new.children.insert(new_name.to_vec(), ino);
-        new.subgroups += moving_group as u32;
+        new.hook(new_name, ino, moving_group);
         let new_shared = new.shared.clone();
         let node = self.nodes.get_mut(&ino).expect("node looked up above");
         node.parent = new_parent;
@@ -431,23 +489,32 @@ impl Tree {
         Ok(wakeups)
     }
 
-    /// The entries of a group: its streams and subgroups, then `ctl` and `order` (last, so
-    /// that `rm -r` reaches them when the group is already empty).
-    pub fn readdir(&self, ino: Ino) -> Result<Vec<Entry>> {
+    /// Lists a group from cookie `offset` on (0: from the start), handing each entry to `add`
+    /// until it returns true (its buffer is full). The order: `.`, `..`, the streams and
+    /// subgroups in the order they were created, then `ctl` and `order` (last, so that `rm -r`
+    /// reaches them when the group is already empty). An entry's cookie is its place in that
+    /// order, so entries removed meanwhile shift nothing and an open listing holds nothing; a
+    /// removed group lists only `.` and `..`.
+    pub fn readdir(&self, ino: Ino, offset: u64, mut add: impl FnMut(Entry) -> bool) -> Result<()> {
         let group = self.group(ino)?;
-        let mut entries = Vec::with_capacity(group.children.len() + 4);
-        entries.push(Entry { ino, kind: Kind::Directory, name: b".".to_vec() });
-        entries.push(Entry { ino: self.node(ino)?.parent, kind: Kind::Directory, name: b"..".to_vec() });
-        for (name, &child) in &group.children {
-            let kind = match self.nodes[&child].body {
-                Body::Group(_) => Kind::Directory,
-                Body::Stream(_) => Kind::File,
-            };
-            entries.push(Entry { ino: child, kind, name: name.clone() });
+        let node = self.node(ino)?;
+        let mut entry = |position: u64, ino: Ino, kind: Kind, name: &[u8]| {
+            position >= offset && add(Entry { ino, kind, name, next: position + 1 })
+        };
+        if entry(0, ino, Kind::Directory, b".") || entry(1, node.parent, Kind::Directory, b"..") {
+            return Ok(());
         }
-        entries.push(Entry { ino: ino | CTL_BIT, kind: Kind::File, name: CTL.to_vec() });
-        entries.push(Entry { ino: ino | ORDER_BIT, kind: Kind::File, name: ORDER.to_vec() });
-        Ok(entries)
+        for &child in group.listing.range(offset.saturating_sub(2)..) {
+            let child_node = &self.nodes[&child];
+            if entry(child + 2, child, kind_of(&child_node.body), &child_node.name) {
+                return Ok(());
+            }
+        }
+        if !node.removed {
+            let _ = entry(CTL_POSITION, ino | CTL_BIT, Kind::File, CTL)
+                || entry(CTL_POSITION + 1, ino | ORDER_BIT, Kind::File, ORDER);
+        }
+        Ok(())
     }
 
     /// The streams directly in a group.
@@ -480,21 +547,47 @@ impl Tree {
         }
     }
 
-    /// Takes a node out of the tree; a stream is closed, a group's `order` too. Returns the
-    /// end-of-file replies its readers are owed.
+    /// Takes a node out of its group; a stream is closed, a group's `order` too. The node is
+    /// kept while the kernel knows it. Returns the end-of-file replies its readers are owed.
     fn detach(&mut self, ino: Ino) -> Wakeups {
-        let node = self.nodes.remove(&ino).expect("detached node exists");
-        let parent = self.group_mut(node.parent).expect("a node's parent is a group");
-        parent.children.remove(&node.name);
+        let node = self.nodes.get_mut(&ino).expect("detached node exists");
+        node.removed = true;
+        let (parent, name) = (node.parent, node.name.clone());
         let wakeups = match &node.body {
-            Body::Group(group) => {
-                parent.subgroups -= 1;
-                group.shared.state.lock().order.close()
-            }
+            Body::Group(group) => group.shared.state.lock().order.close(),
             Body::Stream(stream) => stream.state.lock().channel.close(),
         };
-        self.touch(node.parent);
+        let is_group = matches!(node.body, Body::Group(_));
+        self.group_mut(parent).expect("a node's parent is a group").unhook(&name, ino, is_group);
+        self.purge(ino);
+        self.touch(parent);
         wakeups
+    }
+
+    /// The kernel was answered with `ino` (a lookup, create or mkdir): it knows it until it
+    /// forgets it.
+    pub fn remember(&self, ino: Ino) {
+        if let Some(node) = self.nodes.get(&Special::node(ino)) {
+            node.known.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The kernel forgot `lookups` of the lookups of `ino`. Returns whether it was the last
+    /// of a removed node, which `purge` then drops.
+    pub fn forget(&self, ino: Ino, lookups: u64) -> bool {
+        let Some(node) = self.nodes.get(&Special::node(ino)) else { return false };
+        let before = node
+            .known
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(lookups)));
+        node.removed && before.unwrap_or_default() <= lookups
+    }
+
+    /// Drops a removed node that the kernel no longer knows.
+    pub fn purge(&mut self, ino: Ino) {
+        let ino = Special::node(ino);
+        if self.nodes.get(&ino).is_some_and(|n| n.removed && n.known.load(Ordering::Relaxed) == 0) {
+            self.nodes.remove(&ino);
+        }
     }
 
     fn touch(&mut self, ino: Ino) {

@@ -9,11 +9,10 @@
 pub mod interrupts;
 pub mod procfs;
 
-use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use fuser::{
@@ -25,7 +24,6 @@ use fuser::{
 
 use crate::engine::{self, Attr, Caller, Engine, Entry, Kind, OpenKind, ReadMode, SetAttr, WriteShape};
 use interrupts::Interrupts;
-use parking_lot::Mutex;
 
 /// Names may be cached briefly (every change goes through this mount); attributes not at
 /// all, since a stream's size and mtime change with every message.
@@ -39,22 +37,12 @@ pub struct MqFs {
     /// A WRITE request shorter than this cannot have been cut short by the kernel's limit of
     /// pages per request, so it is a whole write(2) without asking /proc.
     whole_write_below: usize,
-    /// Open directories: the listing taken at opendir, which readdir's offsets index, so
-    /// entries removed or added meanwhile do not shift them (none is missed or repeated).
-    listings: Mutex<HashMap<u64, Arc<Vec<Entry>>>>,
-    next_listing: AtomicU64,
 }
 
 impl MqFs {
     pub fn new(engine: Arc<Engine>) -> MqFs {
         let interrupts = Interrupts::new(engine.clone());
-        MqFs {
-            engine,
-            interrupts,
-            whole_write_below: whole_write_threshold(),
-            listings: Mutex::default(),
-            next_listing: AtomicU64::new(1),
-        }
+        MqFs { engine, interrupts, whole_write_below: whole_write_threshold() }
     }
 
     /// The signal watcher, to be started once the process has its final threads.
@@ -184,16 +172,14 @@ impl Filesystem for MqFs {
         })
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
-        guard("getattr", || {
-            let result = match fh {
-                Some(fh) => self.engine.getattr_open(fh.0, ino.0),
-                None => self.engine.getattr(ino.0),
-            };
-            match result {
-                Ok(attr) => reply.attr(&ATTR_TTL, &file_attr(&attr)),
-                Err(e) => reply.error(errno(e)),
-            }
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        guard("forget", || self.engine.forget(ino.0, nlookup))
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        guard("getattr", || match self.engine.getattr(ino.0) {
+            Ok(attr) => reply.attr(&ATTR_TTL, &file_attr(&attr)),
+            Err(e) => reply.error(errno(e)),
         })
     }
 
@@ -315,10 +301,11 @@ impl Filesystem for MqFs {
         guard("create", || {
             let perm = (mode & !umask & 0o7777) as u16;
             let (read, write) = access(OpenFlags(flags));
-            let created = self
-                .engine
-                .create(parent.0, name.as_bytes(), perm, caller(req))
-                .and_then(|attr| Ok((attr, self.engine.open(attr.ino, read, write)?)));
+            let created = self.engine.create(parent.0, name.as_bytes(), perm, caller(req)).and_then(|attr| {
+                // If it cannot be opened, the kernel is not told of it.
+                let opened = self.engine.open(attr.ino, read, write);
+                opened.inspect_err(|_| self.engine.forget(attr.ino, 1)).map(|open| (attr, open))
+            });
             match created {
                 Ok((attr, (fh, kind))) => reply.created(
                     &ENTRY_TTL,
@@ -449,45 +436,27 @@ impl Filesystem for MqFs {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        guard("opendir", || match self.engine.readdir(ino.0) {
-            Ok(entries) => {
-                let fh = self.next_listing.fetch_add(1, Ordering::Relaxed);
-                self.listings.lock().insert(fh, Arc::new(entries));
-                reply.opened(FileHandle(fh), FopenFlags::empty());
-            }
+        guard("opendir", || match self.engine.getattr(ino.0) {
+            // Nothing to keep: readdir's cookies resume in the live group.
+            Ok(attr) if attr.kind == Kind::Directory => reply.opened(FileHandle(0), FopenFlags::empty()),
+            Ok(_) => reply.error(fuser::Errno::ENOTDIR),
             Err(e) => reply.error(errno(e)),
         })
     }
 
-    fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+    fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
         guard("readdir", || {
-            let Some(entries) = self.listings.lock().get(&fh.0).cloned() else {
-                return reply.error(fuser::Errno::EBADF);
-            };
-            for (index, entry) in entries.iter().enumerate().skip(offset as usize) {
+            let listed = self.engine.readdir(ino.0, offset, |entry: Entry| {
                 let kind = match entry.kind {
                     Kind::Directory => FileType::Directory,
                     Kind::File => FileType::RegularFile,
                 };
-                if reply.add(INodeNo(entry.ino), index as u64 + 1, kind, OsStr::from_bytes(&entry.name)) {
-                    break;
-                }
+                reply.add(INodeNo(entry.ino), entry.next, kind, OsStr::from_bytes(entry.name))
+            });
+            match listed {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(errno(e)),
             }
-            reply.ok();
-        })
-    }
-
-    fn releasedir(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        _flags: OpenFlags,
-        reply: ReplyEmpty,
-    ) {
-        guard("releasedir", || {
-            self.listings.lock().remove(&fh.0);
-            reply.ok();
         })
     }
 
