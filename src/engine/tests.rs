@@ -1879,10 +1879,6 @@ fn stat_gives_no_size_to_a_stream_read_as_a_stream_and_its_history_read_statical
     assert_eq!(e.getattr(s).unwrap().size, 0);
     ctl(&e, ROOT, "data static");
     assert_eq!((e.getattr(s).unwrap().size, e.getattr(order).unwrap().size), (8, 4));
-    // Through a handle kept open after the stream was removed: the same rule.
-    let fh = open_reader(&e, s);
-    e.unlink(ROOT, b"s").unwrap();
-    assert_eq!(e.getattr_open(fh, s).unwrap().size, 8);
 }
 
 #[test]
