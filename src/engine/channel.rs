@@ -201,10 +201,9 @@ impl Channel {
         wakeups
     }
 
-    /// Whether a message of `len` bytes, and `extra` bytes more, fit under the mount's
-    /// memory ceiling.
-    pub fn admits(&self, len: usize, extra: u64) -> bool {
-        self.memory.admits(self.log.growth(len) + extra)
+    /// The mount's memory ceiling, which this channel's log is charged to.
+    pub fn memory(&self) -> &Arc<Memory> {
+        &self.memory
     }
 
     /// The bytes of memory appending a message of `len` bytes would take.

@@ -23,7 +23,7 @@ const CTL_BIT: Ino = 1 << 62;
 const ORDER_BIT: Ino = 1 << 61;
 pub const CTL: &[u8] = b"ctl";
 pub const ORDER: &[u8] = b"order";
-const NAME_MAX: usize = 255;
+pub const NAME_MAX: usize = 255;
 
 /// What an inode number names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
