@@ -53,7 +53,8 @@ pub struct WriteRequest<'a> {
     pub nonblock: bool,
 }
 
-/// The largest ctl write(2) accepted; it is parsed and applied whole.
+/// The largest ctl write(2) accepted (a longer one fails with EINVAL); it is parsed and
+/// applied whole.
 pub const CTL_MAX: u64 = 1 << 20;
 
 /// What an open file is, as the FUSE layer needs to know to open it.
@@ -247,7 +248,7 @@ impl Engine {
                 Ok(Step::More) => Ok(()),
                 Err(Errno::EFBIG) => {
                     log::warn!("ctl of group {group}: a write longer than {CTL_MAX} bytes is refused");
-                    Err(Errno::EFBIG)
+                    Err(Errno::EINVAL)
                 }
                 Err(errno) => Err(errno),
             };
