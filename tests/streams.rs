@@ -636,11 +636,12 @@ fn an_o_append_write_after_history_is_one_message() {
     fs::write(&s, b"").unwrap();
     let got = python(
         "r = reader()\nopen(s, 'ab').write(b'x')\nopen(s, 'ab').write(b'y' * (3 << 20))\n\
-         ms = content(r)\nprint([len(m) for m in ms], ms[-1] == b'y' * (3 << 20))",
+         ms = content(r)\nprint([len(m) for m in ms], ms[-1] == b'y' * (3 << 20))\n\
+         try:\n  os.pwrite(os.open(s, os.O_WRONLY), b'p', 0)\nexcept OSError as e:\n  print(errno.errorcode[e.errno])",
         &s,
         &m.path,
     );
-    assert_eq!(got, "[1, 3145728] True");
+    assert_eq!(got, "[1, 3145728] True\nESPIPE", "and a stream has no offsets to pwrite at");
     assert_healthy(&m);
 }
 
@@ -651,7 +652,10 @@ fn dd_oflag_append_and_shell_append_of_big_writes_are_one_message_each() {
     fs::write(&s, b"").unwrap();
     let mut r = open_nonblocking(&s);
     write_message(&s, b"history");
-    run_ok("head -c 4194304 /dev/zero | dd of=s oflag=append conv=notrunc bs=4M iflag=fullblock 2>/dev/null", &m.path);
+    run_ok(
+        "head -c 4194304 /dev/zero | dd of=s oflag=append conv=notrunc bs=4M iflag=fullblock 2>/dev/null",
+        &m.path,
+    );
     run_ok("dd if=/dev/zero bs=3M count=1 iflag=fullblock 2>/dev/null >> s", &m.path);
     let mut lens = Vec::new();
     loop {

@@ -7,13 +7,13 @@ use std::time::SystemTime;
 
 use parking_lot::Mutex;
 
-use super::{OpenKind, WriteRequest};
 use super::channel::{Channel, PollCallback, ReadCallback, ReadMode, ReaderId, Ticket, Wakeups};
 use super::config::{DataMode, Frame, GroupConfig};
 use super::errno::{Errno, Result};
 use super::memory::{Memory, Reservation};
 use super::stream::{Group, Stream, WriteWaiter, most_cost};
 use super::tree::{Attr, Ino, Kind};
+use super::{OpenKind, WriteRequest};
 
 /// The channel an open file reads: a stream's, or a group's `order`.
 pub enum Source {
@@ -63,7 +63,8 @@ impl Handle {
     /// for as long as the file stays open.
     pub fn open(source: Source, read: bool) -> (Handle, OpenKind) {
         let (config, reader) = source.with(|channel, config| {
-            let reader = (read && config.data != DataMode::Static).then(|| channel.open_reader(config.replay));
+            let reader =
+                (read && config.data != DataMode::Static).then(|| channel.open_reader(config.replay));
             (*config, reader)
         });
         let writing = Writing::new(config.frame);
@@ -296,7 +297,9 @@ impl Writing {
         assembly.call = None;
         Ok(match self.frame {
             Frame::Close => Step::More,
-            Frame::Write => Step::Message(Cow::Owned(std::mem::take(&mut assembly.data)), assembly.reservation.take()),
+            Frame::Write => {
+                Step::Message(Cow::Owned(std::mem::take(&mut assembly.data)), assembly.reservation.take())
+            }
         })
     }
 

@@ -21,9 +21,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::RwLock;
 
 pub use channel::{PollCallback, ReadCallback, ReadMode, ReadResult, Ticket, WriteCallback};
+use config::Frame;
 pub use config::{DataMode, GroupConfig};
 pub use errno::{Errno, Result};
-use config::Frame;
 use handle::{Handle, Source, Step, Writing};
 use memory::Memory;
 use stream::WriteWaiter;

@@ -116,11 +116,7 @@ impl SegLog {
     /// at worst doubles the last segment's buffer (to at most the segment size) and its
     /// offsets (to at most one per byte of the segment).
     pub fn most_growth(len: usize) -> u64 {
-        if len >= SEGMENT_BYTES {
-            len as u64 + 4
-        } else {
-            (SEGMENT_BYTES + SEGMENT_BYTES / 2 * 4) as u64
-        }
+        if len >= SEGMENT_BYTES { len as u64 + 4 } else { (SEGMENT_BYTES + SEGMENT_BYTES / 2 * 4) as u64 }
     }
 
     /// The message with sequence number `seq`, if it is retained.

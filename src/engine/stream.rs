@@ -128,7 +128,8 @@ impl Stream {
             }
             // The stream's log and the group's order both grow; what they take is charged to
             // the ceiling by the append, and held under it meanwhile by a reservation.
-            let growth = state.channel.growth(message.len()) + group_state.order.growth(state.order_line.len());
+            let growth =
+                state.channel.growth(message.len()) + group_state.order.growth(state.order_line.len());
             let _held = match reservation {
                 // Within `most_cost`, which the reservation holds: growing takes nothing.
                 Some(mut held) => held.grow_to(growth).then_some(held),

@@ -2,7 +2,8 @@
 //!
 //! Nothing here decides semantics. It translates types, opens stream files with
 //! FOPEN_DIRECT_IO | FOPEN_STREAM (no page cache; each read and write reaches the engine with
-//! its own size, at offset 0 or as the continuation of the same system call), hands reads to
+//! its own size), tells the engine who sent each write request and how large the write(2) a
+//! first request starts is (from /proc when the request could have been cut), hands reads to
 //! the engine with a callback that owns the reply (so a blocked read holds no worker
 //! thread), and registers parked reads with the signal watcher.
 
