@@ -260,6 +260,15 @@ impl Engine {
         handle.write(request, size_of_call, waiter, self.limits.max_message, &self.memory)
     }
 
+    /// A write by a process without CAP_FSETID: clears the stream's setuid bit, and its
+    /// setgid bit if it is group-executable, as a write does on other Linux file systems.
+    pub fn clear_setid(&self, ino: Ino) {
+        let bits = self.tree.read().setid_bits(ino);
+        if bits != 0 {
+            self.tree.write().clear_mode_bits(ino, bits);
+        }
+    }
+
     /// A descriptor of `fh` is being closed. Under `frame close` what was written through it
     /// is published now as one message, unless `dying` says its process was killed (asked
     /// only when there is such a message).

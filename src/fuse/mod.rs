@@ -368,16 +368,20 @@ impl Filesystem for MqFs {
     fn write(
         &self,
         req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
         guard("write", || {
+            // The kernel asks this of a writer without CAP_FSETID.
+            if write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID) {
+                self.engine.clear_setid(ino.0);
+            }
             let (len, pid) = (data.len(), req.pid());
             let done = Arc::new(AtomicBool::new(false));
             let completed = done.clone();
