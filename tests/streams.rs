@@ -744,6 +744,7 @@ fn frame_close_buffers_count_against_the_ceiling() {
     );
     assert_eq!(got, "1", "one 60 MiB message fits under 64M");
     let peak = peak_rss(&m);
+    eprintln!("the daemon peaked at {} MiB", peak / MIB);
     assert!(peak < 256 * MIB, "the daemon peaked at {} MiB", peak / MIB);
     assert_healthy(&m);
 }
@@ -768,6 +769,7 @@ fn concurrent_big_writes_count_against_the_ceiling() {
     let expected = format!("[{}'True'] [62914560]", "'ENOSPC', ".repeat(15));
     assert_eq!(got, expected, "each write whole or ENOSPC, never a short count");
     let peak = peak_rss(&m);
+    eprintln!("the daemon peaked at {} MiB", peak / MIB);
     assert!(peak < 256 * MIB, "the daemon peaked at {} MiB", peak / MIB);
     assert_healthy(&m);
 }

@@ -129,7 +129,8 @@ impl Handle {
             (waiter.callback)(Err(Errno::EBADF));
             return None;
         };
-        let would_wait = waiter.nonblock && stream.state.lock().would_wait(true);
+        let nonblock = waiter.nonblock;
+        let would_wait = || stream.state.lock().would_wait(nonblock);
         match writing.take(request, size_of_call, would_wait, max_message, memory) {
             Ok(Step::Message(message, reservation)) => {
                 stream.publish(&message, Some(waiter), reservation).unwrap_or(None)
@@ -261,12 +262,13 @@ impl Writing {
 
     /// Takes one WRITE request. `size_of_call` tells, for a request that starts a write(2),
     /// how many bytes that write(2) has (None: its caller is dying, so nothing of it may be
-    /// published). `would_wait`: a message of several requests would be refused EAGAIN.
+    /// published). `would_wait`, asked for a message of several requests: whether it must be
+    /// refused EAGAIN (its non-blocking writer would have to wait for a reader).
     pub fn take<'a>(
         &self,
         request: &WriteRequest<'a>,
         size_of_call: impl FnOnce() -> Option<u64>,
-        would_wait: bool,
+        would_wait: impl FnOnce() -> bool,
         max_message: u64,
         memory: &Arc<Memory>,
     ) -> Result<Step<'a>> {
@@ -309,7 +311,7 @@ impl Writing {
         assembly: &mut Assembly,
         request: &WriteRequest<'a>,
         total: u64,
-        would_wait: bool,
+        would_wait: impl FnOnce() -> bool,
         max_message: u64,
         memory: &Arc<Memory>,
     ) -> Result<Step<'a>> {
@@ -323,7 +325,7 @@ impl Writing {
                     // Admitted when it is published, in the same request.
                     return Ok(Step::Message(Cow::Borrowed(request.data), None));
                 }
-                if would_wait {
+                if would_wait() {
                     return Err(Errno::EAGAIN);
                 }
                 let reservation = memory.reserve(most_cost(total as usize)).ok_or(Errno::ENOSPC)?;
@@ -383,13 +385,16 @@ impl Writing {
     }
 
     /// At a close: the `frame close` message to publish, with its reservation, if any. The
-    /// next write through the same file starts a new message.
+    /// next write through the same file starts a new message. While a write(2) through the
+    /// file (by another process sharing it) is still arriving, the message is left for a
+    /// later close.
     fn take_whole_file(&self) -> Option<(Vec<u8>, Option<Reservation>)> {
-        if self.frame != Frame::Close {
+        let mut state = self.state.lock();
+        if self.frame != Frame::Close || state.call.is_some() {
             return None;
         }
-        let assembly = std::mem::take(&mut *self.state.lock());
-        if assembly.refused.is_some() || assembly.data.is_empty() || assembly.call.is_some() {
+        let assembly = std::mem::take(&mut *state);
+        if assembly.refused.is_some() || assembly.data.is_empty() {
             return None;
         }
         Some((assembly.data, assembly.reservation))

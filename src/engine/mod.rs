@@ -243,7 +243,7 @@ impl Engine {
         };
         if let Handle::Ctl { group, writing, .. } = &*handle {
             // Assembled like a message, so that a ctl write(2) applies whole or not at all.
-            let outcome = match writing.take(request, size_of_call, false, CTL_MAX, &self.memory) {
+            let outcome = match writing.take(request, size_of_call, || false, CTL_MAX, &self.memory) {
                 Ok(Step::Message(text, _reservation)) => self.ctl_write(*group, &text),
                 Ok(Step::More) => Ok(()),
                 Err(Errno::EFBIG) => {

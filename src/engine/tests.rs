@@ -1616,6 +1616,30 @@ fn frame_close_refuses_a_message_over_the_limit_whole() {
 }
 
 #[test]
+fn frame_close_buffers_count_against_the_ceiling_and_enospc_refuses_the_message() {
+    let e = engine_with(Limits { max_message: 8 * MIB, memory: 8 * MIB });
+    ctl(&e, ROOT, "frame close\nreplay all");
+    let s = create(&e, ROOT, "s");
+    let (w1, w2) = (open_writer(&e, s), open_writer(&e, s));
+    let chunk = vec![b'z'; MIB as usize];
+    for _ in 0..5 {
+        assert_eq!(write(&e, w1, &chunk), Ok(chunk.len()));
+    }
+    assert!(e.usage().memory_used >= 5 * MIB, "the buffer is counted");
+    assert_eq!(write(&e, w2, &chunk), Ok(chunk.len()));
+    // Room for one more: the second fails and dooms w2's message, not w1's.
+    let refused = (0..3).find(|_| write(&e, w2, &chunk).is_err());
+    assert!(refused.is_some(), "8 MiB cannot hold 5 + 4 MiB");
+    assert_eq!(write(&e, w2, b"more"), Err(Errno::ENOSPC), "the message stays refused");
+    assert_eq!(e.flush(w2, || false), Ok(()));
+    assert_eq!(e.flush(w1, || false), Ok(()), "an admitted message publishes at close");
+    let r = open_reader(&e, s);
+    expect_read(&e, r, 8 * MIB as u32, &vec![b'z'; 5 * MIB as usize]);
+    expect_errno(&e, r, Errno::EAGAIN);
+    assert_eq!(write(&e, w2, b"fresh"), Ok(5), "a close starts a new message");
+}
+
+#[test]
 fn static_mode_reads_history_by_offset_with_an_end() {
     let e = engine();
     ctl(&e, ROOT, "replay all\ndata static");
