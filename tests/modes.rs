@@ -8,7 +8,10 @@
 //! message (fast, then slow); a reader opened later does not count; one that closes unread
 //! stops counting. Signals: Ctrl-C releases a blocked writer within 250 ms and kill -9 at
 //! once, the message staying delivered exactly once; a Python writer whose SIGINT handler
-//! returns gets the full length from write(2), not EINTR (so no duplicate on retry).
+//! returns gets the full length from write(2), not EINTR (so no duplicate on retry). Under
+//! `write one` with no reader, a writer released by a handled signal (a shell's trap, a
+//! Python writer's SIGCHLD from its child) or killed by SIGKILL leaves its message to the
+//! first reader that opens.
 //! `O_NONBLOCK` under `write one` with no reader: EAGAIN, nothing committed; with a reader
 //! open (not reading): returns at once.
 //! `frame close`: `cp` of 5 MiB is one message at three readers; past max_message `cp` fails
@@ -435,6 +438,62 @@ print("wrote", n, "signals", len(got), flush=True)
     assert_eq!(finish_ok(&mut py, "python writer"), "wrote 11 signals 1\n");
     assert_eq!(read_now(&mut slow), b"payload-123");
     assert_empty(&mut slow, "slow reader after payload-123");
+}
+
+#[test]
+fn write_one_writer_released_by_a_signal_leaves_its_message_to_the_next_reader() {
+    let mount = Mount::new();
+    let s = mount.join("s");
+    set_ctl(&mount, ".", "write one\n");
+    fs::File::create(&s).expect("create s");
+    // The first reader to open after the writer returned gets exactly its message.
+    let first_reader_gets = |message: &[u8], what: &str| {
+        let mut reader = open_nonblocking(&s);
+        assert_eq!(read_now(&mut reader), message, "{what}");
+        assert_empty(&mut reader, what);
+        drop(reader);
+        wait_ctl_status(&mount, ".", "readers", 0);
+    };
+
+    // A shell that traps SIGUSR1: its write(2) reports success, then the trap runs.
+    let mut shell = sh("trap 'echo TRAPPED' USR1; echo from-shell >> s; echo WROTE", &mount.path);
+    wait_blocked_writing(&mut shell, &s);
+    wait_ctl_status(&mount, ".", "messages", 1); // committed before the signal
+    shell.signal(libc::SIGUSR1);
+    assert_eq!(finish_ok(&mut shell, "trapping shell"), "TRAPPED\nWROTE\n");
+    first_reader_gets(b"from-shell\n", "reader after the trapping shell");
+
+    // A Python writer whose child exits while it is blocked: SIGCHLD, handled.
+    let script = r#"
+import os, signal, subprocess, sys, time
+got = []
+signal.signal(signal.SIGCHLD, lambda sig, frame: got.append(sig))
+child = subprocess.Popen(["cat"], stdin=subprocess.PIPE)  # goes when this process does
+print(child.pid, flush=True)
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND)
+n = os.write(fd, b"from-python")
+deadline = time.monotonic() + 5
+while not got and time.monotonic() < deadline:
+    time.sleep(0.01)
+child.wait()
+print("wrote", n, "signals", len(got), flush=True)
+"#;
+    let mut py = python(script, &[s.to_str().unwrap()]);
+    py.wait_output_contains(b"\n", T);
+    let child: i32 = out_str(&py).trim().parse().expect("the child's pid");
+    wait_blocked_writing(&mut py, &s);
+    // SAFETY: kill(2) of the writer's own child, which is alive until its parent waits.
+    assert_eq!(unsafe { libc::kill(child, libc::SIGKILL) }, 0);
+    assert_eq!(finish_ok(&mut py, "python writer"), format!("{child}\nwrote 11 signals 1\n"));
+    first_reader_gets(b"from-python", "reader after the python writer");
+
+    // kill -9: the writer dies, its committed message stays for the next reader.
+    let mut killed = sh("echo from-killed >> s; echo WROTE", &mount.path);
+    wait_blocked_writing(&mut killed, &s);
+    let (_, status) = signal_and_time_exit(&mut killed, libc::SIGKILL);
+    assert_eq!(status.signal(), Some(libc::SIGKILL));
+    assert!(!killed.output_contains(b"WROTE"));
+    first_reader_gets(b"from-killed\n", "reader after the killed writer");
 }
 
 // ---------------------------------------------------------------------------

@@ -121,8 +121,13 @@ fn read_with_deadline(file: File, size: usize, skew: usize, deadline: Duration) 
     }
 }
 
-fn size_of(path: &Path) -> u64 {
-    fs::metadata(path).unwrap_or_else(|e| panic!("stat {}: {e}", path.display())).len()
+/// The payload bytes the group of `path` retains (`# bytes` in its ctl): in these tests, the
+/// bytes of the one stream `path`. (A stream read as a stream has no size: `stat` says 0.)
+fn retained(path: &Path) -> u64 {
+    let ctl = path.with_file_name("ctl");
+    let text = fs::read_to_string(&ctl).unwrap_or_else(|e| panic!("read {}: {e}", ctl.display()));
+    let bytes = text.lines().find_map(|l| l.strip_prefix("# bytes "));
+    bytes.and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("no `# bytes` in {text:?}"))
 }
 
 /// The daemon still serves and none of its threads panicked (a worker that panics after
@@ -304,7 +309,7 @@ fn max_message_refuses_bigger_writes_with_efbig() {
     assert!(err.to_string().contains("File too large"), "{err}");
     let err = read_once(&mut reader, 4 * MIB).expect_err("nothing was published");
     assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "{err}");
-    assert_eq!(size_of(&s), 0);
+    assert_eq!(retained(&s), 0);
 
     let ok = pattern(512 * KIB, 2);
     write_once(&mut writer, &ok);
@@ -320,7 +325,7 @@ fn o_trunc_appends_and_deletes_nothing() {
     let m = Mount::with_options("replay=all");
     let s = m.join("s");
     run_ok("echo one > s; echo two > s; : > s; truncate -s 0 s", &m.path);
-    assert_eq!(size_of(&s), 8);
+    assert_eq!(retained(&s), 8);
     assert_eq!(late_reader_sees(&s), msgs(&["one\n", "two\n"]));
     let cat = run_ok("timeout 1 cat s; test $? = 124", &m.path);
     assert_eq!(cat, "one\ntwo\n");
@@ -401,6 +406,112 @@ fn an_empty_stream_blocks_or_says_eagain() {
     assert_healthy(&m);
 }
 
+/// What `cat OPTION` prints of a regular file holding `data`.
+fn cat_of_a_file(option: &str, data: &[u8]) -> Vec<u8> {
+    let dir = common::TempDir::new();
+    let file = dir.join("f");
+    fs::write(&file, data).unwrap();
+    let out = Command::new("cat").arg(option).arg(&file).output().expect("run cat");
+    assert!(out.status.success(), "cat {option}: {out:?}");
+    out.stdout
+}
+
+/// GNU cat with an option asks FIONREAD before each read and flushes its output only when
+/// that says nothing is left; the kernel answers it with the file's size (minus a position
+/// that never moves on a stream). A stream has no size, so each option prints at once.
+#[test]
+fn cat_with_any_option_prints_a_streams_history_at_once() {
+    let m = Mount::with_options("replay=all");
+    let history: &[&[u8]] = &[b"one\n", b"\ttwo \x01\n", b"\n", b"\n", b"three"];
+    fs::write(m.join("s"), b"").unwrap();
+    for message in history {
+        write_message(&m.join("s"), message);
+    }
+    let options = ["-A", "-b", "-e", "-E", "-n", "-s", "-t", "-T", "-v"];
+    let cats: Vec<Proc> = options
+        .iter()
+        .map(|option| {
+            Proc::spawn(Command::new("timeout").args(["20", "cat", option, "s"]).current_dir(&m.path))
+        })
+        .collect();
+    for (option, cat) in options.iter().zip(&cats) {
+        let expected = cat_of_a_file(option, &history.concat());
+        let got = cat.wait_output_len(expected.len(), T);
+        assert_eq!(String::from_utf8_lossy(&got), String::from_utf8_lossy(&expected), "cat {option}");
+    }
+    assert_healthy(&m);
+}
+
+/// Nothing writes `order` through the mount, so the kernel's size of it stays 0 and a cat
+/// with options prints each entry as it comes, also of a writer that keeps its descriptor.
+#[test]
+fn cat_with_options_follows_order_as_messages_come() {
+    let m = Mount::with_options("replay=all");
+    run_ok("echo x >> a", &m.path);
+    let cat = Proc::spawn(Command::new("timeout").args(["20", "cat", "-n", "order"]).current_dir(&m.path));
+    cat.wait_output_contains(b"     1\ta\n", T);
+    fs::write(m.join("b"), b"").unwrap();
+    let mut writer = open_writer(&m.join("b"));
+    for line in 2..6 {
+        write_once(&mut writer, b"y\n");
+        cat.wait_output_contains(format!("     {line}\tb\n").as_bytes(), T);
+    }
+    assert_healthy(&m);
+}
+
+/// A private mapping of a stream: the kernel maps it without asking mqfs and pages it in
+/// through the page cache. Such a read would move the reader's cursor, so mqfs refuses it
+/// (ENODEV): the page-in fails (EFAULT for a system call given the mapping, SIGBUS for a
+/// load) and the message is still the reader's next read. sendfile(2) from a stream reads
+/// through the page cache too, and fails the same way. A static stream maps its history.
+const MAP_AND_TOUCH: &str = r#"
+import ctypes, mmap, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+libc.write.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t]
+libc.write.restype = ctypes.c_ssize_t
+r = os.open(sys.argv[1], os.O_RDONLY | os.O_NONBLOCK)
+w = os.open(sys.argv[1], os.O_WRONLY)
+shared = libc.mmap(None, 4096, mmap.PROT_READ, mmap.MAP_SHARED, r, 0)
+print("shared:", os.strerror(ctypes.get_errno()) if shared == ctypes.c_void_p(-1).value else "mapped")
+p = libc.mmap(None, 4096, mmap.PROT_READ, mmap.MAP_PRIVATE, r, 0)
+assert p != ctypes.c_void_p(-1).value, os.strerror(ctypes.get_errno())
+# Written after the last stat or open, so the kernel's cached size covers the message and
+# the page-in asks mqfs (under size 0 it would fail in the kernel without asking).
+os.write(w, b"hello\n")
+_, pipe = os.pipe()
+n = libc.write(pipe, p, 6)
+print("page-in:", os.strerror(ctypes.get_errno()) if n < 0 else ctypes.string_at(p, n))
+try:
+    print("sendfile:", os.sendfile(pipe, r, None, 100))
+except OSError as e:
+    print("sendfile:", e.strerror)
+print("read:", os.read(r, 100))
+"#;
+
+#[test]
+fn a_private_mapping_of_a_stream_reads_nothing_and_takes_no_message() {
+    let m = Mount::new();
+    fs::write(m.join("s"), b"").unwrap();
+    let out = Command::new("python3").arg("-c").arg(MAP_AND_TOUCH).arg("s").current_dir(&m.path).output();
+    let out = out.expect("run python3");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "shared: No such device\npage-in: Bad address\nsendfile: No such device\nread: b'hello\\n'\n"
+    );
+    assert!(m.log().contains("page cache (mmap) refused: No such device"), "{}", m.log());
+
+    // A static stream reads by offset: a private mapping shows its history.
+    run_ok("echo data static > ctl; echo replay all > ctl; echo history >> s", &m.path);
+    let script = "import mmap, sys; f = open(sys.argv[1], 'rb'); \
+                  print(mmap.mmap(f.fileno(), 8, mmap.MAP_PRIVATE, mmap.PROT_READ)[:])";
+    let out = Command::new("python3").args(["-c", script, "s"]).current_dir(&m.path).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "b'history\\n'\n", "{out:?}");
+    assert_healthy(&m);
+}
+
 // ---------------------------------------------------------------------------
 // Replay
 // ---------------------------------------------------------------------------
@@ -434,11 +545,7 @@ fn depth_bounds_the_history_in_messages() {
     run_ok("echo depth 3 > ctl; for i in 0 1 2 3 4 5 6 7 8 9; do echo m$i >> s; done", &m.path);
     let s = m.join("s");
     assert_eq!(late_reader_sees(&s), msgs(&["m7\n", "m8\n", "m9\n"]));
-    assert_eq!(size_of(&s), 9);
-    let ls = run_ok("ls -l s", &m.path);
-    let size: u64 =
-        ls.split_whitespace().nth(4).and_then(|f| f.parse().ok()).unwrap_or_else(|| panic!("{ls}"));
-    assert_eq!(size, 9, "ls -l: {ls}");
+    assert_eq!(retained(&s), 9);
     assert_healthy(&m);
 }
 
@@ -448,10 +555,10 @@ fn depth_bounds_the_history_in_bytes() {
     run_ok("echo depth 10B > ctl; printf aaaa >> s; printf bbbb >> s; printf cccc >> s", &m.path);
     let s = m.join("s");
     assert_eq!(late_reader_sees(&s), msgs(&["bbbb", "cccc"]));
-    assert_eq!(size_of(&s), 8);
+    assert_eq!(retained(&s), 8);
     run_ok("printf 0123456789 >> s", &m.path);
     assert_eq!(late_reader_sees(&s), msgs(&["0123456789"]));
-    assert_eq!(size_of(&s), 10);
+    assert_eq!(retained(&s), 10);
     assert_healthy(&m);
 }
 
@@ -467,11 +574,11 @@ fn a_slow_reader_past_depth_gets_enobufs_once_then_the_newest() {
         write_once(&mut writer, format!("m{i}\n").as_bytes());
     }
     // Only the slow reader's backlog is kept, and only 5 deep.
-    assert_eq!(size_of(&s), 15);
+    assert_eq!(retained(&s), 15);
     let err = read_once(&mut slow, 64 * KIB).expect_err("the reader lost messages");
     assert_eq!(err.raw_os_error(), Some(libc::ENOBUFS), "{err}");
     assert_eq!(drain(&mut slow), msgs(&["m5\n", "m6\n", "m7\n", "m8\n", "m9\n"]));
-    assert_eq!(size_of(&s), 0, "read by every reader: nothing retained");
+    assert_eq!(retained(&s), 0, "read by every reader: nothing retained");
     assert_healthy(&m);
 }
 
@@ -480,7 +587,7 @@ fn replay_off_without_readers_retains_nothing() {
     let m = Mount::new();
     run_ok("for i in 1 2 3; do echo m$i >> s; done", &m.path);
     let s = m.join("s");
-    assert_eq!(size_of(&s), 0);
+    assert_eq!(retained(&s), 0);
     assert!(run_ok("cat ctl", &m.path).contains("# messages 0\n# bytes 0\n"));
     assert_eq!(late_reader_sees(&s), Vec::<Vec<u8>>::new());
     assert_healthy(&m);
@@ -514,13 +621,13 @@ fn the_memory_ceiling_refuses_writes_with_enospc_until_clear() {
 
     // The history is intact and readable.
     assert!(late_reader_sees(&s) == written, "history after ENOSPC differs");
-    assert_eq!(size_of(&s), (written.len() * 64 * KIB) as u64);
+    assert_eq!(retained(&s), (written.len() * 64 * KIB) as u64);
     // Still full.
     let err = writer.write(&[1u8; 64 * KIB]).expect_err("still full");
     assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
 
     run_ok("echo clear > ctl", &m.path);
-    assert_eq!(size_of(&s), 0);
+    assert_eq!(retained(&s), 0);
     for _ in 0..written.len() {
         write_once(&mut writer, &[2u8; 64 * KIB]);
     }

@@ -545,16 +545,25 @@ fn permissions_are_enforced_for_streams_and_ctl() {
 }
 
 #[test]
-fn size_is_the_retained_bytes_and_mtime_follows_messages() {
+fn a_stream_has_no_size_unless_read_statically_and_mtime_follows_messages() {
     let m = Mount::with_options("replay=all");
     ok(&m, "touch s");
     assert_eq!(ok(&m, "stat -c %s s").trim(), "0");
+    // Read as a stream it has no size, as a pipe has none (FIONREAD counts from it); the
+    // retained bytes show in ctl.
     ok(&m, "echo hello >> s && echo hello >> s");
-    assert_eq!(ok(&m, "stat -c %s s").trim(), "12");
+    assert_eq!(ok(&m, "stat -c '%s %b' s order").trim(), "0 0\n0 0");
+    let long = ok(&m, "ls -l s");
+    assert_eq!(long.split_whitespace().nth(4), Some("0"), "ls -l: {long}");
+    assert!(ok(&m, "cat ctl").ends_with("# messages 2\n# bytes 12\n"));
+    // Read statically, it is a file of its retained history, and so is order.
+    ok(&m, "echo data static > ctl");
+    assert_eq!(ok(&m, "stat -c %s s order").trim(), "12\n4");
     let long = ok(&m, "ls -l s");
     assert_eq!(long.split_whitespace().nth(4), Some("12"), "ls -l: {long}");
+    assert_eq!(ok(&m, "du -b s").split_whitespace().next(), Some("12"));
 
-    // Bounded history: depth 2 keeps the last two messages only.
+    // Bounded history (new groups copy `data static`): depth 2 keeps the last two messages.
     ok(&m, "mkdir d && echo 'depth 2' > d/ctl && echo a >> d/s && echo bb >> d/s && echo ccc >> d/s");
     assert_eq!(ok(&m, "stat -c %s d/s").trim(), "7");
     // replay off and nobody reading: nothing is retained.

@@ -1,12 +1,13 @@
 //! A channel: one log fanned out to many readers. Streams and `order` are channels.
 //!
 //! Each reader has a cursor (the message it is on and how much of it it has had). A read
-//! that finds nothing parks a callback on its reader; an append completes parked reads and
-//! fires poll wake-ups. Callbacks are never run under the channel's lock: operations return
-//! them in a [`Wakeups`], which runs them when dropped, after the caller released the lock.
+//! that finds nothing parks a callback on its reader, and a poll that asks to be told keeps a
+//! poller on it; an append completes parked reads and tells every poller. Callbacks are never
+//! run under the channel's lock: operations return them in a [`Wakeups`], which runs them when
+//! dropped, after the caller released the lock.
 //! What the log retains follows the group's replay mode and depth, and the slowest reader.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -20,8 +21,9 @@ use super::seglog::SegLog;
 pub type ReadResult = Result<Vec<u8>>;
 /// Completes a read, possibly later and from another thread.
 pub type ReadCallback = Box<dyn FnOnce(ReadResult) + Send>;
-/// Tells a poller that its reader became readable.
-pub type PollCallback = Box<dyn FnOnce() + Send>;
+/// Tells a poller that its reader's readiness may have changed: a message came, or the
+/// channel closed. Called again on every later message, until the reader closes.
+pub type PollCallback = Arc<dyn Fn() + Send + Sync>;
 /// Completes a write, possibly later: Ok once it is done, or why it failed.
 pub type WriteCallback = Box<dyn FnOnce(Result<()>) + Send>;
 
@@ -55,10 +57,20 @@ struct Reader {
     /// Bytes of message `next` this reader already received.
     offset: usize,
     waiters: Vec<Waiter>,
+    /// The latest poll that asked to be told, told of every append (and of the close).
     poller: Option<PollCallback>,
 }
 
-/// A write waiting until its message has been received (`write one` / `write all`).
+impl Reader {
+    /// Whether an append has something to do for this reader: parked reads or a poller.
+    fn waits(&self) -> bool {
+        !self.waiters.is_empty() || self.poller.is_some()
+    }
+}
+
+/// The reply of a write waiting until its message has been received (`write one` /
+/// `write all`). Only the reply: what a `write one` message needs kept is in
+/// `Channel::awaited`, which outlives a reply sent early because of a signal.
 struct BlockedWriter {
     ticket: Ticket,
     seq: u64,
@@ -142,10 +154,15 @@ pub struct Channel {
     readers: HashMap<ReaderId, Reader>,
     /// How many readers stand at each message: the first key is the slowest reader.
     positions: BTreeMap<u64, usize>,
-    /// Readers with parked reads or a poller, the only ones an append has to visit.
+    /// Readers with parked reads or a poller, the only ones an append has to visit: each once,
+    /// in the order they began to wait, and no other (see [`Channel::park`]).
     waiting: Vec<ReaderId>,
     /// Writes waiting for their message to be received, oldest first.
     writers: Vec<BlockedWriter>,
+    /// The `write one` messages no reader has received yet, oldest first. Each is kept for
+    /// the next reader to open, until a reader received it or it was dropped (depth, clear,
+    /// removal), whether or not its writer still waits.
+    awaited: VecDeque<u64>,
     next_reader: ReaderId,
     /// No more messages will come: readers get their backlog, then end-of-file.
     closed: bool,
@@ -165,22 +182,22 @@ impl Channel {
             positions: BTreeMap::new(),
             waiting: Vec::new(),
             writers: Vec::new(),
+            awaited: VecDeque::new(),
             next_reader: 0,
             closed: false,
             modified: SystemTime::now(),
         }
     }
 
-    /// Adds a reader whose first message follows the replay mode, or is the oldest message
-    /// a `write one` writer still waits to see received.
+    /// Adds a reader whose first message follows the replay mode, or is the oldest `write
+    /// one` message no reader has received yet.
     pub fn open_reader(&mut self, replay: Replay) -> ReaderId {
         let replayed = match replay {
             Replay::Off => self.log.next_seq(),
             Replay::Last => self.log.next_seq().saturating_sub(1).max(self.log.first_seq()),
             Replay::All => self.log.first_seq(),
         };
-        let awaited = self.writers.iter().filter(|w| w.readers.is_none()).map(|w| w.seq).min();
-        let next = awaited.map_or(replayed, |seq| seq.min(replayed));
+        let next = self.awaited.front().map_or(replayed, |&seq| seq.min(replayed));
         let id = self.next_reader;
         self.next_reader += 1;
         self.readers.insert(id, Reader { next, ..Reader::default() });
@@ -191,13 +208,17 @@ impl Channel {
     /// Removes a reader; what only it still needed is released.
     pub fn close_reader(&mut self, id: ReaderId, config: &GroupConfig) -> Wakeups {
         let mut wakeups = Wakeups::default();
-        if let Some(reader) = self.readers.remove(&id) {
-            self.leave_position(reader.next);
-            for waiter in reader.waiters {
-                wakeups.complete_read(waiter.callback, Ok(Vec::new()));
-            }
-            wakeups.merge(self.retain(config));
+        let unparked = self.park(id, |reader| {
+            reader.poller = None;
+            std::mem::take(&mut reader.waiters)
+        });
+        let Some(waiters) = unparked else { return wakeups };
+        let reader = self.readers.remove(&id).expect("the reader was there to unpark");
+        self.leave_position(reader.next);
+        for waiter in waiters {
+            wakeups.complete_read(waiter.callback, Ok(Vec::new()));
         }
+        wakeups.merge(self.retain(config));
         wakeups
     }
 
@@ -211,7 +232,7 @@ impl Channel {
         self.log.growth(len)
     }
 
-    /// Appends one message, completes parked reads and wakes pollers. Messages are never
+    /// Appends one message, completes parked reads and tells every poller. Messages are never
     /// empty: an empty read means end-of-file.
     pub fn append(&mut self, message: &[u8], config: &GroupConfig) -> Wakeups {
         debug_assert!(!message.is_empty(), "empty messages cannot be told from end-of-file");
@@ -228,9 +249,10 @@ impl Channel {
         self.log.append(message);
         self.modified = SystemTime::now();
         let mut wakeups = Wakeups::default();
-        for id in std::mem::take(&mut self.waiting) {
-            self.serve_waiters(id, config.data, &mut wakeups);
-        }
+        // An append only ends waits: the readers that still wait stay listed, in their order.
+        let mut waiting = std::mem::take(&mut self.waiting);
+        waiting.retain(|&id| self.serve(id, config.data, &mut wakeups));
+        self.waiting = waiting;
         wakeups.merge(self.retain(config));
         wakeups
     }
@@ -239,6 +261,9 @@ impl Channel {
     /// any reader (`write one`; a reader opened later starts with it), or by every reader
     /// open now (`write all`). Checked after every read, close and drop, the append included.
     pub fn expect_delivery(&mut self, seq: u64, mode: WriteMode, ticket: Ticket, callback: WriteCallback) {
+        if mode == WriteMode::One {
+            self.awaited.push_back(seq);
+        }
         let readers = (mode == WriteMode::All).then(|| self.readers.keys().copied().collect());
         self.writers.push(BlockedWriter { ticket, seq, readers, callback });
     }
@@ -278,11 +303,7 @@ impl Channel {
                     None
                 }
                 None => {
-                    let reader = self.readers.get_mut(&id).expect("reader checked above");
-                    if reader.waiters.is_empty() && reader.poller.is_none() {
-                        self.waiting.push(id);
-                    }
-                    reader.waiters.push(Waiter { ticket, size, callback });
+                    self.park(id, |reader| reader.waiters.push(Waiter { ticket, size, callback }));
                     Some(ticket)
                 }
             }
@@ -291,8 +312,9 @@ impl Channel {
         (parked, wakeups)
     }
 
-    /// Cancels a blocked write. Its message is committed and stays so: the write succeeds.
-    /// False if it is no longer blocked.
+    /// Answers a blocked write now (its writer got a signal). Its message is committed and
+    /// stays so: the write succeeds, and a `write one` message is still kept for the next
+    /// reader. False if it is no longer blocked.
     pub fn cancel_write(&mut self, ticket: Ticket) -> (bool, Wakeups) {
         let mut wakeups = Wakeups::default();
         let Some(index) = self.writers.iter().position(|w| w.ticket == ticket) else {
@@ -306,42 +328,61 @@ impl Channel {
     /// Cancels a parked read, completing it with `error`. False if it is no longer parked.
     pub fn cancel(&mut self, id: ReaderId, ticket: Ticket, error: Errno) -> (bool, Wakeups) {
         let mut wakeups = Wakeups::default();
-        let Some(reader) = self.readers.get_mut(&id) else { return (false, wakeups) };
-        let Some(index) = reader.waiters.iter().position(|w| w.ticket == ticket) else {
-            return (false, wakeups);
-        };
-        let waiter = reader.waiters.remove(index);
+        let cancelled = self.park(id, |reader| {
+            let index = reader.waiters.iter().position(|w| w.ticket == ticket)?;
+            Some(reader.waiters.remove(index))
+        });
+        let Some(Some(waiter)) = cancelled else { return (false, wakeups) };
         wakeups.complete_read(waiter.callback, Err(error));
         (true, wakeups)
     }
 
-    /// Whether a read by `id` would return at once; if not, `poller` is kept and called
-    /// when it would.
-    pub fn poll(&mut self, id: ReaderId, poller: PollCallback) -> bool {
-        if self.readable(id) {
-            return true;
+    /// Whether a read by `id` would return at once. A `poller` replaces the reader's previous
+    /// one, readable or not, and is told of every append until the reader closes: an
+    /// edge-triggered waiter that has read everything is woken only by being told again.
+    pub fn poll(&mut self, id: ReaderId, poller: Option<PollCallback>) -> bool {
+        if let Some(poller) = poller {
+            self.park(id, |reader| reader.poller = Some(poller));
         }
-        let Some(reader) = self.readers.get_mut(&id) else { return true };
-        if reader.waiters.is_empty() && reader.poller.is_none() {
-            self.waiting.push(id);
+        self.readable(id)
+    }
+
+    /// Changes reader `id`'s parked reads or poller with `change`, keeping `waiting` exact:
+    /// the reader is listed once when it begins to wait and unlisted when it stops. Every
+    /// change goes through here but those of an append, which serves the listed readers
+    /// and keeps those still waiting, and of `close`, which ends every wait. None if there
+    /// is no such reader.
+    fn park<T>(&mut self, id: ReaderId, change: impl FnOnce(&mut Reader) -> T) -> Option<T> {
+        let reader = self.readers.get_mut(&id)?;
+        let listed = reader.waits();
+        let result = change(reader);
+        match (listed, reader.waits()) {
+            (false, true) => self.waiting.push(id),
+            (true, false) => {
+                if let Some(index) = self.waiting.iter().position(|&w| w == id) {
+                    self.waiting.remove(index);
+                }
+            }
+            _ => {}
         }
-        reader.poller = Some(poller);
-        false
+        Some(result)
     }
 
     /// Ends the channel: readers drain their backlog, then read end-of-file.
     pub fn close(&mut self) -> Wakeups {
         self.closed = true;
         let mut wakeups = Wakeups::default();
+        // Nothing will change any more: every wait ends, pollers are told once more.
         for id in std::mem::take(&mut self.waiting) {
-            // A reader that closed while waiting is still listed here.
             let Some(reader) = self.readers.get_mut(&id) else { continue };
             for waiter in reader.waiters.drain(..) {
                 wakeups.complete_read(waiter.callback, Ok(Vec::new()));
             }
             wakeups.notify(reader.poller.take());
         }
-        // Nobody can receive anything any more: blocked writers are done.
+        // Nobody can receive anything any more, and no reader will open: blocked writers are
+        // done and nothing is awaited.
+        self.awaited.clear();
         for writer in self.writers.drain(..) {
             wakeups.writes.push((writer.callback, Ok(())));
         }
@@ -359,8 +400,7 @@ impl Channel {
     pub fn retain(&mut self, config: &GroupConfig) -> Wakeups {
         let slowest = self.positions.keys().next().copied().unwrap_or(self.log.next_seq());
         // A `write one` message no reader has had yet is kept for the next reader.
-        let awaited = self.writers.iter().filter(|w| w.readers.is_none()).map(|w| w.seq).min();
-        let needed = awaited.map_or(slowest, |seq| seq.min(slowest));
+        let needed = self.awaited.front().map_or(slowest, |&seq| seq.min(slowest));
         let keep_from = match config.replay {
             Replay::All => self.log.first_seq(),
             Replay::Last => needed.min(self.log.next_seq().saturating_sub(1)),
@@ -379,12 +419,20 @@ impl Channel {
     }
 
     /// Completes the blocked writes whose message has been received as their mode asks,
-    /// or can no longer be (it was dropped).
+    /// or can no longer be (it was dropped); a `write one` message received by a reader or
+    /// dropped is no longer awaited.
     fn settle_writers(&mut self, wakeups: &mut Wakeups) {
-        if self.writers.is_empty() {
+        if self.writers.is_empty() && self.awaited.is_empty() {
             return;
         }
         let first = self.log.first_seq();
+        // Every message before the furthest reader was received by it (a reader skips a
+        // message only when it is dropped, and then it is before `first`).
+        let furthest = self.positions.keys().next_back().copied().unwrap_or(0);
+        let passed = first.max(furthest);
+        while self.awaited.front().is_some_and(|&seq| seq < passed) {
+            self.awaited.pop_front();
+        }
         let received = |readers: &HashMap<ReaderId, Reader>, id: &ReaderId, seq: u64| {
             readers.get(id).is_none_or(|reader| reader.next > seq)
         };
@@ -392,7 +440,7 @@ impl Channel {
             std::mem::take(&mut self.writers).into_iter().partition(|writer| {
                 writer.seq < first
                     || match &writer.readers {
-                        None => self.readers.values().any(|reader| reader.next > writer.seq),
+                        None => writer.seq < passed,
                         Some(ids) => ids.iter().all(|id| received(&self.readers, id, writer.seq)),
                     }
             });
@@ -448,11 +496,12 @@ impl Channel {
         }
     }
 
-    /// Completes as many of `id`'s parked reads as there is data for.
-    fn serve_waiters(&mut self, id: ReaderId, data: DataMode, wakeups: &mut Wakeups) {
-        let Some(reader) = self.readers.get_mut(&id) else { return };
+    /// Tells `id`'s poller and completes as many of its parked reads as there is data for;
+    /// returns whether it still waits.
+    fn serve(&mut self, id: ReaderId, data: DataMode, wakeups: &mut Wakeups) -> bool {
+        let Some(reader) = self.readers.get_mut(&id) else { return false };
+        wakeups.notify(reader.poller.clone());
         let waiters = std::mem::take(&mut reader.waiters);
-        wakeups.notify(reader.poller.take());
         let mut still_parked = Vec::new();
         for waiter in waiters {
             match self.take(id, waiter.size, ReadMode::Block, data) {
@@ -460,10 +509,9 @@ impl Channel {
                 None => still_parked.push(waiter),
             }
         }
-        if !still_parked.is_empty() {
-            self.readers.get_mut(&id).expect("reader exists").waiters = still_parked;
-            self.waiting.push(id);
-        }
+        let reader = self.readers.get_mut(&id).expect("reader exists");
+        reader.waiters = still_parked;
+        reader.waits()
     }
 
     /// The core of a read: the bytes `id` gets now, or None if it has to wait.
@@ -551,6 +599,47 @@ mod tests {
         Box::new(move |_| log.lock().unwrap().push(name))
     }
 
+    /// Parks a read by `id` that must park.
+    fn park_read(channel: &mut Channel, id: ReaderId, ticket: Ticket, config: &GroupConfig) {
+        let (parked, wakeups) = channel.read(id, 100, ReadMode::Block, ticket, Box::new(|_| {}), config);
+        assert_eq!(parked, Some(ticket));
+        drop(wakeups);
+    }
+
+    #[test]
+    fn waiting_lists_each_waiting_reader_once_and_no_other() {
+        let config = GroupConfig::default();
+        let mut channel = Channel::new(Arc::new(Memory::new(1 << 20)));
+        let idle = channel.open_reader(config.replay);
+        let polling = channel.open_reader(config.replay);
+        // A signal cancels an idle reader's read, which parks again: over and over.
+        for ticket in 0..100 {
+            park_read(&mut channel, idle, ticket, &config);
+            assert!(channel.cancel(idle, ticket, Errno::EINTR).0);
+            assert!(channel.waiting.is_empty(), "cycle {ticket}: {:?}", channel.waiting);
+        }
+        // Every poll replaces the poller; a parked read besides it does not list the reader twice.
+        for _ in 0..100 {
+            assert!(!channel.poll(polling, Some(Arc::new(|| {}))));
+        }
+        park_read(&mut channel, idle, 100, &config);
+        park_read(&mut channel, idle, 101, &config);
+        park_read(&mut channel, polling, 102, &config);
+        assert_eq!(channel.waiting, [polling, idle]);
+        // An append serves what it can and keeps the poller.
+        drop(channel.append(b"m", &config));
+        assert_eq!(channel.waiting, [polling, idle], "idle has a read left");
+        drop(channel.append(b"n", &config));
+        assert_eq!(channel.waiting, [polling]);
+        park_read(&mut channel, idle, 103, &config);
+        assert_eq!(channel.waiting, [polling, idle]);
+        // Closing a reader unlists it, whatever it waited with.
+        drop(channel.close_reader(polling, &config));
+        assert_eq!(channel.waiting, [idle]);
+        drop(channel.close_reader(idle, &config));
+        assert!(channel.waiting.is_empty());
+    }
+
     #[test]
     fn the_first_short_reply_goes_before_the_writer_and_the_rest_after() {
         let log = Log::default();
@@ -582,7 +671,7 @@ mod tests {
         let mut wakeups = Wakeups::default();
         wakeups.complete_write(noting(&log, "writer"), Ok(()));
         let poll_log = log.clone();
-        wakeups.notify(Some(Box::new(move || poll_log.lock().unwrap().push("poller"))));
+        wakeups.notify(Some(Arc::new(move || poll_log.lock().unwrap().push("poller"))));
         wakeups.complete_read(noting(&log, "reader"), Ok(vec![0; 64]));
         drop(wakeups);
         assert_eq!(*log.lock().unwrap(), ["poller", "writer", "reader"]);

@@ -149,7 +149,7 @@ mod tests {
             .map(|_| {
                 let ran = ran.clone();
                 let threads = threads.clone();
-                Wake::Poll(Box::new(move || {
+                Wake::Poll(Arc::new(move || {
                     ran.fetch_add(1, Ordering::SeqCst);
                     let name = std::thread::current().name().unwrap_or("").to_string();
                     threads.lock().unwrap().insert(name);
@@ -203,7 +203,7 @@ mod tests {
         let threads = Arc::new(Mutex::new(HashSet::new()));
         let mut wakes = counting(1000, &ran, &threads);
         // The last wake-up is in a helper's part where there are helpers.
-        wakes.push(Wake::Poll(Box::new(|| panic!("a bug in a wake-up"))));
+        wakes.push(Wake::Poll(Arc::new(|| panic!("a bug in a wake-up"))));
         run_all(wakes);
         assert_eq!(ran.load(Ordering::SeqCst), 1000);
         threads.lock().unwrap().clear();
@@ -216,10 +216,10 @@ mod tests {
     fn a_batch_made_by_a_wake_up_on_a_helper_runs_in_place() {
         let ran = Arc::new(AtomicUsize::new(0));
         let threads = Arc::new(Mutex::new(HashSet::new()));
-        let nested = counting(1000, &ran, &threads);
+        let nested = Mutex::new(Some(counting(1000, &ran, &threads)));
         let mut wakes = counting(1000, &ran, &threads);
         // The last wake-up, in a helper's part, makes a large batch of its own.
-        wakes.push(Wake::Poll(Box::new(move || run_all(nested))));
+        wakes.push(Wake::Poll(Arc::new(move || run_all(nested.lock().unwrap().take().unwrap_or_default()))));
         let (finished, done) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             run_all(wakes);

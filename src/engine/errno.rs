@@ -22,6 +22,9 @@ impl Errno {
     pub const EPIPE: Errno = Errno(libc::EPIPE);
     pub const ENAMETOOLONG: Errno = Errno(libc::ENAMETOOLONG);
     pub const ENOTEMPTY: Errno = Errno(libc::ENOTEMPTY);
+    /// The file cannot be read through the page cache (a memory mapping, sendfile): mmap(2)'s
+    /// word for a file that cannot be mapped.
+    pub const ENODEV: Errno = Errno(libc::ENODEV);
     /// A reader fell behind and messages it had not read were dropped (as netlink reports
     /// an overrun receive queue).
     pub const ENOBUFS: Errno = Errno(libc::ENOBUFS);

@@ -12,7 +12,7 @@ use super::config::{DataMode, Frame, GroupConfig};
 use super::errno::{Errno, Result};
 use super::memory::{Memory, Reservation};
 use super::stream::{Group, Stream, WriteWaiter, most_cost};
-use super::tree::{Attr, Ino, Kind};
+use super::tree::{Attr, Ino, Kind, file_size};
 use super::{OpenKind, WriteRequest};
 
 /// The channel an open file reads: a stream's, or a group's `order`.
@@ -94,15 +94,8 @@ impl Handle {
             Handle::Channel { source, reader: Some(reader), .. } => {
                 source.with(|channel, config| channel.read(*reader, size, mode, ticket, callback, config))
             }
-            Handle::Static { source, .. } => {
-                let bytes = source.with(|channel, _| channel.read_at(offset, size));
-                callback(Ok(bytes));
-                return None;
-            }
-            Handle::Ctl { text, .. } => {
-                let start = (offset as usize).min(text.len());
-                let end = start.saturating_add(size).min(text.len());
-                callback(Ok(text[start..end].to_vec()));
+            Handle::Static { .. } | Handle::Ctl { .. } => {
+                callback(self.read_at(offset, size));
                 return None;
             }
             Handle::Channel { reader: None, .. } => {
@@ -112,6 +105,22 @@ impl Handle {
         };
         drop(wakeups);
         parked
+    }
+
+    /// Reads `size` bytes at `offset` of a file read by offset (a static stream or `order`,
+    /// ctl). A stream read as a stream has no offsets, and its bytes are read by moving a
+    /// cursor: such a read (a memory mapping's page-in, sendfile) fails with ENODEV, as mmap(2)
+    /// fails on files that cannot be mapped, and the cursor stays where it is.
+    pub fn read_at(&self, offset: u64, size: usize) -> Result<Vec<u8>> {
+        match self {
+            Handle::Static { source, .. } => Ok(source.with(|channel, _| channel.read_at(offset, size))),
+            Handle::Ctl { text, .. } => {
+                let start = (offset as usize).min(text.len());
+                let end = start.saturating_add(size).min(text.len());
+                Ok(text[start..end].to_vec())
+            }
+            Handle::Channel { .. } => Err(Errno::ENODEV),
+        }
     }
 
     /// Writes one WRITE request's bytes to a stream; see `Engine::write`.
@@ -185,7 +194,7 @@ impl Handle {
         cancelled
     }
 
-    pub fn poll(&self, poller: PollCallback) -> bool {
+    pub fn poll(&self, poller: Option<PollCallback>) -> bool {
         match self {
             Handle::Channel { source, reader: Some(reader), .. } => {
                 source.with(|channel, _| channel.poll(*reader, poller))
@@ -201,7 +210,8 @@ impl Handle {
         else {
             return Err(Errno::ENOENT);
         };
-        let (size, modified) = source.with(|channel, _| (channel.bytes(), channel.modified()));
+        let (size, modified) =
+            source.with(|channel, config| (file_size(channel, config), channel.modified()));
         Ok(Attr {
             ino,
             kind: Kind::File,

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::RwLock;
 
+use channel::Wakeups;
 pub use channel::{PollCallback, ReadCallback, ReadMode, ReadResult, Ticket, WriteCallback};
 use config::Frame;
 pub use config::{DataMode, GroupConfig};
@@ -137,15 +138,27 @@ impl Engine {
     }
 
     pub fn unlink(&self, parent: Ino, name: &[u8]) -> Result<()> {
-        self.tree.write().unlink(parent, name)
+        self.change_tree(|tree| tree.unlink(parent, name))
     }
 
     pub fn rmdir(&self, parent: Ino, name: &[u8]) -> Result<()> {
-        self.tree.write().rmdir(parent, name)
+        self.change_tree(|tree| tree.rmdir(parent, name))
     }
 
     pub fn rename(&self, parent: Ino, name: &[u8], to: Ino, to_name: &[u8], no_replace: bool) -> Result<()> {
-        self.tree.write().rename(parent, name, to, to_name, no_replace)
+        self.change_tree(|tree| tree.rename(parent, name, to, to_name, no_replace))
+    }
+
+    /// Makes a namespace change under the tree's write lock, then sends the replies it owes
+    /// (a removed stream's end-of-file, writes a move released) once the lock is released.
+    /// Under the lock a callback that needs the tree would deadlock, and every namespace
+    /// operation would wait for the whole fan-out (the delivery helpers' part included).
+    fn change_tree(&self, change: impl FnOnce(&mut Tree) -> Result<Wakeups>) -> Result<()> {
+        let mut tree = self.tree.write();
+        let owed = change(&mut tree);
+        drop(tree);
+        drop(owed?);
+        Ok(())
     }
 
     pub fn readdir(&self, ino: Ino) -> Result<Vec<Entry>> {
@@ -207,6 +220,12 @@ impl Engine {
         handle.read(offset, size as usize, mode, ticket, callback)
     }
 
+    /// Reads for the page cache (a private mapping's page-in, sendfile, readahead), not for a
+    /// read(2) of `fh`: only files read by offset can serve them; see `Handle::read_at`.
+    pub fn read_pages(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+        self.handle(fh)?.read_at(offset, size as usize)
+    }
+
     /// A signal reached the caller of a parked read or blocked write: the read completes
     /// with `error`, the write with success (its message is committed). False if it had
     /// already completed.
@@ -214,8 +233,9 @@ impl Engine {
         self.handle(fh).is_ok_and(|handle| handle.cancel(ticket, error))
     }
 
-    /// Whether `fh` is readable now; if not, `poller` is called when it becomes so.
-    pub fn poll(&self, fh: u64, poller: PollCallback) -> Result<bool> {
+    /// Whether `fh` is readable now. A `poller` is kept for its reader, replacing the one
+    /// before, and called on every message (and when the stream goes) until `fh` is released.
+    pub fn poll(&self, fh: u64, poller: Option<PollCallback>) -> Result<bool> {
         Ok(self.handle(fh)?.poll(poller))
     }
 

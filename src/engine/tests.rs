@@ -1,6 +1,6 @@
 //! Engine behaviour through its public operations, without FUSE.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, SystemTime};
@@ -150,8 +150,13 @@ fn status(text: &str, name: &str) -> u64 {
     line[prefix.len()..].trim().parse().expect("a number")
 }
 
+/// The payload bytes a stream or `order` retains (what ctl counts as `# bytes`).
 fn size(e: &Engine, ino: Ino) -> u64 {
-    e.getattr(ino).expect("getattr").size
+    let tree = e.tree.read();
+    match Special::of(ino) {
+        Special::Order(group) => tree.group(group).expect("group").shared.state.lock().order.bytes(),
+        _ => tree.stream(ino).expect("stream").state.lock().channel.bytes(),
+    }
 }
 
 fn names(e: &Engine, group: Ino) -> Vec<String> {
@@ -1128,14 +1133,13 @@ fn unlink_lets_readers_drain_then_read_end_of_file() {
     let (slot, ticket) = start_read(&e, parked, 100, ReadMode::Block);
     assert!(ticket.is_some());
     let polling = open_reader(&e, s); // replay off: it starts after "two"
-    let woken = Arc::new(AtomicBool::new(false));
-    let flag = woken.clone();
-    assert_eq!(e.poll(polling, Box::new(move || flag.store(true, Ordering::SeqCst))), Ok(false));
+    let (told, poller) = poll_counter();
+    assert_eq!(e.poll(polling, Some(poller)), Ok(false));
 
     e.unlink(ROOT, b"s").unwrap();
     assert_eq!(taken(&slot), Some(Ok(Vec::new())), "a parked reader is released with EOF");
-    assert!(woken.load(Ordering::SeqCst), "a poller is woken: EOF is readable");
-    assert_eq!(e.poll(polling, Box::new(|| {})), Ok(true));
+    assert_eq!(told.load(Ordering::SeqCst), 1, "a poller is told: EOF is readable");
+    assert_eq!(e.poll(polling, None), Ok(true));
     expect_read(&e, polling, 100, b"");
     e.release(polling);
     assert_eq!(e.lookup(ROOT, b"s").map(|a| a.ino), Err(Errno::ENOENT));
@@ -1168,7 +1172,7 @@ fn unlink_after_a_parked_or_polling_reader_went_away() {
         let gone = open_reader(&e, s);
         let staying = open_reader(&e, s);
         if polling {
-            assert_eq!(e.poll(gone, Box::new(|| {})), Ok(false));
+            assert_eq!(e.poll(gone, Some(Arc::new(|| {}))), Ok(false));
         } else {
             let (slot, ticket) = start_read(&e, gone, 100, ReadMode::Block);
             assert!(ticket.is_some());
@@ -1234,7 +1238,7 @@ fn rename_moves_a_stream_with_its_history_and_readers() {
     assert_eq!(e.lookup(g1, b"s").map(|a| a.ino), Err(Errno::ENOENT));
     let moved = e.lookup(g2, b"t").unwrap();
     assert_eq!(moved.ino, s);
-    assert_eq!(moved.size, 3);
+    assert_eq!(size(&e, s), 3);
     let fresh = open_reader(&e, s);
     expect_read(&e, fresh, 100, b"old");
 
@@ -1307,6 +1311,72 @@ fn rename_over_a_stream_replaces_it() {
     let _ = order;
 }
 
+/// Whether each callback found the tree's lock free, as one that needs the tree would.
+type TreeFree = Arc<Mutex<Vec<bool>>>;
+
+/// A callback that notes in `free` whether the tree could be read when it ran.
+fn noting_tree_free<T>(e: &Arc<Engine>, free: &TreeFree) -> Box<dyn FnOnce(T) + Send> {
+    let (e, free) = (e.clone(), free.clone());
+    Box::new(move |_| {
+        let readable = e.tree.try_read().is_some();
+        free.lock().unwrap().push(readable);
+    })
+}
+
+#[test]
+fn replies_owed_by_removal_and_rename_are_sent_after_the_tree_lock_is_released() {
+    let e = Arc::new(engine());
+    let free = TreeFree::default();
+    let park = |fh: u64| {
+        let ticket = e.read(fh, 0, 100, ReadMode::Block, noting_tree_free(&e, &free));
+        assert!(ticket.is_some(), "the read parked");
+    };
+    let all_free = |expected: usize, what: &str| {
+        let seen = std::mem::take(&mut *free.lock().unwrap());
+        assert_eq!(seen.len(), expected, "{what}: replies sent");
+        assert!(
+            seen.iter().all(|&f| f),
+            "{what}: {} of {expected} replies sent under the tree's lock",
+            seen.iter().filter(|&&f| !f).count()
+        );
+    };
+
+    // unlink: more parked reads than the delivery helpers' threshold, so that some replies
+    // go out from the helper threads.
+    let s = create(&e, ROOT, "s");
+    let readers: Vec<u64> = (0..100).map(|_| open_reader(&e, s)).collect();
+    readers.iter().for_each(|&fh| park(fh));
+    e.unlink(ROOT, b"s").unwrap();
+    all_free(100, "unlink");
+
+    // rmdir: the group's order readers get end-of-file.
+    let g = mkdir(&e, ROOT, "g");
+    park(open_reader(&e, order_ino(&e, g)));
+    e.rmdir(ROOT, b"g").unwrap();
+    all_free(1, "rmdir");
+
+    // rename over a stream: the replaced stream's readers get end-of-file.
+    create(&e, ROOT, "a");
+    let b = create(&e, ROOT, "b");
+    park(open_reader(&e, b));
+    e.rename(ROOT, b"a", ROOT, b"b", false).unwrap();
+    all_free(1, "rename over b");
+
+    // rename into a group whose depth drops the message a blocked writer waits on.
+    let (one, shallow) = (mkdir(&e, ROOT, "one"), mkdir(&e, ROOT, "shallow"));
+    ctl(&e, one, "write one");
+    ctl(&e, shallow, "depth 1");
+    let m = create(&e, one, "m");
+    let (w1, w2) = (open_writer(&e, m), open_writer(&e, m));
+    let first = WriteRequest { data: b"first", writer: 1, offset: 0, nonblock: false };
+    assert!(e.write(w1, &first, || Some(5), noting_tree_free(&e, &free)).is_some());
+    let (second, ticket) = start_write(&e, w2, b"second", false);
+    assert!(ticket.is_some());
+    e.rename(one, b"m", shallow, b"m", false).unwrap();
+    all_free(1, "rename into a shallower group");
+    assert_eq!(write_outcome(&second), None, "the kept message's writer still waits");
+}
+
 // ---------------------------------------------------------------------------------------
 // 9. Metadata
 // ---------------------------------------------------------------------------------------
@@ -1341,9 +1411,9 @@ fn setattr_changes_mode_and_owner() {
 }
 
 #[test]
-fn stream_size_is_retained_bytes_and_mtime_follows_writes() {
+fn a_static_streams_size_is_its_retained_bytes_and_mtime_follows_writes() {
     let e = engine();
-    ctl(&e, ROOT, "replay all");
+    ctl(&e, ROOT, "replay all\ndata static");
     let s = create(&e, ROOT, "s");
     assert_eq!(e.getattr(s).unwrap().size, 0);
     // Set the mtime into the past (as `touch -d` does): it sticks until the next message.
@@ -1398,38 +1468,58 @@ fn cancel_completes_a_parked_read_and_loses_nothing() {
 // 11. poll
 // ---------------------------------------------------------------------------------------
 
+/// A poller that counts how often it was told.
+fn poll_counter() -> (Arc<AtomicUsize>, PollCallback) {
+    let told = Arc::new(AtomicUsize::new(0));
+    let count = told.clone();
+    (
+        told,
+        Arc::new(move || {
+            count.fetch_add(1, Ordering::SeqCst);
+        }),
+    )
+}
+
 #[test]
-fn poll_reports_readiness_and_wakes_on_write() {
+fn poll_reports_readiness_and_tells_the_poller_of_every_write() {
     let e = engine();
     let s = create(&e, ROOT, "s");
     let r = open_reader(&e, s);
-    let woken = Arc::new(AtomicBool::new(false));
-    let flag = woken.clone();
-    assert_eq!(e.poll(r, Box::new(move || flag.store(true, Ordering::SeqCst))), Ok(false));
-    assert!(!woken.load(Ordering::SeqCst));
-    publish(&e, s, &[b"data"]);
-    assert!(woken.load(Ordering::SeqCst), "the poller was called when data arrived");
-    assert_eq!(e.poll(r, Box::new(|| panic!("not needed: data is there"))), Ok(true));
-    expect_read(&e, r, 100, b"data");
-
-    // Read dry, it is not ready again until the next write.
-    let woken = Arc::new(AtomicBool::new(false));
-    let flag = woken.clone();
-    assert_eq!(e.poll(r, Box::new(move || flag.store(true, Ordering::SeqCst))), Ok(false));
+    let (told, poller) = poll_counter();
+    assert_eq!(e.poll(r, Some(poller)), Ok(false));
+    assert_eq!(told.load(Ordering::SeqCst), 0);
+    publish(&e, s, &[b"one"]);
+    assert_eq!(told.load(Ordering::SeqCst), 1, "the poller was told when data arrived");
+    assert_eq!(e.poll(r, None), Ok(true));
+    // Already readable, it is told again: an edge-triggered waiter needs every edge.
+    publish(&e, s, &[b"two"]);
+    assert_eq!(told.load(Ordering::SeqCst), 2);
+    expect_read(&e, r, 100, b"one");
+    expect_read(&e, r, 100, b"two");
+    assert_eq!(e.poll(r, None), Ok(false), "read dry, it is not ready until the next write");
     let other = create(&e, ROOT, "other");
     publish(&e, other, &[b"elsewhere"]);
-    assert!(!woken.load(Ordering::SeqCst), "another stream's write does not wake it");
-    publish(&e, s, &[b"more"]);
-    assert!(woken.load(Ordering::SeqCst));
+    assert_eq!(told.load(Ordering::SeqCst), 2, "another stream's write does not tell it");
+    publish(&e, s, &[b"three"]);
+    assert_eq!(told.load(Ordering::SeqCst), 3);
+
+    // A later poll's poller replaces it, readable or not.
+    let (told_again, poller) = poll_counter();
+    assert_eq!(e.poll(r, Some(poller)), Ok(true));
+    publish(&e, s, &[b"four"]);
+    assert_eq!((told.load(Ordering::SeqCst), told_again.load(Ordering::SeqCst)), (3, 1));
+    // Once the reader is released, nobody is told.
+    e.release(r);
+    publish(&e, s, &[b"five"]);
+    assert_eq!(told_again.load(Ordering::SeqCst), 1);
 
     // order polls too.
     let order = open_reader(&e, order_ino(&e, ROOT));
-    let woken = Arc::new(AtomicBool::new(false));
-    let flag = woken.clone();
-    assert_eq!(e.poll(order, Box::new(move || flag.store(true, Ordering::SeqCst))), Ok(false));
+    let (told, poller) = poll_counter();
+    assert_eq!(e.poll(order, Some(poller)), Ok(false));
     publish(&e, s, &[b"x"]);
-    assert!(woken.load(Ordering::SeqCst));
-    assert_eq!(e.poll(order, Box::new(|| {})), Ok(true));
+    assert_eq!(told.load(Ordering::SeqCst), 1);
+    assert_eq!(e.poll(order, None), Ok(true));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1563,6 +1653,87 @@ fn a_blocked_write_cancelled_by_a_signal_succeeds_and_stays_committed() {
 }
 
 #[test]
+fn a_write_one_message_whose_writer_got_a_signal_is_kept_for_the_next_reader() {
+    let e = engine();
+    ctl(&e, ROOT, "write one");
+    let s = create(&e, ROOT, "s");
+    let (w1, w2) = (open_writer(&e, s), open_writer(&e, s));
+    let (first, ticket) = start_write(&e, w1, b"first", false);
+    let (second, second_ticket) = start_write(&e, w2, b"second", false);
+    assert!(second_ticket.is_some());
+    // A signal answers the first writer: its message is committed, so it succeeds...
+    assert!(e.cancel(w1, ticket.expect("blocked"), Errno::EINTR));
+    assert_eq!(write_outcome(&first), Some(Ok(())));
+    assert_eq!(size(&e, s), 11, "both messages are retained");
+    // ...and the first reader to open (replay off) still starts with it.
+    let r = open_reader(&e, s);
+    expect_read(&e, r, 100, b"first");
+    assert_eq!(write_outcome(&second), None, "the second message is not received yet");
+    expect_read(&e, r, 100, b"second");
+    assert_eq!(write_outcome(&second), Some(Ok(())));
+    expect_errno(&e, r, Errno::EAGAIN);
+    // Received: replay off keeps nothing more, and a later reader starts after it.
+    assert_eq!(size(&e, s), 0);
+    let late = open_reader(&e, s);
+    expect_errno(&e, late, Errno::EAGAIN);
+}
+
+#[test]
+fn an_awaited_message_whose_writer_was_answered_still_goes_with_depth_clear_or_removal() {
+    let e = engine();
+    ctl(&e, ROOT, "write one");
+    let s = create(&e, ROOT, "s");
+    let w = open_writer(&e, s);
+    let answer = |message: &[u8]| {
+        let (slot, ticket) = start_write(&e, w, message, false);
+        assert!(e.cancel(w, ticket.expect("blocked"), Errno::EINTR));
+        assert_eq!(write_outcome(&slot), Some(Ok(())));
+    };
+    // depth drops the older of two: the next reader starts with the newer, without ENOBUFS.
+    answer(b"old");
+    answer(b"new");
+    ctl(&e, ROOT, "depth 1");
+    let r = open_reader(&e, s);
+    expect_read(&e, r, 100, b"new");
+    expect_errno(&e, r, Errno::EAGAIN);
+    e.release(r);
+    // clear drops it: nothing is kept for the next reader.
+    answer(b"cleared");
+    ctl(&e, ROOT, "clear");
+    let r = open_reader(&e, s);
+    expect_errno(&e, r, Errno::EAGAIN);
+    e.release(r);
+    assert_eq!(e.usage().memory_used, 0);
+    // Removal: the stream's memory returns once its last handle goes.
+    answer(b"removed");
+    e.unlink(ROOT, b"s").unwrap();
+    e.release(w);
+    assert_eq!(e.usage().memory_used, 0);
+}
+
+#[test]
+fn answering_one_write_all_writer_early_leaves_the_others_waiting() {
+    let e = engine();
+    ctl(&e, ROOT, "write all");
+    let s = create(&e, ROOT, "s");
+    let (fast, slow) = (open_reader(&e, s), open_reader(&e, s));
+    let (w1, w2) = (open_writer(&e, s), open_writer(&e, s));
+    let (first, ticket) = start_write(&e, w1, b"m1", false);
+    let (second, _) = start_write(&e, w2, b"m2", false);
+    assert!(e.cancel(w1, ticket.expect("blocked"), Errno::EINTR));
+    assert_eq!(write_outcome(&first), Some(Ok(())));
+    // The other write still waits for both readers open at its commit, and both readers
+    // get both messages.
+    expect_read(&e, fast, 10, b"m1");
+    expect_read(&e, fast, 10, b"m2");
+    assert_eq!(write_outcome(&second), None, "the slow reader has not read m2");
+    expect_read(&e, slow, 10, b"m1");
+    assert_eq!(write_outcome(&second), None, "the slow reader has not read m2");
+    expect_read(&e, slow, 10, b"m2");
+    assert_eq!(write_outcome(&second), Some(Ok(())));
+}
+
+#[test]
 fn writers_waiting_on_a_removed_or_cleared_stream_are_released() {
     let e = engine();
     ctl(&e, ROOT, "write all");
@@ -1665,4 +1836,39 @@ fn static_mode_reads_history_by_offset_with_an_end() {
     ctl(&e, g, "data message");
     let t = create(&e, g, "t");
     assert_eq!(e.open(t, true, false).unwrap().1, OpenKind::Stream);
+}
+
+#[test]
+fn stat_gives_no_size_to_a_stream_read_as_a_stream_and_its_history_read_statically() {
+    let e = engine();
+    ctl(&e, ROOT, "replay all");
+    let s = create(&e, ROOT, "s");
+    publish(&e, s, &[b"one\n", b"two\n"]);
+    let order = order_ino(&e, ROOT);
+    assert_eq!((e.getattr(s).unwrap().size, e.getattr(order).unwrap().size), (0, 0));
+    assert_eq!((size(&e, s), size(&e, order)), (8, 4), "retained all the same");
+    ctl(&e, ROOT, "data coalesce");
+    assert_eq!(e.getattr(s).unwrap().size, 0);
+    ctl(&e, ROOT, "data static");
+    assert_eq!((e.getattr(s).unwrap().size, e.getattr(order).unwrap().size), (8, 4));
+    // Through a handle kept open after the stream was removed: the same rule.
+    let fh = open_reader(&e, s);
+    e.unlink(ROOT, b"s").unwrap();
+    assert_eq!(e.getattr_open(fh, s).unwrap().size, 8);
+}
+
+#[test]
+fn page_cache_reads_serve_files_read_by_offset_and_leave_cursors_alone() {
+    let e = engine();
+    let s = create(&e, ROOT, "s");
+    let r = open_reader(&e, s);
+    publish(&e, s, &[b"hello"]);
+    assert_eq!(e.read_pages(r, 0, 4096), Err(Errno::ENODEV), "a stream has no offsets");
+    expect_read(&e, r, 100, b"hello");
+    let c = e.open(ctl_ino(&e, ROOT), true, false).unwrap().0;
+    assert!(e.read_pages(c, 0, 4096).unwrap().starts_with(b"data message\n"), "ctl reads by offset");
+    ctl(&e, ROOT, "replay all\ndata static");
+    publish(&e, s, &[b"history"]);
+    let fh = open_reader(&e, s);
+    assert_eq!(e.read_pages(fh, 2, 4096), Ok(b"story".to_vec()));
 }

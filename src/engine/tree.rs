@@ -4,13 +4,17 @@
 //! Every group has two reserved entries, `ctl` and `order`. They are not nodes of their
 //! own: their inode numbers are the group's with a marker bit set, and their attributes
 //! derive from the group's.
+//!
+//! Removing and moving streams owes replies (end-of-file to readers of a removed stream,
+//! writes a move releases): those operations return them as [`Wakeups`], for the engine to
+//! send once it has released the tree's lock.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::channel::Wakeups;
-use super::config::GroupConfig;
+use super::channel::{Channel, Wakeups};
+use super::config::{DataMode, GroupConfig};
 use super::errno::{Errno, Result};
 use super::memory::Memory;
 use super::presets::Presets;
@@ -52,6 +56,18 @@ impl Special {
 pub enum Kind {
     Directory,
     File,
+}
+
+/// What `stat` gives as the size of a stream or `order`. A static reader reads the retained
+/// history as a file, so that is its size. Read as a stream, it has no size, as a pipe has
+/// none: the kernel answers FIONREAD with the size minus the file position, and a stream's
+/// position never moves, so any other size would always claim unread data (GNU `cat -A`
+/// then never flushes its output). The retained bytes show in `ctl` as `# bytes`.
+pub fn file_size(channel: &Channel, config: &GroupConfig) -> u64 {
+    match config.data {
+        DataMode::Static => channel.bytes(),
+        DataMode::Message | DataMode::Coalesce => 0,
+    }
 }
 
 /// The attributes `stat` shows.
@@ -202,7 +218,7 @@ impl Tree {
                     Body::Group(group) => (Kind::Directory, 0, 2 + group.subgroups, meta.mtime),
                     Body::Stream(stream) => {
                         let state = stream.state.lock();
-                        (Kind::File, state.channel.bytes(), 1, state.channel.modified())
+                        (Kind::File, file_size(&state.channel, &state.config), 1, state.channel.modified())
                     }
                 };
                 Ok(Attr {
@@ -221,7 +237,10 @@ impl Tree {
             // ctl is writable by whoever may write the group directory; order by nobody.
             Special::Ctl(group) => self.reserved_attr(ino, group, 0o666, 0),
             Special::Order(group) => {
-                let size = self.group(group)?.shared.state.lock().order.bytes();
+                let size = {
+                    let state = self.group(group)?.shared.state.lock();
+                    file_size(&state.order, &state.config)
+                };
                 self.reserved_attr(ino, group, 0o444, size)
             }
         }
@@ -337,22 +356,27 @@ impl Tree {
         Ok(ino)
     }
 
-    /// Removes a stream. Its readers get what is left of their backlog, then end-of-file.
-    pub fn unlink(&mut self, parent: Ino, name: &[u8]) -> Result<()> {
+    /// Removes a stream. Its readers get what is left of their backlog, then end-of-file
+    /// (when the returned wake-ups run).
+    pub fn unlink(&mut self, parent: Ino, name: &[u8]) -> Result<Wakeups> {
         if is_reserved(name) {
             // Reserved entries last as long as their group. In an empty group removing them
             // is accepted and does nothing, so that `rm -r` (which removes every entry it
             // lists before the directory itself) completes quietly.
-            return if self.group(parent)?.children.is_empty() { Ok(()) } else { Err(Errno::EPERM) };
+            return if self.group(parent)?.children.is_empty() {
+                Ok(Wakeups::default())
+            } else {
+                Err(Errno::EPERM)
+            };
         }
         let ino = self.lookup(parent, name)?;
         self.stream(ino)?;
-        self.detach(ino);
-        Ok(())
+        Ok(self.detach(ino))
     }
 
-    /// Removes an empty group.
-    pub fn rmdir(&mut self, parent: Ino, name: &[u8]) -> Result<()> {
+    /// Removes an empty group; readers of its `order` get end-of-file (when the returned
+    /// wake-ups run).
+    pub fn rmdir(&mut self, parent: Ino, name: &[u8]) -> Result<Wakeups> {
         if is_reserved(name) {
             return Err(Errno::ENOTDIR);
         }
@@ -360,12 +384,13 @@ impl Tree {
         if !self.group(ino)?.children.is_empty() {
             return Err(Errno::ENOTEMPTY);
         }
-        self.detach(ino);
-        Ok(())
+        Ok(self.detach(ino))
     }
 
     /// Moves `name` in `parent` to `new_name` in `new_parent`, replacing what is there
-    /// (unless `no_replace`). History and open readers move along.
+    /// (unless `no_replace`). History and open readers move along. The returned wake-ups
+    /// end the replaced stream's reads and complete the writes the new group's depth
+    /// releases.
     pub fn rename(
         &mut self,
         parent: Ino,
@@ -373,7 +398,7 @@ impl Tree {
         new_parent: Ino,
         new_name: &[u8],
         no_replace: bool,
-    ) -> Result<()> {
+    ) -> Result<Wakeups> {
         if is_reserved(name) || is_reserved(new_name) {
             return Err(Errno::EPERM);
         }
@@ -384,9 +409,10 @@ impl Tree {
         if moving_group && self.is_within(new_parent, ino) {
             return Err(Errno::EINVAL);
         }
+        let mut wakeups = Wakeups::default();
         if let Ok(target) = self.lookup(new_parent, new_name) {
             if target == ino {
-                return Ok(());
+                return Ok(wakeups);
             }
             if no_replace {
                 return Err(Errno::EEXIST);
@@ -399,13 +425,14 @@ impl Tree {
                 }
                 _ => {}
             }
-            self.detach(target);
+            wakeups = self.detach(target);
         }
-        // Unhook from the old place, hook into the new one.
-        let old = self.group_mut(parent)?;
+        // Unhook from the old place, hook into the new one: both groups were looked up
+        // above, so nothing fails from here on.
+        let old = self.group_mut(parent).expect("the old parent was looked up above");
         old.children.remove(name);
         old.subgroups -= moving_group as u32;
-        let new = self.group_mut(new_parent)?;
+        let new = self.group_mut(new_parent).expect("the new parent was looked up above");
         new.children.insert(new_name.to_vec(), ino);
         new.subgroups += moving_group as u32;
         let new_shared = new.shared.clone();
@@ -413,17 +440,13 @@ impl Tree {
         node.parent = new_parent;
         node.name = new_name.to_vec();
         node.meta.ctime = SystemTime::now();
-        let wakeups = match &node.body {
-            Body::Stream(stream) => {
-                let config = new_shared.state.lock().config;
-                stream.state.lock().rehome(new_shared, config, new_name)
-            }
-            Body::Group(_) => Wakeups::default(),
-        };
+        if let Body::Stream(stream) = &node.body {
+            let config = new_shared.state.lock().config;
+            wakeups.merge(stream.state.lock().rehome(new_shared, config, new_name));
+        }
         self.touch(parent);
         self.touch(new_parent);
-        drop(wakeups);
-        Ok(())
+        Ok(wakeups)
     }
 
     /// The entries of a group: its streams and subgroups, then `ctl` and `order` (last, so
@@ -475,8 +498,9 @@ impl Tree {
         }
     }
 
-    /// Takes a node out of the tree; a stream is closed, a group's `order` too.
-    fn detach(&mut self, ino: Ino) {
+    /// Takes a node out of the tree; a stream is closed, a group's `order` too. Returns the
+    /// end-of-file replies its readers are owed.
+    fn detach(&mut self, ino: Ino) -> Wakeups {
         let node = self.nodes.remove(&ino).expect("detached node exists");
         let parent = self.group_mut(node.parent).expect("a node's parent is a group");
         parent.children.remove(&node.name);
@@ -488,7 +512,7 @@ impl Tree {
             Body::Stream(stream) => stream.state.lock().channel.close(),
         };
         self.touch(node.parent);
-        drop(wakeups);
+        wakeups
     }
 
     fn touch(&mut self, ino: Ino) {

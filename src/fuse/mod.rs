@@ -339,10 +339,23 @@ impl Filesystem for MqFs {
         offset: u64,
         size: u32,
         flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
+        lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
         guard("read", || {
+            // A read(2) of a direct-I/O file names its caller's lock owner; a READ without
+            // one fills the page cache: for a private mmap(2) (which the kernel grants on
+            // such files without asking), sendfile/splice or readahead. It must not move a
+            // reader's cursor.
+            if lock_owner.is_none() {
+                return match self.engine.read_pages(fh.0, offset, size) {
+                    Ok(data) => reply.data(&data),
+                    Err(e) => {
+                        log::info!("pid {}: a read for the page cache (mmap) refused: {e}", req.pid());
+                        reply.error(errno(e))
+                    }
+                };
+            }
             let mode = if offset > 0 {
                 ReadMode::Continuation
             } else if flags.0 & libc::O_NONBLOCK != 0 {
@@ -509,11 +522,14 @@ impl Filesystem for MqFs {
         reply: ReplyPoll,
     ) {
         guard("poll", || {
-            let notify = flags.contains(PollFlags::FUSE_POLL_SCHEDULE_NOTIFY);
-            let poller: engine::PollCallback = Box::new(move || {
-                if notify && let Err(e) = ph.notify() {
-                    log::debug!("poll notification: {e}");
-                }
+            // The kernel asks for notification while anyone waits on the file; the handle
+            // is the same for every poll of one open file, and may be told any number of times.
+            let poller = flags.contains(PollFlags::FUSE_POLL_SCHEDULE_NOTIFY).then(|| {
+                Arc::new(move || {
+                    if let Err(e) = ph.clone().notify() {
+                        log::debug!("poll notification: {e}");
+                    }
+                }) as engine::PollCallback
             });
             match self.engine.poll(fh.0, poller) {
                 Ok(readable) => {
