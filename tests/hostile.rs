@@ -415,12 +415,11 @@ fn a_ctl_write_the_kernel_cuts_into_several_requests_is_refused_whole() {
     text.extend_from_slice(b"bogus\n");
     assert_eq!(errname(ctl_write(&m.join("ctl"), &text)), "EINVAL");
     assert_eq!(fs::read_to_string(m.join("ctl")).unwrap(), before);
-    // The same without the bad line is refused too (a ctl write must fit one request) rather
-    // than applied in pieces, which could cut a command in two.
+    // The same without the bad line is refused too: a ctl write holds at most 1 MiB.
     text.truncate(text.len() - b"bogus\n".len());
     assert_eq!(errname(ctl_write(&m.join("ctl"), &text)), "EINVAL");
     assert_eq!(fs::read_to_string(m.join("ctl")).unwrap(), before);
-    // A ctl write up to a request's size works.
+    // A ctl write up to 1 MiB works.
     text.truncate(512 << 10);
     let end = text.iter().rposition(|&b| b == b'\n').unwrap() + 1;
     text.truncate(end);
@@ -1049,5 +1048,33 @@ fn a_hostile_sequence_leaves_the_daemon_serving_and_frees_everything() {
         let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
         (unsafe { libc::statvfs(c.as_ptr(), &mut st) }) == 0 && st.f_bfree == st.f_blocks
     });
+    assert_healthy(&m);
+}
+
+#[test]
+fn a_ctl_write_applies_whole_or_not_at_all_whatever_its_offset() {
+    let m = Mount::new();
+    // Written at offset 1 (after a first write), unaligned so that the kernel sends it in
+    // two requests: the first alone would parse; the last line is bad.
+    let script = r#"
+import os, errno
+w = os.open("ctl", os.O_WRONLY)
+os.write(w, b"\n")
+def attempt(text):
+    try:
+        return os.write(w, text)
+    except OSError as e:
+        return errno.errorcode[e.errno]
+pad = b"\n" * ((1 << 20) - 100)
+print(attempt(b"depth 5\n" + pad + b"bogus\n"))
+print(attempt(b"depth 6\n" + b"\n" * (3 << 20)))
+print(open("ctl").read().split("\n")[2])
+print(attempt(b"depth 7\n" + pad))
+print(open("ctl").read().split("\n")[2])
+"#;
+    let out = Command::new("python3").arg("-c").arg(script).current_dir(&m.path).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let expected = format!("EINVAL\nEINVAL\ndepth 0\n{}\ndepth 7", (1 << 20) - 92);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), expected);
     assert_healthy(&m);
 }

@@ -742,3 +742,35 @@ fn ctl_shows_the_modes_and_new_subgroups_inherit_them() {
         ctl_text(&mount, "new")
     );
 }
+
+#[test]
+fn frame_is_fixed_per_open_file_through_ctl_changes_and_renames() {
+    let m = Mount::with_options("frame=close,replay=all");
+    fs::create_dir(m.join("g")).unwrap();
+    fs::write(m.join("g/ctl"), "frame write\n").unwrap();
+    let script = r#"
+import os
+def lens(path):
+    r, out = os.open(path, os.O_RDONLY | os.O_NONBLOCK), []
+    while True:
+        try:
+            out.append(len(os.read(r, 64 << 20)))
+        except BlockingIOError:
+            return out
+w = os.open("s", os.O_WRONLY | os.O_CREAT)
+os.write(w, b"a" * (3 << 20))
+open("ctl", "w").write("frame write\n")
+os.write(w, b"b" * (3 << 20))
+os.close(w)
+open("ctl", "w").write("frame close\n")
+w = os.open("t", os.O_WRONLY | os.O_CREAT)
+os.write(w, b"c" * 1000)
+os.rename("t", "g/t")
+os.write(w, b"d" * 1000)
+os.close(w)
+print(lens("s"), lens("g/t"))
+"#;
+    let out = Command::new("python3").arg("-c").arg(script).current_dir(&m.path).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "[6291456] [2000]");
+}

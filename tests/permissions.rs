@@ -196,3 +196,40 @@ fn without_allow_other_other_users_cannot_even_look() {
     assert_eq!(text(&common::run_sh("ls", &m.path, T).stdout), "ctl\norder\ns\n");
     assert_healthy(&m);
 }
+
+#[test]
+fn a_write_by_an_unprivileged_user_clears_setuid_and_setgid() {
+    let u = users();
+    let m = Mount::with_options("allow_other,replay=all");
+    let script = "import os, sys\nfor p in sys.argv[1:]:\n    fd = os.open(p, os.O_WRONLY)\n    os.write(fd, b'x')\n    os.close(fd)";
+    for (name, mode) in [("s", 0o6777), ("t", 0o6767)] {
+        std::fs::write(m.join(name), b"").unwrap();
+        std::fs::set_permissions(m.join(name), std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+    }
+    // Root (CAP_FSETID) keeps the bits, as on other file systems.
+    let out = std::process::Command::new(python())
+        .arg("-c")
+        .arg(script)
+        .arg("s")
+        .current_dir(&m.path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mode = |name: &str| {
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(m.join(name)).unwrap().permissions())
+            & 0o7777
+    };
+    assert_eq!(mode("s"), 0o6777);
+    // A user's write clears setuid, and setgid where the group may execute (else it marks
+    // mandatory locking and stays).
+    let out = as_user(u.t1, u.users_gid, &[], python())
+        .arg("-c")
+        .arg(script)
+        .args(["s", "t"])
+        .current_dir(&m.path)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!((mode("s"), mode("t")), (0o777, 0o2767));
+    assert_healthy(&m);
+}

@@ -701,3 +701,200 @@ fn two_hundred_blocked_readers_do_not_stall_the_mount() {
     assert_eq!(out, "started\n200\n[b'wake\\n']\n");
     assert_healthy(&m);
 }
+
+// ---------------------------------------------------------------------------
+// One write(2), one message: O_APPEND, writev, static descriptors, the ceiling
+// ---------------------------------------------------------------------------
+
+/// Python run with the stream as argv[1]; `lens(r)` drains a non-blocking reader `r` and
+/// gives the lengths of the messages it read, `content(r)` the messages themselves.
+fn python(script: &str, stream: &Path, cwd: &Path) -> String {
+    const PRELUDE: &str = r#"
+import os, sys, errno
+s = sys.argv[1]
+def content(r):
+    out = []
+    while True:
+        try:
+            m = os.read(r, 64 << 20)
+        except BlockingIOError:
+            return out
+        out.append(m)
+def lens(r):
+    return [len(m) for m in content(r)]
+def reader():
+    return os.open(s, os.O_RDONLY | os.O_NONBLOCK)
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(format!("{PRELUDE}\n{script}"))
+        .arg(stream)
+        .current_dir(cwd)
+        .output()
+        .expect("run python3");
+    assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn an_o_append_write_after_history_is_one_message() {
+    let m = Mount::new();
+    let s = m.join("s");
+    fs::write(&s, b"").unwrap();
+    let got = python(
+        "r = reader()\nopen(s, 'ab').write(b'x')\nopen(s, 'ab').write(b'y' * (3 << 20))\n\
+         ms = content(r)\nprint([len(m) for m in ms], ms[-1] == b'y' * (3 << 20))\n\
+         try:\n  os.pwrite(os.open(s, os.O_WRONLY), b'p', 0)\nexcept OSError as e:\n  print(errno.errorcode[e.errno])",
+        &s,
+        &m.path,
+    );
+    assert_eq!(got, "[1, 3145728] True\nESPIPE", "and a stream has no offsets to pwrite at");
+    assert_healthy(&m);
+}
+
+#[test]
+fn dd_oflag_append_and_shell_append_of_big_writes_are_one_message_each() {
+    let m = Mount::new();
+    let s = m.join("s");
+    fs::write(&s, b"").unwrap();
+    let mut r = open_nonblocking(&s);
+    write_message(&s, b"history");
+    run_ok(
+        "head -c 4194304 /dev/zero | dd of=s oflag=append conv=notrunc bs=4M iflag=fullblock 2>/dev/null",
+        &m.path,
+    );
+    run_ok("dd if=/dev/zero bs=3M count=1 iflag=fullblock 2>/dev/null >> s", &m.path);
+    let mut lens = Vec::new();
+    loop {
+        match read_once(&mut r, 8 * MIB) {
+            Ok(m) => lens.push(m.len()),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!(lens, [7, 4 * MIB, 3 * MIB]);
+    assert_healthy(&m);
+}
+
+#[test]
+fn a_data_static_descriptors_large_writes_and_pwrites_are_one_message_each() {
+    let m = Mount::with_options("replay=all,data=static");
+    let s = m.join("s");
+    fs::write(&s, b"").unwrap();
+    python(
+        "w = os.open(s, os.O_WRONLY)\nos.write(w, b'a')\nos.write(w, b'b' * (2 << 20))\n\
+         os.pwrite(w, b'c' * (2 << 20), 12345)\nos.close(w)",
+        &s,
+        &m.path,
+    );
+    run_ok("echo data message > ctl", &m.path);
+    assert_eq!(python("print(lens(reader()))", &s, &m.path), "[1, 2097152, 2097152]");
+    assert_healthy(&m);
+}
+
+#[test]
+fn writev_of_many_small_iovecs_is_one_message() {
+    let m = Mount::new();
+    let s = m.join("s");
+    fs::write(&s, b"").unwrap();
+    let got = python(
+        "r = reader()\nw = os.open(s, os.O_WRONLY)\n\
+         print(os.writev(w, [b'a' * 10] * 300), os.writev(w, [bytes([i % 251]) * 100 for i in range(1024)]))\n\
+         ms = content(r)\nprint([len(m) for m in ms], ms[1] == b''.join(bytes([i % 251]) * 100 for i in range(1024)))",
+        &s,
+        &m.path,
+    );
+    assert_eq!(got, "3000 102400\n[3000, 102400] True");
+    assert_healthy(&m);
+}
+
+#[test]
+fn a_write_that_does_not_fit_fails_whole_with_enospc() {
+    let m = Mount::with_options("memory=64M,max_message=64M,replay=all");
+    let s = m.join("s");
+    fs::write(&s, b"").unwrap();
+    // One message leaves just over 2 MiB free: room for a 2 MiB payload, not for its index
+    // entry and `order` line too. A 2 MiB write must fail whole with ENOSPC, never with a
+    // short count, which a writer retries, publishing the remainder as a message of its own.
+    let got = python(
+        "w = os.open(s, os.O_WRONLY)\nfill = (64 << 20) - (2 << 20) - 12\nassert os.write(w, b'f' * fill) == fill\n\
+         big = b'g' * (2 << 20)\n\
+         try:\n  n = os.write(w, big)\n  print('wrote', n)\n  os.write(w, big[n:])\nexcept OSError as e:\n  print(errno.errorcode[e.errno])\n\
+         print(lens(reader()) == [fill])",
+        &s,
+        &m.path,
+    );
+    assert_eq!(got, "ENOSPC\nTrue", "nothing of the 2 MiB write is published");
+    assert_healthy(&m);
+}
+
+/// The daemon's peak resident memory (VmHWM), in bytes.
+fn peak_rss(m: &Mount) -> usize {
+    let status = fs::read_to_string(format!("/proc/{}/status", m.pid())).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse::<usize>().unwrap() * KIB
+}
+
+#[test]
+fn frame_close_buffers_count_against_the_ceiling() {
+    let m = Mount::with_options("memory=64M,max_message=64M,frame=close");
+    let s = m.join("s");
+    fs::write(&s, b"").unwrap();
+    // 20 descriptors each try to hold 60 MiB; all but one get ENOSPC.
+    let got = python(
+        "fds = [os.open(s, os.O_WRONLY) for _ in range(20)]\nchunk = b'z' * (4 << 20)\nfull = 0\n\
+         for fd in fds:\n  try:\n    for _ in range(15):\n      assert os.write(fd, chunk) == len(chunk)\n    full += 1\n  except OSError as e:\n    assert e.errno == errno.ENOSPC, e\n\
+         print(full)\n\
+         [os.close(fd) for fd in fds]",
+        &s,
+        &m.path,
+    );
+    assert_eq!(got, "1", "one 60 MiB message fits under 64M");
+    let peak = peak_rss(&m);
+    eprintln!("the daemon peaked at {} MiB", peak / MIB);
+    assert!(peak < 256 * MIB, "the daemon peaked at {} MiB", peak / MIB);
+    assert_healthy(&m);
+}
+
+#[test]
+fn concurrent_big_writes_count_against_the_ceiling() {
+    // 16 streams (writes to one inode are serialised by the kernel), retained history
+    // (replay all): one message of 60 MiB fits under 64M, so one write succeeds and every
+    // other fails whole, on its first request; none is admitted and then
+    // refused at its end, which the kernel would turn into a short count.
+    let m = Mount::with_options("memory=64M,max_message=64M,replay=all");
+    let s = m.join("s");
+    fs::write(&s, b"").unwrap();
+    let got = python(
+        "import threading\nbig = b'w' * (60 << 20)\nresults = []\n\
+         def write(i):\n  fd = os.open(f'{s}{i}', os.O_WRONLY | os.O_CREAT)\n  try:\n    results.append(os.write(fd, big) == len(big))\n  except OSError as e:\n    results.append(errno.errorcode[e.errno])\n  os.close(fd)\n\
+         ts = [threading.Thread(target=write, args=(i,)) for i in range(16)]\n[t.start() for t in ts]\n[t.join() for t in ts]\n\
+         print(sorted(map(str, results)), sum((lens(os.open(f'{s}{i}', os.O_RDONLY | os.O_NONBLOCK)) for i in range(16)), []))",
+        &s,
+        &m.path,
+    );
+    let expected = format!("[{}'True'] [62914560]", "'ENOSPC', ".repeat(15));
+    assert_eq!(got, expected, "each write whole or ENOSPC, never a short count");
+    let peak = peak_rss(&m);
+    eprintln!("the daemon peaked at {} MiB", peak / MIB);
+    assert!(peak < 256 * MIB, "the daemon peaked at {} MiB", peak / MIB);
+    assert_healthy(&m);
+}
+
+#[test]
+fn sendfile_into_a_stream_publishes_one_message_per_pipe_buffer() {
+    // Documented behaviour: sendfile/splice/copy_file_range reach the stream as writes of
+    // at most 64 KiB (a pipe's worth), each a message; together they are the file, in order.
+    let m = Mount::new();
+    let s = m.join("s");
+    fs::write(&s, b"").unwrap();
+    let got = python(
+        "import shutil, tempfile\ndata = os.urandom(300000)\nsrc = tempfile.NamedTemporaryFile()\nsrc.write(data)\nsrc.flush()\n\
+         r = reader()\nshutil.copyfile(src.name, s)\nms = content(r)\n\
+         print(len(ms) > 1, max(map(len, ms)) <= 65536, b''.join(ms) == data)",
+        &s,
+        &m.path,
+    );
+    assert_eq!(got, "True True True");
+    assert_healthy(&m);
+}

@@ -222,16 +222,14 @@ impl Channel {
         wakeups
     }
 
-    /// Whether the log can take a message of `len` bytes (`EFBIG`: larger than it can index)
-    /// and, with `extra` bytes more, the mount's memory ceiling too (`ENOSPC`).
-    pub fn admits(&self, len: usize, extra: u64) -> Result<()> {
-        if len as u64 > seglog::MAX_MESSAGE {
-            return Err(Errno::EFBIG);
-        }
-        if !self.memory.admits(self.log.growth(len) + extra) {
-            return Err(Errno::ENOSPC);
-        }
-        Ok(())
+    /// The mount's memory ceiling, which this channel's log is charged to.
+    pub fn memory(&self) -> &Arc<Memory> {
+        &self.memory
+    }
+
+    /// Whether the log can index a message of `len` bytes: `EFBIG` for a larger one.
+    pub fn indexes(len: usize) -> Result<()> {
+        if len as u64 > seglog::MAX_MESSAGE { Err(Errno::EFBIG) } else { Ok(()) }
     }
 
     /// The bytes of memory appending a message of `len` bytes would take.

@@ -6,13 +6,13 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::WriteShape;
 use super::channel::{Channel, PollCallback, ReadCallback, ReadMode, ReaderId, Ticket, Wakeups};
-use super::config::{Frame, GroupConfig};
+use super::config::{DataMode, Frame, GroupConfig};
 use super::errno::{Errno, Result};
-use super::memory::Memory;
-use super::stream::{Group, Stream, WriteWaiter};
+use super::memory::{Memory, Reservation};
+use super::stream::{Group, Stream, WriteWaiter, most_cost};
 use super::tree::Ino;
+use super::{OpenKind, WriteRequest};
 
 /// The channel an open file reads: a stream's, or a group's `order`.
 pub enum Source {
@@ -52,16 +52,25 @@ pub enum Handle {
         group: Ino,
         /// What reading returns: the configuration and status when the file was opened.
         text: Vec<u8>,
+        /// A ctl write(2) is assembled like a message, then applied whole.
+        writing: Writing,
     },
 }
 
 impl Handle {
-    pub fn open(source: Source, read: bool, static_data: bool) -> Handle {
-        if static_data {
-            return Handle::Static { source, writing: Writing::default() };
+    /// Opens a stream or `order`; its `data static` and frame modes are the group's now,
+    /// for as long as the file stays open.
+    pub fn open(source: Source, read: bool) -> (Handle, OpenKind) {
+        let (config, reader) = source.with(|channel, config| {
+            let reader =
+                (read && config.data != DataMode::Static).then(|| channel.open_reader(config.replay));
+            (*config, reader)
+        });
+        let writing = Writing::new(config.frame);
+        match config.data {
+            DataMode::Static => (Handle::Static { source, writing }, OpenKind::Static),
+            _ => (Handle::Channel { source, reader, writing }, OpenKind::Stream),
         }
-        let reader = read.then(|| source.with(|channel, config| channel.open_reader(config.replay)));
-        Handle::Channel { source, reader, writing: Writing::default() }
     }
 
     /// Gives up the handle's cursor; a message still being assembled is dropped unpublished.
@@ -116,11 +125,11 @@ impl Handle {
     /// Writes one WRITE request's bytes to a stream; see `Engine::write`.
     pub fn write(
         &self,
-        data: &[u8],
-        shape: WriteShape,
+        request: &WriteRequest,
+        size_of_call: impl FnOnce() -> Option<u64>,
         waiter: WriteWaiter,
         max_message: u64,
-        memory: &Memory,
+        memory: &Arc<Memory>,
     ) -> Option<Ticket> {
         let (Handle::Channel { source: Source::Stream(stream), writing, .. }
         | Handle::Static { source: Source::Stream(stream), writing }) = self
@@ -128,13 +137,13 @@ impl Handle {
             (waiter.callback)(Err(Errno::EBADF));
             return None;
         };
-        if stream.state.lock().config.frame == Frame::Close {
-            (waiter.callback)(writing.add_to_whole_file(data, max_message, memory));
-            return None;
-        }
-        match writing.assemble(data, shape, max_message, memory) {
-            Ok(Some(message)) => stream.publish(&message, Some(waiter)).unwrap_or(None),
-            Ok(None) => {
+        let nonblock = waiter.nonblock;
+        let would_wait = || stream.state.lock().would_wait(nonblock);
+        match writing.take(request, size_of_call, would_wait, max_message, memory) {
+            Ok(Step::Message(message, reservation)) => {
+                stream.publish(&message, Some(waiter), reservation).unwrap_or(None)
+            }
+            Ok(Step::More) => {
                 (waiter.callback)(Ok(()));
                 None
             }
@@ -153,15 +162,13 @@ impl Handle {
         else {
             return Ok(());
         };
-        let whole = std::mem::take(&mut *writing.whole.lock());
-        match whole {
-            WholeFile { refused: true, .. } => Ok(()),
-            WholeFile { data, .. } if data.is_empty() => Ok(()),
-            WholeFile { data, .. } if dying() => {
+        match writing.take_whole_file() {
+            None => Ok(()),
+            Some((data, _)) if dying() => {
                 log::info!("a writer died before closing: {} bytes not published", data.len());
                 Ok(())
             }
-            WholeFile { data, .. } => stream.publish(&data, None).map(|_| ()),
+            Some((data, reservation)) => stream.publish(&data, None, reservation).map(|_| ()),
         }
     }
 
@@ -196,92 +203,186 @@ impl Handle {
     }
 }
 
-/// What a handle has written that is not yet a message.
-#[derive(Default)]
+/// What a handle has written that is not yet a message, and the write(2) whose requests
+/// are still arriving. A request continues that write(2) only if it comes from the same
+/// writer at exactly the offset where the previous one ended, with no more bytes than are
+/// missing; any other request starts a new write(2). Each write(2) is admitted on its first
+/// request for all its message will cost, so its later requests cannot fail.
 pub struct Writing {
-    /// A write(2) larger than one request, until its last part arrives.
-    pending: Mutex<Option<Pending>>,
-    /// Under `frame close`, everything written since the last close.
-    whole: Mutex<WholeFile>,
-}
-
-struct Pending {
-    data: Vec<u8>,
-    total: u64,
+    /// `frame` of the group when the file was opened: a later change does not apply here.
+    frame: Frame,
+    state: Mutex<Assembly>,
 }
 
 #[derive(Default)]
-struct WholeFile {
+struct Assembly {
+    call: Option<Call>,
+    /// The parts of the write(2) in progress or, under `frame close`, all that was written
+    /// since the last close.
     data: Vec<u8>,
-    /// It grew past the largest message: nothing of it will be published.
-    refused: bool,
+    /// Holds what `data` and the message it becomes may cost under the memory ceiling.
+    reservation: Option<Reservation>,
+    /// Under `frame close`: why the message was refused; nothing of it will be published.
+    refused: Option<Errno>,
+}
+
+/// A write(2) larger than one request, until its last request arrives.
+struct Call {
+    writer: u64,
+    next_offset: u64,
+    missing: u64,
+}
+
+/// What a request completed.
+pub enum Step<'a> {
+    /// Nothing to publish yet.
+    More,
+    /// A whole message, with the reservation that admitted it if it took several requests.
+    Message(Cow<'a, [u8]>, Option<Reservation>),
 }
 
 impl Writing {
-    /// Adds one request's bytes to the message being written. Returns the message once it
-    /// is whole; None while parts are still to come.
-    fn assemble<'a>(
+    pub fn new(frame: Frame) -> Self {
+        Writing { frame, state: Mutex::default() }
+    }
+
+    /// Takes one WRITE request. `size_of_call` tells, for a request that starts a write(2),
+    /// how many bytes that write(2) has (None: its caller is dying, so nothing of it may be
+    /// published). `would_wait`, asked for a message of several requests: whether it must be
+    /// refused EAGAIN (its non-blocking writer would have to wait for a reader).
+    pub fn take<'a>(
         &self,
-        data: &'a [u8],
-        shape: WriteShape,
+        request: &WriteRequest<'a>,
+        size_of_call: impl FnOnce() -> Option<u64>,
+        would_wait: impl FnOnce() -> bool,
         max_message: u64,
-        memory: &Memory,
-    ) -> Result<Option<Cow<'a, [u8]>>> {
-        let mut slot = self.pending.lock();
-        let shape = match (shape, slot.is_some()) {
-            // A continuation with nothing begun (its start was refused or could not be
-            // recognised) is a message of its own.
-            (WriteShape::Continues, false) => WriteShape::Whole,
-            (WriteShape::Whole | WriteShape::Starts { .. }, true) => {
+        memory: &Arc<Memory>,
+    ) -> Result<Step<'a>> {
+        let mut assembly = self.state.lock();
+        let len = request.data.len() as u64;
+        let continues = assembly.call.as_ref().is_some_and(|call| {
+            call.writer == request.writer && call.next_offset == request.offset && len <= call.missing
+        });
+        if !continues {
+            if assembly.call.take().is_some() && self.frame == Frame::Write {
+                // Its writer was killed, or the kernel could not copy the rest: unpublished,
+                // its reservation released. (Under `frame close` what arrived stays written,
+                // as in a regular file after a short write.)
                 log::warn!("a write(2) ended before all its parts arrived; dropping it");
-                *slot = None;
-                shape
+                *assembly = Assembly::default();
             }
-            _ => shape,
-        };
-        match shape {
-            WriteShape::Whole => {
-                if data.len() as u64 > max_message {
-                    return Err(Errno::EFBIG);
-                }
-                Ok((!data.is_empty()).then_some(Cow::Borrowed(data)))
+            let total = size_of_call().ok_or(Errno::EINTR)?.max(len);
+            return self.begin(&mut assembly, request, total, would_wait, max_message, memory);
+        }
+        let call = assembly.call.as_mut().expect("a write(2) continues");
+        call.next_offset += len;
+        call.missing -= len;
+        let done = call.missing == 0;
+        assembly.data.extend_from_slice(request.data);
+        if !done {
+            return Ok(Step::More);
+        }
+        assembly.call = None;
+        Ok(match self.frame {
+            Frame::Close => Step::More,
+            Frame::Write => {
+                Step::Message(Cow::Owned(std::mem::take(&mut assembly.data)), assembly.reservation.take())
             }
-            WriteShape::Starts { total } => {
+        })
+    }
+
+    /// The first request of a write(2) of `total` bytes.
+    fn begin<'a>(
+        &self,
+        assembly: &mut Assembly,
+        request: &WriteRequest<'a>,
+        total: u64,
+        would_wait: impl FnOnce() -> bool,
+        max_message: u64,
+        memory: &Arc<Memory>,
+    ) -> Result<Step<'a>> {
+        let len = request.data.len() as u64;
+        match self.frame {
+            Frame::Write => {
                 if total > max_message {
                     return Err(Errno::EFBIG);
                 }
-                if !memory.admits(total) {
-                    return Err(Errno::ENOSPC);
+                if total == len {
+                    // Admitted when it is published, in the same request.
+                    return Ok(Step::Message(Cow::Borrowed(request.data), None));
                 }
-                let mut buffer = Vec::with_capacity(total as usize);
-                buffer.extend_from_slice(data);
-                *slot = Some(Pending { data: buffer, total });
-                Ok(None)
+                if would_wait() {
+                    return Err(Errno::EAGAIN);
+                }
+                let reservation = memory.reserve(most_cost(total as usize)).ok_or(Errno::ENOSPC)?;
+                let mut data = Vec::with_capacity(total as usize);
+                data.extend_from_slice(request.data);
+                *assembly = Assembly { data, reservation: Some(reservation), ..Assembly::default() };
             }
-            WriteShape::Continues => {
-                let pending = slot.as_mut().expect("shape says a write is pending");
-                pending.data.extend_from_slice(data);
-                if (pending.data.len() as u64) < pending.total {
-                    return Ok(None);
+            Frame::Close => {
+                if let Some(errno) = assembly.refused {
+                    return Err(errno);
                 }
-                Ok(slot.take().map(|pending| Cow::Owned(pending.data)))
+                let whole = assembly.data.len() as u64 + total;
+                if whole > max_message {
+                    return Err(self.refuse(assembly, Errno::EFBIG));
+                }
+                if !Self::make_room(assembly, whole as usize, memory) {
+                    return Err(self.refuse(assembly, Errno::ENOSPC));
+                }
+                assembly.data.extend_from_slice(request.data);
             }
         }
+        if total > len {
+            let next_offset = request.offset + len;
+            assembly.call = Some(Call { writer: request.writer, next_offset, missing: total - len });
+        }
+        Ok(Step::More)
     }
 
-    /// Under `frame close`: keeps the bytes for the message published at close. Growing
-    /// past the largest message fails with EFBIG and dooms the whole message.
-    fn add_to_whole_file(&self, data: &[u8], max_message: u64, memory: &Memory) -> Result<()> {
-        let mut whole = self.whole.lock();
-        if whole.refused || (whole.data.len() + data.len()) as u64 > max_message {
-            whole.refused = true;
-            whole.data = Vec::new();
-            return Err(Errno::EFBIG);
+    /// Under `frame close`: makes the buffer hold `whole` bytes, doubling it where the
+    /// ceiling allows, and reserves what it holds and the message will cost.
+    fn make_room(assembly: &mut Assembly, whole: usize, memory: &Arc<Memory>) -> bool {
+        // Invariant: the reservation covers the buffer's capacity and `most_cost` of any
+        // message that fits in it.
+        let capacity = assembly.data.capacity();
+        if whole <= capacity && assembly.reservation.is_some() {
+            return true;
         }
-        if !memory.admits((whole.data.len() + data.len()) as u64) {
-            return Err(Errno::ENOSPC);
+        if assembly.reservation.is_none() {
+            assembly.reservation = memory.reserve(0);
         }
-        whole.data.extend_from_slice(data);
-        Ok(())
+        let Some(reservation) = assembly.reservation.as_mut() else { return false };
+        let doubled = whole.max(capacity * 2);
+        let room = [doubled, whole]
+            .into_iter()
+            .find(|&room| reservation.grow_to(most_cost(whole) + (room - whole) as u64));
+        let Some(room) = room else { return false };
+        assembly.data.reserve_exact(room - assembly.data.len());
+        true
+    }
+
+    /// Under `frame close`, refuses the message being written: `errno` now and for every
+    /// later write until the close, which publishes nothing. A hole in a whole-file message
+    /// would be worse than no message.
+    fn refuse(&self, assembly: &mut Assembly, errno: Errno) -> Errno {
+        *assembly = Assembly { refused: Some(errno), ..Assembly::default() };
+        errno
+    }
+
+    /// At a close: the `frame close` message to publish, with its reservation, if any. The
+    /// next write through the same file starts a new message. While a write(2) through the
+    /// file (by another process sharing it) is still arriving, the message is left for a
+    /// later close.
+    fn take_whole_file(&self) -> Option<(Vec<u8>, Option<Reservation>)> {
+        let mut state = self.state.lock();
+        if self.frame != Frame::Close || state.call.is_some() {
+            return None;
+        }
+        let assembly = std::mem::take(&mut *state);
+        if assembly.refused.is_some() || assembly.data.is_empty() {
+            return None;
+        }
+        Some((assembly.data, assembly.reservation))
     }
 }

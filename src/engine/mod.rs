@@ -22,9 +22,10 @@ use parking_lot::RwLock;
 
 use channel::Wakeups;
 pub use channel::{PollCallback, ReadCallback, ReadMode, ReadResult, Ticket, WriteCallback};
+use config::Frame;
 pub use config::{DataMode, GroupConfig};
 pub use errno::{Errno, Result};
-use handle::{Handle, Source};
+use handle::{Handle, Source, Step, Writing};
 use memory::Memory;
 use stream::WriteWaiter;
 pub use tree::{Attr, Caller, Entry, Ino, Kind, ROOT, SetAttr};
@@ -39,16 +40,23 @@ pub struct Limits {
     pub memory: u64,
 }
 
-/// How one WRITE request relates to the write(2) it came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WriteShape {
-    /// The request carries the whole write(2).
-    Whole,
-    /// The first part of a write(2) of `total` bytes; the rest follows in `Continues`.
-    Starts { total: u64 },
-    /// The next part of the write(2) in progress.
-    Continues,
+/// One WRITE request: a write(2) arrives as one or several, in order.
+#[derive(Clone, Copy, Debug)]
+pub struct WriteRequest<'a> {
+    pub data: &'a [u8],
+    /// Who sent it, as an opaque number the same for every request of one write(2) and
+    /// different for concurrent write(2)s (the glue uses the caller's thread id).
+    pub writer: u64,
+    /// The offset the request carries: a later request of a write(2) carries the offset
+    /// where the previous one ended.
+    pub offset: u64,
+    /// The writer asked not to block (O_NONBLOCK).
+    pub nonblock: bool,
 }
+
+/// The largest ctl write(2) accepted (a longer one fails with EINVAL); it is parsed and
+/// applied whole.
+pub const CTL_MAX: u64 = 1 << 20;
 
 /// What an open file is, as the FUSE layer needs to know to open it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,16 +187,12 @@ impl Engine {
             }
             Special::Ctl(group) => {
                 let text = if read { self.ctl_text(&tree, group)? } else { Vec::new() };
-                let fh = self.insert_handle(Handle::Ctl { group, text });
+                let fh = self.insert_handle(Handle::Ctl { group, text, writing: Writing::new(Frame::Write) });
                 return Ok((fh, OpenKind::Ctl));
             }
         };
-        let static_data = match &source {
-            Source::Stream(stream) => stream.state.lock().config.data,
-            Source::Order(group) => group.state.lock().config.data,
-        } == DataMode::Static;
-        let kind = if static_data { OpenKind::Static } else { OpenKind::Stream };
-        Ok((self.insert_handle(Handle::open(source, read, static_data)), kind))
+        let (handle, kind) = Handle::open(source, read);
+        Ok((self.insert_handle(handle), kind))
     }
 
     fn insert_handle(&self, handle: Handle) -> u64 {
@@ -246,14 +250,17 @@ impl Engine {
 
     /// Writes one WRITE request's bytes. The outcome always reaches `callback`: at once, or
     /// under `write one`/`write all` once the message was received. Returns the ticket of a
-    /// write left blocked. `nonblock` (O_NONBLOCK) never waits: it fails with EAGAIN where it
+    /// write left blocked. A non-blocking writer never waits: it fails with EAGAIN where it
     /// would have to wait before committing.
+    ///
+    /// `size_of_call` is asked only for a request that does not continue the handle's
+    /// write(2) in progress: how many bytes the write(2) it starts has, None if its caller
+    /// is dying (then nothing of it is published: EINTR).
     pub fn write(
         &self,
         fh: u64,
-        data: &[u8],
-        shape: WriteShape,
-        nonblock: bool,
+        request: &WriteRequest,
+        size_of_call: impl FnOnce() -> Option<u64>,
         callback: WriteCallback,
     ) -> Option<Ticket> {
         let handle = match self.handle(fh) {
@@ -263,21 +270,32 @@ impl Engine {
                 return None;
             }
         };
-        if let Handle::Ctl { group, .. } = &*handle {
-            // A ctl write(2) is parsed whole. One so long that the kernel cut it into several
-            // requests is refused on its first, so that none of it applies, rather than
-            // parsed in pieces (which would apply the start of a write whose end is bad).
-            if let WriteShape::Starts { total } = shape {
-                log::warn!("ctl of group {group}: a write of {total} bytes is longer than one request");
-                callback(Err(Errno::EINVAL));
-                return None;
-            }
-            callback(self.ctl_write(*group, data));
+        if let Handle::Ctl { group, writing, .. } = &*handle {
+            // Assembled like a message, so that a ctl write(2) applies whole or not at all.
+            let outcome = match writing.take(request, size_of_call, || false, CTL_MAX, &self.memory) {
+                Ok(Step::Message(text, _reservation)) => self.ctl_write(*group, &text),
+                Ok(Step::More) => Ok(()),
+                Err(Errno::EFBIG) => {
+                    log::warn!("ctl of group {group}: a write longer than {CTL_MAX} bytes is refused");
+                    Err(Errno::EINVAL)
+                }
+                Err(errno) => Err(errno),
+            };
+            callback(outcome);
             return None;
         }
         let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
-        let waiter = WriteWaiter { ticket, nonblock, callback };
-        handle.write(data, shape, waiter, self.limits.max_message, &self.memory)
+        let waiter = WriteWaiter { ticket, nonblock: request.nonblock, callback };
+        handle.write(request, size_of_call, waiter, self.limits.max_message, &self.memory)
+    }
+
+    /// A write by a process without CAP_FSETID: clears the stream's setuid bit, and its
+    /// setgid bit if it is group-executable, as a write does on other Linux file systems.
+    pub fn clear_setid(&self, ino: Ino) {
+        let bits = self.tree.read().setid_bits(ino);
+        if bits != 0 {
+            self.tree.write().clear_mode_bits(ino, bits);
+        }
     }
 
     /// A descriptor of `fh` is being closed. Under `frame close` what was written through it

@@ -123,6 +123,14 @@ impl SegLog {
         (data + ends * 4) as u64
     }
 
+    /// The most appending a message of `len` bytes can allocate, whatever the log holds
+    /// then: a large message gets a segment of its own size and one end offset; a small one
+    /// at worst doubles the last segment's buffer (to at most the segment size) and its
+    /// offsets (to at most one per byte of the segment).
+    pub fn most_growth(len: usize) -> u64 {
+        if len >= SEGMENT_BYTES { len as u64 + 4 } else { (SEGMENT_BYTES + SEGMENT_BYTES / 2 * 4) as u64 }
+    }
+
     /// The message with sequence number `seq`, if it is retained.
     pub fn get(&self, seq: u64) -> Option<&[u8]> {
         if seq < self.first || seq >= self.next {
@@ -253,6 +261,19 @@ impl Drop for Untouched {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_append_grows_past_its_bound() {
+        let mut log = SegLog::default();
+        for len in [1, 1, 3, 700, 1, 40_000, 1, SEGMENT_BYTES, 1, 2 * SEGMENT_BYTES, 5]
+            .into_iter()
+            .chain(std::iter::repeat_n(1, 70_000))
+        {
+            let before = log.allocated();
+            log.append(&vec![7u8; len]).expect("a small message fits the index");
+            assert!(log.allocated() - before <= SegLog::most_growth(len), "a message of {len} bytes");
+        }
+    }
 
     #[test]
     fn append_and_get_round_trip_binary_messages() {

@@ -13,7 +13,9 @@ use parking_lot::Mutex;
 use super::channel::{Channel, Ticket, Wakeups, WriteCallback};
 use super::config::{GroupConfig, WriteMode};
 use super::errno::{Errno, Result};
-use super::memory::Memory;
+use super::memory::{Memory, Reservation};
+use super::seglog::SegLog;
+use super::tree::NAME_MAX;
 
 pub struct Group {
     pub state: Mutex<GroupState>,
@@ -43,7 +45,19 @@ pub struct StreamState {
     order_line: Vec<u8>,
 }
 
+/// The most a message of `len` bytes can cost when published: its log's growth and its
+/// `order` line's, whatever either log holds by then.
+pub fn most_cost(len: usize) -> u64 {
+    SegLog::most_growth(len) + SegLog::most_growth(NAME_MAX + 1)
+}
+
 impl StreamState {
+    /// Whether a write would have to wait for a reader to appear before committing, which
+    /// a non-blocking writer is refused with EAGAIN (nothing is committed).
+    pub fn would_wait(&self, nonblock: bool) -> bool {
+        self.config.write == WriteMode::One && nonblock && self.channel.readers() == 0
+    }
+
     /// Moves the stream under `group` as `name`.
     pub fn rehome(&mut self, group: Arc<Group>, config: GroupConfig, name: &[u8]) -> Wakeups {
         self.group = group;
@@ -71,9 +85,17 @@ impl Stream {
     /// and nothing waits. With one, every outcome reaches its callback: under `write one` or
     /// `write all` only once the message was received, and the ticket of such a blocked
     /// write is returned.
-    pub fn publish(&self, message: &[u8], mut waiter: Option<WriteWaiter>) -> Result<Option<Ticket>> {
+    ///
+    /// A message admitted beforehand brings its `reservation` (of at least `most_cost`), so
+    /// it cannot fail for space, nor with EAGAIN: that was decided when it was admitted.
+    pub fn publish(
+        &self,
+        message: &[u8],
+        mut waiter: Option<WriteWaiter>,
+        reservation: Option<Reservation>,
+    ) -> Result<Option<Ticket>> {
         let mut wakeups = Wakeups::default();
-        let result = match (self.commit(message, &mut waiter, &mut wakeups), waiter) {
+        let result = match (self.commit(message, &mut waiter, reservation, &mut wakeups), waiter) {
             (Err(errno), Some(waiter)) => {
                 wakeups.complete_write(waiter.callback, Err(errno));
                 Ok(None)
@@ -90,8 +112,10 @@ impl Stream {
         &self,
         message: &[u8],
         waiter: &mut Option<WriteWaiter>,
+        reservation: Option<Reservation>,
         wakeups: &mut Wakeups,
     ) -> Result<Option<Ticket>> {
+        let admitted = reservation.is_some();
         loop {
             let group = self.state.lock().group.clone();
             let mut group_state = group.state.lock();
@@ -102,13 +126,20 @@ impl Stream {
             if state.channel.is_closed() {
                 return Err(Errno::EPIPE);
             }
-            // The stream's log and the group's order both grow.
-            let order_growth = group_state.order.growth(state.order_line.len());
-            state.channel.admits(message.len(), order_growth)?;
+            Channel::indexes(message.len())?;
+            // The stream's log and the group's order both grow; what they take is charged to
+            // the ceiling by the append, and held under it meanwhile by a reservation.
+            let growth =
+                state.channel.growth(message.len()) + group_state.order.growth(state.order_line.len());
+            let _held = match reservation {
+                // Within `most_cost`, which the reservation holds: growing takes nothing.
+                Some(mut held) => held.grow_to(growth).then_some(held),
+                None => state.channel.memory().reserve(growth),
+            }
+            .ok_or(Errno::ENOSPC)?;
             let config = state.config;
             let nonblock = waiter.as_ref().is_some_and(|w| w.nonblock);
-            if config.write == WriteMode::One && nonblock && state.channel.readers() == 0 {
-                // It would have to wait for a reader to appear: nothing is committed.
+            if !admitted && state.would_wait(nonblock) {
                 return Err(Errno::EAGAIN);
             }
             let blocked = match waiter.take() {

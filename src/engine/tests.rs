@@ -87,14 +87,17 @@ fn open_writer(e: &Engine, ino: Ino) -> u64 {
 }
 
 fn write(e: &Engine, fh: u64, data: &[u8]) -> Result<usize> {
-    write_shaped(e, fh, data, WriteShape::Whole)
+    write_part(e, fh, data, 0, Some(data.len() as u64))
 }
 
-/// A write that must complete at once (a `write nonblock` group); its outcome and length.
-fn write_shaped(e: &Engine, fh: u64, data: &[u8], shape: WriteShape) -> Result<usize> {
+/// One WRITE request of writer 1 at `offset`, in a group where writes complete at once. It
+/// starts a write(2) of `call` bytes, or (None) must continue the one in progress.
+fn write_part(e: &Engine, fh: u64, data: &[u8], offset: u64, call: Option<u64>) -> Result<usize> {
     let outcome = Arc::new(Mutex::new(None));
     let slot = outcome.clone();
-    let ticket = e.write(fh, data, shape, false, Box::new(move |r| *slot.lock().unwrap() = Some(r)));
+    let request = WriteRequest { data, writer: 1, offset, nonblock: false };
+    let size_of_call = || Some(call.expect("this request continues a write(2)"));
+    let ticket = e.write(fh, &request, size_of_call, Box::new(move |r| *slot.lock().unwrap() = Some(r)));
     assert_eq!(ticket, None, "a write in this group does not block");
     let result = outcome.lock().unwrap().take().expect("the write completed");
     result.map(|()| data.len())
@@ -489,15 +492,15 @@ fn a_write_in_several_requests_is_published_once_complete() {
 
     let (slot, ticket) = start_read(&e, r, 8192, ReadMode::Block);
     assert!(ticket.is_some(), "nothing to read yet");
-    assert_eq!(write_shaped(&e, w, &message[..1000], WriteShape::Starts { total: 3000 }), Ok(1000));
+    assert_eq!(write_part(&e, w, &message[..1000], 0, Some(3000)), Ok(1000));
     assert!(is_pending(&slot), "a part is not a message");
     assert_eq!(size(&e, s), 0);
-    assert_eq!(write_shaped(&e, w, &message[1000..2000], WriteShape::Continues), Ok(1000));
+    assert_eq!(write_part(&e, w, &message[1000..2000], 1000, None), Ok(1000));
     assert!(is_pending(&slot), "two parts are not a message");
     assert_eq!(size(&e, s), 0);
     let (other, _) = start_read(&e, open_reader(&e, s), 8192, ReadMode::NonBlock);
     assert_eq!(taken(&other), Some(Err(Errno::EAGAIN)), "a reader sees nothing in between");
-    assert_eq!(write_shaped(&e, w, &message[2000..], WriteShape::Continues), Ok(1000));
+    assert_eq!(write_part(&e, w, &message[2000..], 2000, None), Ok(1000));
     assert_eq!(taken(&slot), Some(Ok(message.clone())), "one message, all parts in order");
     expect_errno(&e, r, Errno::EAGAIN);
 
@@ -521,13 +524,95 @@ fn a_message_larger_than_a_log_can_index_is_refused_whatever_max_message_says() 
 }
 
 #[test]
+fn a_write_continues_only_from_its_writer_at_its_next_offset() {
+    let e = engine();
+    let s = create(&e, ROOT, "s");
+    let r = open_reader(&e, s);
+    let w = open_writer(&e, s);
+    // O_APPEND: the first request carries the cached file size, not 0.
+    assert_eq!(write_part(&e, w, &[b'a'; 600], 5000, Some(1000)), Ok(600));
+    assert_eq!(write_part(&e, w, &[b'a'; 400], 5600, None), Ok(400));
+    expect_read(&e, r, 4096, &[b'a'; 1000]);
+    // A request at any other offset, or from another writer, starts a new write(2); the
+    // one it interrupts is dropped with its reservation.
+    assert_eq!(write_part(&e, w, &[b'b'; 600], 0, Some(1000)), Ok(600));
+    assert!(e.usage().memory_used > 0, "the pending write holds a reservation");
+    assert_eq!(write_part(&e, w, &[b'c'; 10], 601, Some(10)), Ok(10));
+    expect_read(&e, r, 4096, &[b'c'; 10]);
+    expect_errno(&e, r, Errno::EAGAIN);
+    assert_eq!(write_part(&e, w, &[b'd'; 600], 0, Some(1000)), Ok(600));
+    let other = WriteRequest { data: &[b'e'; 400], writer: 2, offset: 600, nonblock: false };
+    let outcome = Arc::new(Mutex::new(None));
+    let slot = outcome.clone();
+    e.write(w, &other, || Some(400), Box::new(move |r| *slot.lock().unwrap() = Some(r)));
+    assert_eq!(outcome.lock().unwrap().take(), Some(Ok(())));
+    expect_read(&e, r, 4096, &[b'e'; 400]);
+    // More than is missing is not a continuation either.
+    assert_eq!(write_part(&e, w, &[b'f'; 600], 0, Some(1000)), Ok(600));
+    assert_eq!(write_part(&e, w, &[b'g'; 500], 600, Some(500)), Ok(500));
+    expect_read(&e, r, 4096, &[b'g'; 500]);
+    expect_errno(&e, r, Errno::EAGAIN);
+    assert_eq!(e.usage().memory_used, 0, "replay off, all read: nothing held");
+}
+
+#[test]
+fn a_write_is_admitted_once_for_all_it_costs_and_assemblies_count() {
+    let e = engine_with(Limits { max_message: 16 * MIB, memory: 8 * MIB });
+    let s = create(&e, ROOT, "s");
+    let r = open_reader(&e, s);
+    let (w1, w2) = (open_writer(&e, s), open_writer(&e, s));
+    // Two writes of 3 MiB being assembled leave no room for a third.
+    let part = vec![b'x'; MIB as usize];
+    assert_eq!(write_part(&e, w1, &part, 0, Some(3 * MIB)), Ok(part.len()));
+    assert_eq!(write_part(&e, w2, &part, 0, Some(3 * MIB)), Ok(part.len()));
+    let w3 = open_writer(&e, s);
+    assert_eq!(write_part(&e, w3, &part, 0, Some(3 * MIB)), Err(Errno::ENOSPC));
+    // The admitted ones complete whatever else is written meanwhile.
+    assert_eq!(write(&e, w3, &[b'y'; 100]), Ok(100));
+    for offset in [MIB, 2 * MIB] {
+        assert_eq!(write_part(&e, w1, &part, offset, None), Ok(part.len()));
+    }
+    expect_read(&e, r, 4096, &[b'y'; 100]);
+    expect_read(&e, r, 4 * MIB as u32, &vec![b'x'; 3 * MIB as usize]);
+    e.release(w2);
+    assert_eq!(e.usage().memory_used, 0, "a closed handle's pending write is released");
+}
+
+#[test]
+fn frame_is_fixed_when_a_file_is_opened() {
+    let e = engine();
+    ctl(&e, ROOT, "frame close");
+    let s = create(&e, ROOT, "s");
+    let (r, w) = (open_reader(&e, s), open_writer(&e, s));
+    assert_eq!(write(&e, w, b"one "), Ok(4));
+    ctl(&e, ROOT, "frame write");
+    assert_eq!(write(&e, w, b"message"), Ok(7));
+    expect_errno(&e, r, Errno::EAGAIN);
+    assert_eq!(e.flush(w, || false), Ok(()));
+    expect_read(&e, r, 100, b"one message");
+}
+
+#[test]
+fn a_ctl_write_in_several_requests_applies_whole_or_not_at_all() {
+    let e = engine();
+    let (fh, _) = e.open(ctl_ino(&e, ROOT), false, true).unwrap();
+    let text = b"depth 5\nbogus line\n";
+    assert_eq!(write_part(&e, fh, &text[..8], 100, Some(text.len() as u64)), Ok(8));
+    assert!(ctl_read(&e, ROOT).contains("depth 0"), "nothing applied before the end");
+    assert_eq!(write_part(&e, fh, &text[8..], 108, None), Err(Errno::EINVAL));
+    assert!(ctl_read(&e, ROOT).contains("depth 0"));
+    assert_eq!(write_part(&e, fh, &[b'#'; 10], 0, Some(CTL_MAX + 1)), Err(Errno::EINVAL));
+    e.release(fh);
+}
+
+#[test]
 fn an_oversized_message_is_refused_with_efbig() {
     let e = engine_with(Limits { max_message: 100, memory: 64 * MIB });
     let s = create(&e, ROOT, "s");
     let r = open_reader(&e, s);
     let w = open_writer(&e, s);
     assert_eq!(write(&e, w, &[b'x'; 101]), Err(Errno::EFBIG));
-    assert_eq!(write_shaped(&e, w, &[b'y'; 50], WriteShape::Starts { total: 101 }), Err(Errno::EFBIG));
+    assert_eq!(write_part(&e, w, &[b'y'; 50], 0, Some(101)), Err(Errno::EFBIG));
     expect_errno(&e, r, Errno::EAGAIN);
     assert_eq!(size(&e, s), 0);
     assert_eq!(e.usage().memory_used, 0);
@@ -535,8 +620,8 @@ fn an_oversized_message_is_refused_with_efbig() {
     // Exactly the limit is fine, whole or in parts.
     assert_eq!(write(&e, w, &[b'a'; 100]), Ok(100));
     expect_read(&e, r, 4096, &[b'a'; 100]);
-    assert_eq!(write_shaped(&e, w, &[b'b'; 60], WriteShape::Starts { total: 100 }), Ok(60));
-    assert_eq!(write_shaped(&e, w, &[b'b'; 40], WriteShape::Continues), Ok(40));
+    assert_eq!(write_part(&e, w, &[b'b'; 60], 0, Some(100)), Ok(60));
+    assert_eq!(write_part(&e, w, &[b'b'; 40], 60, None), Ok(40));
     expect_read(&e, r, 4096, &[b'b'; 100]);
     expect_errno(&e, r, Errno::EAGAIN);
 }
@@ -875,7 +960,7 @@ fn the_memory_ceiling_refuses_writes_until_memory_is_freed() {
     assert_eq!(size(&e, s), written as u64 * 1000, "the refused write published nothing");
     // Still refused, whole or in parts.
     assert_eq!(write(&e, w, &message(0)), Err(Errno::ENOSPC));
-    assert_eq!(write_shaped(&e, w, &message(0), WriteShape::Starts { total: 2000 }), Err(Errno::ENOSPC));
+    assert_eq!(write_part(&e, w, &message(0), 0, Some(2000)), Err(Errno::ENOSPC));
 
     // Readers still get everything retained.
     for i in 0..written {
@@ -1420,7 +1505,8 @@ fn replies_owed_by_removal_and_rename_are_sent_after_the_tree_lock_is_released()
     ctl(&e, shallow, "depth 1");
     let m = create(&e, one, "m");
     let (w1, w2) = (open_writer(&e, m), open_writer(&e, m));
-    assert!(e.write(w1, b"first", WriteShape::Whole, false, noting_tree_free(&e, &free)).is_some());
+    let first = WriteRequest { data: b"first", writer: 1, offset: 0, nonblock: false };
+    assert!(e.write(w1, &first, || Some(5), noting_tree_free(&e, &free)).is_some());
     let (second, ticket) = start_write(&e, w2, b"second", false);
     assert!(ticket.is_some());
     e.rename(one, b"m", shallow, b"m", false).unwrap();
@@ -1609,9 +1695,8 @@ fn start_write(e: &Engine, fh: u64, data: &[u8], nonblock: bool) -> (WriteSlot, 
     let target = slot.clone();
     let ticket = e.write(
         fh,
-        data,
-        WriteShape::Whole,
-        nonblock,
+        &WriteRequest { data, writer: 1, offset: 0, nonblock },
+        || Some(data.len() as u64),
         Box::new(move |result| assert!(target.lock().unwrap().replace(result).is_none(), "completed twice")),
     );
     (slot, ticket)
@@ -1836,6 +1921,30 @@ fn frame_close_refuses_a_message_over_the_limit_whole() {
     assert_eq!(write(&e, w, b"fresh"), Ok(5), "a close starts a new message");
     assert_eq!(e.flush(w, || false), Ok(()));
     expect_read(&e, r, 100, b"fresh");
+}
+
+#[test]
+fn frame_close_buffers_count_against_the_ceiling_and_enospc_refuses_the_message() {
+    let e = engine_with(Limits { max_message: 8 * MIB, memory: 8 * MIB });
+    ctl(&e, ROOT, "frame close\nreplay all");
+    let s = create(&e, ROOT, "s");
+    let (w1, w2) = (open_writer(&e, s), open_writer(&e, s));
+    let chunk = vec![b'z'; MIB as usize];
+    for _ in 0..5 {
+        assert_eq!(write(&e, w1, &chunk), Ok(chunk.len()));
+    }
+    assert!(e.usage().memory_used >= 5 * MIB, "the buffer is counted");
+    assert_eq!(write(&e, w2, &chunk), Ok(chunk.len()));
+    // Room for one more: the second fails and dooms w2's message, not w1's.
+    let refused = (0..3).find(|_| write(&e, w2, &chunk).is_err());
+    assert!(refused.is_some(), "8 MiB cannot hold 5 + 4 MiB");
+    assert_eq!(write(&e, w2, b"more"), Err(Errno::ENOSPC), "the message stays refused");
+    assert_eq!(e.flush(w2, || false), Ok(()));
+    assert_eq!(e.flush(w1, || false), Ok(()), "an admitted message publishes at close");
+    let r = open_reader(&e, s);
+    expect_read(&e, r, 8 * MIB as u32, &vec![b'z'; 5 * MIB as usize]);
+    expect_errno(&e, r, Errno::EAGAIN);
+    assert_eq!(write(&e, w2, b"fresh"), Ok(5), "a close starts a new message");
 }
 
 #[test]

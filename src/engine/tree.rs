@@ -32,7 +32,7 @@ const CTL_BIT: Ino = 1 << 62;
 const ORDER_BIT: Ino = 1 << 61;
 pub const CTL: &[u8] = b"ctl";
 pub const ORDER: &[u8] = b"order";
-const NAME_MAX: usize = 255;
+pub const NAME_MAX: usize = 255;
 
 /// Where readdir's cookies place `ctl` and `order`: after every child's (an inode number plus
 /// 2, and inode numbers never reach the marker bits).
@@ -318,6 +318,24 @@ impl Tree {
         attr.nlink = attr.nlink.min(1);
         attr.size = size;
         Ok(attr)
+    }
+
+    /// The setuid bit, and the setgid bit of a group-executable file, of stream `ino`: what
+    /// a write by a process without CAP_FSETID clears, as on other Linux file systems.
+    pub fn setid_bits(&self, ino: Ino) -> u16 {
+        let Special::Node(ino) = Special::of(ino) else { return 0 };
+        let Some(node) = self.nodes.get(&ino) else { return 0 };
+        let perm = node.meta.perm;
+        let setgid = if perm & 0o010 != 0 { 0o2000 } else { 0 };
+        perm & (0o4000 | setgid)
+    }
+
+    /// Clears `bits` of `ino`'s mode (and updates its ctime).
+    pub fn clear_mode_bits(&mut self, ino: Ino, bits: u16) {
+        if let Some(node) = self.nodes.get_mut(&ino) {
+            node.meta.perm &= !bits;
+            node.meta.ctime = SystemTime::now();
+        }
     }
 
     pub fn setattr(&mut self, ino: Ino, change: SetAttr) -> Result<Attr> {

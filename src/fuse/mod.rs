@@ -2,7 +2,8 @@
 //!
 //! Nothing here decides semantics. It translates types, opens stream files with
 //! FOPEN_DIRECT_IO | FOPEN_STREAM (no page cache; each read and write reaches the engine with
-//! its own size, at offset 0 or as the continuation of the same system call), hands reads to
+//! its own size), tells the engine who sent each write request and how large the write(2) a
+//! first request starts is (from /proc when the request could have been cut), hands reads to
 //! the engine with a callback that owns the reply (so a blocked read holds no worker
 //! thread), and registers parked reads with the signal watcher.
 
@@ -22,7 +23,7 @@ use fuser::{
     Request, TimeOrNow, WriteFlags,
 };
 
-use crate::engine::{self, Attr, Caller, Engine, Entry, Kind, OpenKind, ReadMode, SetAttr, WriteShape};
+use crate::engine::{self, Attr, Caller, Engine, Entry, Kind, OpenKind, ReadMode, SetAttr, WriteRequest};
 use interrupts::Interrupts;
 
 /// Names may be cached briefly (every change goes through this mount); attributes not at
@@ -50,34 +51,32 @@ impl MqFs {
         self.interrupts.clone()
     }
 
-    /// Decides how a WRITE request relates to its write(2); see `docs/ARCHITECTURE.md`.
-    /// None: the request may be the start of a longer write(2) whose caller is being killed
-    /// (its system call can no longer be read), so nothing of it must be published.
-    fn write_shape(&self, offset: u64, len: usize, tid: u32) -> Option<WriteShape> {
-        if offset > 0 {
-            return Some(WriteShape::Continues);
-        }
+    /// How many bytes the write(2) that a WRITE request of `len` bytes starts has; see
+    /// `docs/ARCHITECTURE.md`. None: it may be the start of a longer write(2) whose caller is
+    /// being killed (its system call can no longer be read), so nothing of it is published.
+    fn size_of_call(&self, len: usize, tid: u32) -> Option<u64> {
         if len < self.whole_write_below {
-            return Some(WriteShape::Whole);
+            return Some(len as u64);
         }
         match procfs::write_syscall_len(tid) {
-            Some(total) if total > len as u64 => Some(WriteShape::Starts { total }),
-            Some(_) => Some(WriteShape::Whole),
+            Some(total) => Some(total),
             None if procfs::caller_state(tid) != procfs::Caller::Waiting => None,
-            // Not a plain write(2) (io_uring, a 32-bit caller): take the request as it is.
-            None => Some(WriteShape::Whole),
+            // Not a write system call (sendfile, splice, io_uring, a 32-bit caller): each
+            // request is a message.
+            None => Some(len as u64),
         }
     }
 }
 
-/// From the kernel's cap on pages per request: a request that spans fewer pages than the
-/// cap, however its buffer is aligned, carries all that was left of its write(2).
+/// From the kernel's cap on pages per request (fuser asks for more than any kernel allows):
+/// a request the cap cut short spans that many pages, each holding at least one byte of it
+/// (each iovec of a writev takes pages of its own), so one of fewer bytes carries all that
+/// was left of its write(2).
 fn whole_write_threshold() -> usize {
-    let max_pages: usize = std::fs::read_to_string("/proc/sys/fs/fuse/max_pages_limit")
+    std::fs::read_to_string("/proc/sys/fs/fuse/max_pages_limit")
         .ok()
         .and_then(|text| text.trim().parse().ok())
-        .unwrap_or(32);
-    (max_pages.saturating_sub(2) * PAGE + 1).max(PAGE)
+        .unwrap_or(32)
 }
 
 /// Runs a request handler so that a panic in it (a bug) fails that request, which fuser
@@ -369,20 +368,20 @@ impl Filesystem for MqFs {
     fn write(
         &self,
         req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
         guard("write", || {
-            let Some(shape) = self.write_shape(offset, data.len(), req.pid()) else {
-                log::info!("a write by pid {} whose caller is dying: not published", req.pid());
-                return reply.error(fuser::Errno::EINTR);
-            };
+            // The kernel asks this of a writer without CAP_FSETID.
+            if write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID) {
+                self.engine.clear_setid(ino.0);
+            }
             let (len, pid) = (data.len(), req.pid());
             let done = Arc::new(AtomicBool::new(false));
             let completed = done.clone();
@@ -397,7 +396,9 @@ impl Filesystem for MqFs {
                 }
             });
             let nonblock = flags.0 & libc::O_NONBLOCK != 0;
-            if let Some(ticket) = self.engine.write(fh.0, data, shape, nonblock, callback) {
+            let request = WriteRequest { data, writer: pid.into(), offset, nonblock };
+            let size_of_call = || self.size_of_call(len, pid);
+            if let Some(ticket) = self.engine.write(fh.0, &request, size_of_call, callback) {
                 self.interrupts.watch(ticket, pid, fh.0, done);
             }
         })
