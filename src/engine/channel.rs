@@ -488,9 +488,18 @@ impl Channel {
         self.log.len()
     }
 
-    /// Bytes of the retained history read as one file (`data static`).
-    pub fn read_at(&self, offset: u64, size: usize) -> Vec<u8> {
-        self.log.read_at(offset, size)
+    /// The history read as one file (`data static`): up to `size` bytes from `position`,
+    /// counted from the first byte ever appended, or from the oldest retained byte if the
+    /// bytes at `position` were dropped. Returns the position the bytes start at.
+    pub fn read_at(&self, position: u64, size: usize) -> (u64, Vec<u8>) {
+        let position = position.max(self.log.start());
+        (position, self.log.read_at(position, size))
+    }
+
+    /// Where the retained history starts and ends, counted from the first byte ever
+    /// appended: a static file's dropped head, and its size.
+    pub fn span(&self) -> (u64, u64) {
+        (self.log.start(), self.log.end())
     }
 
     /// Retained payload bytes: a stream's size.

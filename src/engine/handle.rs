@@ -47,7 +47,7 @@ pub enum Handle {
         writing: Writing,
     },
     /// A stream or `order` in `data static` mode, read by offset like a regular file.
-    Static { source: Source, writing: Writing },
+    Static { source: Source, writing: Writing, resume: Mutex<Resume> },
     Ctl {
         group: Ino,
         /// What reading returns: the configuration and status when the file was opened.
@@ -68,7 +68,9 @@ impl Handle {
         });
         let writing = Writing::new(config.frame);
         match config.data {
-            DataMode::Static => (Handle::Static { source, writing }, OpenKind::Static),
+            DataMode::Static => {
+                (Handle::Static { source, writing, resume: Mutex::default() }, OpenKind::Static)
+            }
             _ => (Handle::Channel { source, reader, writing }, OpenKind::Stream),
         }
     }
@@ -93,7 +95,11 @@ impl Handle {
             Handle::Channel { source, reader: Some(reader), .. } => {
                 source.with(|channel, config| channel.read(*reader, size, mode, ticket, callback, config))
             }
-            Handle::Static { .. } | Handle::Ctl { .. } => {
+            Handle::Static { source, resume, .. } => {
+                callback(Ok(resume.lock().read(source, offset, size)));
+                return None;
+            }
+            Handle::Ctl { .. } => {
                 callback(self.read_at(offset, size));
                 return None;
             }
@@ -106,13 +112,17 @@ impl Handle {
         parked
     }
 
-    /// Reads `size` bytes at `offset` of a file read by offset (a static stream or `order`,
-    /// ctl). A stream read as a stream has no offsets, and its bytes are read by moving a
-    /// cursor: such a read (a memory mapping's page-in, sendfile) fails with ENODEV, as mmap(2)
-    /// fails on files that cannot be mapped, and the cursor stays where it is.
+    /// Reads `size` bytes at exactly `offset` of a file read by offset (a static stream or
+    /// `order`, ctl), for the page cache. A stream read as a stream has no offsets, and its
+    /// bytes are read by moving a cursor: such a read (a memory mapping's page-in, sendfile)
+    /// fails with ENODEV, as mmap(2) fails on files that cannot be mapped, and the cursor
+    /// stays where it is. So does a read of a static file's dropped head: those bytes are gone.
     pub fn read_at(&self, offset: u64, size: usize) -> Result<Vec<u8>> {
         match self {
-            Handle::Static { source, .. } => Ok(source.with(|channel, _| channel.read_at(offset, size))),
+            Handle::Static { source, .. } => match source.with(|channel, _| channel.read_at(offset, size)) {
+                (start, bytes) if start == offset => Ok(bytes),
+                _ => Err(Errno::ENODEV),
+            },
             Handle::Ctl { text, .. } => {
                 let start = (offset as usize).min(text.len());
                 let end = start.saturating_add(size).min(text.len());
@@ -132,7 +142,7 @@ impl Handle {
         memory: &Arc<Memory>,
     ) -> Option<Ticket> {
         let (Handle::Channel { source: Source::Stream(stream), writing, .. }
-        | Handle::Static { source: Source::Stream(stream), writing }) = self
+        | Handle::Static { source: Source::Stream(stream), writing, .. }) = self
         else {
             (waiter.callback)(Err(Errno::EBADF));
             return None;
@@ -158,7 +168,7 @@ impl Handle {
     /// the writer is `dying` (asked only when there is something to publish).
     pub fn flush(&self, dying: impl FnOnce() -> bool) -> Result<()> {
         let (Handle::Channel { source: Source::Stream(stream), writing, .. }
-        | Handle::Static { source: Source::Stream(stream), writing }) = self
+        | Handle::Static { source: Source::Stream(stream), writing, .. }) = self
         else {
             return Ok(());
         };
@@ -200,6 +210,27 @@ impl Handle {
             }
             _ => true,
         }
+    }
+}
+
+/// Where a static file's next sequential read goes on: the offset its last read ended at,
+/// and the stream position that was. They differ once a read found its bytes dropped and
+/// skipped to the oldest retained one: the file then reads on from there, a reader that fell
+/// behind losing what was dropped but never landing inside a message. Any read at another
+/// offset (after a seek) reads at that offset.
+#[derive(Default)]
+pub struct Resume {
+    offset: u64,
+    position: u64,
+}
+
+impl Resume {
+    fn read(&mut self, source: &Source, offset: u64, size: usize) -> Vec<u8> {
+        let wanted = if offset == self.offset { self.position } else { offset };
+        let (position, bytes) = source.with(|channel, _| channel.read_at(wanted, size));
+        let len = bytes.len() as u64;
+        *self = Resume { offset: offset + len, position: position + len };
+        bytes
     }
 }
 

@@ -1947,6 +1947,15 @@ fn frame_close_buffers_count_against_the_ceiling_and_enospc_refuses_the_message(
     assert_eq!(write(&e, w2, b"fresh"), Ok(5), "a close starts a new message");
 }
 
+/// Reads `size` bytes at `offset` through a static file: never parks.
+fn read_static(e: &Engine, fh: u64, offset: u64, size: u32) -> ReadResult {
+    let slot: Slot = Arc::new(Mutex::new(None));
+    let target = slot.clone();
+    let parked = e.read(fh, offset, size, ReadMode::Block, Box::new(move |r| *target.lock().unwrap() = Some(r)));
+    assert_eq!(parked, None, "static reads never block");
+    taken(&slot).expect("a static read completes at once")
+}
+
 #[test]
 fn static_mode_reads_history_by_offset_with_an_end() {
     let e = engine();
@@ -1955,14 +1964,7 @@ fn static_mode_reads_history_by_offset_with_an_end() {
     publish(&e, s, &[b"one\n", b"two\n", b"three\n"]);
     let (fh, kind) = e.open(s, true, false).unwrap();
     assert_eq!(kind, OpenKind::Static);
-    let read_at = |offset| {
-        let slot: Slot = Arc::new(Mutex::new(None));
-        let target = slot.clone();
-        let parked =
-            e.read(fh, offset, 5, ReadMode::Block, Box::new(move |r| *target.lock().unwrap() = Some(r)));
-        assert_eq!(parked, None, "static reads never block");
-        taken(&slot).unwrap()
-    };
+    let read_at = |offset| read_static(&e, fh, offset, 5);
     assert_eq!(read_at(0), Ok(b"one\nt".to_vec()));
     assert_eq!(read_at(8), Ok(b"three".to_vec()));
     assert_eq!(read_at(14), Ok(Vec::new()), "end of file");
@@ -1973,6 +1975,45 @@ fn static_mode_reads_history_by_offset_with_an_end() {
     ctl(&e, g, "data message");
     let t = create(&e, g, "t");
     assert_eq!(e.open(t, true, false).unwrap().1, OpenKind::Stream);
+}
+
+#[test]
+fn static_offsets_count_every_byte_ever_written_whatever_depth_drops() {
+    let e = engine();
+    ctl(&e, ROOT, "replay all\ndata static\ndepth 2");
+    let s = create(&e, ROOT, "s");
+    publish(&e, s, &[b"a1\n", b"b22\n", b"c333\n"]);
+    // Every byte ever written counts: "a1\n" was dropped, the others keep their offsets.
+    assert_eq!(e.getattr(s).unwrap().size, 12);
+    let follower = open_reader(&e, s);
+    assert_eq!(read_static(&e, follower, 3, 100), Ok(b"b22\nc333\n".to_vec()));
+    assert_eq!(read_static(&e, follower, 12, 100), Ok(Vec::new()), "at the end");
+    // A writer outruns it: what it would read next was dropped, so it reads on from the
+    // oldest retained message, whole, and then from where that read ended.
+    publish(&e, s, &[b"d4444\n", b"e55555\n", b"f666666\n"]);
+    assert_eq!(e.getattr(s).unwrap().size, 33);
+    assert_eq!(read_static(&e, follower, 12, 7), Ok(b"e55555\n".to_vec()));
+    assert_eq!(read_static(&e, follower, 19, 100), Ok(b"f666666\n".to_vec()));
+    assert_eq!(read_static(&e, follower, 27, 100), Ok(Vec::new()), "its end is the stream's");
+    publish(&e, s, &[b"g\n"]);
+    assert_eq!(read_static(&e, follower, 27, 100), Ok(b"g\n".to_vec()));
+    // A new reader from the start reads the retained history, not the dropped head.
+    let fresh = open_reader(&e, s);
+    assert_eq!(read_static(&e, fresh, 0, 100), Ok(b"f666666\ng\n".to_vec()));
+    assert_eq!(read_static(&e, fresh, 10, 100), Ok(Vec::new()), "and then its end");
+    // A read at another offset (a seek) reads at that offset: the same bytes for good.
+    assert_eq!(read_static(&e, fresh, 33, 2), Ok(b"g\n".to_vec()));
+    assert_eq!(read_static(&e, fresh, 25, 3), Ok(b"f66".to_vec()));
+    // The page cache reads exactly by offset: the dropped head cannot be mapped.
+    assert_eq!(e.read_pages(fresh, 27, 4096), Ok(b"66666\ng\n".to_vec()));
+    assert_eq!(e.read_pages(fresh, 0, 4096), Err(Errno::ENODEV));
+    // `clear` drops everything and moves no offset; order counts its bytes the same way.
+    ctl(&e, ROOT, "clear");
+    assert_eq!(e.getattr(s).unwrap().size, 35);
+    assert_eq!(read_static(&e, fresh, 0, 100), Ok(Vec::new()));
+    assert_eq!(e.getattr(order_ino(&e, ROOT)).unwrap().size, 14, "7 names of 2 bytes");
+    publish(&e, s, &[b"h\n"]);
+    assert_eq!(e.getattr(order_ino(&e, ROOT)).unwrap().size, 16, "and one more");
 }
 
 #[test]
@@ -2003,5 +2044,6 @@ fn page_cache_reads_serve_files_read_by_offset_and_leave_cursors_alone() {
     ctl(&e, ROOT, "replay all\ndata static");
     publish(&e, s, &[b"history"]);
     let fh = open_reader(&e, s);
-    assert_eq!(e.read_pages(fh, 2, 4096), Ok(b"story".to_vec()));
+    // Offsets count every byte ever written: "hello" (read and dropped) took the first five.
+    assert_eq!(e.read_pages(fh, 7, 4096), Ok(b"story".to_vec()));
 }
