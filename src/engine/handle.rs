@@ -50,8 +50,12 @@ pub enum Handle {
     Static { source: Source, writing: Writing, resume: Mutex<Resume> },
     Ctl {
         group: Ino,
-        /// What reading returns: the configuration and status when the file was opened.
-        text: Vec<u8>,
+        /// Who opened it: a refused write is remembered for that user's next reads of ctl.
+        uid: u32,
+        /// What reading returns: the configuration and status when the file was opened, and
+        /// why the opener's last ctl write was refused, if it was; a write refused through
+        /// this file adds its reason.
+        text: Mutex<Vec<u8>>,
         /// A ctl write(2) is assembled like a message, then applied whole.
         writing: Writing,
     },
@@ -124,6 +128,7 @@ impl Handle {
                 _ => Err(Errno::ENODEV),
             },
             Handle::Ctl { text, .. } => {
+                let text = text.lock();
                 let start = (offset as usize).min(text.len());
                 let end = start.saturating_add(size).min(text.len());
                 Ok(text[start..end].to_vec())

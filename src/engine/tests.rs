@@ -79,11 +79,11 @@ fn mkdir(e: &Engine, parent: Ino, name: &str) -> Ino {
 }
 
 fn open_reader(e: &Engine, ino: Ino) -> u64 {
-    e.open(ino, true, false).expect("open for reading").0
+    e.open(ino, true, false, OWNER).expect("open for reading").0
 }
 
 fn open_writer(e: &Engine, ino: Ino) -> u64 {
-    e.open(ino, false, true).expect("open for writing").0
+    e.open(ino, false, true, OWNER).expect("open for writing").0
 }
 
 fn write(e: &Engine, fh: u64, data: &[u8]) -> Result<usize> {
@@ -122,7 +122,7 @@ fn order_ino(e: &Engine, group: Ino) -> Ino {
 
 /// What a fresh open of the group's ctl reads.
 fn ctl_read(e: &Engine, group: Ino) -> String {
-    let (fh, kind) = e.open(ctl_ino(e, group), true, false).expect("open ctl");
+    let (fh, kind) = e.open(ctl_ino(e, group), true, false, OWNER).expect("open ctl");
     assert_eq!(kind, OpenKind::Ctl);
     let text = read_now(e, fh, 65536).expect("read ctl");
     e.release(fh);
@@ -130,7 +130,7 @@ fn ctl_read(e: &Engine, group: Ino) -> String {
 }
 
 fn ctl_write(e: &Engine, group: Ino, text: &str) -> Result<usize> {
-    let (fh, _) = e.open(ctl_ino(e, group), false, true).expect("open ctl for writing");
+    let (fh, _) = e.open(ctl_ino(e, group), false, true, OWNER).expect("open ctl for writing");
     let result = write(e, fh, text.as_bytes());
     e.release(fh);
     result
@@ -595,7 +595,7 @@ fn frame_is_fixed_when_a_file_is_opened() {
 #[test]
 fn a_ctl_write_in_several_requests_applies_whole_or_not_at_all() {
     let e = engine();
-    let (fh, _) = e.open(ctl_ino(&e, ROOT), false, true).unwrap();
+    let (fh, _) = e.open(ctl_ino(&e, ROOT), false, true, OWNER).unwrap();
     let text = b"depth 5\nbogus line\n";
     assert_eq!(write_part(&e, fh, &text[..8], 100, Some(text.len() as u64)), Ok(8));
     assert!(ctl_read(&e, ROOT).contains("depth 0"), "nothing applied before the end");
@@ -1028,7 +1028,7 @@ fn ctl_reads_configuration_and_status() {
     assert_eq!(status(&text, "bytes"), 10, "{text}");
 
     // An open ctl reads by offset, as a file.
-    let (fh, _) = e.open(ctl_ino(&e, g), true, false).unwrap();
+    let (fh, _) = e.open(ctl_ino(&e, g), true, false, OWNER).unwrap();
     let whole = text.as_bytes();
     let (slot, _) = start_read(&e, fh, 5, ReadMode::Block);
     assert_eq!(taken(&slot), Some(Ok(whole[..5].to_vec())));
@@ -1070,7 +1070,9 @@ fn a_bad_ctl_write_is_refused_whole() {
         "replay all\ndepth five",
     ] {
         assert_eq!(ctl_write(&e, ROOT, bad), Err(Errno::EINVAL), "{bad:?}");
-        assert_eq!(ctl_read(&e, ROOT), before, "{bad:?} changed something");
+        let after = ctl_read(&e, ROOT);
+        let error = after.strip_prefix(&before).unwrap_or_else(|| panic!("{bad:?} changed something"));
+        assert!(error.starts_with("# error: line ") && error.lines().count() == 1, "{error:?}");
     }
     // A refused write that includes `clear` clears nothing.
     ctl(&e, ROOT, "replay all");
@@ -1081,6 +1083,41 @@ fn a_bad_ctl_write_is_refused_whole() {
     // Comments and blank lines are fine.
     ctl(&e, ROOT, "\n# a comment\n  \ndepth 2\n");
     assert!(ctl_read(&e, ROOT).contains("depth 2\n"));
+}
+
+#[test]
+fn a_refused_ctl_write_is_told_to_its_writer_on_its_next_reads_of_ctl() {
+    let e = engine();
+    let other = Caller { uid: 1000, gid: 1000 };
+    let open_ctl = |caller, read, write| e.open(ctl_ino(&e, ROOT), read, write, caller).unwrap().0;
+    let read_all = |fh| String::from_utf8(read_static(&e, fh, 0, 65536).unwrap()).unwrap();
+    let clean = ctl_read(&e, ROOT);
+    assert_eq!(ctl_write(&e, ROOT, "depth 3\nbogus\n"), Err(Errno::EINVAL));
+    let told = format!("{clean}# error: line 2: unknown command \"bogus\"\n");
+    assert_eq!(ctl_read(&e, ROOT), told, "the writer's next open");
+    assert_eq!(ctl_read(&e, ROOT), told, "and every one until its next ctl write");
+    // Another user's reads do not show it.
+    let theirs = open_ctl(other, true, false);
+    assert_eq!(read_all(theirs), clean);
+    // What ctl printed, error included, writes back: the error line is a comment.
+    ctl(&e, ROOT, &told);
+    assert_eq!(ctl_read(&e, ROOT), clean, "a successful write clears the writer's error");
+    // Through a file open for reading and writing, the same file's reads end with it too.
+    let both = open_ctl(other, true, true);
+    assert_eq!(read_all(both), clean);
+    assert_eq!(write(&e, both, b"replay never\n"), Err(Errno::EINVAL));
+    let reason = "# error: line 1: replay takes off, last or all, not \"never\"\n";
+    assert_eq!(read_all(both), format!("{clean}{reason}"));
+    assert_eq!(ctl_read(&e, ROOT), clean, "the owner did nothing wrong");
+    let again = open_ctl(other, true, false);
+    assert_eq!(read_all(again), format!("{clean}{reason}"), "the other user's next open");
+    // A write too long to apply is refused the same way.
+    let huge = "#".repeat(CTL_MAX as usize + 1);
+    assert_eq!(ctl_write(&e, ROOT, &huge), Err(Errno::EINVAL));
+    assert!(ctl_read(&e, ROOT).ends_with("# error: a write(2) longer than 1048576 bytes is refused\n"));
+    for fh in [theirs, both, again] {
+        e.release(fh);
+    }
 }
 
 #[test]
@@ -1187,9 +1224,9 @@ fn order_cannot_be_opened_for_writing() {
     let g = mkdir(&e, ROOT, "g");
     for group in [ROOT, g] {
         let order = order_ino(&e, group);
-        assert_eq!(e.open(order, false, true).map(|o| o.1), Err(Errno::EPERM));
-        assert_eq!(e.open(order, true, true).map(|o| o.1), Err(Errno::EPERM));
-        assert_eq!(e.open(order, true, false).map(|o| o.1), Ok(OpenKind::Stream));
+        assert_eq!(e.open(order, false, true, OWNER).map(|o| o.1), Err(Errno::EPERM));
+        assert_eq!(e.open(order, true, true, OWNER).map(|o| o.1), Err(Errno::EPERM));
+        assert_eq!(e.open(order, true, false, OWNER).map(|o| o.1), Ok(OpenKind::Stream));
     }
 }
 
@@ -1962,7 +1999,7 @@ fn static_mode_reads_history_by_offset_with_an_end() {
     ctl(&e, ROOT, "replay all\ndata static");
     let s = create(&e, ROOT, "s");
     publish(&e, s, &[b"one\n", b"two\n", b"three\n"]);
-    let (fh, kind) = e.open(s, true, false).unwrap();
+    let (fh, kind) = e.open(s, true, false, OWNER).unwrap();
     assert_eq!(kind, OpenKind::Static);
     let read_at = |offset| read_static(&e, fh, offset, 5);
     assert_eq!(read_at(0), Ok(b"one\nt".to_vec()));
@@ -1974,7 +2011,7 @@ fn static_mode_reads_history_by_offset_with_an_end() {
     let g = mkdir(&e, ROOT, "g");
     ctl(&e, g, "data message");
     let t = create(&e, g, "t");
-    assert_eq!(e.open(t, true, false).unwrap().1, OpenKind::Stream);
+    assert_eq!(e.open(t, true, false, OWNER).unwrap().1, OpenKind::Stream);
 }
 
 #[test]
@@ -2039,7 +2076,7 @@ fn page_cache_reads_serve_files_read_by_offset_and_leave_cursors_alone() {
     publish(&e, s, &[b"hello"]);
     assert_eq!(e.read_pages(r, 0, 4096), Err(Errno::ENODEV), "a stream has no offsets");
     expect_read(&e, r, 100, b"hello");
-    let c = e.open(ctl_ino(&e, ROOT), true, false).unwrap().0;
+    let c = e.open(ctl_ino(&e, ROOT), true, false, OWNER).unwrap().0;
     assert!(e.read_pages(c, 0, 4096).unwrap().starts_with(b"data message\n"), "ctl reads by offset");
     ctl(&e, ROOT, "replay all\ndata static");
     publish(&e, s, &[b"history"]);
