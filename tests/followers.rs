@@ -235,7 +235,10 @@ fn on_a_message_stream_the_documented_replacements_follow() {
         run_ok("cat ctl", &m.path).contains("# readers 4\n")
             && run_ok("cat j/ctl", &m.path).contains("# readers 1\n")
     });
-    run_ok("for i in 1 2 3 4; do echo \"line $i\" >> s; echo noise >> s; echo \"{\\\"n\\\":$i}\" >> j/s; done", &m.path);
+    run_ok(
+        "for i in 1 2 3 4; do echo \"line $i\" >> s; echo noise >> s; echo \"{\\\"n\\\":$i}\" >> j/s; done",
+        &m.path,
+    );
     let want = lines(1..=4, "line");
     for p in [&grep, &piped] {
         p.wait_output_contains(b"line 4\n", T);

@@ -188,7 +188,8 @@ impl Engine {
             Special::Ctl(group) => {
                 let text = if read { self.ctl_text(&tree, group, caller.uid)? } else { Vec::new() };
                 let text = parking_lot::Mutex::new(text);
-                let handle = Handle::Ctl { group, uid: caller.uid, text, writing: Writing::new(Frame::Write) };
+                let handle =
+                    Handle::Ctl { group, uid: caller.uid, text, writing: Writing::new(Frame::Write) };
                 let fh = self.insert_handle(handle);
                 return Ok((fh, OpenKind::Ctl));
             }

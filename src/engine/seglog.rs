@@ -380,9 +380,13 @@ mod tests {
         }
         assert_eq!((log.start(), log.end()), (dropped as u64, all.len() as u64));
         assert_eq!(log.bytes(), (all.len() - dropped) as u64);
-        for (offset, size) in
-            [(dropped, 10), (dropped + 5, 70_000), (100_000, 200_000), (all.len() - 3, 10), (dropped, all.len())]
-        {
+        for (offset, size) in [
+            (dropped, 10),
+            (dropped + 5, 70_000),
+            (100_000, 200_000),
+            (all.len() - 3, 10),
+            (dropped, all.len()),
+        ] {
             let want = &all[offset..(offset + size).min(all.len())];
             assert_eq!(log.read_at(offset as u64, size), want, "at {offset}+{size}");
         }

@@ -1988,7 +1988,8 @@ fn frame_close_buffers_count_against_the_ceiling_and_enospc_refuses_the_message(
 fn read_static(e: &Engine, fh: u64, offset: u64, size: u32) -> ReadResult {
     let slot: Slot = Arc::new(Mutex::new(None));
     let target = slot.clone();
-    let parked = e.read(fh, offset, size, ReadMode::Block, Box::new(move |r| *target.lock().unwrap() = Some(r)));
+    let parked =
+        e.read(fh, offset, size, ReadMode::Block, Box::new(move |r| *target.lock().unwrap() = Some(r)));
     assert_eq!(parked, None, "static reads never block");
     taken(&slot).expect("a static read completes at once")
 }
