@@ -34,7 +34,7 @@ fn lines(range: std::ops::RangeInclusive<u32>, word: &str) -> String {
 /// A mount whose root group is read as files (`data static`) and keeps its history.
 fn static_mount() -> Mount {
     let m = Mount::with_options("replay=all,data=static");
-    run_ok(&format!("for i in $(seq 1 30); do echo \"old $i\" >> s; done"), &m.path);
+    run_ok("for i in $(seq 1 30); do echo \"old $i\" >> s; done", &m.path);
     m
 }
 
