@@ -75,6 +75,22 @@ fn tail_f_on_a_static_stream_with_depth_prints_whole_lines_in_order_while_a_writ
 }
 
 #[test]
+fn tail_n_prints_all_a_static_stream_retains_when_it_retains_fewer_lines_than_asked() {
+    // 12,000 messages of which depth keeps 5: tail reads back through 120 KB of dropped head.
+    let m = Mount::with_options("replay=all,data=static,depth=5");
+    run_ok("i=1; while [ $i -le 12000 ]; do echo \"line $i\"; i=$((i+1)); done >> s", &m.path);
+    let retained = lines(11996..=12000, "line");
+    assert_eq!(run_ok("tail -n 20 s", &m.path), retained);
+    assert_eq!(run_ok("tail -n 3 s", &m.path), lines(11998..=12000, "line"));
+    assert_eq!(run_ok("cat s; head -n 3 s", &m.path), retained.clone() + &lines(11996..=11998, "line"));
+    let tail = spawn_sh("exec tail -f s", &m);
+    tail.wait_output_contains(b"line 12000\n", T);
+    run_ok("echo line 12001 >> s", &m.path);
+    tail.wait_output_contains(b"line 12001\n", T);
+    assert_eq!(String::from_utf8_lossy(&tail.output()), lines(11996..=12001, "line"));
+}
+
+#[test]
 fn tail_follows_a_static_stream_from_its_last_lines_from_now_and_from_its_start() {
     let m = static_mount();
     let last10 = spawn_sh("exec tail -f s", &m);

@@ -488,12 +488,19 @@ impl Channel {
         self.log.len()
     }
 
-    /// The history read as one file (`data static`): up to `size` bytes from `position`,
-    /// counted from the first byte ever appended, or from the oldest retained byte if the
-    /// bytes at `position` were dropped. Returns the position the bytes start at.
-    pub fn read_at(&self, position: u64, size: usize) -> (u64, Vec<u8>) {
-        let position = position.max(self.log.start());
-        (position, self.log.read_at(position, size))
+    /// The history read as one file (`data static`): up to `size` bytes at `position`,
+    /// counted from the first byte ever appended. The dropped head, before the oldest
+    /// retained byte, reads as zeros (a hole).
+    pub fn read_at(&self, position: u64, size: usize) -> Vec<u8> {
+        let (start, end) = self.span();
+        if position >= end {
+            return Vec::new();
+        }
+        let stop = end.min(position.saturating_add(size as u64));
+        let hole = start.clamp(position, stop) - position;
+        let mut out = vec![0; hole as usize];
+        self.log.read_at(position + hole, (stop - position - hole) as usize, &mut out);
+        out
     }
 
     /// Where the retained history starts and ends, counted from the first byte ever

@@ -123,10 +123,9 @@ impl Handle {
     /// stays where it is. So does a read of a static file's dropped head: those bytes are gone.
     pub fn read_at(&self, offset: u64, size: usize) -> Result<Vec<u8>> {
         match self {
-            Handle::Static { source, .. } => match source.with(|channel, _| channel.read_at(offset, size)) {
-                (start, bytes) if start == offset => Ok(bytes),
-                _ => Err(Errno::ENODEV),
-            },
+            Handle::Static { source, .. } => source.with(|channel, _| {
+                if offset < channel.span().0 { Err(Errno::ENODEV) } else { Ok(channel.read_at(offset, size)) }
+            }),
             Handle::Ctl { text, .. } => {
                 let text = text.lock();
                 let start = (offset as usize).min(text.len());
@@ -219,10 +218,12 @@ impl Handle {
 }
 
 /// Where a static file's next sequential read goes on: the offset its last read ended at,
-/// and the stream position that was. They differ once a read found its bytes dropped and
-/// skipped to the oldest retained one: the file then reads on from there, a reader that fell
-/// behind losing what was dropped but never landing inside a message. Any read at another
-/// offset (after a seek) reads at that offset.
+/// and the stream position that was. Two reads skip the dropped head of the history (which
+/// a read at any other offset finds as zeros) and start at the oldest retained byte: a read
+/// at offset 0, so that reading from the start reads the retained history, and a read that
+/// goes on where the previous one ended, if what followed was dropped meanwhile, so that a
+/// reader that fell behind (`tail -f` outrun by a writer) loses what was dropped but goes on
+/// with whole messages. Such a file then reads on behind its own offsets.
 #[derive(Default)]
 pub struct Resume {
     offset: u64,
@@ -231,8 +232,12 @@ pub struct Resume {
 
 impl Resume {
     fn read(&mut self, source: &Source, offset: u64, size: usize) -> Vec<u8> {
-        let wanted = if offset == self.offset { self.position } else { offset };
-        let (position, bytes) = source.with(|channel, _| channel.read_at(wanted, size));
+        let continues = offset == self.offset;
+        let (position, bytes) = source.with(|channel, _| {
+            let wanted = if continues { self.position } else { offset };
+            let position = if continues || offset == 0 { wanted.max(channel.span().0) } else { wanted };
+            (position, channel.read_at(position, size))
+        });
         let len = bytes.len() as u64;
         *self = Resume { offset: offset + len, position: position + len };
         bytes

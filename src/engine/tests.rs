@@ -2042,6 +2042,11 @@ fn static_offsets_count_every_byte_ever_written_whatever_depth_drops() {
     // A read at another offset (a seek) reads at that offset: the same bytes for good.
     assert_eq!(read_static(&e, fresh, 33, 2), Ok(b"g\n".to_vec()));
     assert_eq!(read_static(&e, fresh, 25, 3), Ok(b"f66".to_vec()));
+    // Read there, the dropped head is a hole: zeros, then the retained bytes.
+    assert_eq!(read_static(&e, fresh, 20, 8), Ok(b"\0\0\0\0\0f66".to_vec()));
+    assert_eq!(read_static(&e, fresh, 2, 4), Ok(vec![0; 4]));
+    // From the start again, it skips the hole.
+    assert_eq!(read_static(&e, fresh, 0, 4), Ok(b"f666".to_vec()));
     // The page cache reads exactly by offset: the dropped head cannot be mapped.
     assert_eq!(e.read_pages(fresh, 27, 4096), Ok(b"66666\ng\n".to_vec()));
     assert_eq!(e.read_pages(fresh, 0, 4096), Err(Errno::ENODEV));
