@@ -52,16 +52,29 @@ fn tail_f_on_a_static_stream_with_depth_prints_whole_lines_in_order_while_a_writ
     run_ok("touch s", &m.path);
     let tail = spawn_sh("exec tail -f s", &m);
     wait_until("tail -f to wait", T, || blocked_in_syscall(tail.pid(), libc::SYS_clock_nanosleep));
-    let total = 20_000;
-    let writer = format!("i=1; while [ $i -le {total} ]; do echo \"line $i\" >> s; i=$((i+1)); done");
-    assert!(run_sh(&writer, &m.path, T * 6).status.success(), "the writer failed");
-    tail.wait_output_contains(format!("line {total}\n").as_bytes(), T);
+    // Lines of three lengths, so that a shifted offset would land inside one. Each batch
+    // outruns tail (which reads once a second) by far more than depth keeps, and tail reads
+    // the end of each before the next: it goes on from where it was, every time.
+    let (batches, batch) = (6, 500);
+    let total = batches * batch;
+    let pad = |n: u32| ["a", "bbb", "ccccccc"][n as usize % 3];
+    for first in (1..=total).step_by(batch as usize) {
+        let last = first + batch - 1;
+        let writer = format!(
+            "i={first}; while [ $i -le {last} ]; do case $((i % 3)) in 0) p=a;; 1) p=bbb;; *) p=ccccccc;; esac; \
+             echo \"line $i $p\"; i=$((i+1)); done >> s"
+        );
+        run_ok(&writer, &m.path);
+        tail.wait_output_contains(format!("line {last} {}\n", pad(last)).as_bytes(), T);
+    }
     let out = String::from_utf8(tail.output()).expect("tail printed text");
     let mut last = 0;
     for line in out.lines() {
         let n: u32 = line
             .strip_prefix("line ")
-            .and_then(|n| n.parse().ok())
+            .and_then(|rest| rest.split_once(' '))
+            .filter(|(n, p)| n.parse::<u32>().is_ok_and(|n| *p == pad(n)))
+            .and_then(|(n, _)| n.parse().ok())
             .unwrap_or_else(|| panic!("a line that was not written: {line:?}"));
         assert!(n > last && n <= total, "line {n} after line {last}");
         last = n;
@@ -71,7 +84,7 @@ fn tail_f_on_a_static_stream_with_depth_prints_whole_lines_in_order_while_a_writ
     assert_eq!(String::from_utf8_lossy(&tail.stderr_output()), "", "tail complained");
     // Offsets never moved: the size is every byte written, and the end is where tail is.
     let size: usize = run_ok("stat -c %s s", &m.path).trim().parse().unwrap();
-    assert_eq!(size, lines(1..=total, "line").len());
+    assert_eq!(size, (1..=total).map(|n| format!("line {n} {}\n", pad(n)).len()).sum::<usize>());
 }
 
 #[test]
