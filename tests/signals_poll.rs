@@ -583,6 +583,46 @@ os.write(1, b"EOF\n")
     assert!(out.ends_with("EOF\n"), "output:\n{out}");
 }
 
+/// After a read was interrupted, readers blocked on the mount still sleep interruptibly
+/// (state S, not counted in the load average) and SIGINT ends a `cat` at once. fuser 0.18
+/// answers the kernel's FUSE_INTERRUPT with ENOSYS, after which the kernel would send no
+/// more and wait killably (state D); mqfs answers the interrupt first, reading fuser's
+/// dispatch trace. This fails should fuser's wording change (Cargo.toml pins fuser).
+#[test]
+fn blocked_readers_stay_interruptible_after_an_interrupt() {
+    let m = Mount::new();
+    let s = m.join("s");
+    File::create(&s).unwrap();
+    let script = r#"
+import os, signal, sys
+signal.signal(signal.SIGUSR1, lambda *_: os.write(1, b"SIG\n"))
+f = open(sys.argv[1], "rb", buffering=0)
+while f.read(100):
+    pass
+"#;
+    let mut py = python(script, &[s.to_str().unwrap()]);
+    wait_parked(&mut py, &s);
+    py.signal(libc::SIGUSR1);
+    py.wait_output_contains(b"SIG\n", T);
+    wait_parked(&mut py, &s);
+    let mut cats: Vec<Proc> = (0..20).map(|_| spawn_cat(&s)).collect();
+    for cat in &mut cats {
+        wait_parked(cat, &s);
+    }
+    let states: Vec<Option<char>> =
+        std::iter::once(py.pid()).chain(cats.iter().map(Proc::pid)).map(proc_state).collect();
+    assert!(states.iter().all(|&st| st == Some('S')), "blocked readers' states after an interrupt: {states:?}");
+    let mut times = Vec::new();
+    for cat in &mut cats {
+        times.push(signal_and_time_exit(cat, libc::SIGINT));
+        assert_eq!(finish(cat, T, "cat").signal(), Some(libc::SIGINT));
+    }
+    times.sort();
+    eprintln!("SIGINT to reap, sorted: {times:?}");
+    assert!(times.iter().all(|t| *t < SIGNAL_BOUND), "SIGINT to reap: {times:?}");
+    assert!(log_problems(&m).is_empty(), "daemon log: {:?}", log_problems(&m));
+}
+
 #[test]
 fn interrupting_one_reader_leaves_the_others_blocked_and_served() {
     let m = Mount::new();

@@ -79,15 +79,6 @@ fn tap(record: &Record<'_>) -> bool {
     }
 }
 
-/// What a dispatch record says.
-#[derive(Debug, PartialEq, Eq)]
-enum Dispatch {
-    /// Request `unique` is being dispatched.
-    Request(u64),
-    /// The kernel interrupts request `unique`.
-    Interrupt(u64),
-}
-
 fn dispatched(record: &Record<'_>) {
     end();
     if ANSWERING.replace(false) {
@@ -96,21 +87,24 @@ fn dispatched(record: &Record<'_>) {
             interrupts.lost();
         }
     }
-    let mut text = Prefix::new(SHORT);
+    // Only the header's start, `FUSE(N)`, is formatted for every request.
+    let mut head = Prefix::until(b')');
+    let _ = write!(head, "{}", record.args());
+    let Some(unique) = request_id(head.as_str()) else { return };
+    if unique & INTERRUPT_BIT == 0 {
+        DISPATCHED[slot(unique)].store(unique | BUSY, Ordering::Release);
+        CURRENT.set(unique);
+        return;
+    }
+    let mut text = Prefix::new(LONG);
     let _ = write!(text, "{}", record.args());
-    match parse(text.as_str()) {
-        Some(Dispatch::Request(unique)) => {
-            DISPATCHED[slot(unique)].store(unique | BUSY, Ordering::Release);
-            CURRENT.set(unique);
+    let interrupted = unique & !INTERRUPT_BIT;
+    if interrupted_id(text.as_str()) == Some(interrupted) {
+        wait_dispatch(interrupted);
+        if let Some(interrupts) = INTERRUPTS.get() {
+            interrupts.interrupt(interrupted);
         }
-        Some(Dispatch::Interrupt(unique)) => {
-            wait_dispatch(unique);
-            if let Some(interrupts) = INTERRUPTS.get() {
-                interrupts.interrupt(unique);
-            }
-            ANSWERING.set(true);
-        }
-        None => {}
+        ANSWERING.set(true);
     }
 }
 
@@ -144,35 +138,42 @@ fn wait_dispatch(unique: u64) {
     }
 }
 
-/// Enough of a record to hold the header and the operation's name (the header is at most
-/// 50 bytes); an interrupt's record, up to the interrupted id, fits in [`LONG`].
-const SHORT: usize = 64;
+/// The kernel's ids: even for requests; an interrupt's is its request's, plus one.
+const INTERRUPT_BIT: u64 = 1;
+/// An interrupt's record, up to the interrupted id, fits in this.
 const LONG: usize = 128;
 
-/// Recognises a dispatch record: `FUSE(N) ino 0x<16 hex> OPERATION…`.
-fn parse(text: &str) -> Option<Dispatch> {
-    let rest = text.strip_prefix("FUSE(")?;
-    let (unique, rest) = rest.split_once(')')?;
-    let unique: u64 = unique.trim_start().parse().ok()?;
-    let operation = rest.strip_prefix(" ino 0x")?.get(17..)?;
-    match operation.strip_prefix("INTERRUPT unique RequestId(") {
-        Some(id) => Some(Dispatch::Interrupt(id.split_once(')')?.0.parse().ok()?)),
-        None => Some(Dispatch::Request(unique)),
-    }
+/// The id of a dispatch record, `FUSE(  N) ino…`, from its start.
+fn request_id(head: &str) -> Option<u64> {
+    let rest = head.strip_prefix("FUSE(")?;
+    rest[..rest.find(')').unwrap_or(rest.len())].trim_start().parse().ok()
 }
 
-/// The start of a formatted record, in a fixed buffer: formatting stops once it is full,
-/// so a request's arguments are never formatted. A buffer that fills with the start of an
-/// interrupt's record grows to [`LONG`] once.
+/// The interrupted id of an interrupt's dispatch record,
+/// `FUSE(N) ino 0x<16 hex> INTERRUPT unique RequestId(M)…`.
+fn interrupted_id(text: &str) -> Option<u64> {
+    let (_, rest) = text.strip_prefix("FUSE(")?.split_once(')')?;
+    let operation = rest.strip_prefix(" ino 0x")?.get(17..)?;
+    operation.strip_prefix("INTERRUPT unique RequestId(")?.split_once(')')?.0.parse().ok()
+}
+
+/// The start of a formatted record, in a fixed buffer: formatting stops once it is full or
+/// has written the `until` byte, so what comes after (a request's arguments) is never
+/// formatted.
 struct Prefix {
     buf: [u8; LONG],
     len: usize,
     limit: usize,
+    until: Option<u8>,
 }
 
 impl Prefix {
     fn new(limit: usize) -> Prefix {
-        Prefix { buf: [0; LONG], len: 0, limit: limit.min(LONG) }
+        Prefix { buf: [0; LONG], len: 0, limit: limit.min(LONG), until: None }
+    }
+
+    fn until(byte: u8) -> Prefix {
+        Prefix { until: Some(byte), ..Prefix::new(LONG) }
     }
 
     fn as_str(&self) -> &str {
@@ -184,21 +185,12 @@ impl Prefix {
 
 impl std::fmt::Write for Prefix {
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        let mut s = s.as_bytes();
-        loop {
-            let take = s.len().min(self.limit - self.len);
-            self.buf[self.len..self.len + take].copy_from_slice(&s[..take]);
-            self.len += take;
-            s = &s[take..];
-            if s.is_empty() && self.len < self.limit {
-                return Ok(());
-            }
-            if self.limit == SHORT && self.as_str().contains(" INTERRUPT ") {
-                self.limit = LONG;
-                continue;
-            }
-            return Err(std::fmt::Error);
-        }
+        let take = s.len().min(self.limit - self.len);
+        let bytes = &s.as_bytes()[..take];
+        self.buf[self.len..self.len + take].copy_from_slice(bytes);
+        self.len += take;
+        let done = self.len == self.limit || self.until.is_some_and(|b| bytes.contains(&b));
+        if done { Err(std::fmt::Error) } else { Ok(()) }
     }
 }
 
@@ -206,43 +198,46 @@ impl std::fmt::Write for Prefix {
 mod tests {
     use super::*;
 
-    fn prefix(args: std::fmt::Arguments<'_>) -> String {
-        let mut text = Prefix::new(SHORT);
-        let _ = text.write_fmt(args);
-        text.as_str().to_string()
+    fn format(mut into: Prefix, args: std::fmt::Arguments<'_>) -> String {
+        let _ = into.write_fmt(args);
+        into.as_str().to_string()
     }
 
     /// The records below have the shape of fuser 0.18's (request.rs: `"{} thread={}"` of
-    /// an `AnyRequest`, ll/request.rs: `"FUSE({:3}) ino {:#018x} {}"`).
+    /// an `AnyRequest`, ll/request.rs: `"FUSE({:3}) ino {:#018x} {}"`, and
+    /// `"INTERRUPT unique {:?}"` of a `RequestId`).
     #[test]
-    fn a_request_record_gives_its_unique_id() {
-        let text = prefix(format_args!(
-            "FUSE({:3}) ino {:#018x} READ fh FileHandle(3) offset 0 size 4096 thread={}",
-            12u64, 2u64, "fuser-1"
-        ));
-        assert_eq!(text.len(), SHORT, "formatting stopped at the buffer's end");
-        assert_eq!(parse(&text), Some(Dispatch::Request(12)));
-        assert_eq!(
-            parse(&prefix(format_args!("FUSE({:3}) ino {:#018x} LOOKUP", 4u64, 1u64))),
-            Some(Dispatch::Request(4))
+    fn only_a_request_records_id_is_formatted() {
+        let head = format(
+            Prefix::until(b')'),
+            format_args!(
+                "FUSE({:3}) ino {:#018x} READ fh FileHandle(3) offset 0 size 4096 thread={}",
+                12u64, 2u64, "fuser-1"
+            ),
         );
+        assert_eq!(head, "FUSE( 12) ino ", "formatting stopped after the id");
+        assert_eq!(request_id(&head), Some(12));
+        assert_eq!(request_id(&format(Prefix::until(b')'), format_args!("FUSE({:3})", u64::MAX))), Some(u64::MAX));
     }
 
     #[test]
     fn an_interrupt_record_gives_the_interrupted_id_however_long() {
         let unique = u64::MAX - 1;
-        let text = prefix(format_args!(
-            "FUSE({:3}) ino {:#018x} INTERRUPT unique {:?} thread={}",
-            unique | 1,
-            0u64,
-            crate_request_id(unique),
-            "fuser-3"
-        ));
-        assert_eq!(parse(&text), Some(Dispatch::Interrupt(unique)));
+        let text = format(
+            Prefix::new(LONG),
+            format_args!(
+                "FUSE({:3}) ino {:#018x} INTERRUPT unique {:?} thread={}",
+                unique | INTERRUPT_BIT,
+                0u64,
+                request_id_like(unique),
+                "fuser-3"
+            ),
+        );
+        assert_eq!(interrupted_id(&text), Some(unique));
     }
 
     /// Formats as fuser's `RequestId` (a derived Debug of a one-field tuple struct).
-    fn crate_request_id(id: u64) -> impl std::fmt::Debug {
+    fn request_id_like(id: u64) -> impl std::fmt::Debug {
         #[derive(Debug)]
         #[allow(dead_code)]
         struct RequestId(u64);
@@ -251,8 +246,9 @@ mod tests {
 
     #[test]
     fn other_records_are_not_dispatches() {
-        assert_eq!(parse("capability FUSE_ASYNC_READ enabled"), None);
-        assert_eq!(parse("FUSE(12) ino 0x02"), None);
+        assert_eq!(request_id("capability FUSE_ASYNC_READ enabled"), None);
+        assert_eq!(interrupted_id("FUSE( 13) ino 0x0000000000000002 READ fh FileHandle(3)"), None);
+        assert_eq!(interrupted_id("FUSE( 13) ino 0x02"), None);
     }
 
     #[test]
