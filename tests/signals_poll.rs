@@ -611,7 +611,10 @@ while f.read(100):
     }
     let states: Vec<Option<char>> =
         std::iter::once(py.pid()).chain(cats.iter().map(Proc::pid)).map(proc_state).collect();
-    assert!(states.iter().all(|&st| st == Some('S')), "blocked readers' states after an interrupt: {states:?}");
+    assert!(
+        states.iter().all(|&st| st == Some('S')),
+        "blocked readers' states after an interrupt: {states:?}"
+    );
     let mut times = Vec::new();
     for cat in &mut cats {
         times.push(signal_and_time_exit(cat, libc::SIGINT));
@@ -620,6 +623,57 @@ while f.read(100):
     times.sort();
     eprintln!("SIGINT to reap, sorted: {times:?}");
     assert!(times.iter().all(|t| *t < SIGNAL_BOUND), "SIGINT to reap: {times:?}");
+    assert!(log_problems(&m).is_empty(), "daemon log: {:?}", log_problems(&m));
+}
+
+/// Interrupts keep coming through a storm of handled signals to a reader whose reads are
+/// dispatched all the time: an interrupt that arrives while its request is still being
+/// dispatched waits for the handler to park or answer it, so fuser's ENOSYS never reaches
+/// a request the kernel still waits on (which would stop interrupts for good).
+#[test]
+fn interrupts_survive_a_storm_of_signals_during_busy_reads() {
+    let m = Mount::new();
+    let s = m.join("s");
+    File::create(&s).unwrap();
+    let script = r#"
+import signal, sys
+signal.signal(signal.SIGUSR1, lambda *_: None)
+f = open(sys.argv[1], "rb", buffering=0)
+while f.read(100):
+    pass
+"#;
+    let mut py = python(script, &[s.to_str().unwrap()]);
+    wait_parked(&mut py, &s);
+    let storm = Duration::from_secs(2);
+    let writer = {
+        let s = s.clone();
+        thread::spawn(move || {
+            let mut f = fs::OpenOptions::new().write(true).open(&s).expect("open for writing");
+            let start = Instant::now();
+            while start.elapsed() < storm {
+                f.write_all(b"0123456789").expect("write");
+            }
+        })
+    };
+    let start = Instant::now();
+    let mut sent = 0;
+    while start.elapsed() < storm {
+        py.signal(libc::SIGUSR1);
+        sent += 1;
+        thread::sleep(Duration::from_micros(500));
+    }
+    writer.join().unwrap();
+    let mut cats: Vec<Proc> = (0..5).map(|_| spawn_cat(&s)).collect();
+    for cat in &mut cats {
+        wait_parked(cat, &s);
+    }
+    wait_parked(&mut py, &s);
+    let states: Vec<Option<char>> =
+        std::iter::once(py.pid()).chain(cats.iter().map(Proc::pid)).map(proc_state).collect();
+    assert!(
+        states.iter().all(|&st| st == Some('S')),
+        "after {sent} signals, blocked readers' states: {states:?}"
+    );
     assert!(log_problems(&m).is_empty(), "daemon log: {:?}", log_problems(&m));
 }
 

@@ -217,7 +217,10 @@ mod tests {
         );
         assert_eq!(head, "FUSE( 12) ino ", "formatting stopped after the id");
         assert_eq!(request_id(&head), Some(12));
-        assert_eq!(request_id(&format(Prefix::until(b')'), format_args!("FUSE({:3})", u64::MAX))), Some(u64::MAX));
+        assert_eq!(
+            request_id(&format(Prefix::until(b')'), format_args!("FUSE({:3})", u64::MAX))),
+            Some(u64::MAX)
+        );
     }
 
     #[test]
