@@ -36,7 +36,8 @@ const T: Duration = Duration::from_secs(10);
 const SIGNAL_BOUND: Duration = Duration::from_millis(250);
 
 /// How long a reader that got no deliverable signal is watched for staying
-/// blocked (several of the watcher's ~40 ms scans).
+/// blocked (hundreds of times an interrupt's answer; several of the fallback
+/// watcher's ~40 ms scans once the kernel no longer sends interrupts).
 const STILL_BLOCKED: Duration = Duration::from_millis(300);
 
 // ---------------------------------------------------------------------------

@@ -1,11 +1,13 @@
-//! Log floods, on a real mount with `-o log=FILE`: a flood of refused writes leaves a few
-//! lines, and one that says how many like them were suppressed.
+//! Logging, on a real mount: a flood of refused writes leaves a few lines in `-o log=FILE`,
+//! and one that says how many like them were suppressed; `-o debug` still shows fuser's trace
+//! of every request, interrupts included, and is not rate-limited.
 
 mod common;
 
-use common::{Mount, TempDir, wait_until};
+use common::{Mount, Proc, TempDir, proc_state, wait_until};
 use std::fs;
 use std::io::Write;
+use std::process::Command;
 use std::time::Duration;
 
 const KIB: usize = 1024;
@@ -51,4 +53,25 @@ fn ten_thousand_refused_writes_leave_a_few_lines_that_count_the_rest() {
 /// Lines about a refused write, summaries left out.
 fn shown(text: &str) -> usize {
     text.lines().filter(|l| l.contains("No space left on device") && suppressed(l).is_none()).count()
+}
+
+#[test]
+fn debug_shows_every_request_and_interrupt_unlimited() {
+    let m = Mount::with_options("debug");
+    let s = m.join("s");
+    fs::write(&s, b"").unwrap();
+    for _ in 0..30 {
+        fs::metadata(&s).expect("stat");
+    }
+    let mut cat = Proc::spawn(Command::new("cat").arg(&s));
+    wait_until("cat to block", Duration::from_secs(10), || {
+        proc_state(cat.pid()) == Some('S') && m.log().contains(" READ ")
+    });
+    cat.signal(libc::SIGINT);
+    assert!(cat.wait_exit(Duration::from_secs(10)).is_some(), "SIGINT ended cat");
+    wait_until("the interrupt in the debug log", Duration::from_secs(10), || {
+        m.log().contains("INTERRUPT unique RequestId(")
+    });
+    let getattrs = m.log().lines().filter(|l| l.contains(" GETATTR ")).count();
+    assert!(getattrs >= 30, "{getattrs} GETATTR lines for 30 stats: debug lines are not limited");
 }
