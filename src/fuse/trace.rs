@@ -9,6 +9,10 @@
 //! that record we answer request M ourselves (EINTR, if it is parked) before returning: the
 //! ENOSYS that follows finds it answered, and interrupts keep coming.
 //!
+//! Of each record only the start, `FUSE(N)`, is formatted (into a fixed buffer, about
+//! 0.1 µs): the kernel gives an interrupt its request's id plus one, so an odd N is an
+//! interrupt, whose whole text is then read and checked.
+//!
 //! An interrupt can arrive while its request is still being dispatched on another worker
 //! thread (not yet parked, not yet answered). So every request's record marks its unique id
 //! as in dispatch, in a small table, until the handler returns ([`end`], called by the
@@ -22,8 +26,8 @@
 
 use std::cell::Cell;
 use std::fmt::Write as _;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use log::{Level, Record};
@@ -45,7 +49,7 @@ const DISPATCH_WAIT: Duration = Duration::from_millis(100);
 /// The latest request dispatched into each slot (`unique / 2 % SLOTS`), with [`BUSY`].
 static DISPATCHED: [AtomicU64; SLOTS] = [const { AtomicU64::new(0) }; SLOTS];
 
-static INTERRUPTS: OnceLock<std::sync::Arc<Interrupts>> = OnceLock::new();
+static INTERRUPTS: OnceLock<Arc<Interrupts>> = OnceLock::new();
 
 thread_local! {
     /// The request this worker thread is dispatching (0: none).
@@ -56,7 +60,7 @@ thread_local! {
 }
 
 /// Starts answering interrupts for the parked requests of `interrupts`.
-pub fn install(interrupts: std::sync::Arc<Interrupts>) {
+pub fn install(interrupts: Arc<Interrupts>) {
     if INTERRUPTS.set(interrupts).is_ok() {
         crate::logger::set_tap(tap);
     }
