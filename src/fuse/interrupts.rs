@@ -259,6 +259,40 @@ mod tests {
         Candidate { unique, ticket: unique, tid, fh: 0, process }
     }
 
+    /// An engine with one stream open for reading, and a read parked on it.
+    fn parked_read() -> (Arc<Interrupts>, Arc<std::sync::Mutex<Option<crate::engine::ReadResult>>>) {
+        use crate::engine::{Caller, GroupConfig, Limits, ROOT, ReadMode};
+        let engine = Arc::new(Engine::new(
+            GroupConfig::default(),
+            Caller { uid: 0, gid: 0 },
+            Limits { max_message: 1 << 20, memory: 1 << 26 },
+        ));
+        let stream = engine.create(ROOT, b"s", 0o644, Caller { uid: 0, gid: 0 }).expect("create");
+        let (fh, _) = engine.open(stream.ino, true, false).expect("open");
+        let interrupts = Interrupts::new(engine.clone());
+        let result = Arc::new(std::sync::Mutex::new(None));
+        let done = Arc::new(AtomicBool::new(false));
+        let (into, completed) = (result.clone(), done.clone());
+        let callback = Box::new(move |r| {
+            *into.lock().unwrap() = Some(r);
+            completed.store(true, Ordering::Release);
+        });
+        let ticket = engine.read(fh, 0, 100, ReadMode::Block, callback).expect("parked");
+        interrupts.watch(42, ticket, gettid(), fh, done);
+        (interrupts, result)
+    }
+
+    #[test]
+    fn an_interrupt_answers_the_parked_request_by_its_unique_id() {
+        let (interrupts, result) = parked_read();
+        interrupts.interrupt(40);
+        assert!(result.lock().unwrap().is_none(), "another request's interrupt leaves it parked");
+        interrupts.interrupt(42);
+        assert_eq!(*result.lock().unwrap(), Some(Err(Errno::EINTR)), "answered before interrupt returns");
+        interrupts.interrupt(42);
+        assert_eq!(*result.lock().unwrap(), Some(Err(Errno::EINTR)), "a second interrupt changes nothing");
+    }
+
     #[test]
     fn a_first_scan_learns_each_callers_process() {
         let me = std::process::id();
