@@ -139,7 +139,7 @@ fn run(invocation: Invocation) -> Result<(), String> {
         // Threads start only now, after the fork: they would not survive it.
         daemon::block_stop_signals();
         let cannot = |e: std::io::Error| format!("cannot start: {e}");
-        interrupts.spawn_watcher().map_err(cannot)?;
+        interrupts.start().map_err(cannot)?;
         delivery::start();
         daemon::spawn_stop_handler(mountpoint.clone()).map_err(cannot)?;
         if let Some(dir) = &mountpoint {
