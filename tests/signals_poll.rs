@@ -584,6 +584,29 @@ os.write(1, b"EOF\n")
     assert!(out.ends_with("EOF\n"), "output:\n{out}");
 }
 
+/// A Python reader of argv[1] that handles SIGUSR1 (printing `SIG`) and reads on.
+const HANDLING_READER: &str = r#"
+import os, signal, sys
+signal.signal(signal.SIGUSR1, lambda *_: os.write(1, b"SIG\n"))
+f = open(sys.argv[1], "rb", buffering=0)
+while f.read(100):
+    pass
+"#;
+
+/// Waits until `reader` and `cats` new `cat`s are blocked reading `s`, and asserts that all
+/// of them sleep interruptibly (state S, not D). Returns the cats.
+fn assert_readers_sleep(reader: &mut Proc, s: &Path, cats: usize, when: &str) -> Vec<Proc> {
+    let mut cats: Vec<Proc> = (0..cats).map(|_| spawn_cat(s)).collect();
+    for cat in &mut cats {
+        wait_parked(cat, s);
+    }
+    wait_parked(reader, s);
+    let states: Vec<Option<char>> =
+        std::iter::once(reader.pid()).chain(cats.iter().map(Proc::pid)).map(proc_state).collect();
+    assert!(states.iter().all(|&st| st == Some('S')), "{when}, blocked readers' states: {states:?}");
+    cats
+}
+
 /// After a read was interrupted, readers blocked on the mount still sleep interruptibly
 /// (state S, not counted in the load average) and SIGINT ends a `cat` at once. fuser 0.18
 /// answers the kernel's FUSE_INTERRUPT with ENOSYS, after which the kernel would send no
@@ -594,28 +617,11 @@ fn blocked_readers_stay_interruptible_after_an_interrupt() {
     let m = Mount::new();
     let s = m.join("s");
     File::create(&s).unwrap();
-    let script = r#"
-import os, signal, sys
-signal.signal(signal.SIGUSR1, lambda *_: os.write(1, b"SIG\n"))
-f = open(sys.argv[1], "rb", buffering=0)
-while f.read(100):
-    pass
-"#;
-    let mut py = python(script, &[s.to_str().unwrap()]);
+    let mut py = python(HANDLING_READER, &[s.to_str().unwrap()]);
     wait_parked(&mut py, &s);
     py.signal(libc::SIGUSR1);
     py.wait_output_contains(b"SIG\n", T);
-    wait_parked(&mut py, &s);
-    let mut cats: Vec<Proc> = (0..20).map(|_| spawn_cat(&s)).collect();
-    for cat in &mut cats {
-        wait_parked(cat, &s);
-    }
-    let states: Vec<Option<char>> =
-        std::iter::once(py.pid()).chain(cats.iter().map(Proc::pid)).map(proc_state).collect();
-    assert!(
-        states.iter().all(|&st| st == Some('S')),
-        "blocked readers' states after an interrupt: {states:?}"
-    );
+    let mut cats = assert_readers_sleep(&mut py, &s, 20, "after an interrupt");
     let mut times = Vec::new();
     for cat in &mut cats {
         times.push(signal_and_time_exit(cat, libc::SIGINT));
@@ -636,14 +642,7 @@ fn interrupts_survive_a_storm_of_signals_during_busy_reads() {
     let m = Mount::new();
     let s = m.join("s");
     File::create(&s).unwrap();
-    let script = r#"
-import signal, sys
-signal.signal(signal.SIGUSR1, lambda *_: None)
-f = open(sys.argv[1], "rb", buffering=0)
-while f.read(100):
-    pass
-"#;
-    let mut py = python(script, &[s.to_str().unwrap()]);
+    let mut py = python(HANDLING_READER, &[s.to_str().unwrap()]);
     wait_parked(&mut py, &s);
     let storm = Duration::from_secs(2);
     let writer = {
@@ -664,17 +663,7 @@ while f.read(100):
         thread::sleep(Duration::from_micros(500));
     }
     writer.join().unwrap();
-    let mut cats: Vec<Proc> = (0..5).map(|_| spawn_cat(&s)).collect();
-    for cat in &mut cats {
-        wait_parked(cat, &s);
-    }
-    wait_parked(&mut py, &s);
-    let states: Vec<Option<char>> =
-        std::iter::once(py.pid()).chain(cats.iter().map(Proc::pid)).map(proc_state).collect();
-    assert!(
-        states.iter().all(|&st| st == Some('S')),
-        "after {sent} signals, blocked readers' states: {states:?}"
-    );
+    assert_readers_sleep(&mut py, &s, 5, &format!("after {sent} signals"));
     assert!(log_problems(&m).is_empty(), "daemon log: {:?}", log_problems(&m));
 }
 
