@@ -23,8 +23,10 @@ use mqfs::tools::{sys, term};
                       mq-pin [-m DIR] -k NAME",
     after_help = "A session is a group of an mqfs mount (streams 0: input, 1: output, 2: errors, \
                   note: requests, status). Ctrl-\\ detaches a viewer (-e to change). Sessions live \
-                  in -m DIR, else $MQ_PIN_DIR, else $XDG_RUNTIME_DIR/mq-pin; mq-pin mounts mqfs \
-                  there if nothing is mounted.\n\nExamples:\n  \
+                  in -m DIR, else $MQ_PIN_DIR, else $XDG_RUNTIME_DIR/mq-pin, else \
+                  /run/user/UID/mq-pin if /run/user/UID exists, else /tmp/mq-pin-UID; mq-pin \
+                  mounts mqfs there if nothing is mounted, and unmounts it when -k removes the \
+                  last session.\n\nExamples:\n  \
                   mq-pin -c shell              # start your shell in session \"shell\", detached\n  \
                   mq-pin -a shell              # attach (from as many terminals as you like)\n  \
                   mq-pin shell                 # attach, creating the session first if needed\n  \
