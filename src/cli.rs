@@ -116,9 +116,7 @@ pub fn parse(args: Vec<OsString>) -> Parsed {
 
 /// The completion script for `shell`, generated from the clap definition.
 pub fn completions(shell: clap_complete::Shell) -> String {
-    let mut out = Vec::new();
-    clap_complete::generate(shell, &mut Cli::command(), "mqfs", &mut out);
-    String::from_utf8(out).expect("completion scripts are text")
+    mqfs::completions::script(shell, Cli::command())
 }
 
 /// Parses a mount helper's arguments (after argv[0]):
