@@ -1,6 +1,7 @@
 //! Mounting as an administrator does, after the README's set-up (`contrib/install`, run
-//! here once with the binary under test): `mount -t fuse.mqfs` through the stock
-//! mount.fuse3 helper (also with `drop_privileges`), `mount -t mqfs` through mqfs's own
+//! here once with the binary under test): `mount -t fuse.mqfs` through mqfs's checking
+//! `mount.fuse.mqfs` and the stock mount.fuse3 helper (also with `drop_privileges`, refused
+//! before mounting without `default_permissions`), `mount -t mqfs` through mqfs's own
 //! helper link (fake and sloppy mounts), fstab entries with `mount -a`, `mount DIR` and
 //! `umount` (mount(8)'s options accepted, `noauto` skipped, the shipped fstab example),
 //! failures that make mount exit non-zero with mqfs's one-line reason (bad option, busy
@@ -380,13 +381,16 @@ fn drop_privileges_serves_the_descriptor_mount_fuse3_passes() {
     ok(Command::new("umount").arg(&dir));
     wait_until("the daemon to exit after umount", T, || gone(pid));
 
-    // Without default_permissions the kernel would check nothing: mqfs refuses to serve.
-    let (status, _, err) =
-        run(Command::new("mount").args(["-t", "fuse.mqfs", "none", s(&dir), "-o", "drop_privileges"]));
-    assert!(!status.success(), "mount: {status:?}");
-    assert!(err.lines().any(|l| l.starts_with("mqfs: ") && l.contains("default_permissions")), "{err}");
-    // mount.fuse3 made that mount before mqfs could refuse; it serves nothing.
-    let _ = Command::new("umount").arg(&dir).status();
+    // Without default_permissions the kernel would check nothing: mqfs (as mount.fuse.mqfs)
+    // refuses before mount.fuse3 mounts anything, as it does a bad option.
+    for options in ["drop_privileges", "drop_privileges,default_permissions,replay"] {
+        let (status, _, err) =
+            run(Command::new("mount").args(["-t", "fuse.mqfs", "none", s(&dir), "-o", options]));
+        assert!(!status.success(), "mount -o {options}: {status:?}");
+        let reason = |l: &str| l.contains("default_permissions") || l.contains("replay needs a value");
+        assert!(err.lines().any(|l| l.starts_with("mqfs: ") && reason(l)), "{err}");
+        assert!(!is_mounted_at(&dir, None), "mount -o {options} left a mount");
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -987,7 +991,9 @@ fn the_installer_puts_every_command_in_place_and_names_it() {
     let install =
         |args: &[&str]| ok(Command::new(format!("{REPO}/contrib/install")).args(args).env("SBINDIR", &sbin));
     let said = install(&["--bin", MQFS_BIN, "--prefix", s(&prefix)]);
-    let mut files = vec![sbin.join("mount.mqfs"), prefix.join("share/man/man5/mqfs.5")];
+    let mut files =
+        vec![sbin.join("mount.mqfs"), sbin.join("mount.fuse.mqfs"), prefix.join("share/man/man5/mqfs.5")];
+    assert!(said.contains(s(&sbin.join("mount.fuse.mqfs"))), "{said}");
     for command in ["mqfs", "mq-cat", "mq-pin"] {
         assert!(said.contains(&format!("{}/bin/{command}", s(&prefix))), "{said}");
         assert!(said.contains(&format!("{command}(1)")), "the message lacks {command}(1): {said}");
