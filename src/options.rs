@@ -6,8 +6,8 @@
 use std::path::PathBuf;
 
 use crate::engine::Limits;
-use crate::engine::config::{GroupConfig, parse_size};
-use crate::engine::ctl::{self, Command};
+use crate::engine::config::{self, GroupConfig, parse_size};
+use crate::engine::ctl::Command;
 use crate::engine::presets::Presets;
 use crate::engine::seglog;
 
@@ -76,14 +76,9 @@ const IGNORED: &[&str] = &[
     "loud",
 ];
 
-/// How the value of each option that takes one is written, for the error that says it is
-/// missing (`-o replay` alone).
+/// How the value of each mount-wide option that takes one is written, for the error that
+/// says it is missing (`-o memory` alone); the ctl settings' come from `config::SETTINGS`.
 const VALUE_FORMS: &[(&str, &str)] = &[
-    ("replay", "off|last|all"),
-    ("depth", "N|SIZE"),
-    ("data", "message|coalesce|static"),
-    ("write", "nonblock|one|all"),
-    ("frame", "write|close"),
     ("memory", "SIZE"),
     ("max_message", "SIZE"),
     ("threads", "N"),
@@ -94,10 +89,13 @@ const VALUE_FORMS: &[(&str, &str)] = &[
     ("config", "FILE"),
 ];
 
-/// The error for a known option given without its value.
-fn needs_value(key: &str) -> String {
-    let form = VALUE_FORMS.iter().find(|(k, _)| *k == key).map_or("...", |(_, form)| form);
-    format!("mount option {key} needs a value ({key}={form})")
+/// The error for a known option given without its value, if `key` is one that takes a value.
+fn needs_value(key: &str) -> Option<String> {
+    let form = match config::setting(key) {
+        Some(setting) => setting.usage(),
+        None => VALUE_FORMS.iter().find(|(k, _)| *k == key)?.1.to_string(),
+    };
+    Some(format!("mount option {key} needs a value ({key}={form})"))
 }
 
 /// The largest message by default.
@@ -170,7 +168,11 @@ impl Settings {
             None => (option, None),
         };
         let bad = |what: &str| format!("bad value for mount option {key}: {what}");
-        let need = || value.ok_or_else(|| needs_value(key));
+        let need = || {
+            value.ok_or_else(|| {
+                needs_value(key).unwrap_or_else(|| format!("mount option {key} needs a value"))
+            })
+        };
         let file = |name: &str| match name {
             "" => Err(format!("mount option {key} needs a file name")),
             name => Ok(PathBuf::from(name)),
@@ -212,8 +214,8 @@ impl Settings {
                     command.configure(&mut self.root);
                 }
                 Some(Some(Err(reason))) => return Err(bad(&reason)),
-                None if VALUE_FORMS.iter().any(|(k, _)| *k == key) => return Err(needs_value(key)),
-                Some(None) | None => return Ok(false),
+                None => return needs_value(key).map_or(Ok(false), Err),
+                Some(None) => return Ok(false),
             },
         }
         Ok(true)
@@ -239,27 +241,9 @@ impl Settings {
 }
 
 /// `key=value` read as the ctl command `key value` (`replay=all`, `depth=64M`), if `key` is a
-/// ctl setting (not `clear`); the error is ctl's reason for a bad value.
+/// ctl setting; the error says what the setting takes.
 pub fn ctl_setting(key: &str, value: &str) -> Option<Result<Command, String>> {
-    let word = |s: &str| !s.is_empty() && !s.contains(|c: char| c.is_whitespace() || c == '#');
-    if !word(key) || key == "clear" {
-        return None;
-    }
-    let unknown = |e: &ctl::CtlError| e.reason.starts_with("unknown command");
-    if !word(value) {
-        return match ctl::parse(key.as_bytes()) {
-            Err(e) if unknown(&e) => None,
-            _ => Some(Err(format!("{key} takes one word, not {value:?}"))),
-        };
-    }
-    match ctl::parse(format!("{key} {value}").as_bytes()) {
-        Ok(commands) => match commands.as_slice() {
-            [command] if *command != Command::Clear => Some(Ok(*command)),
-            _ => None,
-        },
-        Err(e) if unknown(&e) => None,
-        Err(e) => Some(Err(e.reason)),
-    }
+    Command::set(key, value)
 }
 
 /// What `max_message` takes, as its errors say.
@@ -333,12 +317,16 @@ mod tests {
 
     #[test]
     fn a_valued_option_without_its_value_says_so() {
-        for (key, form) in VALUE_FORMS {
+        let settings = config::SETTINGS.iter().map(|s| (s.name.to_string(), s.usage()));
+        let forms: Vec<(String, String)> =
+            settings.chain(VALUE_FORMS.iter().map(|(k, f)| (k.to_string(), f.to_string()))).collect();
+        assert!(forms.iter().any(|(key, form)| key == "replay" && form == "off|last|all"));
+        for (key, form) in &forms {
             let error = Settings::default().apply(key).unwrap_err();
             assert_eq!(error, format!("mount option {key} needs a value ({key}={form})"));
         }
         // Every form shown is one the option takes.
-        for (key, form) in VALUE_FORMS {
+        for (key, form) in &forms {
             for alternative in form.split('|') {
                 let value = match alternative {
                     "N" => "2",
