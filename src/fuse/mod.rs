@@ -7,9 +7,7 @@
 //! the engine with a callback that owns the reply (so a blocked read holds no worker
 //! thread), and registers parked reads with the signal watcher.
 
-pub mod interrupts;
-pub mod procfs;
-mod trace;
+mod workarounds;
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -25,7 +23,8 @@ use fuser::{
 };
 
 use crate::engine::{self, Attr, Caller, Engine, Entry, Kind, OpenKind, ReadMode, SetAttr, WriteRequest};
-use interrupts::Interrupts;
+use workarounds::interrupts::Interrupts;
+use workarounds::{dispatch_trace, proc};
 
 /// Names may be cached briefly (every change goes through this mount); attributes not at
 /// all, since a stream's size and mtime change with every message.
@@ -59,9 +58,9 @@ impl MqFs {
         if len < self.whole_write_below {
             return Some(len as u64);
         }
-        match procfs::write_syscall_len(tid) {
+        match proc::write_syscall_len(tid) {
             Some(total) => Some(total),
-            None if procfs::caller_state(tid) != procfs::Caller::Waiting => None,
+            None if proc::caller_state(tid) != proc::Caller::Waiting => None,
             // Not a write system call (sendfile, splice, io_uring, a 32-bit caller): each
             // request is a message.
             None => Some(len as u64),
@@ -85,7 +84,7 @@ fn whole_write_threshold() -> usize {
 /// Its return also ends the request's dispatch, which an interrupt of it waits for.
 fn guard(op: &str, handler: impl FnOnce()) {
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(handler));
-    trace::end();
+    dispatch_trace::end();
     if let Err(panic) = result {
         let what = panic
             .downcast_ref::<&str>()
@@ -412,7 +411,7 @@ impl Filesystem for MqFs {
         guard("flush", || {
             // A process killed while writing a `frame close` message must not publish half of
             // it: its files are closed as it dies, with its exit code already set.
-            let dying = || procfs::killed_by_signal(req.pid());
+            let dying = || proc::killed_by_signal(req.pid());
             reply_empty(reply, self.engine.flush(fh.0, dying));
         })
     }

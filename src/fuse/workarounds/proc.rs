@@ -18,7 +18,7 @@ use std::path::Path;
     target_pointer_width = "64",
     any(target_arch = "x86_64", target_arch = "aarch64")
 )))]
-compile_error!("fuse::procfs supports only 64-bit Linux on x86_64 and aarch64");
+compile_error!("fuse::workarounds::proc supports only 64-bit Linux on x86_64 and aarch64");
 
 /// System call numbers of the native 64-bit ABI, as `/proc/<tid>/syscall`
 /// prints them. The `libc` constants carry the right value per architecture

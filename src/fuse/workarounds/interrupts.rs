@@ -3,7 +3,7 @@
 //! Every parked request is registered here with its FUSE unique id and the thread that
 //! made it. Two ways answer it with EINTR when its caller gets a signal:
 //!
-//! - The kernel's FUSE_INTERRUPT, which fuser 0.18 cannot pass on: [`super::trace`] reads
+//! - The kernel's FUSE_INTERRUPT, which fuser 0.18 cannot pass on: [`super::dispatch_trace`] reads
 //!   it from fuser's dispatch trace and calls [`Interrupts::interrupt`] before fuser answers
 //!   ENOSYS. This keeps the kernel sending interrupts, so a blocked reader sleeps
 //!   interruptibly (state S) and a signal releases it at once.
@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use super::procfs::{Caller, task};
+use super::proc::{Caller, task};
 use crate::engine::{Engine, Errno, Ticket};
 
 /// How often signals are looked for while few reads are parked and the kernel no longer
@@ -99,7 +99,7 @@ impl Interrupts {
 
     /// Starts answering the kernel's interrupts, and the watcher thread.
     pub fn start(self: &Arc<Self>) -> std::io::Result<()> {
-        super::trace::install(self.clone());
+        super::dispatch_trace::install(self.clone());
         let watcher = self.clone();
         std::thread::Builder::new().name("mqfs-signals".into()).spawn(move || watcher.watch_loop())?;
         Ok(())
