@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
-use super::proc::{Caller, task};
+use super::proc::{ThreadState, task};
 use crate::engine::{Engine, Errno, Ticket};
 
 /// How often signals are looked for while few reads are parked and the kernel no longer
@@ -74,8 +74,8 @@ struct Findings {
     learnt: Vec<(u64, u32)>,
 }
 
-fn wants_out(caller: Caller) -> bool {
-    matches!(caller, Caller::Signalled | Caller::Gone)
+fn wants_out(state: ThreadState) -> bool {
+    matches!(state, ThreadState::Signalled | ThreadState::Gone)
 }
 
 pub struct Interrupts {
@@ -195,7 +195,7 @@ fn scan(candidates: &[Candidate], turn: &mut u64, in_turn: usize) -> Findings {
             Some(process) => by_process.entry(process).or_default().push(c),
             None => {
                 let seen = task(c.tid);
-                if wants_out(seen.caller) {
+                if wants_out(seen.state) {
                     findings.interrupt.push(c);
                 } else if let Some(process) = seen.process {
                     findings.learnt.push((c.unique, process));
@@ -208,17 +208,17 @@ fn scan(candidates: &[Candidate], turn: &mut u64, in_turn: usize) -> Findings {
     for (process, members) in by_process {
         let status = task(process);
         for c in members {
-            let caller = if c.tid == process {
-                status.caller
-            } else if status.process_signalled || status.caller == Caller::Gone {
+            let state = if c.tid == process {
+                status.state
+            } else if status.process_signalled || status.state == ThreadState::Gone {
                 // Which thread takes the signal depends on each one's mask; a main thread
                 // that is gone may have left the others running.
-                task(c.tid).caller
+                task(c.tid).state
             } else {
                 turns.push(c);
                 continue;
             };
-            if wants_out(caller) {
+            if wants_out(state) {
                 findings.interrupt.push(c);
             }
         }
@@ -226,7 +226,7 @@ fn scan(candidates: &[Candidate], turn: &mut u64, in_turn: usize) -> Findings {
     turns.sort_unstable_by_key(|c| c.unique);
     let start = turns.iter().position(|c| c.unique > *turn).unwrap_or(0);
     for c in turns.iter().cycle().skip(start).take(in_turn.min(turns.len())) {
-        if wants_out(task(c.tid).caller) {
+        if wants_out(task(c.tid).state) {
             findings.interrupt.push(*c);
         }
         *turn = c.unique;

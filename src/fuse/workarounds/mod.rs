@@ -1,7 +1,12 @@
 //! What mqfs does because fuser 0.18 or the FUSE protocol does not tell it something:
-//! interrupts (`interrupts.rs`, `dispatch_trace.rs`) and what `/proc` says about a caller
-//! (`proc.rs`).
+//! interrupts (`interrupts.rs`, `dispatch_trace.rs`), the size of a write(2)
+//! (`write_size.rs`), whether a closing writer was killed (`killed_writer.rs`), all reading
+//! `/proc` through `proc.rs`.
 
 pub mod dispatch_trace;
 pub mod interrupts;
-pub mod proc;
+pub mod killed_writer;
+mod proc;
+#[cfg(test)]
+mod testing;
+pub mod write_size;
