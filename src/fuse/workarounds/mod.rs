@@ -7,6 +7,7 @@ pub mod dispatch_trace;
 pub mod interrupts;
 pub mod killed_writer;
 mod proc;
+mod signal_watch;
 #[cfg(test)]
 mod testing;
 pub mod write_size;
