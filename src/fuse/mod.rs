@@ -3,9 +3,9 @@
 //! Nothing here decides semantics. It translates types, opens stream files with
 //! FOPEN_DIRECT_IO | FOPEN_STREAM (no page cache; each read and write reaches the engine with
 //! its own size), tells the engine who sent each write request and how large the write(2) a
-//! first request starts is (from /proc when the request could have been cut), hands reads to
-//! the engine with a callback that owns the reply (so a blocked read holds no worker
-//! thread), and registers parked reads with the signal watcher.
+//! first request starts is, hands reads to the engine with a callback that owns the reply (so
+//! a blocked read holds no worker thread), and registers parked reads and writes for signals
+//! to end. What fuser 0.18 and the protocol do not tell it is made up for in `workarounds/`.
 
 mod workarounds;
 
