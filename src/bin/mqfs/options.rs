@@ -5,11 +5,11 @@
 
 use std::path::PathBuf;
 
-use crate::engine::Limits;
-use crate::engine::config::{self, GroupConfig, parse_size};
-use crate::engine::ctl::Command;
-use crate::engine::presets::Presets;
-use crate::engine::seglog;
+use mqfs::engine::Limits;
+use mqfs::engine::config::{self, GroupConfig, parse_size};
+use mqfs::engine::ctl::Command;
+use mqfs::engine::presets::Presets;
+use mqfs::engine::seglog;
 
 /// Everything a mount is configured with.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -149,17 +149,6 @@ pub fn config_path(options: &[&str]) -> Option<PathBuf> {
 }
 
 impl Settings {
-    /// Applies one comma-separated option list on top of the current settings. An
-    /// unknown option is an error that names it.
-    pub fn apply(&mut self, list: &str) -> Result<(), String> {
-        for option in list.split(',').map(str::trim).filter(|o| !o.is_empty()) {
-            if !self.apply_one(option)? {
-                return Err(format!("unknown mount option {option:?}"));
-            }
-        }
-        Ok(())
-    }
-
     /// Applies one option (`key` or `key=value`). Returns whether mqfs knows it; a known
     /// option with a bad value is an error.
     pub fn apply_one(&mut self, option: &str) -> Result<bool, String> {
@@ -262,7 +251,20 @@ pub fn parse_threads(word: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::config::{DataMode, Depth, Replay};
+    use mqfs::engine::config::{DataMode, Depth, Replay};
+
+    impl Settings {
+        /// Applies one comma-separated option list, as `main` does with `-o`: an unknown
+        /// option is an error that names it.
+        fn apply(&mut self, list: &str) -> Result<(), String> {
+            for option in list.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+                if !self.apply_one(option)? {
+                    return Err(format!("unknown mount option {option:?}"));
+                }
+            }
+            Ok(())
+        }
+    }
 
     #[test]
     fn mqfs_options_set_the_root_group_and_limits() {
