@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use super::ordered::{Item, Ordered};
 use super::sys::{self, strerror};
 use super::term;
+use crate::mountinfo::{self, MountInfo};
 
 /// The session's streams, created with it.
 pub const STREAMS: [&str; 5] = ["0", "1", "2", "note", "status"];
@@ -85,40 +86,15 @@ pub fn default_dir() -> PathBuf {
     PathBuf::from(format!("/tmp/mq-pin-{uid}"))
 }
 
-/// Undoes the octal escapes (`\040` for a space) of /proc/self/mountinfo fields.
-fn unescape(field: &str) -> Vec<u8> {
-    let b = field.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            out.push(b[i + 1..i + 4].iter().fold(0u32, |acc, c| acc * 8 + u32::from(c - b'0')) as u8);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    out
-}
-
-/// The file system type and the source of what is mounted on `dir` (the topmost mount), if
-/// anything is.
-fn mount_at(dir: &Path) -> Option<(String, Vec<u8>)> {
+/// What is mounted on `dir` (the topmost mount), if anything is.
+fn mount_at(dir: &Path) -> Option<MountInfo> {
     let dir = dir.canonicalize().ok()?;
-    let text = fs::read_to_string("/proc/self/mountinfo").ok()?;
-    text.lines().rev().find_map(|line| {
-        let fields: Vec<&str> = line.split(' ').collect();
-        let sep = fields.iter().position(|f| *f == "-")?;
-        let point = unescape(fields.get(4)?);
-        let (fstype, source) = (fields.get(sep + 1)?, fields.get(sep + 2)?);
-        (Path::new(OsStr::from_bytes(&point)) == dir).then(|| (fstype.to_string(), unescape(source)))
-    })
+    mountinfo::read().ok()?.into_iter().rev().find(|m| m.mount_point == dir)
 }
 
 /// The file system type mounted on `dir` (the topmost mount), if any.
 pub fn mounted_type(dir: &Path) -> Option<String> {
-    mount_at(dir).map(|(fstype, _)| fstype)
+    mount_at(dir).map(|m| m.fs_type)
 }
 
 /// Whether an mqfs is mounted on `dir`.
@@ -170,8 +146,7 @@ pub fn ensure_mounted(dir: &Path) -> Result<()> {
 /// that the daemon it started ends with the last session. Best effort: a mount still in use
 /// (a shell inside it) stays.
 fn release_mount(dir: &Path) {
-    let ours = mount_at(dir)
-        .is_some_and(|(fstype, source)| fstype == "fuse.mqfs" && source == OWN_SOURCE.as_bytes());
+    let ours = mount_at(dir).is_some_and(|m| m.fs_type == "fuse.mqfs" && m.source == OWN_SOURCE);
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };

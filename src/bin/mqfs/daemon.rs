@@ -8,6 +8,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use mqfs::mountinfo;
+
 /// The child's end of the pipe its parent waits on.
 pub struct Reporter(File);
 
@@ -157,46 +159,10 @@ pub fn spawn_stop_handler(mountpoint: Option<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The `MAJ:MIN` device of the mount most recently made on `path` (a canonical path), from
-/// /proc/self/mountinfo.
+/// The `MAJ:MIN` device of the mount most recently made on `path` (a canonical path).
 pub fn mount_device(path: &Path) -> Option<String> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    text.lines()
-        .filter_map(|line| {
-            // ID PARENT MAJ:MIN ROOT MOUNTPOINT ...
-            let fields: Vec<&str> = line.split(' ').collect();
-            let id: u64 = fields.first()?.parse().ok()?;
-            let dev = fields.get(2)?.to_string();
-            (unescape(fields.get(4)?) == path.as_os_str().as_bytes()).then_some((id, dev))
-        })
-        .max()
-        .map(|(_, dev)| dev)
-}
-
-/// Whether a mount of device `dev` (`MAJ:MIN`) is in `mountinfo`.
-fn has_device(mountinfo: &str, dev: &str) -> bool {
-    mountinfo.lines().any(|line| line.split(' ').nth(2) == Some(dev))
-}
-
-/// Undoes mountinfo's octal escapes (`\040` for a space).
-fn unescape(field: &str) -> Vec<u8> {
-    let b = field.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let octal = b.get(i + 1..i + 4).filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
-        match (b[i], octal) {
-            (b'\\', Some(d)) => {
-                out.push(d.iter().fold(0u8, |acc, c| acc.wrapping_mul(8) + (c - b'0')));
-                i += 4;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    out
+    let mounts = mountinfo::read().ok()?;
+    mounts.into_iter().filter(|m| m.mount_point == path).max_by_key(|m| m.id).map(|m| m.dev)
 }
 
 /// Watches the mount table and exits once the mount of device `dev` is gone. A plain
@@ -213,7 +179,7 @@ pub fn spawn_mount_watcher(dev: String, mountpoint: PathBuf) -> std::io::Result<
                 log::warn!("cannot read /proc/self/mountinfo; not watching for an unmount");
                 return;
             }
-            if !has_device(&text, &dev) {
+            if !mountinfo::parse(&text).any(|m| m.dev == dev) {
                 log::info!("{} was unmounted; exiting", mountpoint.display());
                 exit(0);
             }
@@ -267,16 +233,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn mountinfo_fields_are_unescaped() {
-        assert_eq!(unescape(r"/tmp/a\040b\134c"), b"/tmp/a b\\c");
-        assert_eq!(unescape(r"/x\04"), b"/x\\04");
-    }
-
-    #[test]
     fn the_root_mount_is_found() {
-        assert!(mount_device(Path::new("/")).is_some());
+        let root = mount_device(Path::new("/")).unwrap();
         let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        assert!(has_device(&text, &mount_device(Path::new("/")).unwrap()));
-        assert!(!has_device(&text, "12345:54321"));
+        assert!(mountinfo::parse(&text).any(|m| m.dev == root));
     }
 }
