@@ -20,6 +20,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use fuser::{Config, MountOption, Session, SessionACL};
+use nix::unistd::{getgid, getuid};
 
 use mqfs::engine::{Caller, Engine, Limits, delivery};
 use mqfs::fuse::MqFs;
@@ -192,8 +193,7 @@ fn run(invocation: Invocation) -> Result<(), String> {
 
 /// The engine the settings describe, behind the FUSE glue.
 fn build_engine(settings: &Settings, limits: Limits) -> MqFs {
-    // SAFETY: getuid and getgid cannot fail.
-    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let (uid, gid) = (getuid().as_raw(), getgid().as_raw());
     let owner = Caller { uid: settings.uid.unwrap_or(uid), gid: settings.gid.unwrap_or(gid) };
     let engine = Arc::new(Engine::new(settings.root, owner, limits));
     engine.set_presets(settings.presets.clone());

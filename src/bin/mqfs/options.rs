@@ -10,6 +10,7 @@ use mqfs::engine::config::{self, GroupConfig, parse_size};
 use mqfs::engine::ctl::Command;
 use mqfs::engine::presets::Presets;
 use mqfs::engine::seglog;
+use nix::unistd::{SysconfVar, sysconf};
 
 /// Everything a mount is configured with.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -133,9 +134,11 @@ fn default_threads() -> usize {
 
 /// A quarter of physical memory.
 fn default_memory_ceiling() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let (pages, page) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
-    if pages > 0 && page > 0 { pages as u64 * page as u64 / 4 } else { 1 << 30 }
+    let value = |var| sysconf(var).ok().flatten().and_then(|n| u64::try_from(n).ok()).filter(|&n| n > 0);
+    match (value(SysconfVar::_PHYS_PAGES), value(SysconfVar::PAGE_SIZE)) {
+        (Some(pages), Some(page)) => pages * page / 4,
+        _ => 1 << 30,
+    }
 }
 
 /// The options of `-o` lists, one per item, in order: split at commas, blanks trimmed.

@@ -11,6 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use nix::sys::signal::Signal;
+use nix::unistd::setsid;
+
 use super::mount::{ensure_mounted, is_mounted, release_mount};
 use super::session::{
     SESSION_CTL, STREAMS, State, check_name, open_existing_writer, remove_group, session_state, state,
@@ -76,7 +79,7 @@ pub fn create(c: &Create) -> Result<()> {
 fn start_supervisor(c: &Create) -> Result<()> {
     let exe =
         std::env::current_exe().map_err(|e| Failure::new(format!("cannot find myself: {}", strerror(&e))))?;
-    let (rows, cols) = term::window_size(libc::STDIN_FILENO).unwrap_or((24, 80));
+    let (rows, cols) = term::window_size(io::stdin()).unwrap_or((24, 80));
     let mut cmd = Command::new(exe);
     cmd.arg("--supervise").arg(&c.name).arg("-m").arg(&c.dir).args([
         "--rows",
@@ -93,7 +96,8 @@ fn start_supervisor(c: &Create) -> Result<()> {
     // creator's session and keeps none of its descriptors (pipes of whoever started it).
     unsafe {
         cmd.pre_exec(|| {
-            libc::setsid();
+            setsid()?;
+            // nix has no close_range.
             libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
             Ok(())
         });
@@ -144,7 +148,7 @@ pub fn write(dir: &Path, name: &OsStr, text: &[OsString]) -> Result<()> {
     }
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        match sys::read(libc::STDIN_FILENO, &mut buf) {
+        match sys::read(io::stdin(), &mut buf) {
             Ok(0) => return Ok(()),
             Ok(n) => sys::write_message(&input, &buf[..n]).map_err(fail)?,
             Err(e) => return Err(Failure::new(format!("standard input: {}", strerror(&e)))),
@@ -192,8 +196,8 @@ pub fn kill(dir: &Path, name: &OsStr) -> Result<()> {
         }
         State::Lost { program } => {
             if sys::process_alive(program) {
-                sys::killpg(program, libc::SIGHUP);
-                sys::killpg(program, libc::SIGKILL);
+                sys::killpg(program, Signal::SIGHUP);
+                sys::killpg(program, Signal::SIGKILL);
             }
         }
         State::Exited(_) => {}

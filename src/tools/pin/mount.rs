@@ -21,8 +21,7 @@ pub fn default_dir() -> PathBuf {
     if let Some(dir) = var("XDG_RUNTIME_DIR") {
         return Path::new(&dir).join("mq-pin");
     }
-    // SAFETY: getuid has no preconditions.
-    let uid = unsafe { libc::getuid() };
+    let uid = nix::unistd::getuid();
     let run = PathBuf::from(format!("/run/user/{uid}"));
     if run.is_dir() {
         return run.join("mq-pin");

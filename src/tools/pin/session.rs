@@ -5,10 +5,12 @@
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
+
+use nix::poll::{PollFd, PollFlags};
 
 use super::{Failure, Result, at};
 use crate::tools::sys;
@@ -64,7 +66,7 @@ fn history(path: &Path) -> io::Result<Vec<u8>> {
     let mut out = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        match sys::read(file.as_raw_fd(), &mut buf) {
+        match sys::read(&file, &mut buf) {
             Ok(0) => return Ok(out),
             Ok(n) => out.extend_from_slice(&buf[..n]),
             Err(e) if sys::is(&e, libc::EAGAIN) => return Ok(out),
@@ -137,7 +139,7 @@ pub(super) fn wait_exit(group: &Path, wait: Duration) -> bool {
     let mut text = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
-        match sys::read(status.as_raw_fd(), &mut buf) {
+        match sys::read(&status, &mut buf) {
             Ok(0) => return false,
             Ok(n) => {
                 text.extend_from_slice(&buf[..n]);
@@ -154,8 +156,8 @@ pub(super) fn wait_exit(group: &Path, wait: Duration) -> bool {
         if left.is_zero() {
             return false;
         }
-        let mut fds = [sys::pollfd(status.as_raw_fd(), libc::POLLIN)];
-        if sys::poll(&mut fds, left.as_millis().min(i32::MAX as u128) as i32).is_err() {
+        let mut fds = [PollFd::new(status.as_fd(), PollFlags::POLLIN)];
+        if sys::poll(&mut fds, Some(left)).is_err() {
             return false;
         }
     }

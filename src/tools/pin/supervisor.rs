@@ -6,11 +6,17 @@
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
+
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use nix::poll::{PollFd, PollFlags};
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, sigprocmask};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::unistd::{dup2_stdout, setsid};
 
 use super::session::open_existing_writer;
 use crate::tools::sys::{self, strerror};
@@ -32,20 +38,20 @@ fn shell() -> OsString {
 }
 
 /// Signals a `note` line may ask for, sent to the program's foreground process group.
-fn signal_named(name: &str) -> Option<i32> {
+fn signal_named(name: &str) -> Option<Signal> {
     Some(match name.to_ascii_lowercase().trim_start_matches("sig") {
-        "int" | "interrupt" => libc::SIGINT,
-        "quit" => libc::SIGQUIT,
-        "hup" | "hangup" => libc::SIGHUP,
-        "term" => libc::SIGTERM,
-        "kill" => libc::SIGKILL,
-        "tstp" => libc::SIGTSTP,
-        "stop" => libc::SIGSTOP,
-        "cont" => libc::SIGCONT,
-        "usr1" => libc::SIGUSR1,
-        "usr2" => libc::SIGUSR2,
-        "alrm" => libc::SIGALRM,
-        "winch" => libc::SIGWINCH,
+        "int" | "interrupt" => Signal::SIGINT,
+        "quit" => Signal::SIGQUIT,
+        "hup" | "hangup" => Signal::SIGHUP,
+        "term" => Signal::SIGTERM,
+        "kill" => Signal::SIGKILL,
+        "tstp" => Signal::SIGTSTP,
+        "stop" => Signal::SIGSTOP,
+        "cont" => Signal::SIGCONT,
+        "usr1" => Signal::SIGUSR1,
+        "usr2" => Signal::SIGUSR2,
+        "alrm" => Signal::SIGALRM,
+        "winch" => Signal::SIGWINCH,
         _ => return None,
     })
 }
@@ -57,13 +63,8 @@ fn shell_status(status: std::process::ExitStatus) -> i32 {
 
 /// Unblocks every signal: the program must not inherit the supervisor's blocked stop signals.
 /// (For `pre_exec`: sigprocmask is async-signal-safe.)
-fn unblock_all_signals() {
-    // SAFETY: sigset operations on a local set.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-    }
+fn unblock_all_signals() -> nix::Result<()> {
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
 }
 
 /// A descriptor that becomes readable when process `pid` ends.
@@ -79,21 +80,10 @@ fn pidfd(pid: i32) -> io::Result<OwnedFd> {
 
 /// A signalfd for `SIGTERM`, `SIGHUP` and `SIGINT`, which are blocked from now on: asked to
 /// stop, the supervisor hangs up its program and still reports how it ended.
-fn stop_signals() -> io::Result<OwnedFd> {
-    // SAFETY: sigset operations on a local set; signalfd on it.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for sig in [libc::SIGTERM, libc::SIGHUP, libc::SIGINT] {
-            libc::sigaddset(&mut set, sig);
-        }
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        let fd = libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK);
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(OwnedFd::from_raw_fd(fd))
-    }
+fn stop_signals() -> io::Result<SignalFd> {
+    let set = SigSet::from_iter([Signal::SIGTERM, Signal::SIGHUP, Signal::SIGINT]);
+    set.thread_block()?;
+    Ok(SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?)
 }
 
 impl Supervised {
@@ -111,7 +101,7 @@ impl Supervised {
     }
 
     /// Carries out the requests of a `note` message.
-    fn note(&self, text: &[u8], master: Option<RawFd>) {
+    fn note(&self, text: &[u8], master: Option<BorrowedFd<'_>>) {
         for line in String::from_utf8_lossy(text).lines() {
             let words: Vec<&str> = line.split_whitespace().collect();
             match words.as_slice() {
@@ -133,10 +123,10 @@ impl Supervised {
     /// Sends `sig` where a terminal would: the foreground process group of the program's
     /// terminal (on a pseudo-terminal), or the program's own group. A hangup or kill also
     /// reaches the program's group.
-    fn signal(&self, sig: i32, master: Option<RawFd>) {
+    fn signal(&self, sig: Signal, master: Option<BorrowedFd<'_>>) {
         let foreground = master.and_then(term::foreground_group).unwrap_or(self.program);
         sys::killpg(foreground, sig);
-        if foreground != self.program && matches!(sig, libc::SIGHUP | libc::SIGTERM | libc::SIGKILL) {
+        if foreground != self.program && matches!(sig, Signal::SIGHUP | Signal::SIGTERM | Signal::SIGKILL) {
             sys::killpg(self.program, sig);
         }
     }
@@ -146,7 +136,7 @@ impl Supervised {
 /// ends. Says `ok` (or `error STATUS MESSAGE`) on standard output once the program runs.
 pub fn supervise(dir: &Path, name: &OsStr, command: &[OsString], pty: bool, rows: u16, cols: u16) -> u8 {
     let report = |status: u8, message: String| {
-        let _ = sys::write_all(libc::STDOUT_FILENO, format!("error {status} {message}\n").as_bytes());
+        let _ = sys::write_all(io::stdout(), format!("error {status} {message}\n").as_bytes());
         status
     };
     let group = dir.join(name);
@@ -184,11 +174,12 @@ pub fn supervise(dir: &Path, name: &OsStr, command: &[OsString], pty: bool, rows
             return report(1, "cannot duplicate the terminal".to_string());
         };
         cmd.stdin(a).stdout(b).stderr(slave);
-        // SAFETY: setsid and ioctl are async-signal-safe.
+        // SAFETY: sigprocmask, setsid and ioctl are async-signal-safe.
         unsafe {
             cmd.pre_exec(|| {
-                unblock_all_signals();
-                libc::setsid();
+                unblock_all_signals()?;
+                setsid()?;
+                // nix has no safe wrapper of TIOCSCTTY.
                 if libc::ioctl(0, libc::TIOCSCTTY, 0) != 0 {
                     return Err(io::Error::last_os_error());
                 }
@@ -213,8 +204,8 @@ pub fn supervise(dir: &Path, name: &OsStr, command: &[OsString], pty: bool, rows
         // SAFETY: sigprocmask and setsid are async-signal-safe.
         unsafe {
             cmd.pre_exec(|| {
-                unblock_all_signals();
-                libc::setsid();
+                unblock_all_signals()?;
+                setsid()?;
                 Ok(())
             });
         }
@@ -231,7 +222,7 @@ pub fn supervise(dir: &Path, name: &OsStr, command: &[OsString], pty: bool, rows
     let exited = match pidfd(program) {
         Ok(fd) => fd,
         Err(e) => {
-            sys::killpg(program, libc::SIGKILL);
+            sys::killpg(program, Signal::SIGKILL);
             let _ = child.wait();
             return report(1, format!("pidfd_open: {}", strerror(&e)));
         }
@@ -239,15 +230,14 @@ pub fn supervise(dir: &Path, name: &OsStr, command: &[OsString], pty: bool, rows
     let run_line = format!("run {} {program} {}\n", std::process::id(), if pty { "pty" } else { "pipes" });
     let s = Supervised { group, status, output, note, program, run_line };
     if let Err(e) = sys::write_message(&s.status, s.run_line.as_bytes()) {
-        sys::killpg(program, libc::SIGKILL);
+        sys::killpg(program, Signal::SIGKILL);
         let _ = child.wait();
         return report(1, format!("status: {}", strerror(&e)));
     }
-    let _ = sys::write_all(libc::STDOUT_FILENO, b"ok\n");
+    let _ = sys::write_all(io::stdout(), b"ok\n");
     // Nothing more to say: standard output goes to /dev/null, so the creator sees its end.
     if let Ok(null) = File::options().read(true).write(true).open("/dev/null") {
-        // SAFETY: dup2 onto our own standard output.
-        unsafe { libc::dup2(null.as_raw_fd(), libc::STDOUT_FILENO) };
+        let _ = dup2_stdout(null);
     }
 
     let ended = serve(&s, &mut child, master, input, exited, signals);
@@ -267,9 +257,9 @@ pub fn supervise(dir: &Path, name: &OsStr, command: &[OsString], pty: bool, rows
 
 /// Hangs up the program (`SIGHUP`, then `SIGKILL` after a few seconds) and waits for it.
 fn hang_up(s: &Supervised, child: &mut Child) -> i32 {
-    sys::killpg(s.program, libc::SIGHUP);
-    sys::killpg(s.program, libc::SIGCONT);
-    for (wait, then) in [(Duration::from_secs(3), Some(libc::SIGKILL)), (Duration::from_secs(2), None)] {
+    sys::killpg(s.program, Signal::SIGHUP);
+    sys::killpg(s.program, Signal::SIGCONT);
+    for (wait, then) in [(Duration::from_secs(3), Some(Signal::SIGKILL)), (Duration::from_secs(2), None)] {
         let deadline = Instant::now() + wait;
         while Instant::now() < deadline {
             if let Ok(Some(status)) = child.try_wait() {
@@ -282,12 +272,12 @@ fn hang_up(s: &Supervised, child: &mut Child) -> i32 {
             sys::kill(s.program, sig);
         }
     }
-    128 + libc::SIGHUP
+    128 + Signal::SIGHUP as i32
 }
 
 /// How long the supervisor keeps copying output after its program ended, while something
 /// else (a background job) still holds the terminal and nothing comes.
-const DRAIN_IDLE_MS: i32 = 300;
+const DRAIN_IDLE: Duration = Duration::from_millis(300);
 
 /// The longest it keeps copying output after its program ended.
 const DRAIN_MAX: Duration = Duration::from_secs(3);
@@ -301,12 +291,12 @@ fn serve(
     master: Option<OwnedFd>,
     input: Option<File>,
     exited: OwnedFd,
-    signals: OwnedFd,
+    signals: SignalFd,
 ) -> io::Result<i32> {
-    let master_fd = master.as_ref().map(|m| m.as_raw_fd());
+    let master_fd = master.as_ref().map(|m| m.as_fd());
     if let Some(fd) = master_fd {
-        // SAFETY: fcntl on our own descriptor.
-        unsafe { libc::fcntl(fd, libc::F_SETFL, libc::fcntl(fd, libc::F_GETFL) | libc::O_NONBLOCK) };
+        let flags = OFlag::from_bits_retain(fcntl(fd, FcntlArg::F_GETFL)?);
+        fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
     }
     let mut buf = vec![0u8; 64 * 1024];
     let mut pending: Vec<u8> = Vec::new();
@@ -315,37 +305,37 @@ fn serve(
     loop {
         // [exited, signals, note, input?, master?]
         let mut fds = vec![
-            sys::pollfd(exited.as_raw_fd(), libc::POLLIN),
-            sys::pollfd(signals.as_raw_fd(), libc::POLLIN),
-            sys::pollfd(s.note.as_raw_fd(), libc::POLLIN),
+            PollFd::new(exited.as_fd(), PollFlags::POLLIN),
+            PollFd::new(signals.as_fd(), PollFlags::POLLIN),
+            PollFd::new(s.note.as_fd(), PollFlags::POLLIN),
         ];
         let input_at = fds.len();
         if let Some(input) = &input {
             // Stop taking input while a megabyte waits for the program to read it.
-            let events = if pending.len() < 1 << 20 { libc::POLLIN } else { 0 };
-            fds.push(sys::pollfd(input.as_raw_fd(), events));
+            let events = if pending.len() < 1 << 20 { PollFlags::POLLIN } else { PollFlags::empty() };
+            fds.push(PollFd::new(input.as_fd(), events));
         }
         let master_at = fds.len();
         if let (Some(fd), true) = (master_fd, master_open) {
-            let events = libc::POLLIN | if pending.is_empty() { 0 } else { libc::POLLOUT };
-            fds.push(sys::pollfd(fd, events));
+            let events =
+                PollFlags::POLLIN | if pending.is_empty() { PollFlags::empty() } else { PollFlags::POLLOUT };
+            fds.push(PollFd::new(fd, events));
         }
-        sys::poll(&mut fds, -1)?;
-        if fds[0].revents != 0 {
+        sys::poll(&mut fds, None)?;
+        if sys::ready(&fds[0]) {
             break;
         }
-        if fds[1].revents != 0 {
+        if sys::ready(&fds[1]) {
             // Asked to stop: hang up the program, as a terminal closing would.
-            let mut info = [0u8; std::mem::size_of::<libc::signalfd_siginfo>()];
-            let _ = sys::read(signals.as_raw_fd(), &mut info);
+            let _ = signals.read_signal();
             if !hung_up {
                 hung_up = true;
-                s.signal(libc::SIGHUP, master_fd);
-                sys::killpg(s.program, libc::SIGCONT);
+                s.signal(Signal::SIGHUP, master_fd);
+                sys::killpg(s.program, Signal::SIGCONT);
             }
         }
-        if fds[2].revents != 0 {
-            match sys::read(s.note.as_raw_fd(), &mut buf) {
+        if sys::ready(&fds[2]) {
+            match sys::read(&s.note, &mut buf) {
                 Ok(0) => return Err(sys::errno(libc::EPIPE)),
                 Ok(n) => s.note(&buf[..n], master_fd),
                 Err(e) if sys::is(&e, libc::EAGAIN) || sys::is(&e, libc::ENOBUFS) => {}
@@ -353,9 +343,9 @@ fn serve(
             }
         }
         if let Some(input) = &input
-            && fds[input_at].revents != 0
+            && sys::ready(&fds[input_at])
         {
-            match sys::read(input.as_raw_fd(), &mut buf) {
+            match sys::read(input, &mut buf) {
                 Ok(0) => return Err(sys::errno(libc::EPIPE)),
                 Ok(n) => pending.extend_from_slice(&buf[..n]),
                 Err(e) if sys::is(&e, libc::EAGAIN) || sys::is(&e, libc::ENOBUFS) => {}
@@ -365,7 +355,7 @@ fn serve(
         if let (Some(fd), true) = (master_fd, master_open)
             && let Some(p) = fds.get(master_at)
         {
-            if p.revents & libc::POLLOUT != 0 && !pending.is_empty() {
+            if sys::polled(p, PollFlags::POLLOUT) && !pending.is_empty() {
                 match sys::write(fd, &pending) {
                     Ok(n) => {
                         pending.drain(..n);
@@ -374,7 +364,7 @@ fn serve(
                     Err(_) => pending.clear(),
                 }
             }
-            if p.revents & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0 {
+            if sys::polled(p, PollFlags::POLLIN | PollFlags::POLLHUP | PollFlags::POLLERR) {
                 match sys::read(fd, &mut buf) {
                     Ok(0) => master_open = false,
                     Ok(n) => s.output(&buf[..n])?,
@@ -391,8 +381,8 @@ fn serve(
     if let (Some(fd), true) = (master_fd, master_open) {
         let deadline = Instant::now() + DRAIN_MAX;
         while Instant::now() < deadline {
-            let mut fds = [sys::pollfd(fd, libc::POLLIN)];
-            if sys::poll(&mut fds, DRAIN_IDLE_MS)? == 0 {
+            let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+            if sys::poll(&mut fds, Some(DRAIN_IDLE))? == 0 {
                 break;
             }
             match sys::read(fd, &mut buf) {

@@ -3,8 +3,11 @@
 //! session goes away; the terminal's settings are put back whatever happens.
 
 use std::ffi::{OsStr, OsString};
+use std::io;
 use std::path::Path;
 use std::sync::mpsc;
+
+use nix::sys::signal::{SigSet, Signal};
 
 use super::session::{State, check_name, open_existing_writer, parse_status, session_state, state_of};
 use super::{Failure, Result, at};
@@ -23,17 +26,11 @@ enum Outcome {
 
 /// Blocks the signals a viewer handles in its signal thread (in every thread: call before
 /// starting any) and returns the set.
-fn block_viewer_signals() -> libc::sigset_t {
-    // SAFETY: sigset operations on a local set.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for sig in [libc::SIGWINCH, libc::SIGINT, libc::SIGQUIT, libc::SIGTERM, libc::SIGHUP] {
-            libc::sigaddset(&mut set, sig);
-        }
-        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-        set
-    }
+fn block_viewer_signals() -> nix::Result<SigSet> {
+    use Signal::*;
+    let set = SigSet::from_iter([SIGWINCH, SIGINT, SIGQUIT, SIGTERM, SIGHUP]);
+    set.thread_block()?;
+    Ok(set)
 }
 
 /// `mq-pin -a NAME`: replays the session's output in write order, then follows it, sending
@@ -45,7 +42,7 @@ pub fn attach(dir: &Path, name: &OsStr, detach_key: Option<u8>) -> Result<u8> {
     let group = dir.join(name);
     let state = session_state(dir, name)?;
     let ended = |status: i32| {
-        if sys::isatty(libc::STDERR_FILENO) {
+        if sys::isatty(io::stderr()) {
             eprintln!("[mq-pin: {shown}: exited with status {status}]");
         }
         Ok(status.clamp(0, 255) as u8)
@@ -75,17 +72,18 @@ pub fn attach(dir: &Path, name: &OsStr, detach_key: Option<u8>) -> Result<u8> {
         },
     };
 
-    let tty = sys::isatty(libc::STDIN_FILENO);
-    let saved = if tty { term::Saved::get(libc::STDIN_FILENO).ok() } else { None };
+    let tty = sys::isatty(io::stdin());
+    let saved = if tty { term::Saved::get(io::stdin()).ok() } else { None };
     if let Some(saved) = &saved {
         let set = if pty { saved.make_raw() } else { saved.quit_key(detach_key) };
         set.map_err(|e| Failure::new(format!("standard input: {}", strerror(&e))))?;
     }
-    let signals = block_viewer_signals();
+    let signals =
+        block_viewer_signals().map_err(|e| Failure::new(format!("signals: {}", strerror(&e.into()))))?;
     let send_size = {
         let note = note.try_clone().map_err(|e| Failure::new(strerror(&e)))?;
         move || {
-            if let Some((rows, cols)) = term::window_size(libc::STDIN_FILENO) {
+            if let Some((rows, cols)) = term::window_size(io::stdin()) {
                 let _ = sys::write_message(&note, format!("winch {rows} {cols}\n").as_bytes());
             }
         }
@@ -106,7 +104,7 @@ pub fn attach(dir: &Path, name: &OsStr, detach_key: Option<u8>) -> Result<u8> {
                         }
                     }
                     Ok(Some(Item::Message(_, data))) => {
-                        if let Err(e) = sys::write_all(libc::STDOUT_FILENO, data) {
+                        if let Err(e) = sys::write_all(io::stdout(), data) {
                             break Outcome::Error(format!("standard output: {}", strerror(&e)));
                         }
                     }
@@ -124,7 +122,7 @@ pub fn attach(dir: &Path, name: &OsStr, detach_key: Option<u8>) -> Result<u8> {
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             loop {
-                let n = match sys::read(libc::STDIN_FILENO, &mut buf) {
+                let n = match sys::read(io::stdin(), &mut buf) {
                     Ok(0) | Err(_) => {
                         // On a terminal: hung up, or ^D without a pseudo-terminal, which
                         // detaches as ending `cat >>0` would. Otherwise input is over, and
@@ -160,21 +158,17 @@ pub fn attach(dir: &Path, name: &OsStr, detach_key: Option<u8>) -> Result<u8> {
         let tx = tx.clone();
         std::thread::spawn(move || {
             loop {
-                // SAFETY: signals is a valid set, blocked in every thread.
-                let sig = unsafe { libc::sigwaitinfo(&signals, std::ptr::null_mut()) };
-                if sig < 0 {
-                    continue;
-                }
+                let Ok(sig) = signals.wait() else { continue };
                 match sig {
-                    libc::SIGWINCH if pty && tty => send_size(),
-                    libc::SIGINT => {
+                    Signal::SIGWINCH if pty && tty => send_size(),
+                    Signal::SIGINT => {
                         let _ = sys::write_message(&note, b"int\n");
                     }
-                    libc::SIGQUIT => {
+                    Signal::SIGQUIT => {
                         let _ = tx.send(Outcome::Detached);
                     }
-                    libc::SIGTERM | libc::SIGHUP => {
-                        let _ = tx.send(Outcome::Signal(sig));
+                    Signal::SIGTERM | Signal::SIGHUP => {
+                        let _ = tx.send(Outcome::Signal(sig as i32));
                     }
                     _ => {}
                 }
@@ -186,7 +180,7 @@ pub fn attach(dir: &Path, name: &OsStr, detach_key: Option<u8>) -> Result<u8> {
     match outcome {
         Outcome::Exited(status) => ended(status),
         Outcome::Detached => {
-            if sys::isatty(libc::STDERR_FILENO) {
+            if sys::isatty(io::stderr()) {
                 eprintln!("[mq-pin: detached from {shown}]");
             }
             Ok(0)
