@@ -5,11 +5,12 @@
 
 use std::path::PathBuf;
 
-use crate::engine::Limits;
-use crate::engine::config::{self, GroupConfig, parse_size};
-use crate::engine::ctl::Command;
-use crate::engine::presets::Presets;
-use crate::engine::seglog;
+use mqfs::engine::Limits;
+use mqfs::engine::config::{self, GroupConfig, parse_size};
+use mqfs::engine::ctl::Command;
+use mqfs::engine::presets::Presets;
+use mqfs::engine::seglog;
+use nix::unistd::{SysconfVar, sysconf};
 
 /// Everything a mount is configured with.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -133,9 +134,11 @@ fn default_threads() -> usize {
 
 /// A quarter of physical memory.
 fn default_memory_ceiling() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let (pages, page) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
-    if pages > 0 && page > 0 { pages as u64 * page as u64 / 4 } else { 1 << 30 }
+    let value = |var| sysconf(var).ok().flatten().and_then(|n| u64::try_from(n).ok()).filter(|&n| n > 0);
+    match (value(SysconfVar::_PHYS_PAGES), value(SysconfVar::PAGE_SIZE)) {
+        (Some(pages), Some(page)) => pages * page / 4,
+        _ => 1 << 30,
+    }
 }
 
 /// The options of `-o` lists, one per item, in order: split at commas, blanks trimmed.
@@ -149,17 +152,6 @@ pub fn config_path(options: &[&str]) -> Option<PathBuf> {
 }
 
 impl Settings {
-    /// Applies one comma-separated option list on top of the current settings. An
-    /// unknown option is an error that names it.
-    pub fn apply(&mut self, list: &str) -> Result<(), String> {
-        for option in list.split(',').map(str::trim).filter(|o| !o.is_empty()) {
-            if !self.apply_one(option)? {
-                return Err(format!("unknown mount option {option:?}"));
-            }
-        }
-        Ok(())
-    }
-
     /// Applies one option (`key` or `key=value`). Returns whether mqfs knows it; a known
     /// option with a bad value is an error.
     pub fn apply_one(&mut self, option: &str) -> Result<bool, String> {
@@ -262,7 +254,20 @@ pub fn parse_threads(word: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::config::{DataMode, Depth, Replay};
+    use mqfs::engine::config::{DataMode, Depth, Replay};
+
+    impl Settings {
+        /// Applies one comma-separated option list, as `main` does with `-o`: an unknown
+        /// option is an error that names it.
+        fn apply(&mut self, list: &str) -> Result<(), String> {
+            for option in list.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+                if !self.apply_one(option)? {
+                    return Err(format!("unknown mount option {option:?}"));
+                }
+            }
+            Ok(())
+        }
+    }
 
     #[test]
     fn mqfs_options_set_the_root_group_and_limits() {

@@ -26,9 +26,9 @@ use std::path::Path;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
+use crate::options::{MAX_MESSAGE_VALUES, Settings, ctl_setting, parse_max_message, parse_threads};
 use mqfs::engine::config::parse_size;
 use mqfs::engine::ctl::Command;
-use mqfs::options::{MAX_MESSAGE_VALUES, Settings, ctl_setting, parse_max_message, parse_threads};
 use toml::Spanned;
 
 #[derive(Deserialize, Default)]
