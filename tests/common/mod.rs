@@ -37,10 +37,9 @@ pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long [`Mount::kill9`] and the `Drop`s wait for a SIGKILLed process
 /// to be reaped before leaving it to a background reaper thread. A killed
 /// process normally goes in milliseconds; one whose request the FUSE daemon
-/// has already taken stays in state 'D' until the daemon answers or its
-/// connection goes away (fuser 0.18 answers FUSE_INTERRUPT with ENOSYS, so
-/// the kernel never interrupts such a request), and blocking on it here
-/// could hang the test binary.
+/// has already taken waits until the daemon answers it (mqfs answers an
+/// interrupted request with EINTR, but a daemon that is stopped or wedged
+/// does not), and blocking on it here could hang the test binary.
 const REAP_TIMEOUT: Duration = Duration::from_secs(2);
 
 // ---------------------------------------------------------------------------
@@ -231,55 +230,11 @@ impl Drop for TempDir {
 // /proc/self/mountinfo
 // ---------------------------------------------------------------------------
 
-/// One line of /proc/self/mountinfo, the fields the harness needs.
-#[derive(Debug, Clone)]
-pub struct MountInfo {
-    /// "major:minor" of the mounted filesystem.
-    pub dev: String,
-    pub mount_point: PathBuf,
-    pub fs_type: String,
-    pub source: String,
-}
-
-/// Undoes the octal escapes (`\040` for space, ...) of mountinfo fields.
-fn unescape_mountinfo(field: &str) -> Vec<u8> {
-    let b = field.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            let v = b[i + 1..i + 4].iter().fold(0u32, |acc, c| acc * 8 + u32::from(c - b'0'));
-            out.push(v as u8);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    out
-}
+pub use mqfs::mountinfo::MountInfo;
 
 /// All current mounts of this process's mount namespace.
 pub fn mountinfo() -> Vec<MountInfo> {
-    let text = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    text.lines()
-        .filter_map(|line| {
-            // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTS
-            let fields: Vec<&str> = line.split(' ').collect();
-            let sep = fields.iter().position(|f| *f == "-")?;
-            let mount_point =
-                std::ffi::OsStr::from_bytes(&unescape_mountinfo(fields.get(4)?)).to_owned().into();
-            Some(MountInfo {
-                dev: fields.get(2)?.to_string(),
-                mount_point,
-                fs_type: fields.get(sep + 1)?.to_string(),
-                source: String::from_utf8_lossy(&unescape_mountinfo(
-                    fields.get(sep + 2).copied().unwrap_or(""),
-                ))
-                .into_owned(),
-            })
-        })
-        .collect()
+    mqfs::mountinfo::read().unwrap_or_default()
 }
 
 /// Whether anything (if `fs_type` is None) or a filesystem of type

@@ -1,10 +1,8 @@
-//! Lets signals reach processes blocked reading a stream.
-//!
-//! fuser 0.18 answers the kernel's FUSE_INTERRUPT with ENOSYS, after which the kernel waits
-//! for the read's reply without limit: a `cat` blocked on an empty stream would ignore
-//! Ctrl-C and even SIGKILL. So every parked read is registered here with the thread that
-//! made it; a watcher thread looks at those threads' pending signals in /proc and answers
-//! the read of a signalled (or vanished) thread with EINTR.
+//! The signal watcher: the fallback that ends a parked request whose caller was signalled
+//! when the kernel's FUSE_INTERRUPT does not reach us (see [`super::dispatch_trace`]). It
+//! looks at the callers' pending signals in /proc and answers the request of a signalled (or
+//! vanished) thread with EINTR. While interrupts arrive it scans once a second; once they
+//! are known lost, every [`BASE_INTERVAL`].
 //!
 //! A scan reads one status file per process, not per thread: it shows the signals sent to
 //! the whole process (Ctrl-C, kill, timeout) and the main thread's own. Only when such a
@@ -15,121 +13,66 @@
 //! still grows with the time a scan takes, so that the watcher stays a small share of one
 //! core however many processes block.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
+use super::interrupts::Interrupts;
+use super::proc::{ThreadState, task};
+use crate::engine::Ticket;
 
-use super::procfs::{Caller, task};
-use crate::engine::{Engine, Errno, Ticket};
-
-/// How often signals are looked for while few reads are parked.
-const BASE_INTERVAL: Duration = Duration::from_millis(40);
+/// How often signals are looked for while few reads are parked and the kernel no longer
+/// sends interrupts.
+pub const BASE_INTERVAL: Duration = Duration::from_millis(40);
+/// How often while it still sends them: only a request whose interrupt could not be
+/// answered in time depends on the watcher then.
+const FALLBACK_INTERVAL: Duration = Duration::from_secs(1);
 /// The watcher sleeps at least this many times as long as a scan took.
 const IDLE_FACTOR: u32 = 4;
 /// Threads other than their process's main thread read one by one per scan, in turn.
 const THREADS_PER_SCAN: usize = 64;
 
-struct Parked {
-    tid: u32,
-    fh: u64,
-    /// Set by the read's completion: the entry is dropped at the next scan.
-    done: Arc<AtomicBool>,
-    /// The caller's process, learnt from its status at its first scan.
-    process: Option<u32>,
-}
-
 /// A parked read as one scan sees it.
 #[derive(Clone, Copy)]
-struct Candidate {
-    ticket: Ticket,
-    tid: u32,
-    fh: u64,
-    process: Option<u32>,
+pub struct Candidate {
+    /// The request's FUSE unique id.
+    pub unique: u64,
+    pub ticket: Ticket,
+    pub tid: u32,
+    pub fh: u64,
+    pub process: Option<u32>,
 }
 
 /// What a scan found.
 #[derive(Default)]
-struct Findings {
+pub struct Findings {
     /// Reads whose callers want out: signalled or gone.
-    interrupt: Vec<Candidate>,
-    /// Processes learnt for reads seen for the first time.
-    learnt: Vec<(Ticket, u32)>,
+    pub interrupt: Vec<Candidate>,
+    /// Processes learnt for reads seen for the first time, by unique id.
+    pub learnt: Vec<(u64, u32)>,
 }
 
-fn wants_out(caller: Caller) -> bool {
-    matches!(caller, Caller::Signalled | Caller::Gone)
+fn wants_out(state: ThreadState) -> bool {
+    matches!(state, ThreadState::Signalled | ThreadState::Gone)
 }
 
-pub struct Interrupts {
-    engine: Arc<Engine>,
-    parked: Mutex<HashMap<Ticket, Parked>>,
-    wake: Condvar,
-}
-
-impl Interrupts {
-    pub fn new(engine: Arc<Engine>) -> Arc<Interrupts> {
-        Arc::new(Interrupts { engine, parked: Mutex::default(), wake: Condvar::new() })
-    }
-
-    /// Starts the watcher thread.
-    pub fn spawn_watcher(self: &Arc<Self>) -> std::io::Result<()> {
-        let watcher = self.clone();
-        std::thread::Builder::new().name("mqfs-signals".into()).spawn(move || watcher.watch_loop())?;
-        Ok(())
-    }
-
-    /// Watches the caller `tid` of a parked read; `done` is set when the read completes.
-    pub fn watch(&self, ticket: Ticket, tid: u32, fh: u64, done: Arc<AtomicBool>) {
-        let mut parked = self.parked.lock();
-        parked.insert(ticket, Parked { tid, fh, done, process: None });
-        if parked.len() == 1 {
-            self.wake.notify_one();
-        }
-    }
-
-    fn watch_loop(&self) {
-        let mut turn: Ticket = 0;
-        loop {
-            let candidates: Vec<Candidate> = {
-                let mut parked = self.parked.lock();
-                parked.retain(|_, p| !p.done.load(Ordering::Acquire));
-                if parked.is_empty() {
-                    self.wake.wait(&mut parked);
-                    continue;
-                }
-                parked
-                    .iter()
-                    .map(|(&ticket, p)| Candidate { ticket, tid: p.tid, fh: p.fh, process: p.process })
-                    .collect()
-            };
-            let started = Instant::now();
-            let findings = scan(&candidates, &mut turn, THREADS_PER_SCAN);
-            for c in &findings.interrupt {
-                self.engine.cancel(c.fh, c.ticket, Errno::EINTR);
-            }
-            {
-                let mut parked = self.parked.lock();
-                for c in &findings.interrupt {
-                    parked.remove(&c.ticket);
-                }
-                for &(ticket, process) in &findings.learnt {
-                    if let Some(p) = parked.get_mut(&ticket) {
-                        p.process = Some(process);
-                    }
-                }
-            }
-            std::thread::sleep(BASE_INTERVAL.max(started.elapsed() * IDLE_FACTOR));
-        }
+/// The watcher thread's loop: scans the callers of `registry`'s parked requests and
+/// answers those that want out, for ever.
+pub fn run(registry: &Interrupts) {
+    let mut turn: u64 = 0;
+    loop {
+        let candidates = registry.parked();
+        let started = Instant::now();
+        let findings = scan(&candidates, &mut turn, THREADS_PER_SCAN);
+        registry.settle(&findings);
+        let interval = if registry.are_lost() { BASE_INTERVAL } else { FALLBACK_INTERVAL };
+        std::thread::sleep(interval.max(started.elapsed() * IDLE_FACTOR));
     }
 }
 
 /// Looks at the callers of `candidates`, reading up to `in_turn` threads
-/// on their own in turn. `turn` is the ticket of the last thread read in turn, where the
+/// on their own in turn. `turn` is the unique id of the last thread read in turn, where the
 /// next scan goes on.
-fn scan(candidates: &[Candidate], turn: &mut Ticket, in_turn: usize) -> Findings {
+fn scan(candidates: &[Candidate], turn: &mut u64, in_turn: usize) -> Findings {
     let mut findings = Findings::default();
     let mut by_process: BTreeMap<u32, Vec<Candidate>> = BTreeMap::new();
     for &c in candidates {
@@ -137,10 +80,10 @@ fn scan(candidates: &[Candidate], turn: &mut Ticket, in_turn: usize) -> Findings
             Some(process) => by_process.entry(process).or_default().push(c),
             None => {
                 let seen = task(c.tid);
-                if wants_out(seen.caller) {
+                if wants_out(seen.state) {
                     findings.interrupt.push(c);
                 } else if let Some(process) = seen.process {
-                    findings.learnt.push((c.ticket, process));
+                    findings.learnt.push((c.unique, process));
                 }
             }
         }
@@ -150,40 +93,36 @@ fn scan(candidates: &[Candidate], turn: &mut Ticket, in_turn: usize) -> Findings
     for (process, members) in by_process {
         let status = task(process);
         for c in members {
-            let caller = if c.tid == process {
-                status.caller
-            } else if status.process_signalled || status.caller == Caller::Gone {
+            let state = if c.tid == process {
+                status.state
+            } else if status.process_signalled || status.state == ThreadState::Gone {
                 // Which thread takes the signal depends on each one's mask; a main thread
                 // that is gone may have left the others running.
-                task(c.tid).caller
+                task(c.tid).state
             } else {
                 turns.push(c);
                 continue;
             };
-            if wants_out(caller) {
+            if wants_out(state) {
                 findings.interrupt.push(c);
             }
         }
     }
-    turns.sort_unstable_by_key(|c| c.ticket);
-    let start = turns.iter().position(|c| c.ticket > *turn).unwrap_or(0);
+    turns.sort_unstable_by_key(|c| c.unique);
+    let start = turns.iter().position(|c| c.unique > *turn).unwrap_or(0);
     for c in turns.iter().cycle().skip(start).take(in_turn.min(turns.len())) {
-        if wants_out(task(c.tid).caller) {
+        if wants_out(task(c.tid).state) {
             findings.interrupt.push(*c);
         }
-        *turn = c.ticket;
+        *turn = c.unique;
     }
     findings
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::gettid;
     use super::*;
-
-    fn gettid() -> u32 {
-        // SAFETY: gettid has no preconditions.
-        u32::try_from(unsafe { libc::gettid() }).expect("tid is positive")
-    }
 
     /// A thread of this process that waits until told to end; returns its tid and the
     /// sender that ends it.
@@ -197,8 +136,8 @@ mod tests {
         (tid_rx.recv().unwrap(), end_tx, handle)
     }
 
-    fn candidate(ticket: Ticket, tid: u32, process: Option<u32>) -> Candidate {
-        Candidate { ticket, tid, fh: 0, process }
+    fn candidate(unique: u64, tid: u32, process: Option<u32>) -> Candidate {
+        Candidate { unique, ticket: unique, tid, fh: 0, process }
     }
 
     #[test]
@@ -217,12 +156,12 @@ mod tests {
         let me = std::process::id();
         let (tid, end, handle) = waiting_thread();
         let many: Vec<Candidate> =
-            (1..=THREADS_PER_SCAN as Ticket + 10).map(|t| candidate(t, tid, Some(me))).collect();
+            (1..=THREADS_PER_SCAN as u64 + 10).map(|t| candidate(t, tid, Some(me))).collect();
         let mut turn = 0;
         scan(&many, &mut turn, THREADS_PER_SCAN);
-        assert_eq!(turn, THREADS_PER_SCAN as Ticket);
+        assert_eq!(turn, THREADS_PER_SCAN as u64);
         scan(&many, &mut turn, THREADS_PER_SCAN);
-        assert_eq!(turn, THREADS_PER_SCAN as Ticket - 10, "ten to the end, then from the start again");
+        assert_eq!(turn, THREADS_PER_SCAN as u64 - 10, "ten to the end, then from the start again");
         end.send(()).unwrap();
         handle.join().unwrap();
     }
