@@ -47,18 +47,25 @@ pub enum Handle {
         writing: Writing,
     },
     /// A stream or `order` in `data static` mode, read by offset like a regular file.
-    Static { source: Source, writing: Writing, resume: Mutex<Resume> },
-    Ctl {
-        group: Ino,
-        /// Who opened it: a refused write is remembered for that user's next reads of ctl.
-        uid: u32,
-        /// What reading returns: the configuration and status when the file was opened, and
-        /// why the opener's last ctl write was refused, if it was; a write refused through
-        /// this file adds its reason.
-        text: Mutex<Vec<u8>>,
-        /// A ctl write(2) is assembled like a message, then applied whole.
+    Static {
+        source: Source,
         writing: Writing,
+        resume: Mutex<Resume>,
     },
+    Ctl(CtlFile),
+}
+
+/// An open `ctl`.
+pub struct CtlFile {
+    pub group: Ino,
+    /// Who opened it: a refused write is remembered for that user's next reads of ctl.
+    pub uid: u32,
+    /// What reading returns: the configuration and status when the file was opened, and
+    /// why the opener's last ctl write was refused, if it was; a write refused through this
+    /// file adds its reason.
+    pub text: Mutex<Vec<u8>>,
+    /// A ctl write(2) is assembled like a message, then applied whole.
+    pub writing: Writing,
 }
 
 impl Handle {
@@ -103,7 +110,7 @@ impl Handle {
                 callback(Ok(resume.lock().read(source, offset, size)));
                 return None;
             }
-            Handle::Ctl { .. } => {
+            Handle::Ctl(_) => {
                 callback(self.read_at(offset, size));
                 return None;
             }
@@ -126,8 +133,8 @@ impl Handle {
             Handle::Static { source, .. } => source.with(|channel, _| {
                 if offset < channel.span().0 { Err(Errno::ENODEV) } else { Ok(channel.read_at(offset, size)) }
             }),
-            Handle::Ctl { text, .. } => {
-                let text = text.lock();
+            Handle::Ctl(ctl) => {
+                let text = ctl.text.lock();
                 let start = (offset as usize).min(text.len());
                 let end = start.saturating_add(size).min(text.len());
                 Ok(text[start..end].to_vec())
@@ -201,7 +208,7 @@ impl Handle {
                 (read, wakeups)
             }),
             Handle::Static { source, .. } => source.with(|channel, _| channel.cancel_write(ticket)),
-            Handle::Ctl { .. } => (false, Wakeups::default()),
+            Handle::Ctl(_) => (false, Wakeups::default()),
         };
         drop(wakeups);
         cancelled

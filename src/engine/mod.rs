@@ -25,7 +25,7 @@ pub use channel::{PollCallback, ReadCallback, ReadMode, ReadResult, Ticket, Writ
 use config::Frame;
 pub use config::{DataMode, GroupConfig};
 pub use errno::{Errno, Result};
-use handle::{Handle, Source, Step, Writing};
+use handle::{CtlFile, Handle, Source, Step, Writing};
 use memory::Memory;
 use stream::WriteWaiter;
 pub use tree::{Attr, Caller, Entry, Ino, Kind, ROOT, SetAttr};
@@ -188,8 +188,12 @@ impl Engine {
             Special::Ctl(group) => {
                 let text = if read { self.ctl_text(&tree, group, caller.uid)? } else { Vec::new() };
                 let text = parking_lot::Mutex::new(text);
-                let handle =
-                    Handle::Ctl { group, uid: caller.uid, text, writing: Writing::new(Frame::Write) };
+                let handle = Handle::Ctl(CtlFile {
+                    group,
+                    uid: caller.uid,
+                    text,
+                    writing: Writing::new(Frame::Write),
+                });
                 let fh = self.insert_handle(handle);
                 return Ok((fh, OpenKind::Ctl));
             }
@@ -273,8 +277,8 @@ impl Engine {
                 return None;
             }
         };
-        if let Handle::Ctl { .. } = &*handle {
-            callback(self.ctl_request(&handle, request, size_of_call));
+        if let Handle::Ctl(ctl) = &*handle {
+            callback(self.ctl_request(ctl, request, size_of_call));
             return None;
         }
         let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
@@ -340,11 +344,11 @@ impl Engine {
     /// user's next ctl write to the group replaces or clears it.
     fn ctl_request(
         &self,
-        handle: &Handle,
+        ctl: &CtlFile,
         request: &WriteRequest,
         size_of_call: impl FnOnce() -> Option<u64>,
     ) -> Result<()> {
-        let Handle::Ctl { group, uid, text, writing } = handle else { unreachable!("a ctl handle") };
+        let CtlFile { group, uid, text, writing } = ctl;
         let parsed = match writing.take(request, size_of_call, || false, CTL_MAX, &self.memory) {
             Ok(Step::Message(text, _reservation)) => ctl::parse(&text).map_err(|error| error.to_string()),
             Ok(Step::More) => return Ok(()),
@@ -352,18 +356,19 @@ impl Engine {
             Err(errno) => return Err(errno),
         };
         let tree = self.tree.read();
-        let shared = &tree.group(*group)?.shared;
         let commands = match parsed {
             Ok(commands) => commands,
             Err(reason) => {
                 log::warn!("ctl of group {group}: {reason}");
                 let comment = ctl::error_comment(&reason);
                 text.lock().extend_from_slice(comment.as_bytes());
-                shared.state.lock().ctl_errors.insert(*uid, comment);
+                if let Ok(node) = tree.group(*group) {
+                    node.shared.state.lock().ctl_errors.insert(*uid, comment);
+                }
                 return Err(Errno::EINVAL);
             }
         };
-        shared.state.lock().ctl_errors.remove(uid);
+        tree.group(*group)?.shared.state.lock().ctl_errors.remove(uid);
         let owed = Self::ctl_apply(&tree, *group, commands);
         drop(tree);
         drop(owed?);
