@@ -98,8 +98,14 @@ fn a_hard_link_is_one_stream_under_several_names() {
     assert!(via_b.wait_exit(T).expect("cat h/b ends").success());
     // Groups, ctl and order have one name each.
     assert_eq!(outcome(fs::hard_link(m.join("g"), m.join("h/g"))), "Operation not permitted (os error 1)");
-    assert_eq!(outcome(fs::hard_link(m.join("g/ctl"), m.join("h/c"))), "Operation not permitted (os error 1)");
-    assert_eq!(outcome(fs::hard_link(m.join("g/order"), m.join("h/o"))), "Operation not permitted (os error 1)");
+    assert_eq!(
+        outcome(fs::hard_link(m.join("g/ctl"), m.join("h/c"))),
+        "Operation not permitted (os error 1)"
+    );
+    assert_eq!(
+        outcome(fs::hard_link(m.join("g/order"), m.join("h/o"))),
+        "Operation not permitted (os error 1)"
+    );
 }
 
 #[test]

@@ -26,7 +26,8 @@ fn group_of(user: &str) -> String {
 /// The numbers of pjdfstest's last line, "Summary: F failed, S skipped, P passed, E expected
 /// failures, N total", by word.
 fn summary(output: &str, word: &str) -> u32 {
-    let line = output.lines().find_map(|l| l.strip_prefix("Summary: ")).expect("pjdfstest printed no summary");
+    let line =
+        output.lines().find_map(|l| l.strip_prefix("Summary: ")).expect("pjdfstest printed no summary");
     let part = line.split(", ").find(|part| part.split_once(' ').is_some_and(|(_, w)| w.starts_with(word)));
     part.and_then(|p| p.split(' ').next()?.parse().ok()).unwrap_or_else(|| panic!("no {word} in {line:?}"))
 }
@@ -41,7 +42,8 @@ fn pjdfstest_passes_all_but_the_failures_the_stream_rules_explain() {
     users(); // creates mqfs_t1
     let m = Mount::with_options("allow_other,noexec");
     let config = m.path.with_extension("pjdfstest.toml");
-    let base = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pjdfstest/mqfs.toml")).unwrap();
+    let base =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pjdfstest/mqfs.toml")).unwrap();
     let auth = format!(
         "\n[dummy_auth]\nentries = [[\"mqfs_t1\", \"{}\"], [\"nobody\", \"{}\"]]\n",
         group_of("mqfs_t1"),
@@ -51,7 +53,8 @@ fn pjdfstest_passes_all_but_the_failures_the_stream_rules_explain() {
     let mut run = Proc::spawn(Command::new("pjdfstest").arg("-c").arg(&config).arg("-p").arg(&m.path));
     let status = run.wait_exit(T).expect("pjdfstest finishes");
     let output = String::from_utf8_lossy(&run.output()).into_owned();
-    let failures: Vec<&str> = output.lines().filter(|l| l.contains("FAILED") || l.contains("UNEXPECTEDLY")).collect();
+    let failures: Vec<&str> =
+        output.lines().filter(|l| l.contains("FAILED") || l.contains("UNEXPECTEDLY")).collect();
     assert!(
         status.success(),
         "pjdfstest: {status:?}; unexpected outcomes:\n{}\n{}",

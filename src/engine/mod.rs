@@ -140,7 +140,15 @@ impl Engine {
     }
 
     /// A stream (`Kind::File`), FIFO, socket or device node.
-    pub fn mknod(&self, parent: Ino, name: &[u8], kind: Kind, perm: u16, rdev: u32, caller: Caller) -> Result<Attr> {
+    pub fn mknod(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        kind: Kind,
+        perm: u16,
+        rdev: u32,
+        caller: Caller,
+    ) -> Result<Attr> {
         self.make(|tree| tree.mknod(parent, name, kind, perm, rdev, caller))
     }
 

@@ -165,7 +165,10 @@ pub enum Body {
     Symlink(Box<[u8]>),
     /// A FIFO, socket or device node: the kernel serves its I/O; the tree keeps its type
     /// and device number.
-    Plain { kind: Kind, rdev: u32 },
+    Plain {
+        kind: Kind,
+        rdev: u32,
+    },
 }
 
 /// One name of a node: where it is, and its place in that group's listing.
@@ -270,7 +273,8 @@ fn kind_of(body: &Body) -> Kind {
 impl Tree {
     pub fn new(root_config: GroupConfig, owner: Caller, perm: u16, memory: Arc<Memory>) -> Tree {
         let body = Body::Group(Box::new(GroupNode::new(Group::new(root_config, memory.clone()))));
-        let root = Node::new(Link { parent: ROOT, name: Vec::new(), entry: ROOT }, Meta::new(perm, owner), body);
+        let root =
+            Node::new(Link { parent: ROOT, name: Vec::new(), entry: ROOT }, Meta::new(perm, owner), body);
         Tree { nodes: HashMap::from([(ROOT, root)]), next_ino: ROOT + 1, memory, presets: Presets::default() }
     }
 
@@ -451,7 +455,15 @@ impl Tree {
 
     /// Creates a node of `kind` under `parent`: a stream for a regular file, else a FIFO,
     /// socket or device node with device number `rdev`.
-    pub fn mknod(&mut self, parent: Ino, name: &[u8], kind: Kind, perm: u16, rdev: u32, caller: Caller) -> Result<Ino> {
+    pub fn mknod(
+        &mut self,
+        parent: Ino,
+        name: &[u8],
+        kind: Kind,
+        perm: u16,
+        rdev: u32,
+        caller: Caller,
+    ) -> Result<Ino> {
         match kind {
             Kind::File => self.create(parent, name, perm, caller),
             Kind::Fifo | Kind::Socket | Kind::CharDevice | Kind::BlockDevice => {

@@ -489,7 +489,12 @@ impl Filesystem for MqFs {
     fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
         guard("readdir", || {
             let listed = self.engine.readdir(ino.0, offset, |entry: Entry| {
-                reply.add(INodeNo(entry.ino), entry.next, file_type(entry.kind), OsStr::from_bytes(entry.name))
+                reply.add(
+                    INodeNo(entry.ino),
+                    entry.next,
+                    file_type(entry.kind),
+                    OsStr::from_bytes(entry.name),
+                )
             });
             match listed {
                 Ok(()) => reply.ok(),
