@@ -64,7 +64,7 @@ pub struct Cli {
 }
 
 /// What to do, whichever form the command line took.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Invocation {
     pub source: Option<String>,
     /// A directory, or `/dev/fd/N` when mount.fuse3 mounted already (`drop_privileges`).
@@ -80,10 +80,15 @@ pub struct Invocation {
     pub namespace: Option<String>,
 }
 
-/// Whether the program was called as a mount(8) helper.
+/// Whether the program was called as mqfs's mount(8) helper, `mount.mqfs`.
 pub fn is_helper(argv0: &std::ffi::OsStr) -> bool {
-    let name = std::path::Path::new(argv0).file_name().unwrap_or_default();
-    name == "mount.mqfs" || name == "mount.fuse.mqfs"
+    std::path::Path::new(argv0).file_name().unwrap_or_default() == "mount.mqfs"
+}
+
+/// Whether the program was called as `mount.fuse.mqfs`, what mount(8) runs for
+/// `mount -t fuse.mqfs`: it checks, then runs mount.fuse3.
+pub fn is_fuse3_front(argv0: &std::ffi::OsStr) -> bool {
+    std::path::Path::new(argv0).file_name().unwrap_or_default() == "mount.fuse.mqfs"
 }
 
 pub enum Parsed {
@@ -116,9 +121,7 @@ pub fn parse(args: Vec<OsString>) -> Parsed {
 
 /// The completion script for `shell`, generated from the clap definition.
 pub fn completions(shell: clap_complete::Shell) -> String {
-    let mut out = Vec::new();
-    clap_complete::generate(shell, &mut Cli::command(), "mqfs", &mut out);
-    String::from_utf8(out).expect("completion scripts are text")
+    mqfs::completions::script(shell, Cli::command())
 }
 
 /// Parses a mount helper's arguments (after argv[0]):
@@ -232,8 +235,8 @@ mod tests {
     #[test]
     fn helper_names() {
         assert!(is_helper("/sbin/mount.mqfs".as_ref()));
-        assert!(is_helper("mount.fuse.mqfs".as_ref()));
-        assert!(!is_helper("/usr/local/bin/mqfs".as_ref()));
+        assert!(is_fuse3_front("/sbin/mount.fuse.mqfs".as_ref()) && !is_helper("mount.fuse.mqfs".as_ref()));
+        assert!(!is_helper("/usr/local/bin/mqfs".as_ref()) && !is_fuse3_front("mqfs".as_ref()));
     }
 
     #[test]

@@ -4,13 +4,24 @@
 //! The level comes from `-d`/`-o debug` (debug) or RUST_LOG (error, warn, info, debug,
 //! trace); info by default. fuser's own messages are shown only when debugging: at other
 //! levels they are noise about calls mqfs does not implement or an unmount already done.
+//! Lines above debug are rate-limited per call site ([`limit`]), so that a flood of refused
+//! writes cannot fill a disk. A tap ([`set_tap`]) sees fuser's records before any filter:
+//! the FUSE glue reads fuser's dispatch trace there.
+
+mod limit;
 
 use std::ffi::CString;
 use std::fs::File;
 use std::io::Write;
 
+use std::fmt::Display;
+use std::sync::OnceLock;
+use std::time::Instant;
+
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use parking_lot::Mutex;
+
+use limit::Limiter;
 
 enum Target {
     Stderr,
@@ -21,9 +32,16 @@ enum Target {
 struct Logger {
     level: LevelFilter,
     target: Mutex<Target>,
+    limiter: Mutex<Limiter>,
 }
 
-static LOGGER: std::sync::OnceLock<Logger> = std::sync::OnceLock::new();
+static LOGGER: OnceLock<Logger> = OnceLock::new();
+
+/// Sees each of fuser's records first; true hides it (below debug level).
+type Tap = fn(&Record<'_>) -> bool;
+static TAP: OnceLock<Tap> = OnceLock::new();
+/// The thread that writes the summaries of suppressed lines once their interval is over.
+static SUMMARIES: OnceLock<()> = OnceLock::new();
 
 /// The level `-d`/`-o debug` or RUST_LOG ask for.
 pub fn level(debug: bool) -> LevelFilter {
@@ -37,12 +55,23 @@ pub fn level(debug: bool) -> LevelFilter {
 /// Installs the logger, writing to stderr.
 pub fn init(debug: bool) {
     let level = level(debug);
-    let logger = LOGGER.get_or_init(|| Logger { level, target: Mutex::new(Target::Stderr) });
+    let logger = LOGGER.get_or_init(|| Logger {
+        level,
+        target: Mutex::new(Target::Stderr),
+        limiter: Mutex::default(),
+    });
     if log::set_logger(logger).is_ok() {
         log::set_max_level(level);
     }
     // A panic is a bug: say so where the logs go (a daemon's stderr is /dev/null).
     std::panic::set_hook(Box::new(|info| log::error!("{info}")));
+}
+
+/// From now on, `tap` sees fuser's records, its debug trace included, whatever the level.
+pub fn set_tap(tap: Tap) {
+    if TAP.set(tap).is_ok() {
+        log::set_max_level(log::max_level().max(LevelFilter::Debug));
+    }
 }
 
 /// From now on, log to syslog under the name `mqfs`.
@@ -85,6 +114,82 @@ fn timestamp() -> String {
     }
 }
 
+impl Logger {
+    fn write(&self, level: Level, text: &dyn Display) {
+        let mut target = self.target.lock();
+        match &mut *target {
+            Target::Syslog => {
+                let priority = match level {
+                    Level::Error => libc::LOG_ERR,
+                    Level::Warn => libc::LOG_WARNING,
+                    Level::Info => libc::LOG_INFO,
+                    Level::Debug | Level::Trace => libc::LOG_DEBUG,
+                };
+                let text = text.to_string().replace('\0', " ");
+                if let Ok(text) = CString::new(text) {
+                    // SAFETY: both strings are NUL-terminated; "%s" consumes exactly one.
+                    unsafe { libc::syslog(priority, c"%s".as_ptr(), text.as_ptr()) };
+                }
+            }
+            Target::File(file) => {
+                let line = format!(
+                    "{} mqfs[{}]: {}: {}\n",
+                    timestamp(),
+                    std::process::id(),
+                    level.as_str().to_lowercase(),
+                    text
+                );
+                // One write(2) per line, so lines of concurrent writers do not interleave.
+                let _ = file.write_all(line.as_bytes());
+            }
+            Target::Stderr => {
+                let _ = writeln!(std::io::stderr(), "mqfs: {level}: {text}");
+            }
+        }
+    }
+
+    /// Writes the record unless its call site has had its share of lines for now.
+    fn write_limited(&self, record: &Record<'_>) {
+        let (Some(file), Some(line)) = (record.file_static(), record.line()) else {
+            return self.write(record.level(), record.args());
+        };
+        let (show, summary) = {
+            let mut limiter = self.limiter.lock();
+            let admitted =
+                limiter.admit((file, line), record.level(), Instant::now(), || record.args().to_string());
+            if !admitted.0 && SUMMARIES.get().is_none() {
+                start_summaries();
+            }
+            admitted
+        };
+        if let Some(summary) = summary {
+            self.write(summary.level, &summary.text);
+        }
+        if show {
+            self.write(record.level(), record.args());
+        }
+    }
+}
+
+/// Starts the thread that writes the summaries of windows gone quiet.
+fn start_summaries() {
+    SUMMARIES.get_or_init(|| {
+        let spawned = std::thread::Builder::new().name("mqfs-log".into()).spawn(|| {
+            loop {
+                std::thread::sleep(limit::INTERVAL / 5);
+                let Some(logger) = LOGGER.get() else { continue };
+                let due = logger.limiter.lock().due(Instant::now());
+                for summary in due {
+                    logger.write(summary.level, &summary.text);
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            eprintln!("mqfs: cannot start the log thread ({e}): summaries of suppressed lines come late");
+        }
+    });
+}
+
 impl Log for Logger {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
         let limit = if metadata.target().starts_with("fuser") && self.level < LevelFilter::Debug {
@@ -96,38 +201,20 @@ impl Log for Logger {
     }
 
     fn log(&self, record: &Record<'_>) {
+        if record.target().starts_with("fuser")
+            && let Some(tap) = TAP.get()
+            && tap(record)
+            && self.level < LevelFilter::Debug
+        {
+            return;
+        }
         if !self.enabled(record.metadata()) {
             return;
         }
-        let mut target = self.target.lock();
-        match &mut *target {
-            Target::Syslog => {
-                let priority = match record.level() {
-                    Level::Error => libc::LOG_ERR,
-                    Level::Warn => libc::LOG_WARNING,
-                    Level::Info => libc::LOG_INFO,
-                    Level::Debug | Level::Trace => libc::LOG_DEBUG,
-                };
-                let text = format!("{}", record.args()).replace('\0', " ");
-                if let Ok(text) = CString::new(text) {
-                    // SAFETY: both strings are NUL-terminated; "%s" consumes exactly one.
-                    unsafe { libc::syslog(priority, c"%s".as_ptr(), text.as_ptr()) };
-                }
-            }
-            Target::File(file) => {
-                let line = format!(
-                    "{} mqfs[{}]: {}: {}\n",
-                    timestamp(),
-                    std::process::id(),
-                    record.level().as_str().to_lowercase(),
-                    record.args()
-                );
-                // One write(2) per line, so lines of concurrent writers do not interleave.
-                let _ = file.write_all(line.as_bytes());
-            }
-            Target::Stderr => {
-                let _ = writeln!(std::io::stderr(), "mqfs: {}: {}", record.level(), record.args());
-            }
+        if record.level() <= Level::Info {
+            self.write_limited(record);
+        } else {
+            self.write(record.level(), record.args());
         }
     }
 

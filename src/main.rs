@@ -1,5 +1,6 @@
 //! The `mqfs` command: parse the command line (or a mount helper's arguments), mount, then
 //! serve in the background (or in the foreground with -f) until unmounted or told to stop.
+//! As `mount.fuse.mqfs` it only checks, then runs mount.fuse3, which runs `mqfs`.
 
 mod cli;
 mod config_file;
@@ -8,6 +9,7 @@ mod daemon;
 use std::ffi::OsString;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -23,18 +25,20 @@ use cli::{Invocation, Parsed};
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
-    let invocation = if args.first().is_some_and(|a| cli::is_helper(a)) {
-        cli::parse_helper(&args[1..])
+    let result = if args.first().is_some_and(|a| cli::is_fuse3_front(a)) {
+        cli::parse_helper(&args[1..]).and_then(check_then_mount_fuse3)
+    } else if args.first().is_some_and(|a| cli::is_helper(a)) {
+        cli::parse_helper(&args[1..]).and_then(run)
     } else {
         match cli::parse(args) {
-            Parsed::Mount(invocation) => Ok(invocation),
+            Parsed::Mount(invocation) => run(invocation),
             Parsed::Completions(script) => {
                 print!("{script}");
                 return ExitCode::SUCCESS;
             }
         }
     };
-    match invocation.and_then(run) {
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("mqfs: {message}");
@@ -75,36 +79,87 @@ fn settings(invocation: &Invocation) -> Result<Settings, String> {
     Ok(settings)
 }
 
-fn run(invocation: Invocation) -> Result<(), String> {
-    let settings = settings(&invocation)?;
+/// What a mount was checked to need, before anything is mounted.
+struct Checked {
+    settings: Settings,
+    limits: mqfs::engine::Limits,
+    target: Target,
+    log: Option<std::fs::File>,
+}
+
+/// mount.fuse3 mounts with only the options it is given: without default_permissions the
+/// kernel would check no permission at all.
+const DROP_PRIVILEGES_NEEDS: &str = "with drop_privileges, mount.fuse3 mounts for mqfs: add \
+                                     default_permissions to the options (mqfs relies on the \
+                                     kernel's permission checks)";
+
+/// Everything mqfs checks before it mounts: the options (and config file), the log file, the
+/// mount point; enters the mount namespace of `-N`.
+fn check(invocation: &Invocation) -> Result<Checked, String> {
+    let settings = settings(invocation)?;
     let limits = settings.limits()?;
     logger::init(settings.debug);
     if let Some(ns) = &invocation.namespace {
         daemon::enter_namespace(ns)?;
     }
     let target = match fd_target(&invocation.mountpoint)? {
-        Some(fd) => {
-            if !settings.default_permissions {
-                // mount.fuse3 mounted with only the options it was given: without
-                // default_permissions the kernel would check no permission at all.
-                return Err("with drop_privileges, mount.fuse3 mounts for mqfs: add default_permissions \
-                            to the options (mqfs relies on the kernel's permission checks); \
-                            unmount the unserved mount first"
-                    .into());
-            }
-            Target::Fd(fd)
+        Some(_) if !settings.default_permissions => {
+            return Err(format!("{DROP_PRIVILEGES_NEEDS}; unmount the unserved mount first"));
         }
+        Some(fd) => Target::Fd(fd),
         None => Target::Dir(check_mountpoint(&invocation.mountpoint)?),
     };
-    if let Some(path) = &settings.log {
-        let file = logger::open_file(path).map_err(|e| format!("log file {}: {e}", path.display()))?;
-        if !invocation.fake {
-            logger::to_file(file);
-        }
+    let log = match &settings.log {
+        Some(path) => Some(logger::open_file(path).map_err(|e| format!("log file {}: {e}", path.display()))?),
+        None => None,
+    };
+    Ok(Checked { settings, limits, target, log })
+}
+
+/// The options only mount.fuse3 handles (it runs the file system without privileges, or as
+/// another user): mqfs never sees them when mount.fuse3 runs it.
+fn is_mount_fuse3_option(option: &str) -> bool {
+    option == "drop_privileges" || option.starts_with("setuid=")
+}
+
+/// As `mount.fuse.mqfs`, which mount(8) runs for `mount -t fuse.mqfs`: checks everything
+/// mqfs checks, then hands the mount over to mount.fuse3 unchanged. With `drop_privileges`
+/// mount.fuse3 mounts before it runs mqfs, and an error of mqfs then would leave that mount
+/// unserved; checked first, nothing is mounted.
+fn check_then_mount_fuse3(invocation: Invocation) -> Result<(), String> {
+    let options = options::split(&invocation.options);
+    let (fuse3, mqfs): (Vec<&str>, Vec<&str>) = options.into_iter().partition(|o| is_mount_fuse3_option(o));
+    let checked = check(&Invocation { options: vec![mqfs.join(",")], ..invocation.clone() })?;
+    if fuse3.contains(&"drop_privileges") && !checked.settings.default_permissions {
+        return Err(DROP_PRIVILEGES_NEEDS.into());
     }
+    if invocation.fake {
+        return Ok(());
+    }
+    // What a sloppy mount ignored stays out: mqfs, run by mount.fuse3, would refuse it.
+    let known = |o: &&str| !invocation.sloppy || Settings::default().apply_one(o) != Ok(false);
+    let passed: Vec<&str> = mqfs.into_iter().filter(known).chain(fuse3).collect();
+    let helper = ["/sbin/mount.fuse3", "/usr/sbin/mount.fuse3", "/sbin/mount.fuse", "/usr/sbin/mount.fuse"]
+        .into_iter()
+        .find(|path| Path::new(path).exists())
+        .ok_or("mount -t fuse.mqfs needs mount.fuse3 (Debian package fuse3); mount -t mqfs does not")?;
+    let mut command = std::process::Command::new(helper);
+    command.arg(invocation.source.as_deref().unwrap_or("none")).arg(&invocation.mountpoint);
+    command.args(["-t", "fuse.mqfs"]);
+    if !passed.is_empty() {
+        command.arg("-o").arg(passed.join(","));
+    }
+    Err(format!("{helper}: {}", command.exec()))
+}
+
+fn run(invocation: Invocation) -> Result<(), String> {
+    let Checked { settings, limits, target, log } = check(&invocation)?;
     if invocation.fake {
         // mount -f: everything is checked, nothing is mounted.
         return Ok(());
+    }
+    if let Some(file) = log {
+        logger::to_file(file);
     }
 
     // SAFETY: getuid and getgid cannot fail.
@@ -139,7 +194,7 @@ fn run(invocation: Invocation) -> Result<(), String> {
         // Threads start only now, after the fork: they would not survive it.
         daemon::block_stop_signals();
         let cannot = |e: std::io::Error| format!("cannot start: {e}");
-        interrupts.spawn_watcher().map_err(cannot)?;
+        interrupts.start().map_err(cannot)?;
         delivery::start();
         daemon::spawn_stop_handler(mountpoint.clone()).map_err(cannot)?;
         if let Some(dir) = &mountpoint {

@@ -76,6 +76,30 @@ const IGNORED: &[&str] = &[
     "loud",
 ];
 
+/// How the value of each option that takes one is written, for the error that says it is
+/// missing (`-o replay` alone).
+const VALUE_FORMS: &[(&str, &str)] = &[
+    ("replay", "off|last|all"),
+    ("depth", "N|SIZE"),
+    ("data", "message|coalesce|static"),
+    ("write", "nonblock|one|all"),
+    ("frame", "write|close"),
+    ("memory", "SIZE"),
+    ("max_message", "SIZE"),
+    ("threads", "N"),
+    ("uid", "N"),
+    ("gid", "N"),
+    ("fsname", "NAME"),
+    ("log", "FILE"),
+    ("config", "FILE"),
+];
+
+/// The error for a known option given without its value.
+fn needs_value(key: &str) -> String {
+    let form = VALUE_FORMS.iter().find(|(k, _)| *k == key).map_or("...", |(_, form)| form);
+    format!("mount option {key} needs a value ({key}={form})")
+}
+
 /// The largest message by default.
 const DEFAULT_MAX_MESSAGE: u64 = 64 << 20;
 
@@ -146,7 +170,7 @@ impl Settings {
             None => (option, None),
         };
         let bad = |what: &str| format!("bad value for mount option {key}: {what}");
-        let need = || value.ok_or_else(|| format!("mount option {key} needs a value ({key}=...)"));
+        let need = || value.ok_or_else(|| needs_value(key));
         let file = |name: &str| match name {
             "" => Err(format!("mount option {key} needs a file name")),
             name => Ok(PathBuf::from(name)),
@@ -188,6 +212,7 @@ impl Settings {
                     command.configure(&mut self.root);
                 }
                 Some(Some(Err(reason))) => return Err(bad(&reason)),
+                None if VALUE_FORMS.iter().any(|(k, _)| *k == key) => return Err(needs_value(key)),
                 Some(None) | None => return Ok(false),
             },
         }
@@ -303,6 +328,28 @@ mod tests {
         ] {
             let error = Settings::default().apply(list).unwrap_err();
             assert!(error.contains(named), "{list}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_valued_option_without_its_value_says_so() {
+        for (key, form) in VALUE_FORMS {
+            let error = Settings::default().apply(key).unwrap_err();
+            assert_eq!(error, format!("mount option {key} needs a value ({key}={form})"));
+        }
+        // Every form shown is one the option takes.
+        for (key, form) in VALUE_FORMS {
+            for alternative in form.split('|') {
+                let value = match alternative {
+                    "N" => "2",
+                    "SIZE" => "1M",
+                    "NAME" => "bus",
+                    "FILE" => "/dev/null",
+                    word => word,
+                };
+                let option = format!("{key}={value}");
+                assert_eq!(Settings::default().apply_one(&option), Ok(true), "{option}");
+            }
         }
     }
 

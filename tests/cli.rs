@@ -295,6 +295,18 @@ fn max_message_beyond_what_a_stream_can_index_is_an_error() {
     wait_until("the daemon to exit after umount", T, || gone(daemon));
 }
 
+#[test]
+fn a_known_option_without_its_value_says_what_it_takes() {
+    let dir = BgDir::new();
+    for (option, says) in [
+        ("replay", "mount option replay needs a value (replay=off|last|all)"),
+        ("depth", "mount option depth needs a value (depth=N|SIZE)"),
+        ("memory", "mount option memory needs a value (memory=SIZE)"),
+    ] {
+        fails_before_mount(&[dir.s(), "-o", option], says, &dir.path, 0);
+    }
+}
+
 // ---------------------------------------------------------------------------
 // --version, --help
 // ---------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 //! Mounting as an administrator does, after the README's set-up (`contrib/install`, run
-//! here once with the binary under test): `mount -t fuse.mqfs` through the stock
-//! mount.fuse3 helper (also with `drop_privileges`), `mount -t mqfs` through mqfs's own
+//! here once with the binary under test): `mount -t fuse.mqfs` through mqfs's checking
+//! `mount.fuse.mqfs` and the stock mount.fuse3 helper (also with `drop_privileges`, refused
+//! before mounting without `default_permissions`), `mount -t mqfs` through mqfs's own
 //! helper link (fake and sloppy mounts), fstab entries with `mount -a`, `mount DIR` and
 //! `umount` (mount(8)'s options accepted, `noauto` skipped, the shipped fstab example),
 //! failures that make mount exit non-zero with mqfs's one-line reason (bad option, busy
@@ -380,13 +381,16 @@ fn drop_privileges_serves_the_descriptor_mount_fuse3_passes() {
     ok(Command::new("umount").arg(&dir));
     wait_until("the daemon to exit after umount", T, || gone(pid));
 
-    // Without default_permissions the kernel would check nothing: mqfs refuses to serve.
-    let (status, _, err) =
-        run(Command::new("mount").args(["-t", "fuse.mqfs", "none", s(&dir), "-o", "drop_privileges"]));
-    assert!(!status.success(), "mount: {status:?}");
-    assert!(err.lines().any(|l| l.starts_with("mqfs: ") && l.contains("default_permissions")), "{err}");
-    // mount.fuse3 made that mount before mqfs could refuse; it serves nothing.
-    let _ = Command::new("umount").arg(&dir).status();
+    // Without default_permissions the kernel would check nothing: mqfs (as mount.fuse.mqfs)
+    // refuses before mount.fuse3 mounts anything, as it does a bad option.
+    for options in ["drop_privileges", "drop_privileges,default_permissions,replay"] {
+        let (status, _, err) =
+            run(Command::new("mount").args(["-t", "fuse.mqfs", "none", s(&dir), "-o", options]));
+        assert!(!status.success(), "mount -o {options}: {status:?}");
+        let reason = |l: &str| l.contains("default_permissions") || l.contains("replay needs a value");
+        assert!(err.lines().any(|l| l.starts_with("mqfs: ") && reason(l)), "{err}");
+        assert!(!is_mounted_at(&dir, None), "mount -o {options} left a mount");
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -913,7 +917,8 @@ fn the_service_unit_verifies_and_its_command_notifies_and_stops_on_sigterm() {
 #[test]
 fn man_pages_and_completions_are_installed_and_current() {
     installed();
-    for (page, section) in [("mqfs.1", "man1"), ("mqfs.5", "man5")] {
+    let pages = [("mqfs.1", "man1"), ("mqfs.5", "man5"), ("mq-cat.1", "man1"), ("mq-pin.1", "man1")];
+    for (page, section) in pages {
         let source = std::fs::read(format!("{REPO}/docs/man/{page}")).unwrap();
         let installed = std::fs::read(format!("/usr/local/share/man/{section}/{page}")).unwrap();
         assert_eq!(source, installed, "{page} installed is not the source's");
@@ -924,40 +929,123 @@ fn man_pages_and_completions_are_installed_and_current() {
         }
     }
     if need("man", "man-db") {
-        for section in ["1", "5"] {
-            let found = ok(Command::new("man").args(["-w", section, "mqfs"]));
-            let page = format!("/usr/local/share/man/man{section}/mqfs.{section}");
-            let same = Path::new(found.trim()).canonicalize().ok() == Path::new(&page).canonicalize().ok();
-            assert!(same, "man -w {section} mqfs: {found}, not {page}");
+        for (page, section) in pages {
+            let (name, number) = page.rsplit_once('.').unwrap();
+            let found = ok(Command::new("man").args(["-w", number, name]));
+            let installed = format!("/usr/local/share/man/{section}/{page}");
+            let same =
+                Path::new(found.trim()).canonicalize().ok() == Path::new(&installed).canonicalize().ok();
+            assert!(same, "man -w {number} {name}: {found}, not {installed}");
         }
     }
-    // Completions are generated from the CLI definition: the installed ones and the copies
-    // in contrib/completions are what the binary prints.
-    for (shell, installed, shipped) in [
-        ("bash", "/usr/local/share/bash-completion/completions/mqfs", "mqfs.bash"),
-        ("zsh", "/usr/local/share/zsh/site-functions/_mqfs", "_mqfs"),
-        ("fish", "/usr/local/share/fish/vendor_completions.d/mqfs.fish", "mqfs.fish"),
-    ] {
-        let generated = ok(Command::new(MQFS_BIN).args(["--completions", shell]));
-        assert!(generated.contains("completions") && generated.contains("mqfs"), "{shell}: {generated}");
-        assert_eq!(std::fs::read_to_string(installed).unwrap(), generated, "{installed}");
-        let shipped = std::fs::read_to_string(format!("{REPO}/contrib/completions/{shipped}")).unwrap();
-        assert_eq!(
-            shipped, generated,
-            "contrib/completions/{shipped} is stale: regenerate with `mqfs --completions {shell}`"
-        );
+    // Completions are generated from each command's CLI definition: the installed ones and
+    // the copies in contrib/completions are what the binary prints.
+    let bins = Path::new(MQFS_BIN).parent().unwrap();
+    for command in ["mqfs", "mq-cat", "mq-pin"] {
+        for (shell, installed, shipped) in [
+            (
+                "bash",
+                format!("/usr/local/share/bash-completion/completions/{command}"),
+                format!("{command}.bash"),
+            ),
+            ("zsh", format!("/usr/local/share/zsh/site-functions/_{command}"), format!("_{command}")),
+            (
+                "fish",
+                format!("/usr/local/share/fish/vendor_completions.d/{command}.fish"),
+                format!("{command}.fish"),
+            ),
+        ] {
+            let generated = ok(Command::new(bins.join(command)).args(["--completions", shell]));
+            assert!(generated.contains("completions") && generated.contains(command), "{shell}: {generated}");
+            assert_eq!(std::fs::read_to_string(&installed).unwrap(), generated, "{installed}");
+            let shipped = std::fs::read_to_string(format!("{REPO}/contrib/completions/{shipped}")).unwrap();
+            assert_eq!(
+                shipped, generated,
+                "contrib/completions/{shipped} is stale: regenerate with `{command} --completions {shell}`"
+            );
+        }
+        // bash loads its completion and completes the command's flags.
+        let function = format!("_{}", command.replace('-', "__"));
+        let words = ok(Command::new("bash").args([
+            "-c",
+            &format!(
+                "source /usr/local/share/bash-completion/completions/{command} && complete -p {command} && \
+                 COMP_WORDS=({command} --comp) COMP_CWORD=1 COMP_LINE='{command} --comp' \
+                 COMP_POINT={} && {function} {command} --comp {command} && printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+                command.len() + 7
+            ),
+        ]));
+        assert!(words.contains("--completions"), "{command}: {words}");
     }
-    // bash loads its completion and completes mqfs's flags.
-    let words = ok(Command::new("bash").args([
-        "-c",
-        "source /usr/local/share/bash-completion/completions/mqfs && complete -p mqfs && \
-         COMP_WORDS=(mqfs --comp) COMP_CWORD=1 COMP_LINE='mqfs --comp' COMP_POINT=11 && _mqfs mqfs --comp mqfs && \
-         printf '%s\\n' \"${COMPREPLY[@]}\"",
-    ]));
-    assert!(words.contains("--completions"), "{words}");
     // The unit template points at the installed binary.
     let unit = std::fs::read_to_string("/usr/local/lib/systemd/system/mqfs@.service").unwrap();
     assert!(unit.contains(&format!("ExecStart={INSTALLED} none %f -f")), "{unit}");
+}
+
+#[test]
+fn the_installer_puts_every_command_in_place_and_names_it() {
+    let dirs = Dirs::new();
+    let prefix = dirs.tmp.join("prefix");
+    let sbin = dirs.tmp.join("sbin");
+    std::fs::create_dir(&sbin).unwrap();
+    let install =
+        |args: &[&str]| ok(Command::new(format!("{REPO}/contrib/install")).args(args).env("SBINDIR", &sbin));
+    let said = install(&["--bin", MQFS_BIN, "--prefix", s(&prefix)]);
+    let mut files =
+        vec![sbin.join("mount.mqfs"), sbin.join("mount.fuse.mqfs"), prefix.join("share/man/man5/mqfs.5")];
+    assert!(said.contains(s(&sbin.join("mount.fuse.mqfs"))), "{said}");
+    for command in ["mqfs", "mq-cat", "mq-pin"] {
+        assert!(said.contains(&format!("{}/bin/{command}", s(&prefix))), "{said}");
+        assert!(said.contains(&format!("{command}(1)")), "the message lacks {command}(1): {said}");
+        files.extend([
+            prefix.join(format!("bin/{command}")),
+            prefix.join(format!("share/man/man1/{command}.1")),
+            prefix.join(format!("share/bash-completion/completions/{command}")),
+            prefix.join(format!("share/zsh/site-functions/_{command}")),
+            prefix.join(format!("share/fish/vendor_completions.d/{command}.fish")),
+        ]);
+    }
+    assert!(said.contains("mqfs(5)") && said.contains("completions for mqfs mq-cat mq-pin"), "{said}");
+    for file in &files {
+        assert!(file.exists(), "{} not installed: {said}", file.display());
+    }
+    install(&["--prefix", s(&prefix), "--uninstall"]);
+    for file in &files {
+        assert!(!file.exists() && file.symlink_metadata().is_err(), "{} not uninstalled", file.display());
+    }
+}
+
+/// A page as man(1) shows it, without formatting, wide enough for a line per example.
+fn rendered(page: &str) -> String {
+    ok(Command::new("man").args(["-l", &format!("{REPO}/docs/man/{page}")]).env("MANWIDTH", "200"))
+}
+
+#[test]
+fn man_pages_render_without_stray_escapes_and_show_the_real_errors() {
+    if !need("man", "man-db") || !need("groff", "groff-base") {
+        return;
+    }
+    for page in ["mqfs.1", "mqfs.5", "mq-cat.1", "mq-pin.1"] {
+        for line in rendered(page).lines() {
+            // A backslash shows only as the key Ctrl-\ (or ^\).
+            let stray = line
+                .match_indices('\\')
+                .any(|(at, _)| !line[..at].ends_with("Ctrl-") && !line[..at].ends_with('^'));
+            assert!(!stray, "{page} renders an escape: {line:?}");
+        }
+    }
+    // The configuration error mqfs(1) shows is the one mqfs prints.
+    let page = rendered("mqfs.1");
+    let shown =
+        page.lines().map(str::trim).find(|l| l.starts_with("mqfs: /etc/mqfs.toml:7:")).expect("the example");
+    let dirs = Dirs::new();
+    let config = dirs.file("mqfs.toml", "# line 1\n\n\n\n\n[defaults]\ndepth = \"64Q\"\n");
+    let mountpoint = dirs.tmp.join("mq");
+    std::fs::create_dir(&mountpoint).unwrap();
+    let (status, _, err) =
+        run(Command::new(MQFS_BIN).arg(&mountpoint).arg("-o").arg(format!("config={}", s(&config))));
+    assert!(!status.success());
+    assert_eq!(err.trim_end(), shown.replace("/etc/mqfs.toml", s(&config)));
 }
 
 #[test]

@@ -332,6 +332,7 @@ fn detach_then_two_viewers_at_once_get_the_whole_history_in_order_then_live_outp
     pin_ok(&dir, &["-k", "s"]);
     assert!(!group.exists());
     assert_eq!(pin_ok(&dir, &["-l"]), "");
+    assert!(is_mounted_at(&dir, Some("fuse.mqfs")), "-k unmounted a mount mq-pin did not make");
     drop(sessions);
 }
 
@@ -480,7 +481,7 @@ fn mq_pin_mounts_mqfs_itself_under_xdg_runtime_dir() {
     let tmp = TempDir::new();
     let dir = tmp.join("mq-pin");
     let own = OwnMount { path: dir.clone() };
-    let sessions = Sessions::new(&dir, &["job"]);
+    let sessions = Sessions::new(&dir, &["job", "other"]);
     let run = |args: &[&str]| {
         let mut cmd = Command::new(MQ_PIN);
         cmd.args(args).env("XDG_RUNTIME_DIR", &tmp.path).env_remove("MQ_PIN_DIR");
@@ -499,17 +500,23 @@ fn mq_pin_mounts_mqfs_itself_under_xdg_runtime_dir() {
     assert!(run(&["-w", "job", "go"]).0.success());
     wait_until("the job ended", T, || run(&["-l"]).1 == "job\texited 3\n");
     assert_eq!(run(&["-a", "job"]).0.code(), Some(3));
-    // A second session reuses the mount.
+    // A second session reuses the mount; on a pseudo-terminal it has a stream 2 too, empty.
     let mounts = common::mountinfo().iter().filter(|m| m.mount_point == dir).count();
-    assert!(run(&["-c", "job", "true"]).0.success(), "an ended session's name can be reused");
+    assert!(run(&["-c", "job", "sleep", "1000"]).0.success(), "an ended session's name can be reused");
     assert_eq!(common::mountinfo().iter().filter(|m| m.mount_point == dir).count(), mounts);
-    // umount ends the daemon mq-pin started.
+    assert!(dir.join("job/2").exists() && history(&dir.join("job/2")).is_empty());
     let daemons = daemons_for(&dir);
     assert_eq!(daemons.len(), 1, "{daemons:?}");
+    // Removing the last session unmounts what mq-pin mounted, which ends its daemon.
+    assert!(run(&["-c", "other", "true"]).0.success());
+    assert!(run(&["-k", "job"]).0.success());
+    assert!(is_mounted_at(&dir, Some("fuse.mqfs")), "a session is left: the mount stays");
+    assert!(run(&["-k", "other"]).0.success());
+    assert!(!is_mounted_at(&dir, None), "mq-pin's own mount outlived its last session");
+    wait_until("mq-pin's mqfs daemon to exit", T, || daemons_for(&dir).is_empty());
+    assert_eq!(run(&["-l"]).1, "");
     drop(sessions);
     drop(own);
-    assert!(!is_mounted_at(&dir, None));
-    assert!(daemons_for(&dir).is_empty());
 }
 
 // ---------------------------------------------------------------------------
@@ -620,5 +627,9 @@ fn errors_and_exit_statuses() {
     let help = pin_ok(&dir, &["--help"]);
     for flag in ["-c NAME", "-a NAME", "-w NAME", "-l", "-k NAME", "-m DIR", "--no-pty", "-e KEY"] {
         assert!(help.contains(flag), "--help lacks {flag}");
+    }
+    // ... and every place sessions may live, as default_dir picks them.
+    for place in ["$MQ_PIN_DIR", "$XDG_RUNTIME_DIR/mq-pin", "/run/user/UID/mq-pin", "/tmp/mq-pin-UID"] {
+        assert!(help.contains(place), "--help lacks {place}:\n{help}");
     }
 }

@@ -36,7 +36,8 @@ const T: Duration = Duration::from_secs(10);
 const SIGNAL_BOUND: Duration = Duration::from_millis(250);
 
 /// How long a reader that got no deliverable signal is watched for staying
-/// blocked (several of the watcher's ~40 ms scans).
+/// blocked (hundreds of times an interrupt's answer; several of the fallback
+/// watcher's ~40 ms scans once the kernel no longer sends interrupts).
 const STILL_BLOCKED: Duration = Duration::from_millis(300);
 
 // ---------------------------------------------------------------------------
@@ -581,6 +582,89 @@ os.write(1, b"EOF\n")
     let sigs = out.lines().filter(|l| l.starts_with("SIG ")).count();
     assert!((3..=30).contains(&sigs), "{sigs} handler runs for 30 signals; output:\n{out}");
     assert!(out.ends_with("EOF\n"), "output:\n{out}");
+}
+
+/// A Python reader of argv[1] that handles SIGUSR1 (printing `SIG`) and reads on.
+const HANDLING_READER: &str = r#"
+import os, signal, sys
+signal.signal(signal.SIGUSR1, lambda *_: os.write(1, b"SIG\n"))
+f = open(sys.argv[1], "rb", buffering=0)
+while f.read(100):
+    pass
+"#;
+
+/// Waits until `reader` and `cats` new `cat`s are blocked reading `s`, and asserts that all
+/// of them sleep interruptibly (state S, not D). Returns the cats.
+fn assert_readers_sleep(reader: &mut Proc, s: &Path, cats: usize, when: &str) -> Vec<Proc> {
+    let mut cats: Vec<Proc> = (0..cats).map(|_| spawn_cat(s)).collect();
+    for cat in &mut cats {
+        wait_parked(cat, s);
+    }
+    wait_parked(reader, s);
+    let states: Vec<Option<char>> =
+        std::iter::once(reader.pid()).chain(cats.iter().map(Proc::pid)).map(proc_state).collect();
+    assert!(states.iter().all(|&st| st == Some('S')), "{when}, blocked readers' states: {states:?}");
+    cats
+}
+
+/// After a read was interrupted, readers blocked on the mount still sleep interruptibly
+/// (state S, not counted in the load average) and SIGINT ends a `cat` at once. fuser 0.18
+/// answers the kernel's FUSE_INTERRUPT with ENOSYS, after which the kernel would send no
+/// more and wait killably (state D); mqfs answers the interrupt first, reading fuser's
+/// dispatch trace. This fails should fuser's wording change (Cargo.toml pins fuser).
+#[test]
+fn blocked_readers_stay_interruptible_after_an_interrupt() {
+    let m = Mount::new();
+    let s = m.join("s");
+    File::create(&s).unwrap();
+    let mut py = python(HANDLING_READER, &[s.to_str().unwrap()]);
+    wait_parked(&mut py, &s);
+    py.signal(libc::SIGUSR1);
+    py.wait_output_contains(b"SIG\n", T);
+    let mut cats = assert_readers_sleep(&mut py, &s, 20, "after an interrupt");
+    let mut times = Vec::new();
+    for cat in &mut cats {
+        times.push(signal_and_time_exit(cat, libc::SIGINT));
+        assert_eq!(finish(cat, T, "cat").signal(), Some(libc::SIGINT));
+    }
+    times.sort();
+    eprintln!("SIGINT to reap, sorted: {times:?}");
+    assert!(times.iter().all(|t| *t < SIGNAL_BOUND), "SIGINT to reap: {times:?}");
+    assert!(log_problems(&m).is_empty(), "daemon log: {:?}", log_problems(&m));
+}
+
+/// Interrupts keep coming through a storm of handled signals to a reader whose reads are
+/// dispatched all the time: an interrupt that arrives while its request is still being
+/// dispatched waits for the handler to park or answer it, so fuser's ENOSYS never reaches
+/// a request the kernel still waits on (which would stop interrupts for good).
+#[test]
+fn interrupts_survive_a_storm_of_signals_during_busy_reads() {
+    let m = Mount::new();
+    let s = m.join("s");
+    File::create(&s).unwrap();
+    let mut py = python(HANDLING_READER, &[s.to_str().unwrap()]);
+    wait_parked(&mut py, &s);
+    let storm = Duration::from_secs(2);
+    let writer = {
+        let s = s.clone();
+        thread::spawn(move || {
+            let mut f = fs::OpenOptions::new().write(true).open(&s).expect("open for writing");
+            let start = Instant::now();
+            while start.elapsed() < storm {
+                f.write_all(b"0123456789").expect("write");
+            }
+        })
+    };
+    let start = Instant::now();
+    let mut sent = 0;
+    while start.elapsed() < storm {
+        py.signal(libc::SIGUSR1);
+        sent += 1;
+        thread::sleep(Duration::from_micros(500));
+    }
+    writer.join().unwrap();
+    assert_readers_sleep(&mut py, &s, 5, &format!("after {sent} signals"));
+    assert!(log_problems(&m).is_empty(), "daemon log: {:?}", log_problems(&m));
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 use mqfs::tools::ordered::{Item, Ordered};
 use mqfs::tools::sys;
@@ -15,6 +15,7 @@ use mqfs::tools::sys;
     name = "mq-cat",
     version,
     about = "Print messages of streams of an mqfs group in the order they were written",
+    override_usage = "mq-cat [-f | -n] GROUP STREAM...\n       mq-cat --completions SHELL",
     long_about = "Print the messages of the named streams of GROUP, raw, in the order they were \
                   written, as the group's `order` file records it. By default mq-cat follows: \
                   after the retained history it waits for new messages, until every named stream \
@@ -33,16 +34,25 @@ struct Args {
     /// Stop at the end of the retained history (what `order` holds when it gets there)
     #[arg(short = 'n', long = "no-follow", overrides_with = "follow")]
     no_follow: bool,
+    /// Print a completion script for SHELL (bash, zsh, fish, ...) and exit
+    #[arg(long, value_name = "SHELL", exclusive = true)]
+    completions: Option<clap_complete::Shell>,
     /// The group (a directory of a mounted mqfs)
-    group: PathBuf,
+    #[arg(required_unless_present = "completions")]
+    group: Option<PathBuf>,
     /// Names of streams of GROUP
-    #[arg(required = true)]
+    #[arg(required_unless_present = "completions")]
     streams: Vec<OsString>,
 }
 
 fn main() -> ExitCode {
     sys::default_sigpipe();
     let args = Args::parse();
+    if let Some(shell) = args.completions {
+        print!("{}", mqfs::completions::script(shell, Args::command()));
+        return ExitCode::SUCCESS;
+    }
+    let group = args.group.clone().expect("clap requires GROUP");
     for name in &args.streams {
         let bytes = name.as_encoded_bytes();
         if bytes.is_empty() || bytes.contains(&b'/') || name == "." || name == ".." {
@@ -54,7 +64,7 @@ fn main() -> ExitCode {
         }
     }
     let follow = !args.no_follow;
-    let mut reader = match Ordered::open(&args.group, &args.streams, follow) {
+    let mut reader = match Ordered::open(&group, &args.streams, follow) {
         Ok(reader) => reader,
         Err(e) => {
             eprintln!("mq-cat: {}: {}", e.path.display(), sys::strerror(&e.error));
@@ -78,7 +88,7 @@ fn main() -> ExitCode {
                     Some(i) => reader.name(i).to_owned(),
                     None => OsString::from("order"),
                 };
-                let path = args.group.join(name);
+                let path = group.join(name);
                 eprintln!(
                     "mq-cat: {}: messages were dropped before they could be read (No buffer space available)",
                     path.display()
@@ -87,7 +97,7 @@ fn main() -> ExitCode {
             }
             Ok(None) => return status,
             Err(e) => {
-                eprintln!("mq-cat: {}: {}", args.group.display(), sys::strerror(&e));
+                eprintln!("mq-cat: {}: {}", group.display(), sys::strerror(&e));
                 return ExitCode::FAILURE;
             }
         }

@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{ArgGroup, Parser};
+use clap::{ArgGroup, CommandFactory, Parser};
 
 use mqfs::tools::pin::{self, Create, Failure, State};
 use mqfs::tools::{sys, term};
@@ -20,11 +20,14 @@ use mqfs::tools::{sys, term};
                       mq-pin [-m DIR] [--no-pty] [-e KEY] NAME [COMMAND [ARG...]]\n       \
                       mq-pin [-m DIR] -w NAME [TEXT...]\n       \
                       mq-pin [-m DIR] -l\n       \
-                      mq-pin [-m DIR] -k NAME",
+                      mq-pin [-m DIR] -k NAME\n       \
+                      mq-pin --completions SHELL",
     after_help = "A session is a group of an mqfs mount (streams 0: input, 1: output, 2: errors, \
                   note: requests, status). Ctrl-\\ detaches a viewer (-e to change). Sessions live \
-                  in -m DIR, else $MQ_PIN_DIR, else $XDG_RUNTIME_DIR/mq-pin; mq-pin mounts mqfs \
-                  there if nothing is mounted.\n\nExamples:\n  \
+                  in -m DIR, else $MQ_PIN_DIR, else $XDG_RUNTIME_DIR/mq-pin, else \
+                  /run/user/UID/mq-pin if /run/user/UID exists, else /tmp/mq-pin-UID; mq-pin \
+                  mounts mqfs there if nothing is mounted, and unmounts it when -k removes the \
+                  last session.\n\nExamples:\n  \
                   mq-pin -c shell              # start your shell in session \"shell\", detached\n  \
                   mq-pin -a shell              # attach (from as many terminals as you like)\n  \
                   mq-pin shell                 # attach, creating the session first if needed\n  \
@@ -57,6 +60,9 @@ struct Args {
     /// The detach key: ^X for a control key, or none
     #[arg(short = 'e', value_name = "KEY", default_value = "^\\")]
     escape: String,
+    /// Print a completion script for SHELL (bash, zsh, fish, ...) and exit
+    #[arg(long, value_name = "SHELL", exclusive = true)]
+    completions: Option<clap_complete::Shell>,
     #[arg(long, hide = true, value_name = "NAME")]
     supervise: Option<OsString>,
     #[arg(long, hide = true, default_value_t = 24)]
@@ -80,6 +86,10 @@ fn fail(f: Failure) -> ExitCode {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(shell) = args.completions {
+        print!("{}", mqfs::completions::script(shell, Args::command()));
+        return ExitCode::SUCCESS;
+    }
     let dir = args.dir.clone().unwrap_or_else(pin::default_dir);
     if let Some(name) = &args.supervise {
         return ExitCode::from(pin::supervise(&dir, name, &args.args, !args.no_pty, args.rows, args.cols));

@@ -1,10 +1,16 @@
-//! Lets signals reach processes blocked reading a stream.
+//! Lets signals reach processes blocked reading (or writing) a stream.
 //!
-//! fuser 0.18 answers the kernel's FUSE_INTERRUPT with ENOSYS, after which the kernel waits
-//! for the read's reply without limit: a `cat` blocked on an empty stream would ignore
-//! Ctrl-C and even SIGKILL. So every parked read is registered here with the thread that
-//! made it; a watcher thread looks at those threads' pending signals in /proc and answers
-//! the read of a signalled (or vanished) thread with EINTR.
+//! Every parked request is registered here with its FUSE unique id and the thread that
+//! made it. Two ways answer it with EINTR when its caller gets a signal:
+//!
+//! - The kernel's FUSE_INTERRUPT, which fuser 0.18 cannot pass on: [`super::trace`] reads
+//!   it from fuser's dispatch trace and calls [`Interrupts::interrupt`] before fuser answers
+//!   ENOSYS. This keeps the kernel sending interrupts, so a blocked reader sleeps
+//!   interruptibly (state S) and a signal releases it at once.
+//! - A watcher thread, the fallback for when the kernel has stopped sending interrupts: it
+//!   looks at the callers' pending signals in /proc and answers the request of a signalled
+//!   (or vanished) thread. While interrupts arrive it scans once a second; once they are
+//!   known lost, every [`BASE_INTERVAL`].
 //!
 //! A scan reads one status file per process, not per thread: it shows the signals sent to
 //! the whole process (Ctrl-C, kill, timeout) and the main thread's own. Only when such a
@@ -25,14 +31,21 @@ use parking_lot::{Condvar, Mutex};
 use super::procfs::{Caller, task};
 use crate::engine::{Engine, Errno, Ticket};
 
-/// How often signals are looked for while few reads are parked.
+/// How often signals are looked for while few reads are parked and the kernel no longer
+/// sends interrupts.
 const BASE_INTERVAL: Duration = Duration::from_millis(40);
+/// How often while it still sends them: only a request whose interrupt could not be
+/// answered in time depends on the watcher then.
+const FALLBACK_INTERVAL: Duration = Duration::from_secs(1);
+/// How long an interrupt waits for a completion racing with it to send its reply.
+const REPLY_WAIT: Duration = Duration::from_millis(100);
 /// The watcher sleeps at least this many times as long as a scan took.
 const IDLE_FACTOR: u32 = 4;
 /// Threads other than their process's main thread read one by one per scan, in turn.
 const THREADS_PER_SCAN: usize = 64;
 
 struct Parked {
+    ticket: Ticket,
     tid: u32,
     fh: u64,
     /// Set by the read's completion: the entry is dropped at the next scan.
@@ -44,6 +57,8 @@ struct Parked {
 /// A parked read as one scan sees it.
 #[derive(Clone, Copy)]
 struct Candidate {
+    /// The request's FUSE unique id.
+    unique: u64,
     ticket: Ticket,
     tid: u32,
     fh: u64,
@@ -55,8 +70,8 @@ struct Candidate {
 struct Findings {
     /// Reads whose callers want out: signalled or gone.
     interrupt: Vec<Candidate>,
-    /// Processes learnt for reads seen for the first time.
-    learnt: Vec<(Ticket, u32)>,
+    /// Processes learnt for reads seen for the first time, by unique id.
+    learnt: Vec<(u64, u32)>,
 }
 
 fn wants_out(caller: Caller) -> bool {
@@ -65,33 +80,69 @@ fn wants_out(caller: Caller) -> bool {
 
 pub struct Interrupts {
     engine: Arc<Engine>,
-    parked: Mutex<HashMap<Ticket, Parked>>,
+    /// By the request's FUSE unique id.
+    parked: Mutex<HashMap<u64, Parked>>,
     wake: Condvar,
+    /// The kernel no longer sends interrupts to this mount.
+    lost: AtomicBool,
 }
 
 impl Interrupts {
     pub fn new(engine: Arc<Engine>) -> Arc<Interrupts> {
-        Arc::new(Interrupts { engine, parked: Mutex::default(), wake: Condvar::new() })
+        Arc::new(Interrupts {
+            engine,
+            parked: Mutex::default(),
+            wake: Condvar::new(),
+            lost: AtomicBool::new(false),
+        })
     }
 
-    /// Starts the watcher thread.
-    pub fn spawn_watcher(self: &Arc<Self>) -> std::io::Result<()> {
+    /// Starts answering the kernel's interrupts, and the watcher thread.
+    pub fn start(self: &Arc<Self>) -> std::io::Result<()> {
+        super::trace::install(self.clone());
         let watcher = self.clone();
         std::thread::Builder::new().name("mqfs-signals".into()).spawn(move || watcher.watch_loop())?;
         Ok(())
     }
 
-    /// Watches the caller `tid` of a parked read; `done` is set when the read completes.
-    pub fn watch(&self, ticket: Ticket, tid: u32, fh: u64, done: Arc<AtomicBool>) {
+    /// Watches request `unique`, parked as `ticket` by caller `tid`; `done` is set once
+    /// its reply was sent.
+    pub fn watch(&self, unique: u64, ticket: Ticket, tid: u32, fh: u64, done: Arc<AtomicBool>) {
         let mut parked = self.parked.lock();
-        parked.insert(ticket, Parked { tid, fh, done, process: None });
+        parked.insert(unique, Parked { ticket, tid, fh, done, process: None });
         if parked.len() == 1 {
             self.wake.notify_one();
         }
     }
 
+    /// The kernel interrupts request `unique`: answers it with EINTR if it is parked, and
+    /// returns once its reply (this one or a completion's racing with it) was sent.
+    pub fn interrupt(&self, unique: u64) {
+        let Some((ticket, fh, done)) =
+            self.parked.lock().get(&unique).map(|p| (p.ticket, p.fh, p.done.clone()))
+        else {
+            return;
+        };
+        self.engine.cancel(fh, ticket, Errno::EINTR);
+        let deadline = Instant::now() + REPLY_WAIT;
+        while !done.load(Ordering::Acquire) && Instant::now() < deadline {
+            std::thread::yield_now();
+        }
+    }
+
+    /// The kernel sends no more interrupts: the watcher alone releases signalled callers.
+    pub fn lost(&self) {
+        if !self.lost.swap(true, Ordering::Relaxed) {
+            log::warn!(
+                "the kernel no longer sends interrupts to this mount: blocked readers now sleep \
+                 uninterruptibly (state D) and signals reach them through the watcher, within {} ms",
+                BASE_INTERVAL.as_millis()
+            );
+        }
+    }
+
     fn watch_loop(&self) {
-        let mut turn: Ticket = 0;
+        let mut turn: u64 = 0;
         loop {
             let candidates: Vec<Candidate> = {
                 let mut parked = self.parked.lock();
@@ -102,7 +153,13 @@ impl Interrupts {
                 }
                 parked
                     .iter()
-                    .map(|(&ticket, p)| Candidate { ticket, tid: p.tid, fh: p.fh, process: p.process })
+                    .map(|(&unique, p)| Candidate {
+                        unique,
+                        ticket: p.ticket,
+                        tid: p.tid,
+                        fh: p.fh,
+                        process: p.process,
+                    })
                     .collect()
             };
             let started = Instant::now();
@@ -113,23 +170,24 @@ impl Interrupts {
             {
                 let mut parked = self.parked.lock();
                 for c in &findings.interrupt {
-                    parked.remove(&c.ticket);
+                    parked.remove(&c.unique);
                 }
-                for &(ticket, process) in &findings.learnt {
-                    if let Some(p) = parked.get_mut(&ticket) {
+                for &(unique, process) in &findings.learnt {
+                    if let Some(p) = parked.get_mut(&unique) {
                         p.process = Some(process);
                     }
                 }
             }
-            std::thread::sleep(BASE_INTERVAL.max(started.elapsed() * IDLE_FACTOR));
+            let interval = if self.lost.load(Ordering::Relaxed) { BASE_INTERVAL } else { FALLBACK_INTERVAL };
+            std::thread::sleep(interval.max(started.elapsed() * IDLE_FACTOR));
         }
     }
 }
 
 /// Looks at the callers of `candidates`, reading up to `in_turn` threads
-/// on their own in turn. `turn` is the ticket of the last thread read in turn, where the
+/// on their own in turn. `turn` is the unique id of the last thread read in turn, where the
 /// next scan goes on.
-fn scan(candidates: &[Candidate], turn: &mut Ticket, in_turn: usize) -> Findings {
+fn scan(candidates: &[Candidate], turn: &mut u64, in_turn: usize) -> Findings {
     let mut findings = Findings::default();
     let mut by_process: BTreeMap<u32, Vec<Candidate>> = BTreeMap::new();
     for &c in candidates {
@@ -140,7 +198,7 @@ fn scan(candidates: &[Candidate], turn: &mut Ticket, in_turn: usize) -> Findings
                 if wants_out(seen.caller) {
                     findings.interrupt.push(c);
                 } else if let Some(process) = seen.process {
-                    findings.learnt.push((c.ticket, process));
+                    findings.learnt.push((c.unique, process));
                 }
             }
         }
@@ -165,13 +223,13 @@ fn scan(candidates: &[Candidate], turn: &mut Ticket, in_turn: usize) -> Findings
             }
         }
     }
-    turns.sort_unstable_by_key(|c| c.ticket);
-    let start = turns.iter().position(|c| c.ticket > *turn).unwrap_or(0);
+    turns.sort_unstable_by_key(|c| c.unique);
+    let start = turns.iter().position(|c| c.unique > *turn).unwrap_or(0);
     for c in turns.iter().cycle().skip(start).take(in_turn.min(turns.len())) {
         if wants_out(task(c.tid).caller) {
             findings.interrupt.push(*c);
         }
-        *turn = c.ticket;
+        *turn = c.unique;
     }
     findings
 }
@@ -197,8 +255,42 @@ mod tests {
         (tid_rx.recv().unwrap(), end_tx, handle)
     }
 
-    fn candidate(ticket: Ticket, tid: u32, process: Option<u32>) -> Candidate {
-        Candidate { ticket, tid, fh: 0, process }
+    fn candidate(unique: u64, tid: u32, process: Option<u32>) -> Candidate {
+        Candidate { unique, ticket: unique, tid, fh: 0, process }
+    }
+
+    /// An engine with one stream open for reading, and a read parked on it.
+    fn parked_read() -> (Arc<Interrupts>, Arc<std::sync::Mutex<Option<crate::engine::ReadResult>>>) {
+        use crate::engine::{Caller, GroupConfig, Limits, ROOT, ReadMode};
+        let engine = Arc::new(Engine::new(
+            GroupConfig::default(),
+            Caller { uid: 0, gid: 0 },
+            Limits { max_message: 1 << 20, memory: 1 << 26 },
+        ));
+        let stream = engine.create(ROOT, b"s", 0o644, Caller { uid: 0, gid: 0 }).expect("create");
+        let (fh, _) = engine.open(stream.ino, true, false).expect("open");
+        let interrupts = Interrupts::new(engine.clone());
+        let result = Arc::new(std::sync::Mutex::new(None));
+        let done = Arc::new(AtomicBool::new(false));
+        let (into, completed) = (result.clone(), done.clone());
+        let callback = Box::new(move |r| {
+            *into.lock().unwrap() = Some(r);
+            completed.store(true, Ordering::Release);
+        });
+        let ticket = engine.read(fh, 0, 100, ReadMode::Block, callback).expect("parked");
+        interrupts.watch(42, ticket, gettid(), fh, done);
+        (interrupts, result)
+    }
+
+    #[test]
+    fn an_interrupt_answers_the_parked_request_by_its_unique_id() {
+        let (interrupts, result) = parked_read();
+        interrupts.interrupt(40);
+        assert!(result.lock().unwrap().is_none(), "another request's interrupt leaves it parked");
+        interrupts.interrupt(42);
+        assert_eq!(*result.lock().unwrap(), Some(Err(Errno::EINTR)), "answered before interrupt returns");
+        interrupts.interrupt(42);
+        assert_eq!(*result.lock().unwrap(), Some(Err(Errno::EINTR)), "a second interrupt changes nothing");
     }
 
     #[test]
@@ -217,12 +309,12 @@ mod tests {
         let me = std::process::id();
         let (tid, end, handle) = waiting_thread();
         let many: Vec<Candidate> =
-            (1..=THREADS_PER_SCAN as Ticket + 10).map(|t| candidate(t, tid, Some(me))).collect();
+            (1..=THREADS_PER_SCAN as u64 + 10).map(|t| candidate(t, tid, Some(me))).collect();
         let mut turn = 0;
         scan(&many, &mut turn, THREADS_PER_SCAN);
-        assert_eq!(turn, THREADS_PER_SCAN as Ticket);
+        assert_eq!(turn, THREADS_PER_SCAN as u64);
         scan(&many, &mut turn, THREADS_PER_SCAN);
-        assert_eq!(turn, THREADS_PER_SCAN as Ticket - 10, "ten to the end, then from the start again");
+        assert_eq!(turn, THREADS_PER_SCAN as u64 - 10, "ten to the end, then from the start again");
         end.send(()).unwrap();
         handle.join().unwrap();
     }

@@ -9,6 +9,7 @@
 
 pub mod interrupts;
 pub mod procfs;
+mod trace;
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -82,8 +83,11 @@ fn whole_write_threshold() -> usize {
 
 /// Runs a request handler so that a panic in it (a bug) fails that request, which fuser
 /// answers with EIO when the unwinding drops its reply, instead of killing a worker thread.
+/// Its return also ends the request's dispatch, which an interrupt of it waits for.
 fn guard(op: &str, handler: impl FnOnce()) {
-    if let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(handler)) {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(handler));
+    trace::end();
+    if let Err(panic) = result {
         let what = panic
             .downcast_ref::<&str>()
             .map(|s| s.to_string())
@@ -394,14 +398,14 @@ impl Filesystem for MqFs {
             let done = Arc::new(AtomicBool::new(false));
             let completed = done.clone();
             let callback = Box::new(move |result: engine::ReadResult| {
-                completed.store(true, Ordering::Release);
                 match result {
                     Ok(data) => reply.data(&data),
                     Err(e) => reply.error(errno(e)),
                 }
+                completed.store(true, Ordering::Release);
             });
             if let Some(ticket) = self.engine.read(fh.0, offset, size, mode, callback) {
-                self.interrupts.watch(ticket, req.pid(), fh.0, done);
+                self.interrupts.watch(req.unique().0, ticket, req.pid(), fh.0, done);
             }
         })
     }
@@ -427,7 +431,6 @@ impl Filesystem for MqFs {
             let done = Arc::new(AtomicBool::new(false));
             let completed = done.clone();
             let callback = Box::new(move |result: engine::Result<()>| {
-                completed.store(true, Ordering::Release);
                 match result {
                     Ok(()) => reply.written(len as u32),
                     Err(e) => {
@@ -435,12 +438,13 @@ impl Filesystem for MqFs {
                         reply.error(errno(e))
                     }
                 }
+                completed.store(true, Ordering::Release);
             });
             let nonblock = flags.0 & libc::O_NONBLOCK != 0;
             let request = WriteRequest { data, writer: pid.into(), offset, nonblock };
             let size_of_call = || self.size_of_call(len, pid);
             if let Some(ticket) = self.engine.write(fh.0, &request, size_of_call, callback) {
-                self.interrupts.watch(ticket, pid, fh.0, done);
+                self.interrupts.watch(req.unique().0, ticket, pid, fh.0, done);
             }
         })
     }

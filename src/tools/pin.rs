@@ -5,7 +5,7 @@
 //! |---|---|
 //! | `0` | the program's input: keystrokes of viewers, `mq-pin -w` |
 //! | `1` | its output (all of it on a pseudo-terminal) |
-//! | `2` | its standard error (only with `--no-pty`) |
+//! | `2` | its standard error with `--no-pty` (on a pseudo-terminal, it is part of `1`: `2` stays empty) |
 //! | `note` | requests to the supervisor, one per line: `winch ROWS COLS`, `int`, `hup`, ... |
 //! | `status` | `run SUPERVISOR PROGRAM MODE` when it starts, `exit STATUS` when it ends |
 //!
@@ -102,16 +102,23 @@ fn unescape(field: &str) -> Vec<u8> {
     out
 }
 
-/// The file system type mounted on `dir` (the topmost mount), if any.
-pub fn mounted_type(dir: &Path) -> Option<String> {
+/// The file system type and the source of what is mounted on `dir` (the topmost mount), if
+/// anything is.
+fn mount_at(dir: &Path) -> Option<(String, Vec<u8>)> {
     let dir = dir.canonicalize().ok()?;
     let text = fs::read_to_string("/proc/self/mountinfo").ok()?;
     text.lines().rev().find_map(|line| {
         let fields: Vec<&str> = line.split(' ').collect();
         let sep = fields.iter().position(|f| *f == "-")?;
         let point = unescape(fields.get(4)?);
-        (Path::new(OsStr::from_bytes(&point)) == dir).then(|| fields.get(sep + 1).map(|t| t.to_string()))?
+        let (fstype, source) = (fields.get(sep + 1)?, fields.get(sep + 2)?);
+        (Path::new(OsStr::from_bytes(&point)) == dir).then(|| (fstype.to_string(), unescape(source)))
     })
+}
+
+/// The file system type mounted on `dir` (the topmost mount), if any.
+pub fn mounted_type(dir: &Path) -> Option<String> {
+    mount_at(dir).map(|(fstype, _)| fstype)
 }
 
 /// Whether an mqfs is mounted on `dir`.
@@ -130,8 +137,11 @@ fn mqfs_binary() -> PathBuf {
     PathBuf::from("mqfs")
 }
 
-/// Makes sure an mqfs is mounted on `dir`, mounting one (`mqfs DIR -o replay=all`, in the
-/// background) if nothing is; creates `dir` (mode 0700) if needed.
+/// The source mq-pin mounts mqfs with: it marks the mounts mq-pin made, which it also unmounts.
+const OWN_SOURCE: &str = "mq-pin";
+
+/// Makes sure an mqfs is mounted on `dir`, mounting one (`mqfs DIR -o replay=all,fsname=mq-pin`,
+/// in the background) if nothing is; creates `dir` (mode 0700) if needed.
 pub fn ensure_mounted(dir: &Path) -> Result<()> {
     if is_mounted(dir) {
         return Ok(());
@@ -143,7 +153,8 @@ pub fn ensure_mounted(dir: &Path) -> Result<()> {
     let mqfs = mqfs_binary();
     let out = Command::new(&mqfs)
         .arg(dir)
-        .args(["-o", "replay=all,fsname=mq-pin"])
+        .arg("-o")
+        .arg(format!("replay=all,fsname={OWN_SOURCE}"))
         .stdin(Stdio::null())
         .output()
         .map_err(|e| Failure::new(format!("{}: {}", mqfs.display(), strerror(&e))))?;
@@ -153,6 +164,24 @@ pub fn ensure_mounted(dir: &Path) -> Result<()> {
     }
     let why = String::from_utf8_lossy(&out.stderr).trim().to_string();
     Err(Failure::new(format!("cannot mount mqfs on {}: {why}", dir.display())))
+}
+
+/// Unmounts `dir` if mq-pin mounted it (`ensure_mounted`) and no session is left in it, so
+/// that the daemon it started ends with the last session. Best effort: a mount still in use
+/// (a shell inside it) stays.
+fn release_mount(dir: &Path) {
+    let ours = mount_at(dir)
+        .is_some_and(|(fstype, source)| fstype == "fuse.mqfs" && source == OWN_SOURCE.as_bytes());
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let empty = entries.flatten().all(|e| e.file_name() == "ctl" || e.file_name() == "order");
+    if ours && empty {
+        // Root may unmount itself; another user's mount was made through fusermount3.
+        if sys::unmount(dir).is_err() {
+            let _ = Command::new("fusermount3").arg("-u").arg("-q").arg(dir).stderr(Stdio::null()).status();
+        }
+    }
 }
 
 /// Checks a session name: one non-empty path component, not `ctl` or `order`.
@@ -1077,7 +1106,8 @@ fn wait_exit(group: &Path, wait: Duration) -> bool {
 }
 
 /// `mq-pin -k NAME`: ends the program if it runs (`hup`, then `kill` if it is still there
-/// after a few seconds) and removes the session.
+/// after a few seconds) and removes the session; unmounts mq-pin's own mount if that was the
+/// last.
 pub fn kill(dir: &Path, name: &OsStr) -> Result<()> {
     check_name(name)?;
     let group = dir.join(name);
@@ -1099,5 +1129,7 @@ pub fn kill(dir: &Path, name: &OsStr) -> Result<()> {
         }
         State::Exited(_) => {}
     }
-    remove_group(&group).map_err(|e| at(&group, &e))
+    remove_group(&group).map_err(|e| at(&group, &e))?;
+    release_mount(dir);
+    Ok(())
 }

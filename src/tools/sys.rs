@@ -1,9 +1,11 @@
 //! Thin wrappers over the system calls `mq-cat` and `mq-pin` use: reads and writes that retry
 //! on `EINTR`, `poll`, error texts without Rust's "(os error N)" suffix.
 
+use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
@@ -164,4 +166,12 @@ pub fn kill(pid: i32, sig: i32) {
             libc::kill(pid, sig);
         }
     }
+}
+
+/// Unmounts the file system mounted on `dir` (`umount2` without flags: fails `EBUSY` while it
+/// is in use).
+pub fn unmount(dir: &Path) -> io::Result<()> {
+    let path = CString::new(dir.as_os_str().as_bytes()).map_err(|_| errno(libc::EINVAL))?;
+    // SAFETY: `path` is a valid NUL-terminated string for the duration of the call.
+    if unsafe { libc::umount2(path.as_ptr(), 0) } == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }

@@ -37,10 +37,9 @@ pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long [`Mount::kill9`] and the `Drop`s wait for a SIGKILLed process
 /// to be reaped before leaving it to a background reaper thread. A killed
 /// process normally goes in milliseconds; one whose request the FUSE daemon
-/// has already taken stays in state 'D' until the daemon answers or its
-/// connection goes away (fuser 0.18 answers FUSE_INTERRUPT with ENOSYS, so
-/// the kernel never interrupts such a request), and blocking on it here
-/// could hang the test binary.
+/// has already taken waits until the daemon answers it (mqfs answers an
+/// interrupted request with EINTR, but a daemon that is stopped or wedged
+/// does not), and blocking on it here could hang the test binary.
 const REAP_TIMEOUT: Duration = Duration::from_secs(2);
 
 // ---------------------------------------------------------------------------
