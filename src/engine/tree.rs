@@ -42,8 +42,8 @@ pub const NAME_MAX: usize = 255;
 /// The longest symbolic link target (Linux's PATH_MAX, its terminating NUL excluded).
 pub const TARGET_MAX: usize = 4095;
 
-/// Where readdir's cookies place `ctl` and `order`: after every child's (an inode number plus
-/// 2, and inode numbers never reach the marker bits).
+/// Where readdir's cookies place `ctl` and `order`: after every child's (an entry number plus
+/// 2, and entry numbers, drawn from the inode numbers, never reach the marker bits).
 const CTL_POSITION: u64 = 1 << 62;
 
 /// What an inode number names.
@@ -219,7 +219,7 @@ impl Node {
         matches!(self.body, Body::Group(_))
     }
 
-    /// The name the node has in `group`'s listing at `entry`.
+    /// The node's name that its group lists at `entry`.
     fn name_at(&self, entry: u64) -> &[u8] {
         let link = std::iter::once(&self.home).chain(&self.others).find(|link| link.entry == entry);
         &link.expect("a listed entry is one of its node's names").name
@@ -228,6 +228,7 @@ impl Node {
 
 pub struct Tree {
     nodes: HashMap<Ino, Node>,
+    /// The next inode number; a hard link's entry number is drawn from it too.
     next_ino: Ino,
     memory: Arc<Memory>,
     /// What groups created at given paths start with (see `presets.rs`).
@@ -528,17 +529,17 @@ impl Tree {
     /// and the group's gid, a subgroup then being setgid too (as on Linux file systems).
     fn insert(&mut self, parent: Ino, name: &[u8], mut perm: u16, caller: Caller, body: Body) -> Result<Ino> {
         self.check_free(parent, name)?;
+        let is_group = matches!(body, Body::Group(_));
         let mut owner = caller;
         let parent_meta = &self.node(parent)?.meta;
         if parent_meta.perm & 0o2000 != 0 {
             owner.gid = parent_meta.gid;
-            if matches!(body, Body::Group(_)) {
+            if is_group {
                 perm |= 0o2000;
             }
         }
         let ino = self.next_ino;
         self.next_ino += 1;
-        let is_group = matches!(body, Body::Group(_));
         let home = Link { parent, name: name.to_vec(), entry: ino };
         self.nodes.insert(ino, Node::new(home, Meta::new(perm, owner), body));
         self.group_mut(parent)?.hook(name, ino, ino, is_group);
