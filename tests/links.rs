@@ -153,7 +153,7 @@ fn a_setgid_group_gives_new_entries_its_gid_and_subgroups_its_bit() {
     let u = users();
     let m = Mount::with_options("allow_other");
     ok(&m, &format!("mkdir team plain && chown 0:{} team && chmod 2777 team && chmod 777 plain", u.tg));
-    let make = "umask 022; touch s && mkdir sub && mkfifo f && ln -s s l";
+    let make = "umask 022; touch s && mkdir sub && mkfifo f && ln -s s l && touch sf && chmod 2755 sf";
     for dir in ["team", "plain"] {
         ok(
             &m,
@@ -169,6 +169,9 @@ fn a_setgid_group_gives_new_entries_its_gid_and_subgroups_its_bit() {
         assert_eq!(stat(&format!("plain/{name}")), format!("{} 644", u.users_gid), "plain/{name}");
     }
     assert_eq!(stat("team/l"), format!("{} 777", u.tg));
+    // The kernel lets a user set the setgid bit only on a file of a group it is in.
+    assert_eq!(stat("team/sf"), format!("{} 755", u.tg));
+    assert_eq!(stat("plain/sf"), format!("{} 2755", u.users_gid));
     assert_eq!(stat("team/sub"), format!("{} 2755", u.tg), "a subgroup inherits the setgid bit");
     assert_eq!(stat("plain/sub"), format!("{} 755", u.users_gid));
     // And passes it on.
