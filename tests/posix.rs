@@ -1,12 +1,14 @@
 //! pjdfstest (the Rust port of the POSIX file-system suite, crates.io 0.2.2) on a real mount,
 //! with tests/pjdfstest/mqfs.toml: every test passes but those it lists as expected failures,
 //! each with the rule of docs/semantics.md it follows from, and the count of passes never
-//! drops below the floor docs/guarantees.md reports. `.ci/run` installs pjdfstest.
+//! drops below the floor docs/guarantees.md reports. `.ci/run` installs pjdfstest; without
+//! it (and not under CI=true) the test is skipped.
 
 mod common;
 
 use common::users::users;
 use common::{Mount, Proc};
+use std::io::Write;
 use std::process::Command;
 use std::time::Duration;
 
@@ -32,13 +34,32 @@ fn summary(output: &str, word: &str) -> u32 {
     part.and_then(|p| p.split(' ').next()?.parse().ok()).unwrap_or_else(|| panic!("no {word} in {line:?}"))
 }
 
+/// Whether pjdfstest 0.2.2 is installed. Without it the test is skipped with a message,
+/// except under CI=true, where `.ci/run` installs it and its absence fails the test.
+fn pjdfstest_installed() -> bool {
+    let out = Command::new("pjdfstest").arg("--version").output();
+    if out.is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "pjdfstest 0.2.2") {
+        return true;
+    }
+    let install = "cargo install pjdfstest --version 0.2.2 --locked";
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "pjdfstest 0.2.2 is not installed: .ci/run runs `{install}`"
+    );
+    // Straight to stderr, past the test harness's capture: a skip must be seen.
+    let _ = writeln!(
+        std::io::stderr(),
+        "pjdfstest_passes_all_but_the_failures_the_stream_rules_explain skipped: pjdfstest 0.2.2 is not \
+         installed ({install}); under CI=true this fails"
+    );
+    false
+}
+
 #[test]
 fn pjdfstest_passes_all_but_the_failures_the_stream_rules_explain() {
-    let pjdfstest = Command::new("pjdfstest").arg("--version").output();
-    assert!(
-        pjdfstest.is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("0.2.2")),
-        "pjdfstest 0.2.2 is needed: cargo install pjdfstest --version 0.2.2 --locked (.ci/run does)"
-    );
+    if !pjdfstest_installed() {
+        return;
+    }
     users(); // creates mqfs_t1
     let m = Mount::with_options("allow_other,noexec");
     let config = m.path.with_extension("pjdfstest.toml");
