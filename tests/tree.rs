@@ -270,6 +270,9 @@ fn names_with_a_newline_are_refused() {
     assert_eq!(r.trim(), "EINVAL");
     let r = ok(&m, &py_errno("os.mknod(p, 0o644 | stat.S_IFREG)", "x\ny"));
     assert_eq!(r.trim(), "EINVAL");
+    fails_with(&m, "mkfifo \"$(printf 'a\\nb')\"", "Invalid argument");
+    fails_with(&m, "ln a \"$(printf 'a\\nb')\"", "Invalid argument");
+    fails_with(&m, "ln -s a \"$(printf 'a\\nb')\"", "Invalid argument");
     assert_eq!(ls(&m, "."), ["a", "ctl", "order"], "nothing was created, a was not moved");
 }
 
