@@ -19,7 +19,7 @@
 //! is its oldest remaining name: that group's configuration applies to it and its `order`
 //! records its writes under that name; its other names are just names.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
@@ -148,11 +148,12 @@ impl Meta {
 
 pub struct GroupNode {
     pub children: BTreeMap<Vec<u8>, Ino>,
-    /// The same children by entry number, which is their order of creation, and their inode
-    /// numbers: readdir's cookies are these numbers, so removals during a listing shift
-    /// nothing. A node's first name has its inode number as its entry number, each further
-    /// name (a hard link) a number of its own.
-    listing: BTreeMap<u64, Ino>,
+    /// The same children by entry number, which is their order of creation: readdir's
+    /// cookies are these numbers, so removals during a listing shift nothing. A node's first
+    /// name has its inode number as its entry number, each further name (a hard link) a
+    /// number of its own, which `linked` maps to the inode number.
+    listing: BTreeSet<u64>,
+    linked: HashMap<u64, Ino>,
     pub shared: Arc<Group>,
     subgroups: u32,
 }
@@ -161,8 +162,9 @@ pub enum Body {
     /// Boxed: streams, the many, then take no room for a group's maps.
     Group(Box<GroupNode>),
     Stream(Arc<Stream>),
-    /// A symbolic link's target: any bytes; the kernel resolves it.
-    Symlink(Box<[u8]>),
+    /// A symbolic link's target: any bytes; the kernel resolves it. Boxed as a group's maps
+    /// are, so that a node's body stays two words.
+    Symlink(Box<Vec<u8>>),
     /// A FIFO, socket or device node: the kernel serves its I/O; the tree keeps its type
     /// and device number.
     Plain {
@@ -179,10 +181,9 @@ struct Link {
 }
 
 pub struct Node {
-    /// The oldest name (a stream's home); after removal, the last one it had.
+    /// The oldest name (a stream's home); after removal, the last one it had. Further names
+    /// are in `Tree::more_names`.
     home: Link,
-    /// Further names (hard links), oldest first.
-    others: Vec<Link>,
     meta: Meta,
     pub body: Body,
     /// Lookups the kernel was answered with and has not forgotten (also those of a group's
@@ -194,40 +195,52 @@ pub struct Node {
 
 impl GroupNode {
     fn new(shared: Arc<Group>) -> GroupNode {
-        GroupNode { children: BTreeMap::new(), listing: BTreeMap::new(), shared, subgroups: 0 }
+        GroupNode {
+            children: BTreeMap::new(),
+            listing: BTreeSet::new(),
+            linked: HashMap::new(),
+            shared,
+            subgroups: 0,
+        }
     }
 
     fn hook(&mut self, name: &[u8], entry: u64, ino: Ino, is_group: bool) {
         self.children.insert(name.to_vec(), ino);
-        self.listing.insert(entry, ino);
+        self.listing.insert(entry);
+        if entry != ino {
+            self.linked.insert(entry, ino);
+        }
         self.subgroups += is_group as u32;
+    }
+
+    /// The inode number of the entry numbered `entry`.
+    fn ino_at(&self, entry: u64) -> Ino {
+        self.linked.get(&entry).copied().unwrap_or(entry)
     }
 
     fn unhook(&mut self, name: &[u8], entry: u64, is_group: bool) {
         self.children.remove(name);
         self.listing.remove(&entry);
+        self.linked.remove(&entry);
         self.subgroups -= is_group as u32;
     }
 }
 
 impl Node {
     fn new(home: Link, meta: Meta, body: Body) -> Node {
-        Node { home, others: Vec::new(), meta, body, known: AtomicU64::new(0), removed: false }
+        Node { home, meta, body, known: AtomicU64::new(0), removed: false }
     }
 
     fn is_group(&self) -> bool {
         matches!(self.body, Body::Group(_))
     }
-
-    /// The node's name that its group lists at `entry`.
-    fn name_at(&self, entry: u64) -> &[u8] {
-        let link = std::iter::once(&self.home).chain(&self.others).find(|link| link.entry == entry);
-        &link.expect("a listed entry is one of its node's names").name
-    }
 }
 
 pub struct Tree {
     nodes: HashMap<Ino, Node>,
+    /// The further names (hard links) of the nodes that have them, oldest first: few do, so
+    /// a node keeps only its first.
+    more_names: HashMap<Ino, Vec<Link>>,
     /// The next inode number; a hard link's entry number is drawn from it too.
     next_ino: Ino,
     memory: Arc<Memory>,
@@ -276,7 +289,13 @@ impl Tree {
         let body = Body::Group(Box::new(GroupNode::new(Group::new(root_config, memory.clone()))));
         let root =
             Node::new(Link { parent: ROOT, name: Vec::new(), entry: ROOT }, Meta::new(perm, owner), body);
-        Tree { nodes: HashMap::from([(ROOT, root)]), next_ino: ROOT + 1, memory, presets: Presets::default() }
+        Tree {
+            nodes: HashMap::from([(ROOT, root)]),
+            more_names: HashMap::new(),
+            next_ino: ROOT + 1,
+            memory,
+            presets: Presets::default(),
+        }
     }
 
     pub fn node(&self, ino: Ino) -> Result<&Node> {
@@ -335,7 +354,7 @@ impl Tree {
             Special::Node(ino) => {
                 let node = self.node(ino)?;
                 let meta = &node.meta;
-                let names = 1 + node.others.len() as u32;
+                let names = 1 + self.more_names.get(&ino).map_or(0, Vec::len) as u32;
                 let (size, links, rdev, mtime) = match &node.body {
                     Body::Group(group) => (0, 2 + group.subgroups, 0, meta.mtime),
                     Body::Stream(stream) => {
@@ -451,7 +470,7 @@ impl Tree {
         if target.len() > TARGET_MAX {
             return Err(Errno::ENAMETOOLONG);
         }
-        self.insert(parent, name, 0o777, caller, Body::Symlink(target.into()))
+        self.insert(parent, name, 0o777, caller, Body::Symlink(Box::new(target.to_vec())))
     }
 
     /// Creates a node of `kind` under `parent`: a stream for a regular file, else a FIFO,
@@ -490,9 +509,8 @@ impl Tree {
         let entry = self.next_ino;
         self.next_ino += 1;
         self.group_mut(parent)?.hook(name, entry, ino, false);
-        let node = self.nodes.get_mut(&ino).expect("node looked up above");
-        node.others.push(Link { parent, name: name.to_vec(), entry });
-        node.meta.ctime = SystemTime::now();
+        self.more_names.entry(ino).or_default().push(Link { parent, name: name.to_vec(), entry });
+        self.nodes.get_mut(&ino).expect("node looked up above").meta.ctime = SystemTime::now();
         self.touch(parent);
         Ok(ino)
     }
@@ -628,7 +646,7 @@ impl Tree {
         node.meta.ctime = SystemTime::now();
         let is_home = node.home.parent == parent && node.home.name == name;
         let link = std::iter::once(&mut node.home)
-            .chain(&mut node.others)
+            .chain(self.more_names.get_mut(&ino).into_iter().flatten())
             .find(|link| link.parent == parent && link.name == name)
             .expect("the name was looked up above");
         link.parent = new_parent;
@@ -660,9 +678,10 @@ impl Tree {
         if entry(0, ino, Kind::Directory, b".") || entry(1, node.home.parent, Kind::Directory, b"..") {
             return Ok(());
         }
-        for (&number, &child) in group.listing.range(offset.saturating_sub(2)..) {
-            let child_node = &self.nodes[&child];
-            if entry(number + 2, child, kind_of(&child_node.body), child_node.name_at(number)) {
+        for &number in group.listing.range(offset.saturating_sub(2)..) {
+            let child = group.ino_at(number);
+            let kind = kind_of(&self.nodes[&child].body);
+            if entry(number + 2, child, kind, self.name_at(child, number)) {
                 return Ok(());
             }
         }
@@ -679,7 +698,7 @@ impl Tree {
         Ok(group
             .listing
             .iter()
-            .filter_map(|(&entry, child)| match &self.nodes[child] {
+            .filter_map(|&entry| match &self.nodes[&group.ino_at(entry)] {
                 Node { body: Body::Stream(stream), home, .. } if home.entry == entry => Some(stream.clone()),
                 _ => None,
             })
@@ -712,22 +731,29 @@ impl Tree {
     /// home it was moves to the oldest of them (its group's configuration and `order`).
     /// Without, the node is detached.
     fn remove_name(&mut self, ino: Ino, parent: Ino, name: &[u8]) -> Wakeups {
+        let Some(others) = self.more_names.get_mut(&ino) else { return self.detach(ino) };
         let node = self.nodes.get_mut(&ino).expect("a named node exists");
-        if node.others.is_empty() {
-            return self.detach(ino);
-        }
         node.meta.ctime = SystemTime::now();
         let is_home = node.home.parent == parent && node.home.name == name;
         let gone = if is_home {
-            let next = node.others.remove(0);
-            std::mem::replace(&mut node.home, next)
+            std::mem::replace(&mut node.home, others.remove(0))
         } else {
-            let at = node.others.iter().position(|link| link.parent == parent && link.name == name);
-            node.others.remove(at.expect("the name is one of the node's"))
+            let at = others.iter().position(|link| link.parent == parent && link.name == name);
+            others.remove(at.expect("the name is one of the node's"))
         };
+        if others.is_empty() {
+            self.more_names.remove(&ino);
+        }
         self.group_mut(parent).expect("a name's parent is a group").unhook(name, gone.entry, false);
         self.touch(parent);
         if is_home { self.rehome(ino) } else { Wakeups::default() }
+    }
+
+    /// The name of `ino` that its group lists at `entry`.
+    fn name_at(&self, ino: Ino, entry: u64) -> &[u8] {
+        let home = &self.nodes[&ino].home;
+        let mut names = std::iter::once(home).chain(self.more_names.get(&ino).into_iter().flatten());
+        &names.find(|link| link.entry == entry).expect("a listed entry is one of its node's names").name
     }
 
     /// Puts a stream in step with its home name: its group, configuration and `order` line.
