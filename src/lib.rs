@@ -1,13 +1,15 @@
 //! mqfs: message streams as files. A directory is a group of streams, a file is a stream,
 //! every write is a message fanned out to every reader.
 //!
-//! `engine` holds the semantics and knows nothing of FUSE; `fuse` maps kernel requests onto
-//! it; `options` turns mount options into settings; `completions` writes the commands' shell
-//! completion scripts; the binary in `main.rs` is the CLI.
+//! The library's layers: `engine` holds the semantics and knows nothing of FUSE; `fuse` maps
+//! kernel requests onto it; `tools` is the library side of `mq-cat` and `mq-pin`. Beside them,
+//! `logger` (where log lines go; the FUSE glue taps it), `mountinfo` (the mount table) and
+//! `completions` (the commands' shell completion scripts). The commands are in `src/bin/`: `mqfs/` (parse, check, mount,
+//! daemonize, serve), `mq-cat.rs`, `mq-pin.rs`.
 
 pub mod completions;
 pub mod engine;
 pub mod fuse;
 pub mod logger;
-pub mod options;
+pub mod mountinfo;
 pub mod tools;

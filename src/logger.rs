@@ -10,7 +10,6 @@
 
 mod limit;
 
-use std::ffi::CString;
 use std::fs::File;
 use std::io::Write;
 
@@ -19,6 +18,7 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
+use nix::syslog::{self, Facility, LogFlags, Severity};
 use parking_lot::Mutex;
 
 use limit::Limiter;
@@ -76,9 +76,7 @@ pub fn set_tap(tap: Tap) {
 
 /// From now on, log to syslog under the name `mqfs`.
 pub fn to_syslog() {
-    static IDENT: &std::ffi::CStr = c"mqfs";
-    // SAFETY: IDENT is a static NUL-terminated string, as openlog requires.
-    unsafe { libc::openlog(IDENT.as_ptr(), libc::LOG_PID, libc::LOG_DAEMON) };
+    let _ = syslog::openlog(Some(c"mqfs"), LogFlags::LOG_PID, Facility::LOG_DAEMON);
     set_target(Target::Syslog);
 }
 
@@ -119,17 +117,13 @@ impl Logger {
         let mut target = self.target.lock();
         match &mut *target {
             Target::Syslog => {
-                let priority = match level {
-                    Level::Error => libc::LOG_ERR,
-                    Level::Warn => libc::LOG_WARNING,
-                    Level::Info => libc::LOG_INFO,
-                    Level::Debug | Level::Trace => libc::LOG_DEBUG,
+                let severity = match level {
+                    Level::Error => Severity::LOG_ERR,
+                    Level::Warn => Severity::LOG_WARNING,
+                    Level::Info => Severity::LOG_INFO,
+                    Level::Debug | Level::Trace => Severity::LOG_DEBUG,
                 };
-                let text = text.to_string().replace('\0', " ");
-                if let Ok(text) = CString::new(text) {
-                    // SAFETY: both strings are NUL-terminated; "%s" consumes exactly one.
-                    unsafe { libc::syslog(priority, c"%s".as_ptr(), text.as_ptr()) };
-                }
+                let _ = syslog::syslog(severity, &text.to_string().replace('\0', " "));
             }
             Target::File(file) => {
                 let line = format!(

@@ -75,7 +75,7 @@ fn main() -> ExitCode {
     loop {
         match reader.next_item() {
             Ok(Some(Item::Message(_, data))) => {
-                if let Err(e) = sys::write_all(libc::STDOUT_FILENO, data) {
+                if let Err(e) = sys::write_all(std::io::stdout(), data) {
                     if sys::is(&e, libc::EPIPE) {
                         return status;
                     }

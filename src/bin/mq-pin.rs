@@ -109,7 +109,7 @@ fn main() -> ExitCode {
         return match pin::list(&dir) {
             Ok(lines) => {
                 let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
-                match sys::write_all(libc::STDOUT_FILENO, text.as_bytes()) {
+                match sys::write_all(std::io::stdout(), text.as_bytes()) {
                     Err(e) if !sys::is(&e, libc::EPIPE) => {
                         eprintln!("mq-pin: write error: {}", sys::strerror(&e));
                         ExitCode::FAILURE

@@ -1,4 +1,7 @@
-//! A group's configuration: how its streams are read, replayed and bounded.
+//! A group's configuration: how its streams are read, replayed and bounded, and its
+//! vocabulary. [`SETTINGS`] is the one place a setting's name, values and words are spelled:
+//! the ctl language (`ctl.rs`), `-o` options, the configuration file, presets and the help
+//! texts all read them from there, so a new setting is a field, a type and a row.
 
 use std::fmt;
 
@@ -85,48 +88,115 @@ impl Default for GroupConfig {
     }
 }
 
-impl DataMode {
-    pub fn parse(word: &str) -> Option<Self> {
-        match word {
-            "message" => Some(DataMode::Message),
-            "coalesce" => Some(DataMode::Coalesce),
-            "static" => Some(DataMode::Static),
-            _ => None,
+/// A setting whose values are words: each value and its word, spelled once by [`words!`].
+pub trait Words: Copy + PartialEq + Sized + 'static {
+    /// Every value with its word; a value listed again (an alias) is written with its first.
+    const WORDS: &'static [(Self, &'static str)];
+
+    fn parse(word: &str) -> Option<Self> {
+        Self::WORDS.iter().find(|(_, w)| *w == word).map(|(value, _)| *value)
+    }
+
+    fn word(self) -> &'static str {
+        Self::WORDS.iter().find(|(value, _)| *value == self).map_or("?", |(_, word)| word)
+    }
+
+    /// The words, without aliases.
+    fn words() -> Vec<&'static str> {
+        let mut words: Vec<(Self, &'static str)> = Vec::new();
+        for &(value, word) in Self::WORDS {
+            if !words.iter().any(|(v, _)| *v == value) {
+                words.push((value, word));
+            }
         }
+        words.into_iter().map(|(_, word)| word).collect()
     }
 }
 
-impl WriteMode {
-    pub fn parse(word: &str) -> Option<Self> {
-        match word {
-            "nonblock" => Some(WriteMode::NonBlock),
-            "one" => Some(WriteMode::One),
-            "all" => Some(WriteMode::All),
-            _ => None,
+/// Spells a word-valued setting's words: its [`Words`] table and its `Display`.
+macro_rules! words {
+    ($type:ident { $($value:ident = $word:literal),+ $(,)? }) => {
+        impl Words for $type {
+            const WORDS: &'static [(Self, &'static str)] = &[$(($type::$value, $word)),+];
         }
+
+        impl fmt::Display for $type {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.word())
+            }
+        }
+    };
+}
+
+words!(DataMode { Message = "message", Coalesce = "coalesce", Static = "static" });
+// `on` is mq(4)'s spelling of `all`.
+words!(Replay { Off = "off", Last = "last", All = "all", All = "on" });
+words!(WriteMode { NonBlock = "nonblock", One = "one", All = "all" });
+words!(Frame { Write = "write", Close = "close" });
+
+/// One setting of a group's configuration, as every interface spells it.
+pub struct Setting {
+    /// Its ctl command, `-o` option and configuration-file key.
+    pub name: &'static str,
+    /// Its values as help texts write them: `off`, `last`, `all`; `N`, `SIZE`.
+    pub forms: fn() -> Vec<&'static str>,
+    /// What the values mean, where the forms do not say it (`""` where they do).
+    pub hint: &'static str,
+    /// Sets the value `word` stands for; false, and `config` unchanged, if it stands for none.
+    pub set: fn(&mut GroupConfig, &str) -> bool,
+    /// The value in `config`, as ctl writes it.
+    pub get: fn(&GroupConfig) -> String,
+}
+
+impl Setting {
+    /// `off|last|all`: the forms as option help writes them.
+    pub fn usage(&self) -> String {
+        (self.forms)().join("|")
+    }
+
+    /// Why `word` is not a value: `replay takes off, last or all, not "x"`.
+    pub fn refusal(&self, word: &str) -> String {
+        let forms = (self.forms)();
+        let listed = match forms.split_last() {
+            Some((last, [])) => last.to_string(),
+            Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+            None => String::new(),
+        };
+        format!("{} takes {listed}{}, not {word:?}", self.name, self.hint)
     }
 }
 
-impl Frame {
-    pub fn parse(word: &str) -> Option<Self> {
-        match word {
-            "write" => Some(Frame::Write),
-            "close" => Some(Frame::Close),
-            _ => None,
+/// A setting whose values are the words of `$type`, kept in `GroupConfig::$field`.
+macro_rules! word_setting {
+    ($field:ident: $type:ident) => {
+        Setting {
+            name: stringify!($field),
+            forms: <$type as Words>::words,
+            hint: "",
+            set: |config, word| <$type as Words>::parse(word).map(|value| config.$field = value).is_some(),
+            get: |config| config.$field.to_string(),
         }
-    }
+    };
 }
 
-impl Replay {
-    pub fn parse(word: &str) -> Option<Self> {
-        match word {
-            "off" => Some(Replay::Off),
-            "last" => Some(Replay::Last),
-            // mq(4)'s spelling of `all`.
-            "all" | "on" => Some(Replay::All),
-            _ => None,
-        }
-    }
+/// Every setting, in the order ctl lists them.
+pub const SETTINGS: &[Setting] = &[
+    word_setting!(data: DataMode),
+    word_setting!(replay: Replay),
+    Setting {
+        name: "depth",
+        forms: || vec!["N", "SIZE"],
+        hint: " (a count, or a size such as 64K)",
+        set: |config, word| Depth::parse(word).map(|depth| config.depth = depth).is_some(),
+        get: |config| config.depth.to_string(),
+    },
+    word_setting!(write: WriteMode),
+    word_setting!(frame: Frame),
+];
+
+/// The setting called `name`.
+pub fn setting(name: &str) -> Option<&'static Setting> {
+    SETTINGS.iter().find(|setting| setting.name == name)
 }
 
 impl Depth {
@@ -154,45 +224,6 @@ pub fn parse_size(word: &str) -> Option<u64> {
     match Depth::parse(word)? {
         Depth::Unlimited => Some(0),
         Depth::Messages(n) | Depth::Bytes(n) => Some(n),
-    }
-}
-
-impl fmt::Display for DataMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            DataMode::Message => "message",
-            DataMode::Coalesce => "coalesce",
-            DataMode::Static => "static",
-        })
-    }
-}
-
-impl fmt::Display for WriteMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            WriteMode::NonBlock => "nonblock",
-            WriteMode::One => "one",
-            WriteMode::All => "all",
-        })
-    }
-}
-
-impl fmt::Display for Frame {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Frame::Write => "write",
-            Frame::Close => "close",
-        })
-    }
-}
-
-impl fmt::Display for Replay {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Replay::Off => "off",
-            Replay::Last => "last",
-            Replay::All => "all",
-        })
     }
 }
 
@@ -235,6 +266,22 @@ mod tests {
         for word in ["0", "100", "64K", "16M", "2G", "1000B", "1025B"] {
             assert_eq!(Depth::parse(word).unwrap().to_string(), word);
         }
+    }
+
+    #[test]
+    fn every_setting_writes_what_it_reads() {
+        for setting in SETTINGS {
+            let mut config = GroupConfig::default();
+            let word = (setting.get)(&config);
+            assert!((setting.set)(&mut config, &word), "{} {word}", setting.name);
+            assert_eq!(config, GroupConfig::default(), "{} {word}", setting.name);
+            assert!(!(setting.set)(&mut config, "bogus"), "{}", setting.name);
+            assert!(setting.refusal("bogus").starts_with(&format!("{} takes ", setting.name)));
+        }
+        assert_eq!(setting("replay").unwrap().refusal("x"), "replay takes off, last or all, not \"x\"");
+        assert_eq!(setting("replay").unwrap().usage(), "off|last|all");
+        assert_eq!(Replay::parse("on"), Some(Replay::All), "mq(4)'s word");
+        assert_eq!(Replay::All.to_string(), "all");
     }
 
     #[test]

@@ -4,31 +4,42 @@
 //! prints can be written back unchanged. A whole write is parsed before anything is applied:
 //! one bad line rejects the write and changes nothing.
 
-use super::config::{DataMode, Depth, Frame, GroupConfig, Replay, WriteMode};
+use super::config::{GroupConfig, SETTINGS, setting};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The word of the one command that is not a setting.
+const CLEAR: &str = "clear";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
-    Data(DataMode),
-    Replay(Replay),
-    Depth(Depth),
-    Write(WriteMode),
-    Frame(Frame),
+    /// Sets one of [`SETTINGS`] (by its name) to a value it takes.
+    Set { setting: &'static str, value: String },
     /// Empty the history of every stream in the group.
     Clear,
 }
 
 impl Command {
+    /// The command setting `name` to `value`, or why there is none: `None` if `name` is no
+    /// setting, else the reason `value` is not one of its values.
+    pub fn set(name: &str, value: &str) -> Option<Result<Command, String>> {
+        let setting = setting(name)?;
+        let mut probe = GroupConfig::default();
+        Some(if (setting.set)(&mut probe, value) {
+            Ok(Command::Set { setting: setting.name, value: value.to_string() })
+        } else {
+            Err(setting.refusal(value))
+        })
+    }
+
     /// Applies a configuration command; false for `clear`, which changes history instead.
-    pub fn configure(self, config: &mut GroupConfig) -> bool {
+    pub fn configure(&self, config: &mut GroupConfig) -> bool {
         match self {
-            Command::Data(data) => config.data = data,
-            Command::Replay(replay) => config.replay = replay,
-            Command::Depth(depth) => config.depth = depth,
-            Command::Write(write) => config.write = write,
-            Command::Frame(frame) => config.frame = frame,
-            Command::Clear => return false,
+            Command::Set { setting: name, value } => {
+                let applied = setting(name).is_some_and(|setting| (setting.set)(config, value));
+                debug_assert!(applied, "a parsed command applies");
+                true
+            }
+            Command::Clear => false,
         }
-        true
     }
 }
 
@@ -58,28 +69,11 @@ pub fn parse(text: &[u8]) -> Result<Vec<Command>, CtlError> {
         let fail = |reason: String| CtlError { line: index + 1, reason };
         let words: Vec<&str> = line.split_whitespace().collect();
         let command = match words.as_slice() {
-            ["data", mode] => Command::Data(
-                DataMode::parse(mode)
-                    .ok_or_else(|| fail(format!("data takes message, coalesce or static, not {mode:?}")))?,
-            ),
-            ["write", mode] => Command::Write(
-                WriteMode::parse(mode)
-                    .ok_or_else(|| fail(format!("write takes nonblock, one or all, not {mode:?}")))?,
-            ),
-            ["frame", mode] => Command::Frame(
-                Frame::parse(mode)
-                    .ok_or_else(|| fail(format!("frame takes write or close, not {mode:?}")))?,
-            ),
-            ["replay", mode] => Command::Replay(
-                Replay::parse(mode)
-                    .ok_or_else(|| fail(format!("replay takes off, last or all, not {mode:?}")))?,
-            ),
-            ["depth", n] => Command::Depth(
-                Depth::parse(n)
-                    .ok_or_else(|| fail(format!("depth takes a count or a size such as 64K, not {n:?}")))?,
-            ),
-            ["clear"] => Command::Clear,
-            [word, ..] if ["data", "replay", "depth", "write", "frame", "clear"].contains(word) => {
+            [CLEAR] => Command::Clear,
+            [name, value] if setting(name).is_some() => {
+                Command::set(name, value).expect("a setting").map_err(fail)?
+            }
+            [word, ..] if *word == CLEAR || setting(word).is_some() => {
                 return Err(fail(format!("wrong number of arguments to {word}")));
             }
             [word, ..] => return Err(fail(format!("unknown command {word:?}"))),
@@ -102,46 +96,36 @@ pub struct Status {
 
 /// The text a read of `ctl` returns: configuration as commands, then status as comments.
 pub fn render(config: &GroupConfig, status: &Status) -> String {
-    format!(
-        "data {}\nreplay {}\ndepth {}\nwrite {}\nframe {}\n\
-         # streams {}\n# groups {}\n# readers {}\n# messages {}\n# bytes {}\n",
-        config.data,
-        config.replay,
-        config.depth,
-        config.write,
-        config.frame,
-        status.streams,
-        status.groups,
-        status.readers,
-        status.messages,
-        status.bytes
+    let mut text = String::new();
+    for setting in SETTINGS {
+        text += &format!("{} {}\n", setting.name, (setting.get)(config));
+    }
+    text + &format!(
+        "# streams {}\n# groups {}\n# readers {}\n# messages {}\n# bytes {}\n",
+        status.streams, status.groups, status.readers, status.messages, status.bytes
     )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::config::{DataMode, Depth, Frame, Replay, WriteMode};
+
+    fn set(name: &'static str, value: &str) -> Command {
+        Command::Set { setting: name, value: value.into() }
+    }
 
     #[test]
     fn parses_every_command() {
         let commands = parse(b"data coalesce\nreplay last\n  depth 64K \n\n# note\nclear\n");
         assert_eq!(
             commands,
-            Ok(vec![
-                Command::Data(DataMode::Coalesce),
-                Command::Replay(Replay::Last),
-                Command::Depth(Depth::Bytes(64 << 10)),
-                Command::Clear,
-            ])
+            Ok(vec![set("data", "coalesce"), set("replay", "last"), set("depth", "64K"), Command::Clear,])
         );
-        assert_eq!(parse(b"replay on"), Ok(vec![Command::Replay(Replay::All)]));
+        assert_eq!(parse(b"replay on"), Ok(vec![set("replay", "on")]));
         assert_eq!(
             parse(b"write one\nframe close\ndata static"),
-            Ok(vec![
-                Command::Write(WriteMode::One),
-                Command::Frame(Frame::Close),
-                Command::Data(DataMode::Static)
-            ])
+            Ok(vec![set("write", "one"), set("frame", "close"), set("data", "static")])
         );
     }
 

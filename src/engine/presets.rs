@@ -65,6 +65,11 @@ mod tests {
     use super::*;
     use crate::engine::config::{DataMode, Depth, Replay};
 
+    /// The command setting `name` to `value`.
+    fn set(name: &str, value: &str) -> Command {
+        Command::set(name, value).expect("a setting").expect("a value of it")
+    }
+
     fn path(p: &str) -> Vec<&[u8]> {
         p.split('/').map(str::as_bytes).collect()
     }
@@ -72,9 +77,7 @@ mod tests {
     #[test]
     fn a_preset_applies_at_and_below_its_path_on_top_of_the_parent() {
         let mut presets = Presets::default();
-        presets
-            .add("/logs/", vec![Command::Replay(Replay::All), Command::Depth(Depth::Bytes(64 << 20))])
-            .unwrap();
+        presets.add("/logs/", vec![set("replay", "all"), set("depth", "64M")]).unwrap();
         let parent = GroupConfig { data: DataMode::Coalesce, ..GroupConfig::default() };
         let want = GroupConfig { replay: Replay::All, depth: Depth::Bytes(64 << 20), ..parent };
         assert_eq!(presets.apply(&path("logs"), parent), want);
@@ -86,8 +89,8 @@ mod tests {
     #[test]
     fn wildcards_match_one_name_and_later_presets_win() {
         let mut presets = Presets::default();
-        presets.add("users", vec![Command::Replay(Replay::Last)]).unwrap();
-        presets.add("users/*/inbox", vec![Command::Replay(Replay::All)]).unwrap();
+        presets.add("users", vec![set("replay", "last")]).unwrap();
+        presets.add("users/*/inbox", vec![set("replay", "all")]).unwrap();
         let base = GroupConfig::default();
         assert_eq!(presets.apply(&path("users/ann"), base).replay, Replay::Last);
         assert_eq!(presets.apply(&path("users/ann/inbox"), base).replay, Replay::All);
@@ -101,7 +104,7 @@ mod tests {
         let root = GroupConfig { data: DataMode::Coalesce, ..GroupConfig::default() };
         let mut tree =
             Tree::new(root, Caller { uid: 0, gid: 0 }, 0o755, std::sync::Arc::new(Memory::new(1 << 20)));
-        tree.presets.add("logs", vec![Command::Replay(Replay::All)]).unwrap();
+        tree.presets.add("logs", vec![set("replay", "all")]).unwrap();
         let config = |tree: &Tree, ino| tree.group(ino).unwrap().shared.state.lock().config;
         let caller = Caller { uid: 0, gid: 0 };
         let logs = tree.mkdir(ROOT, b"logs", 0o755, caller).unwrap();

@@ -3,13 +3,11 @@
 //! Nothing here decides semantics. It translates types, opens stream files with
 //! FOPEN_DIRECT_IO | FOPEN_STREAM (no page cache; each read and write reaches the engine with
 //! its own size), tells the engine who sent each write request and how large the write(2) a
-//! first request starts is (from /proc when the request could have been cut), hands reads to
-//! the engine with a callback that owns the reply (so a blocked read holds no worker
-//! thread), and registers parked reads with the signal watcher.
+//! first request starts is, hands reads to the engine with a callback that owns the reply (so
+//! a blocked read holds no worker thread), and registers parked reads and writes for signals
+//! to end. What fuser 0.18 and the protocol do not tell it is made up for in `workarounds/`.
 
-pub mod interrupts;
-pub mod procfs;
-mod trace;
+mod workarounds;
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -26,7 +24,9 @@ use fuser::{
 };
 
 use crate::engine::{self, Attr, Caller, Engine, Entry, Kind, OpenKind, ReadMode, SetAttr, WriteRequest};
-use interrupts::Interrupts;
+use workarounds::interrupts::Interrupts;
+use workarounds::write_size::WriteSize;
+use workarounds::{dispatch_trace, killed_writer};
 
 /// Names may be cached briefly (every change goes through this mount); attributes not at
 /// all, since a stream's size and mtime change with every message.
@@ -37,48 +37,19 @@ const PAGE: usize = 4096;
 pub struct MqFs {
     engine: Arc<Engine>,
     interrupts: Arc<Interrupts>,
-    /// A WRITE request shorter than this cannot have been cut short by the kernel's limit of
-    /// pages per request, so it is a whole write(2) without asking /proc.
-    whole_write_below: usize,
+    write_size: WriteSize,
 }
 
 impl MqFs {
     pub fn new(engine: Arc<Engine>) -> MqFs {
         let interrupts = Interrupts::new(engine.clone());
-        MqFs { engine, interrupts, whole_write_below: whole_write_threshold() }
+        MqFs { engine, interrupts, write_size: WriteSize::new() }
     }
 
     /// The signal watcher, to be started once the process has its final threads.
     pub fn interrupts(&self) -> Arc<Interrupts> {
         self.interrupts.clone()
     }
-
-    /// How many bytes the write(2) that a WRITE request of `len` bytes starts has; see
-    /// `docs/ARCHITECTURE.md`. None: it may be the start of a longer write(2) whose caller is
-    /// being killed (its system call can no longer be read), so nothing of it is published.
-    fn size_of_call(&self, len: usize, tid: u32) -> Option<u64> {
-        if len < self.whole_write_below {
-            return Some(len as u64);
-        }
-        match procfs::write_syscall_len(tid) {
-            Some(total) => Some(total),
-            None if procfs::caller_state(tid) != procfs::Caller::Waiting => None,
-            // Not a write system call (sendfile, splice, io_uring, a 32-bit caller): each
-            // request is a message.
-            None => Some(len as u64),
-        }
-    }
-}
-
-/// From the kernel's cap on pages per request (fuser asks for more than any kernel allows):
-/// a request the cap cut short spans that many pages, each holding at least one byte of it
-/// (each iovec of a writev takes pages of its own), so one of fewer bytes carries all that
-/// was left of its write(2).
-fn whole_write_threshold() -> usize {
-    std::fs::read_to_string("/proc/sys/fs/fuse/max_pages_limit")
-        .ok()
-        .and_then(|text| text.trim().parse().ok())
-        .unwrap_or(32)
 }
 
 /// Runs a request handler so that a panic in it (a bug) fails that request, which fuser
@@ -86,7 +57,7 @@ fn whole_write_threshold() -> usize {
 /// Its return also ends the request's dispatch, which an interrupt of it waits for.
 fn guard(op: &str, handler: impl FnOnce()) {
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(handler));
-    trace::end();
+    dispatch_trace::end();
     if let Err(panic) = result {
         let what = panic
             .downcast_ref::<&str>()
@@ -442,7 +413,7 @@ impl Filesystem for MqFs {
             });
             let nonblock = flags.0 & libc::O_NONBLOCK != 0;
             let request = WriteRequest { data, writer: pid.into(), offset, nonblock };
-            let size_of_call = || self.size_of_call(len, pid);
+            let size_of_call = || self.write_size.of_call(len, pid);
             if let Some(ticket) = self.engine.write(fh.0, &request, size_of_call, callback) {
                 self.interrupts.watch(req.unique().0, ticket, pid, fh.0, done);
             }
@@ -453,7 +424,7 @@ impl Filesystem for MqFs {
         guard("flush", || {
             // A process killed while writing a `frame close` message must not publish half of
             // it: its files are closed as it dies, with its exit code already set.
-            let dying = || procfs::killed_by_signal(req.pid());
+            let dying = || killed_writer::killed_by_signal(req.pid());
             reply_empty(reply, self.engine.flush(fh.0, dying));
         })
     }

@@ -22,9 +22,11 @@ use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+
+use nix::poll::{PollFd, PollFlags};
 
 use super::sys;
 
@@ -176,7 +178,7 @@ impl Ordered {
                 return Ok(Step::End);
             }
             if !self.order_ended {
-                match sys::read(self.order.as_raw_fd(), &mut entry) {
+                match sys::read(&self.order, &mut entry) {
                     Ok(0) => {
                         self.order_ended = true;
                         continue;
@@ -238,15 +240,19 @@ impl Ordered {
                 }
                 continue;
             }
-            let mut fds = vec![sys::pollfd(self.order.as_raw_fd(), libc::POLLIN)];
             let live: Vec<usize> = (0..self.sources.len()).filter(|&i| !self.sources[i].ended).collect();
-            fds.extend(live.iter().map(|&i| sys::pollfd(self.sources[i].file.as_raw_fd(), libc::POLLIN)));
-            sys::poll(&mut fds, -1)?;
-            if fds[0].revents != 0 {
+            let ready: Vec<bool> = {
+                let files = std::iter::once(&self.order).chain(live.iter().map(|&i| &self.sources[i].file));
+                let mut fds: Vec<PollFd<'_>> =
+                    files.map(|f| PollFd::new(f.as_fd(), PollFlags::POLLIN)).collect();
+                sys::poll(&mut fds, None)?;
+                fds.iter().map(sys::ready).collect()
+            };
+            if ready[0] {
                 continue;
             }
             for (k, &i) in live.iter().enumerate() {
-                if fds[k + 1].revents != 0 {
+                if ready[k + 1] {
                     match self.read_ahead(i) {
                         Ok(_) => {}
                         Err(e) if sys::is(&e, libc::ENOBUFS) => return Ok(Step::Lost(Some(i))),
@@ -265,8 +271,7 @@ impl Ordered {
             if !matches!(got, Got::Nothing) || !self.follow {
                 return Ok(got);
             }
-            let mut fds = [sys::pollfd(self.sources[i].file.as_raw_fd(), libc::POLLIN)];
-            sys::poll(&mut fds, -1)?;
+            sys::wait_readable(&self.sources[i].file)?;
         }
     }
 
@@ -293,8 +298,7 @@ impl Ordered {
 /// fills the whole buffer may continue, so the following reads are added until one is short
 /// or finds nothing.
 fn read_one(file: &File, buf: &mut [u8], current: &mut Vec<u8>) -> io::Result<Got> {
-    let fd = file.as_raw_fd();
-    let n = match sys::read(fd, buf) {
+    let n = match sys::read(file, buf) {
         Ok(0) => return Ok(Got::End),
         Ok(n) => n,
         Err(e) if sys::is(&e, libc::EAGAIN) => return Ok(Got::Nothing),
@@ -306,7 +310,7 @@ fn read_one(file: &File, buf: &mut [u8], current: &mut Vec<u8>) -> io::Result<Go
     current.clear();
     current.extend_from_slice(&buf[..n]);
     loop {
-        match sys::read(fd, buf) {
+        match sys::read(file, buf) {
             Ok(0) => return Ok(Got::InCurrent),
             Ok(n) => {
                 current.extend_from_slice(&buf[..n]);

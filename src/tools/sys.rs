@@ -1,13 +1,17 @@
-//! Thin wrappers over the system calls `mq-cat` and `mq-pin` use: reads and writes that retry
-//! on `EINTR`, `poll`, error texts without Rust's "(os error N)" suffix.
+//! Thin wrappers over the system calls `mq-cat` and `mq-pin` use (through `nix`): reads and
+//! writes that retry on `EINTR`, `poll`, error texts without Rust's "(os error N)" suffix.
 
-use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::AsFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+
+use nix::errno::Errno;
+use nix::mount::MntFlags;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
 
 /// The error's text as a Unix tool prints it: "No such file or directory".
 pub fn strerror(e: &io::Error) -> String {
@@ -28,41 +32,31 @@ pub fn is(e: &io::Error, code: i32) -> bool {
     e.raw_os_error() == Some(code)
 }
 
-/// One `read(2)`, retried on `EINTR`.
-pub fn read(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+/// Runs `call` until it does not fail `EINTR`.
+fn retried<T>(mut call: impl FnMut() -> nix::Result<T>) -> io::Result<T> {
     loop {
-        // SAFETY: buf is valid for writes of buf.len() bytes.
-        let n = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let e = io::Error::last_os_error();
-        if !is(&e, libc::EINTR) {
-            return Err(e);
+        match call() {
+            Err(Errno::EINTR) => {}
+            result => return result.map_err(io::Error::from),
         }
     }
 }
 
+/// One `read(2)`, retried on `EINTR`.
+pub fn read(fd: impl AsFd, buf: &mut [u8]) -> io::Result<usize> {
+    retried(|| nix::unistd::read(&fd, buf))
+}
+
 /// One `write(2)`, retried on `EINTR`: on a stream, one message.
-pub fn write(fd: RawFd, data: &[u8]) -> io::Result<usize> {
-    loop {
-        // SAFETY: data is valid for reads of data.len() bytes.
-        let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let e = io::Error::last_os_error();
-        if !is(&e, libc::EINTR) {
-            return Err(e);
-        }
-    }
+pub fn write(fd: impl AsFd, data: &[u8]) -> io::Result<usize> {
+    retried(|| nix::unistd::write(&fd, data))
 }
 
 /// Writes all of `data`, in as many `write(2)`s as it takes (for terminals and pipes; a
 /// stream takes any message whole in one write).
-pub fn write_all(fd: RawFd, mut data: &[u8]) -> io::Result<()> {
+pub fn write_all(fd: impl AsFd, mut data: &[u8]) -> io::Result<()> {
     while !data.is_empty() {
-        let n = write(fd, data)?;
+        let n = write(&fd, data)?;
         if n == 0 {
             return Err(errno(libc::EIO));
         }
@@ -73,7 +67,7 @@ pub fn write_all(fd: RawFd, mut data: &[u8]) -> io::Result<()> {
 
 /// Writes `data` to a stream as one message.
 pub fn write_message(file: &File, data: &[u8]) -> io::Result<()> {
-    let n = write(file.as_raw_fd(), data)?;
+    let n = write(file, data)?;
     if n != data.len() {
         return Err(io::Error::new(io::ErrorKind::WriteZero, "short write to a stream"));
     }
@@ -81,24 +75,29 @@ pub fn write_message(file: &File, data: &[u8]) -> io::Result<()> {
 }
 
 /// `poll(2)` on `fds`, retried on `EINTR` (with the full timeout again; callers use it for
-/// "forever" or short waits). Returns how many descriptors have events.
-pub fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usize> {
-    loop {
-        // SAFETY: fds is a valid array of fds.len() pollfd structures.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let e = io::Error::last_os_error();
-        if !is(&e, libc::EINTR) {
-            return Err(e);
-        }
-    }
+/// "forever" or short waits). `timeout` None waits forever. Returns how many descriptors have
+/// events.
+pub fn poll(fds: &mut [PollFd<'_>], timeout: Option<std::time::Duration>) -> io::Result<usize> {
+    let timeout = match timeout {
+        None => PollTimeout::NONE,
+        Some(wait) => PollTimeout::try_from(wait).unwrap_or(PollTimeout::MAX),
+    };
+    retried(|| nix::poll::poll(fds, timeout)).map(|n| n as usize)
 }
 
-/// A `pollfd` asking for `events` on `fd`.
-pub fn pollfd(fd: RawFd, events: libc::c_short) -> libc::pollfd {
-    libc::pollfd { fd, events, revents: 0 }
+/// Whether poll reported anything on `fd`: an event asked for, a hang-up, an error.
+pub fn ready(fd: &PollFd<'_>) -> bool {
+    fd.any() != Some(false)
+}
+
+/// Whether poll reported one of `events` on `fd`.
+pub fn polled(fd: &PollFd<'_>, events: PollFlags) -> bool {
+    fd.revents().is_some_and(|got| got.intersects(events))
+}
+
+/// Waits until `fd` is readable (or hung up).
+pub fn wait_readable(fd: impl AsFd) -> io::Result<()> {
+    poll(&mut [PollFd::new(fd.as_fd(), PollFlags::POLLIN)], None).map(drop)
 }
 
 /// Opens a stream for reading, non-blocking: reads fail `EAGAIN` instead of waiting.
@@ -112,9 +111,8 @@ pub fn open_writer(path: &Path) -> io::Result<File> {
 }
 
 /// Whether `fd` is a terminal.
-pub fn isatty(fd: RawFd) -> bool {
-    // SAFETY: isatty has no memory-safety preconditions.
-    unsafe { libc::isatty(fd) == 1 }
+pub fn isatty(fd: impl AsFd) -> bool {
+    nix::unistd::isatty(fd).unwrap_or(false)
 }
 
 /// Restores the default action of `SIGPIPE` (Rust ignores it), so that a tool writing into a
@@ -149,29 +147,21 @@ pub fn process_comm(pid: i32) -> Option<String> {
 }
 
 /// Sends `sig` to process group `pgid`; errors (no such group) are ignored.
-pub fn killpg(pgid: i32, sig: i32) {
+pub fn killpg(pgid: i32, sig: Signal) {
     if pgid > 1 {
-        // SAFETY: killpg has no memory-safety preconditions.
-        unsafe {
-            libc::killpg(pgid, sig);
-        }
+        let _ = nix::sys::signal::killpg(Pid::from_raw(pgid), sig);
     }
 }
 
 /// Sends `sig` to process `pid`; errors are ignored.
-pub fn kill(pid: i32, sig: i32) {
+pub fn kill(pid: i32, sig: Signal) {
     if pid > 1 {
-        // SAFETY: kill has no memory-safety preconditions.
-        unsafe {
-            libc::kill(pid, sig);
-        }
+        let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
     }
 }
 
 /// Unmounts the file system mounted on `dir` (`umount2` without flags: fails `EBUSY` while it
 /// is in use).
 pub fn unmount(dir: &Path) -> io::Result<()> {
-    let path = CString::new(dir.as_os_str().as_bytes()).map_err(|_| errno(libc::EINVAL))?;
-    // SAFETY: `path` is a valid NUL-terminated string for the duration of the call.
-    if unsafe { libc::umount2(path.as_ptr(), 0) } == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+    Ok(nix::mount::umount2(dir, MntFlags::empty())?)
 }

@@ -230,55 +230,11 @@ impl Drop for TempDir {
 // /proc/self/mountinfo
 // ---------------------------------------------------------------------------
 
-/// One line of /proc/self/mountinfo, the fields the harness needs.
-#[derive(Debug, Clone)]
-pub struct MountInfo {
-    /// "major:minor" of the mounted filesystem.
-    pub dev: String,
-    pub mount_point: PathBuf,
-    pub fs_type: String,
-    pub source: String,
-}
-
-/// Undoes the octal escapes (`\040` for space, ...) of mountinfo fields.
-fn unescape_mountinfo(field: &str) -> Vec<u8> {
-    let b = field.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            let v = b[i + 1..i + 4].iter().fold(0u32, |acc, c| acc * 8 + u32::from(c - b'0'));
-            out.push(v as u8);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    out
-}
+pub use mqfs::mountinfo::MountInfo;
 
 /// All current mounts of this process's mount namespace.
 pub fn mountinfo() -> Vec<MountInfo> {
-    let text = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    text.lines()
-        .filter_map(|line| {
-            // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTS
-            let fields: Vec<&str> = line.split(' ').collect();
-            let sep = fields.iter().position(|f| *f == "-")?;
-            let mount_point =
-                std::ffi::OsStr::from_bytes(&unescape_mountinfo(fields.get(4)?)).to_owned().into();
-            Some(MountInfo {
-                dev: fields.get(2)?.to_string(),
-                mount_point,
-                fs_type: fields.get(sep + 1)?.to_string(),
-                source: String::from_utf8_lossy(&unescape_mountinfo(
-                    fields.get(sep + 2).copied().unwrap_or(""),
-                ))
-                .into_owned(),
-            })
-        })
-        .collect()
+    mqfs::mountinfo::read().unwrap_or_default()
 }
 
 /// Whether anything (if `fs_type` is None) or a filesystem of type

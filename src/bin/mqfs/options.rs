@@ -5,11 +5,12 @@
 
 use std::path::PathBuf;
 
-use crate::engine::Limits;
-use crate::engine::config::{GroupConfig, parse_size};
-use crate::engine::ctl::{self, Command};
-use crate::engine::presets::Presets;
-use crate::engine::seglog;
+use mqfs::engine::Limits;
+use mqfs::engine::config::{self, GroupConfig, parse_size};
+use mqfs::engine::ctl::Command;
+use mqfs::engine::presets::Presets;
+use mqfs::engine::seglog;
+use nix::unistd::{SysconfVar, sysconf};
 
 /// Everything a mount is configured with.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,14 +77,9 @@ const IGNORED: &[&str] = &[
     "loud",
 ];
 
-/// How the value of each option that takes one is written, for the error that says it is
-/// missing (`-o replay` alone).
+/// How the value of each mount-wide option that takes one is written, for the error that
+/// says it is missing (`-o memory` alone); the ctl settings' come from `config::SETTINGS`.
 const VALUE_FORMS: &[(&str, &str)] = &[
-    ("replay", "off|last|all"),
-    ("depth", "N|SIZE"),
-    ("data", "message|coalesce|static"),
-    ("write", "nonblock|one|all"),
-    ("frame", "write|close"),
     ("memory", "SIZE"),
     ("max_message", "SIZE"),
     ("threads", "N"),
@@ -94,10 +90,13 @@ const VALUE_FORMS: &[(&str, &str)] = &[
     ("config", "FILE"),
 ];
 
-/// The error for a known option given without its value.
-fn needs_value(key: &str) -> String {
-    let form = VALUE_FORMS.iter().find(|(k, _)| *k == key).map_or("...", |(_, form)| form);
-    format!("mount option {key} needs a value ({key}={form})")
+/// The error for a known option given without its value, if `key` is one that takes a value.
+fn needs_value(key: &str) -> Option<String> {
+    let form = match config::setting(key) {
+        Some(setting) => setting.usage(),
+        None => VALUE_FORMS.iter().find(|(k, _)| *k == key)?.1.to_string(),
+    };
+    Some(format!("mount option {key} needs a value ({key}={form})"))
 }
 
 /// The largest message by default.
@@ -135,9 +134,11 @@ fn default_threads() -> usize {
 
 /// A quarter of physical memory.
 fn default_memory_ceiling() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let (pages, page) = unsafe { (libc::sysconf(libc::_SC_PHYS_PAGES), libc::sysconf(libc::_SC_PAGESIZE)) };
-    if pages > 0 && page > 0 { pages as u64 * page as u64 / 4 } else { 1 << 30 }
+    let value = |var| sysconf(var).ok().flatten().and_then(|n| u64::try_from(n).ok()).filter(|&n| n > 0);
+    match (value(SysconfVar::_PHYS_PAGES), value(SysconfVar::PAGE_SIZE)) {
+        (Some(pages), Some(page)) => pages * page / 4,
+        _ => 1 << 30,
+    }
 }
 
 /// The options of `-o` lists, one per item, in order: split at commas, blanks trimmed.
@@ -151,17 +152,6 @@ pub fn config_path(options: &[&str]) -> Option<PathBuf> {
 }
 
 impl Settings {
-    /// Applies one comma-separated option list on top of the current settings. An
-    /// unknown option is an error that names it.
-    pub fn apply(&mut self, list: &str) -> Result<(), String> {
-        for option in list.split(',').map(str::trim).filter(|o| !o.is_empty()) {
-            if !self.apply_one(option)? {
-                return Err(format!("unknown mount option {option:?}"));
-            }
-        }
-        Ok(())
-    }
-
     /// Applies one option (`key` or `key=value`). Returns whether mqfs knows it; a known
     /// option with a bad value is an error.
     pub fn apply_one(&mut self, option: &str) -> Result<bool, String> {
@@ -170,7 +160,11 @@ impl Settings {
             None => (option, None),
         };
         let bad = |what: &str| format!("bad value for mount option {key}: {what}");
-        let need = || value.ok_or_else(|| needs_value(key));
+        let need = || {
+            value.ok_or_else(|| {
+                needs_value(key).unwrap_or_else(|| format!("mount option {key} needs a value"))
+            })
+        };
         let file = |name: &str| match name {
             "" => Err(format!("mount option {key} needs a file name")),
             name => Ok(PathBuf::from(name)),
@@ -212,8 +206,8 @@ impl Settings {
                     command.configure(&mut self.root);
                 }
                 Some(Some(Err(reason))) => return Err(bad(&reason)),
-                None if VALUE_FORMS.iter().any(|(k, _)| *k == key) => return Err(needs_value(key)),
-                Some(None) | None => return Ok(false),
+                None => return needs_value(key).map_or(Ok(false), Err),
+                Some(None) => return Ok(false),
             },
         }
         Ok(true)
@@ -239,27 +233,9 @@ impl Settings {
 }
 
 /// `key=value` read as the ctl command `key value` (`replay=all`, `depth=64M`), if `key` is a
-/// ctl setting (not `clear`); the error is ctl's reason for a bad value.
+/// ctl setting; the error says what the setting takes.
 pub fn ctl_setting(key: &str, value: &str) -> Option<Result<Command, String>> {
-    let word = |s: &str| !s.is_empty() && !s.contains(|c: char| c.is_whitespace() || c == '#');
-    if !word(key) || key == "clear" {
-        return None;
-    }
-    let unknown = |e: &ctl::CtlError| e.reason.starts_with("unknown command");
-    if !word(value) {
-        return match ctl::parse(key.as_bytes()) {
-            Err(e) if unknown(&e) => None,
-            _ => Some(Err(format!("{key} takes one word, not {value:?}"))),
-        };
-    }
-    match ctl::parse(format!("{key} {value}").as_bytes()) {
-        Ok(commands) => match commands.as_slice() {
-            [command] if *command != Command::Clear => Some(Ok(*command)),
-            _ => None,
-        },
-        Err(e) if unknown(&e) => None,
-        Err(e) => Some(Err(e.reason)),
-    }
+    Command::set(key, value)
 }
 
 /// What `max_message` takes, as its errors say.
@@ -278,7 +254,20 @@ pub fn parse_threads(word: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::config::{DataMode, Depth, Replay};
+    use mqfs::engine::config::{DataMode, Depth, Replay};
+
+    impl Settings {
+        /// Applies one comma-separated option list, as `main` does with `-o`: an unknown
+        /// option is an error that names it.
+        fn apply(&mut self, list: &str) -> Result<(), String> {
+            for option in list.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+                if !self.apply_one(option)? {
+                    return Err(format!("unknown mount option {option:?}"));
+                }
+            }
+            Ok(())
+        }
+    }
 
     #[test]
     fn mqfs_options_set_the_root_group_and_limits() {
@@ -333,12 +322,16 @@ mod tests {
 
     #[test]
     fn a_valued_option_without_its_value_says_so() {
-        for (key, form) in VALUE_FORMS {
+        let settings = config::SETTINGS.iter().map(|s| (s.name.to_string(), s.usage()));
+        let forms: Vec<(String, String)> =
+            settings.chain(VALUE_FORMS.iter().map(|(k, f)| (k.to_string(), f.to_string()))).collect();
+        assert!(forms.iter().any(|(key, form)| key == "replay" && form == "off|last|all"));
+        for (key, form) in &forms {
             let error = Settings::default().apply(key).unwrap_err();
             assert_eq!(error, format!("mount option {key} needs a value ({key}={form})"));
         }
         // Every form shown is one the option takes.
-        for (key, form) in VALUE_FORMS {
+        for (key, form) in &forms {
             for alternative in form.split('|') {
                 let value = match alternative {
                     "N" => "2",

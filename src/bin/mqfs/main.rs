@@ -1,10 +1,15 @@
 //! The `mqfs` command: parse the command line (or a mount helper's arguments), mount, then
 //! serve in the background (or in the foreground with -f) until unmounted or told to stop.
 //! As `mount.fuse.mqfs` it only checks, then runs mount.fuse3, which runs `mqfs`.
+//!
+//! `cli` parses the command line, `options` and `config_file` turn `-o` and the TOML file
+//! into `Settings`, `daemon` detaches, stops on signals and watches the mount table; `run`
+//! below is the sequence: check, build the engine, mount, detach, start, serve.
 
 mod cli;
 mod config_file;
 mod daemon;
+mod options;
 
 use std::ffi::OsString;
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -15,13 +20,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use fuser::{Config, MountOption, Session, SessionACL};
+use nix::unistd::{getgid, getuid};
 
-use mqfs::engine::{Caller, Engine, delivery};
+use mqfs::engine::{Caller, Engine, Limits, delivery};
 use mqfs::fuse::MqFs;
 use mqfs::logger;
-use mqfs::options::{self, Settings};
 
 use cli::{Invocation, Parsed};
+use options::Settings;
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
@@ -82,7 +88,7 @@ fn settings(invocation: &Invocation) -> Result<Settings, String> {
 /// What a mount was checked to need, before anything is mounted.
 struct Checked {
     settings: Settings,
-    limits: mqfs::engine::Limits,
+    limits: Limits,
     target: Target,
     log: Option<std::fs::File>,
 }
@@ -152,6 +158,7 @@ fn check_then_mount_fuse3(invocation: Invocation) -> Result<(), String> {
     Err(format!("{helper}: {}", command.exec()))
 }
 
+/// Mounts and serves: check, build the engine, mount, detach, start the threads, serve.
 fn run(invocation: Invocation) -> Result<(), String> {
     let Checked { settings, limits, target, log } = check(&invocation)?;
     if invocation.fake {
@@ -161,17 +168,52 @@ fn run(invocation: Invocation) -> Result<(), String> {
     if let Some(file) = log {
         logger::to_file(file);
     }
+    let fs = build_engine(&settings, limits);
+    let interrupts = fs.interrupts();
+    let mounted = mount(fs, target, &settings, &invocation)?;
+    let reporter = if invocation.foreground { None } else { Some(daemon::detach(mounted.dir.as_deref())?) };
+    if reporter.is_some() && settings.log.is_none() {
+        logger::to_syslog();
+    }
+    // From here on, an error must undo the mount and reach the parent (in the background).
+    if let Err(message) = start(&mounted, || interrupts.start()) {
+        if let Some(dir) = &mounted.dir {
+            daemon::detach_mount(dir);
+        }
+        match reporter {
+            Some(reporter) => {
+                reporter.failed(&message);
+                daemon::exit(1);
+            }
+            None => return Err(message),
+        }
+    }
+    serve(mounted, reporter)
+}
 
-    // SAFETY: getuid and getgid cannot fail.
-    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+/// The engine the settings describe, behind the FUSE glue.
+fn build_engine(settings: &Settings, limits: Limits) -> MqFs {
+    let (uid, gid) = (getuid().as_raw(), getgid().as_raw());
     let owner = Caller { uid: settings.uid.unwrap_or(uid), gid: settings.gid.unwrap_or(gid) };
     let engine = Arc::new(Engine::new(settings.root, owner, limits));
     engine.set_presets(settings.presets.clone());
-    let fs = MqFs::new(engine);
-    let interrupts = fs.interrupts();
+    MqFs::new(engine)
+}
+
+/// A file system mounted (or handed over by mount.fuse3), not served yet.
+struct Mounted {
+    session: Session<MqFs>,
+    /// The mount point, if mqfs mounted it itself (and so detaches it on a stop).
+    dir: Option<PathBuf>,
+    /// How the log names it.
+    shown: String,
+}
+
+/// Mounts `fs` on the target (or takes over the mount behind the descriptor).
+fn mount(fs: MqFs, target: Target, settings: &Settings, invocation: &Invocation) -> Result<Mounted, String> {
     let fsname = settings.fsname.clone().or(invocation.source.clone()).unwrap_or_else(|| "mqfs".into());
-    let config = fuse_config(&settings, fsname);
-    let (session, mountpoint) = match target {
+    let config = fuse_config(settings, fsname);
+    let (session, dir) = match target {
         Target::Dir(dir) => {
             let session = Session::new(fs, &dir, &config)
                 .map_err(|e| format!("cannot mount on {}: {e}", dir.display()))?;
@@ -183,39 +225,29 @@ fn run(invocation: Invocation) -> Result<(), String> {
             (session, None)
         }
     };
-    let shown = mountpoint.as_deref().unwrap_or(&invocation.mountpoint).display().to_string();
+    let shown = dir.as_deref().unwrap_or(&invocation.mountpoint).display().to_string();
+    Ok(Mounted { session, dir, shown })
+}
 
-    let reporter = if invocation.foreground { None } else { Some(daemon::detach(mountpoint.as_deref())?) };
-    // From here on, an error must undo the mount and reach the parent (in the background).
-    let started = (|| -> Result<(), String> {
-        if reporter.is_some() && settings.log.is_none() {
-            logger::to_syslog();
-        }
-        // Threads start only now, after the fork: they would not survive it.
-        daemon::block_stop_signals();
-        let cannot = |e: std::io::Error| format!("cannot start: {e}");
-        interrupts.start().map_err(cannot)?;
-        delivery::start();
-        daemon::spawn_stop_handler(mountpoint.clone()).map_err(cannot)?;
-        if let Some(dir) = &mountpoint {
-            let dev =
-                daemon::mount_device(dir).ok_or(format!("{} is not in the mount table", dir.display()))?;
-            daemon::spawn_mount_watcher(dev, dir.clone()).map_err(cannot)?;
-        }
-        Ok(())
-    })();
-    if let Err(message) = started {
-        if let Some(dir) = &mountpoint {
-            daemon::detach_mount(dir);
-        }
-        match reporter {
-            Some(reporter) => {
-                reporter.failed(&message);
-                daemon::exit(1);
-            }
-            None => return Err(message),
-        }
+/// Starts the daemon's threads — only now, after the fork: they would not survive it. The
+/// stop signals are blocked first, so that only the stop handler takes them.
+fn start(mounted: &Mounted, start_interrupts: impl FnOnce() -> std::io::Result<()>) -> Result<(), String> {
+    daemon::block_stop_signals();
+    let cannot = |e: std::io::Error| format!("cannot start: {e}");
+    start_interrupts().map_err(cannot)?;
+    delivery::start();
+    daemon::spawn_stop_handler(mounted.dir.clone()).map_err(cannot)?;
+    if let Some(dir) = &mounted.dir {
+        let dev = daemon::mount_device(dir).ok_or(format!("{} is not in the mount table", dir.display()))?;
+        daemon::spawn_mount_watcher(dev, dir.clone()).map_err(cannot)?;
     }
+    Ok(())
+}
+
+/// Serves until the file system is unmounted, then exits (without unwinding: the session was
+/// unmounted already).
+fn serve(mounted: Mounted, reporter: Option<daemon::Reporter>) -> ! {
+    let Mounted { session, shown, .. } = mounted;
     log::info!("serving {shown}");
     daemon::notify("READY=1");
     if let Some(reporter) = reporter {
@@ -223,7 +255,6 @@ fn run(invocation: Invocation) -> Result<(), String> {
     }
     let result = session.run();
     log::info!("unmounted {shown}; exiting");
-    // Exit without unwinding: the session was unmounted already.
     daemon::exit(match result {
         Ok(()) => 0,
         Err(e) => {

@@ -1,12 +1,20 @@
 //! Running as a daemon: detaching while telling the parent whether the start worked, stopping
 //! on signals, and noticing when the mount is gone.
 
-use std::ffi::CString;
 use std::fs::File;
 use std::io::{Read, Seek, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+
+use mqfs::mountinfo;
+use nix::fcntl::OFlag;
+use nix::mount::{MntFlags, umount2};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sched::{CloneFlags, setns};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid, dup2_stderr, dup2_stdin, dup2_stdout, fork, pipe2, setsid};
 
 /// The child's end of the pipe its parent waits on.
 pub struct Reporter(File);
@@ -30,41 +38,26 @@ impl Reporter {
 /// `/`, with stdin, stdout and stderr on /dev/null, so that whoever waits for the command's
 /// output (mount(8), a shell's `$(...)`) is not kept waiting by the daemon.
 pub fn detach(mountpoint: Option<&Path>) -> Result<Reporter, String> {
-    let mut fds = [0; 2];
-    // SAFETY: fds has room for the two descriptors pipe2 returns.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(format!("pipe: {}", std::io::Error::last_os_error()));
-    }
-    // SAFETY: pipe2 returned two fresh descriptors that nothing else owns.
-    let (read_end, write_end) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (read_end, write_end) =
+        pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {}", std::io::Error::from(e)))?;
     // SAFETY: no other thread exists yet, so the child starts in a consistent state.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(format!("fork: {}", std::io::Error::last_os_error()));
-    }
-    if pid > 0 {
-        drop(write_end);
-        parent_waits(File::from(read_end), pid, mountpoint);
+    match unsafe { fork() }.map_err(|e| format!("fork: {}", std::io::Error::from(e)))? {
+        ForkResult::Parent { child } => {
+            drop(write_end);
+            parent_waits(File::from(read_end), child, mountpoint);
+        }
+        ForkResult::Child => {}
     }
     drop(read_end);
-    // SAFETY: plain system calls on descriptors this process owns.
-    unsafe {
-        libc::setsid();
-        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
-        if null >= 0 {
-            for fd in 0..3 {
-                libc::dup2(null, fd);
-            }
-            if null > 2 {
-                libc::close(null);
-            }
-        }
+    let _ = setsid();
+    if let Ok(null) = File::options().read(true).write(true).open("/dev/null") {
+        let _ = (dup2_stdin(&null), dup2_stdout(&null), dup2_stderr(&null));
     }
     let _ = std::env::set_current_dir("/");
     Ok(Reporter(File::from(write_end)))
 }
 
-fn parent_waits(mut pipe: File, child: libc::pid_t, mountpoint: Option<&Path>) -> ! {
+fn parent_waits(mut pipe: File, child: Pid, mountpoint: Option<&Path>) -> ! {
     let mut report = String::new();
     let _ = pipe.read_to_string(&mut report);
     if report == "ok" {
@@ -74,16 +67,15 @@ fn parent_waits(mut pipe: File, child: libc::pid_t, mountpoint: Option<&Path>) -
     let message = match report.strip_prefix("error ") {
         Some(message) => message.to_string(),
         None => {
-            let mut status = 0;
-            // SAFETY: waitpid on our own child, with a status we own.
-            let reaped = unsafe { libc::waitpid(child, &mut status, 0) } == child;
+            let reaped = waitpid(child, None);
             if let Some(path) = mountpoint {
                 detach_mount(path);
             }
-            if reaped && libc::WIFSIGNALED(status) {
-                format!("the daemon was killed by signal {} while starting", libc::WTERMSIG(status))
-            } else {
-                "the daemon ended while starting".to_string()
+            match reaped {
+                Ok(WaitStatus::Signaled(_, signal, _)) => {
+                    format!("the daemon was killed by signal {} while starting", signal as i32)
+                }
+                _ => "the daemon ended while starting".to_string(),
             }
         }
     };
@@ -94,15 +86,13 @@ fn parent_waits(mut pipe: File, child: libc::pid_t, mountpoint: Option<&Path>) -
 /// Detaches whatever is mounted on `path` (umount -l); open files then fail with ENOTCONN
 /// once the daemon is gone.
 pub fn detach_mount(path: &Path) -> bool {
-    let Ok(c_path) = CString::new(path.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: c_path is a valid NUL-terminated string.
-    if unsafe { libc::umount2(c_path.as_ptr(), libc::MNT_DETACH) } != 0 {
-        log::warn!("unmount {}: {}", path.display(), std::io::Error::last_os_error());
-        return false;
+    match umount2(path, MntFlags::MNT_DETACH) {
+        Ok(()) => true,
+        Err(e) => {
+            log::warn!("unmount {}: {}", path.display(), std::io::Error::from(e));
+            false
+        }
     }
-    true
 }
 
 /// Exits the process with `code`. Several threads may decide to end the daemon at once
@@ -113,36 +103,21 @@ pub fn exit(code: i32) -> ! {
     std::process::exit(code)
 }
 
-const STOP_SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
-
-fn stop_signal_set() -> libc::sigset_t {
-    // SAFETY: sigemptyset/sigaddset initialise and fill the set we own.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        for signal in STOP_SIGNALS {
-            libc::sigaddset(&mut set, signal);
-        }
-        set
-    }
+fn stop_signal_set() -> SigSet {
+    SigSet::from_iter([Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP])
 }
 
 /// Blocks the stop signals in this thread and so in every thread started after it; the
 /// stop handler takes them with sigwait.
 pub fn block_stop_signals() {
-    let set = stop_signal_set();
-    // SAFETY: set is initialised; a null old-set pointer is allowed.
-    unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    let _ = stop_signal_set().thread_block();
 }
 
 /// On SIGINT, SIGTERM or SIGHUP: detach the mount (if mqfs mounted it) and exit 0. Open
 /// files then fail with ENOTCONN and blocked readers return.
 pub fn spawn_stop_handler(mountpoint: Option<PathBuf>) -> std::io::Result<()> {
     std::thread::Builder::new().name("mqfs-stop".into()).spawn(move || {
-        let set = stop_signal_set();
-        let mut signal = 0;
-        // SAFETY: set is initialised and blocked in every thread.
-        unsafe { libc::sigwait(&set, &mut signal) };
+        let signal = stop_signal_set().wait().map_or(0, |signal| signal as i32);
         notify("STOPPING=1");
         match &mountpoint {
             Some(path) => {
@@ -157,46 +132,10 @@ pub fn spawn_stop_handler(mountpoint: Option<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
-/// The `MAJ:MIN` device of the mount most recently made on `path` (a canonical path), from
-/// /proc/self/mountinfo.
+/// The `MAJ:MIN` device of the mount most recently made on `path` (a canonical path).
 pub fn mount_device(path: &Path) -> Option<String> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    text.lines()
-        .filter_map(|line| {
-            // ID PARENT MAJ:MIN ROOT MOUNTPOINT ...
-            let fields: Vec<&str> = line.split(' ').collect();
-            let id: u64 = fields.first()?.parse().ok()?;
-            let dev = fields.get(2)?.to_string();
-            (unescape(fields.get(4)?) == path.as_os_str().as_bytes()).then_some((id, dev))
-        })
-        .max()
-        .map(|(_, dev)| dev)
-}
-
-/// Whether a mount of device `dev` (`MAJ:MIN`) is in `mountinfo`.
-fn has_device(mountinfo: &str, dev: &str) -> bool {
-    mountinfo.lines().any(|line| line.split(' ').nth(2) == Some(dev))
-}
-
-/// Undoes mountinfo's octal escapes (`\040` for a space).
-fn unescape(field: &str) -> Vec<u8> {
-    let b = field.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let octal = b.get(i + 1..i + 4).filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
-        match (b[i], octal) {
-            (b'\\', Some(d)) => {
-                out.push(d.iter().fold(0u8, |acc, c| acc.wrapping_mul(8) + (c - b'0')));
-                i += 4;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    out
+    let mounts = mountinfo::read().ok()?;
+    mounts.into_iter().filter(|m| m.mount_point == path).max_by_key(|m| m.id).map(|m| m.dev)
 }
 
 /// Watches the mount table and exits once the mount of device `dev` is gone. A plain
@@ -213,14 +152,14 @@ pub fn spawn_mount_watcher(dev: String, mountpoint: PathBuf) -> std::io::Result<
                 log::warn!("cannot read /proc/self/mountinfo; not watching for an unmount");
                 return;
             }
-            if !has_device(&text, &dev) {
+            if !mountinfo::parse(&text).any(|m| m.dev == dev) {
                 log::info!("{} was unmounted; exiting", mountpoint.display());
                 exit(0);
             }
             // The mount table changed since the last read when poll reports POLLPRI.
-            let mut pfd = libc::pollfd { fd: mountinfo.as_raw_fd(), events: libc::POLLPRI, revents: 0 };
-            // SAFETY: pfd is one valid pollfd.
-            while unsafe { libc::poll(&mut pfd, 1, -1) } < 0 {}
+            while poll(&mut [PollFd::new(mountinfo.as_fd(), PollFlags::POLLPRI)], PollTimeout::NONE).is_err()
+            {
+            }
         }
     })?;
     Ok(())
@@ -255,11 +194,9 @@ pub fn enter_namespace(ns: &str) -> Result<(), String> {
         ns.to_string()
     };
     let file = File::open(&path).map_err(|e| format!("namespace {path}: {e}"))?;
-    // SAFETY: setns on a descriptor we own; this process has a single thread here.
-    if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNS) } != 0 {
-        return Err(format!("namespace {path}: {}", std::io::Error::last_os_error()));
-    }
-    Ok(())
+    // This process has a single thread here, as setns(CLONE_NEWNS) requires.
+    setns(&file, CloneFlags::CLONE_NEWNS)
+        .map_err(|e| format!("namespace {path}: {}", std::io::Error::from(e)))
 }
 
 #[cfg(test)]
@@ -267,16 +204,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn mountinfo_fields_are_unescaped() {
-        assert_eq!(unescape(r"/tmp/a\040b\134c"), b"/tmp/a b\\c");
-        assert_eq!(unescape(r"/x\04"), b"/x\\04");
-    }
-
-    #[test]
     fn the_root_mount_is_found() {
-        assert!(mount_device(Path::new("/")).is_some());
+        let root = mount_device(Path::new("/")).unwrap();
         let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        assert!(has_device(&text, &mount_device(Path::new("/")).unwrap()));
-        assert!(!has_device(&text, "12345:54321"));
+        assert!(mountinfo::parse(&text).any(|m| m.dev == root));
     }
 }

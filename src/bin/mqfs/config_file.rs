@@ -26,9 +26,9 @@ use std::path::Path;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 
+use crate::options::{MAX_MESSAGE_VALUES, Settings, ctl_setting, parse_max_message, parse_threads};
 use mqfs::engine::config::parse_size;
 use mqfs::engine::ctl::Command;
-use mqfs::options::{MAX_MESSAGE_VALUES, Settings, ctl_setting, parse_max_message, parse_threads};
 use toml::Spanned;
 
 #[derive(Deserialize, Default)]
@@ -197,6 +197,11 @@ mod tests {
     use mqfs::engine::config::{DataMode, Depth, Replay};
     use mqfs::engine::presets::Presets;
 
+    /// The command setting `name` to `value`.
+    fn set(name: &str, value: &str) -> Command {
+        Command::set(name, value).expect("a setting").expect("a value of it")
+    }
+
     fn load_text(text: &str) -> Result<Settings, String> {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -224,10 +229,8 @@ mod tests {
         (root.data, root.replay, root.depth) = (DataMode::Coalesce, Replay::Last, Depth::Messages(100));
         assert_eq!(settings.root, root);
         let mut presets = Presets::default();
-        presets
-            .add("logs", vec![Command::Depth(Depth::Bytes(64 << 20)), Command::Replay(Replay::All)])
-            .unwrap();
-        presets.add("logs/raw", vec![Command::Data(DataMode::Message)]).unwrap();
+        presets.add("logs", vec![set("depth", "64M"), set("replay", "all")]).unwrap();
+        presets.add("logs/raw", vec![set("data", "message")]).unwrap();
         assert_eq!(settings.presets, presets);
     }
 
@@ -247,7 +250,7 @@ mod tests {
             ("[limits]\nmax_message = 4294967296\n", "FILE:2: max_message: bad value 4294967296"),
             ("[limits]\nthreads = \"4\"\n", "FILE:2: threads: bad value \"4\""),
             ("[defaults]\nreplay = \"sometimes\"\n", "FILE:2: replay: replay takes off, last or all"),
-            ("[defaults]\n\ndepth = -1\n", "FILE:3: depth: depth takes a count or a size"),
+            ("[defaults]\n\ndepth = -1\n", "FILE:3: depth: depth takes N or SIZE"),
             ("[defaults]\ndata = 1\n", "FILE:2: data: data takes message"),
             ("[defaults]\nreplya = \"all\"\n", "FILE:2: unknown key `replya`"),
             ("[defaults]\nclear = \"x\"\n", "FILE:2: unknown key `clear`"),

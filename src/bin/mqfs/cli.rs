@@ -10,7 +10,8 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use clap::{CommandFactory, Parser, ValueHint};
+use clap::{CommandFactory, FromArgMatches, Parser, ValueHint};
+use mqfs::engine::config::SETTINGS;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -22,8 +23,8 @@ Examples:
   umount /n/mq                        unmount; the daemon exits
 
 Options (-o, comma-separated; they override the config file):
-  replay=off|last|all   depth=N|SIZE   data=message|coalesce|static   write=nonblock|one|all
-  frame=write|close       (the root group's ctl settings; new groups copy their parent's)
+{settings}
+                          (the root group's ctl settings; new groups copy their parent's)
   memory=SIZE             ceiling on retained history (default: a quarter of RAM)
   max_message=SIZE        largest message one write may publish (default 64M, at most 4G - 1)
   threads=N               FUSE worker threads (default: one per core, at least 2)
@@ -36,7 +37,6 @@ are ignored; any other option is an error naming it. See mqfs(1) and mqfs(5).";
 
 #[derive(Parser, Debug)]
 #[command(name = "mqfs", version, about = "Message streams as files: mount an mqfs file system.")]
-#[command(after_help = EXAMPLES)]
 #[command(
     override_usage = "mqfs [SOURCE] MOUNTPOINT [-f] [-d] [-o OPT[,OPT...]]\n       mqfs --completions SHELL"
 )]
@@ -98,8 +98,18 @@ pub enum Parsed {
 }
 
 /// Parses `mqfs ...` (clap prints help, version and usage errors itself and exits).
+/// The clap command, its help closing with the examples and every option, the ctl
+/// settings' spelled as `config::SETTINGS` spells them.
+fn command() -> clap::Command {
+    let settings: Vec<String> =
+        SETTINGS.iter().map(|setting| format!("{}={}", setting.name, setting.usage())).collect();
+    let lines: Vec<String> = settings.chunks(3).map(|row| format!("  {}", row.join("   "))).collect();
+    Cli::command().after_help(EXAMPLES.replace("{settings}", &lines.join("\n")))
+}
+
 pub fn parse(args: Vec<OsString>) -> Parsed {
-    let cli = Cli::parse_from(args);
+    let matches = command().get_matches_from(args);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     if let Some(shell) = cli.completions {
         return Parsed::Completions(completions(shell));
     }
@@ -121,7 +131,7 @@ pub fn parse(args: Vec<OsString>) -> Parsed {
 
 /// The completion script for `shell`, generated from the clap definition.
 pub fn completions(shell: clap_complete::Shell) -> String {
-    mqfs::completions::script(shell, Cli::command())
+    mqfs::completions::script(shell, command())
 }
 
 /// Parses a mount helper's arguments (after argv[0]):
