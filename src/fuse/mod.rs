@@ -226,7 +226,7 @@ impl Filesystem for MqFs {
     ) {
         guard("mknod", || {
             // The kernel checks CAP_MKNOD for devices, and refuses to open them on a nodev
-            // mount (mqfs's always are): it serves FIFOs, sockets and devices itself.
+            // mount (those mqfs makes itself are): it serves FIFOs, sockets and devices itself.
             let Some(kind) = node_kind(mode) else { return reply.error(fuser::Errno::EINVAL) };
             let perm = (mode & !umask & 0o7777) as u16;
             reply_entry(reply, self.engine.mknod(parent.0, name.as_bytes(), kind, perm, rdev, caller(req)));
