@@ -2005,3 +2005,5 @@ fn page_cache_reads_serve_files_read_by_offset_and_leave_cursors_alone() {
     let fh = open_reader(&e, s);
     assert_eq!(e.read_pages(fh, 2, 4096), Ok(b"story".to_vec()));
 }
+
+mod links;
