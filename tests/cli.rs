@@ -231,8 +231,10 @@ fn a_missing_mount_point_is_an_error() {
     let dir = BgDir::new();
     let missing = dir.path.join("nonexistent");
     let m = missing.to_str().unwrap();
-    fails_before_mount(&[m], "No such file or directory", &missing, 0);
-    fails_before_mount(&[m, "-f"], "No such file or directory", &missing, 0);
+    // mount(8)'s words, and the remedy; no "(os error 2)".
+    let said = format!("mqfs: mount point {m} does not exist (create it with mkdir -p)\n");
+    fails_before_mount(&[m], &said, &missing, 0);
+    fails_before_mount(&[m, "-f"], &said, &missing, 0);
     assert!(!missing.exists());
 }
 

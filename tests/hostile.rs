@@ -884,12 +884,11 @@ fn ctl_and_order_resist_every_way_of_writing_replacing_or_moving_them() {
         ("create ctl O_EXCL", open_with(&p("g/ctl"), true, false, libc::O_CREAT | libc::O_EXCL), "EEXIST"),
         ("mkdir ctl", errno_of(fs::create_dir(p("g/ctl"))), "EEXIST"),
         ("mknod order", mknod("g/order", libc::S_IFREG | 0o644), "EEXIST"),
-        ("mkfifo x", mknod("g/fifo", libc::S_IFIFO | 0o644), "EPERM"),
         ("symlink ctl", errno_of(std::os::unix::fs::symlink("s", p("g/ctl"))), "EEXIST"),
-        ("symlink x", errno_of(std::os::unix::fs::symlink("s", p("g/link"))), "EPERM"),
         ("link s to ctl", errno_of(fs::hard_link(p("g/s"), p("g/ctl"))), "EEXIST"),
-        ("link s to x", errno_of(fs::hard_link(p("g/s"), p("g/x"))), "EPERM"),
         ("link ctl to x", errno_of(fs::hard_link(p("g/ctl"), p("g/x"))), "EPERM"),
+        ("link order to x", errno_of(fs::hard_link(p("g/order"), p("g/x"))), "EPERM"),
+        ("link a group", errno_of(fs::hard_link(p("g/a"), p("g/x"))), "EPERM"),
         ("rename ctl away", errno_of(fs::rename(p("g/ctl"), p("g/x"))), "EPERM"),
         ("rename order into h", errno_of(fs::rename(p("g/order"), p("h/x"))), "EPERM"),
         ("rename s onto ctl", errno_of(fs::rename(p("g/s"), p("g/ctl"))), "EPERM"),
@@ -1054,9 +1053,10 @@ fn a_hostile_sequence_leaves_the_daemon_serving_and_frees_everything() {
         T,
     );
     assert_eq!(text(&out.stdout), "one\ntwo\ns\ns\n", "{}", text(&out.stderr));
-    // Removing everything returns every byte charged to the memory ceiling.
+    // Removing everything returns every byte charged to the memory ceiling, once the root's
+    // `order`, which no removal ends, is cleared (under `replay last` or `all` it keeps entries).
     let out = run_sh(
-        "find . -mindepth 1 -maxdepth 1 ! -name ctl ! -name order -exec rm -rf {} + && ls",
+        "find . -mindepth 1 -maxdepth 1 ! -name ctl ! -name order -exec rm -rf {} + && echo clear > ctl && ls",
         &m.path,
         T,
     );

@@ -132,15 +132,43 @@ impl Engine {
     }
 
     pub fn mkdir(&self, parent: Ino, name: &[u8], perm: u16, caller: Caller) -> Result<Attr> {
-        let mut tree = self.tree.write();
-        let ino = tree.mkdir(parent, name, perm, caller)?;
-        tree.remember(ino);
-        tree.attr(ino)
+        self.make(|tree| tree.mkdir(parent, name, perm, caller))
     }
 
     pub fn create(&self, parent: Ino, name: &[u8], perm: u16, caller: Caller) -> Result<Attr> {
+        self.make(|tree| tree.create(parent, name, perm, caller))
+    }
+
+    /// A stream (`Kind::File`), FIFO, socket or device node.
+    pub fn mknod(
+        &self,
+        parent: Ino,
+        name: &[u8],
+        kind: Kind,
+        perm: u16,
+        rdev: u32,
+        caller: Caller,
+    ) -> Result<Attr> {
+        self.make(|tree| tree.mknod(parent, name, kind, perm, rdev, caller))
+    }
+
+    pub fn symlink(&self, parent: Ino, name: &[u8], target: &[u8], caller: Caller) -> Result<Attr> {
+        self.make(|tree| tree.symlink(parent, name, target, caller))
+    }
+
+    /// Gives `ino` the further name `name` in `parent` (a hard link).
+    pub fn link(&self, ino: Ino, parent: Ino, name: &[u8]) -> Result<Attr> {
+        self.make(|tree| tree.link(ino, parent, name))
+    }
+
+    pub fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
+        self.tree.read().readlink(ino).map(<[u8]>::to_vec)
+    }
+
+    /// Makes a name for the kernel, which then knows its inode until it forgets it.
+    fn make(&self, make: impl FnOnce(&mut Tree) -> Result<Ino>) -> Result<Attr> {
         let mut tree = self.tree.write();
-        let ino = tree.create(parent, name, perm, caller)?;
+        let ino = make(&mut tree)?;
         tree.remember(ino);
         tree.attr(ino)
     }
@@ -322,7 +350,7 @@ impl Engine {
     /// write to it was refused, if it was.
     fn ctl_text(&self, tree: &Tree, group: Ino, uid: u32) -> Result<Vec<u8>> {
         let node = tree.group(group)?;
-        let mut status = ctl::Status { groups: node.children.len() as u64, ..ctl::Status::default() };
+        let mut status = ctl::Status { groups: tree.subgroups(group)?, ..ctl::Status::default() };
         for stream in tree.streams(group)? {
             let state = stream.state.lock();
             status.streams += 1;
@@ -330,7 +358,6 @@ impl Engine {
             status.messages += state.channel.messages();
             status.bytes += state.channel.bytes();
         }
-        status.groups -= status.streams;
         let state = node.shared.state.lock();
         let mut text = ctl::render(&state.config, &status);
         text.extend(state.ctl_errors.get(&uid).map(String::as_str));

@@ -2090,3 +2090,5 @@ fn page_cache_reads_serve_files_read_by_offset_and_leave_cursors_alone() {
     // Offsets count every byte ever written: "hello" (read and dropped) took the first five.
     assert_eq!(e.read_pages(fh, 7, 4096), Ok(b"story".to_vec()));
 }
+
+mod links;

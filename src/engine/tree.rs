@@ -12,6 +12,12 @@
 //! A removed node stays, out of every group, while the kernel still knows its inode (it
 //! counts the lookups it was answered with, and forgets them later): a program that holds it
 //! open or as its working directory can still stat it and change its owner, mode and times.
+//!
+//! Besides groups and streams the tree holds symbolic links (their target), and FIFOs,
+//! sockets and device nodes (their type and device number: the kernel serves their I/O).
+//! Anything but a group may have several names (hard links), in any groups. A stream's home
+//! is its oldest remaining name: that group's configuration applies to it and its `order`
+//! records its writes under that name; its other names are just names.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -33,9 +39,11 @@ const ORDER_BIT: Ino = 1 << 61;
 pub const CTL: &[u8] = b"ctl";
 pub const ORDER: &[u8] = b"order";
 pub const NAME_MAX: usize = 255;
+/// The longest symbolic link target (Linux's PATH_MAX, its terminating NUL excluded).
+pub const TARGET_MAX: usize = 4095;
 
-/// Where readdir's cookies place `ctl` and `order`: after every child's (an inode number plus
-/// 2, and inode numbers never reach the marker bits).
+/// Where readdir's cookies place `ctl` and `order`: after every child's (an entry number plus
+/// 2, and entry numbers, drawn from the inode numbers, never reach the marker bits).
 const CTL_POSITION: u64 = 1 << 62;
 
 /// What an inode number names.
@@ -70,6 +78,11 @@ impl Special {
 pub enum Kind {
     Directory,
     File,
+    Symlink,
+    Fifo,
+    Socket,
+    CharDevice,
+    BlockDevice,
 }
 
 /// What `stat` gives as the size of a stream or `order`. A static reader reads the history
@@ -95,6 +108,8 @@ pub struct Attr {
     pub nlink: u32,
     pub uid: u32,
     pub gid: u32,
+    /// The device number of a device node (0 for anything else).
+    pub rdev: u32,
     pub atime: SystemTime,
     pub mtime: SystemTime,
     pub ctime: SystemTime,
@@ -126,17 +141,20 @@ struct Meta {
 }
 
 impl Meta {
-    fn new(perm: u16, caller: Caller) -> Meta {
+    fn new(perm: u16, owner: Caller) -> Meta {
         let now = SystemTime::now();
-        Meta { perm: perm & 0o7777, uid: caller.uid, gid: caller.gid, atime: now, mtime: now, ctime: now }
+        Meta { perm: perm & 0o7777, uid: owner.uid, gid: owner.gid, atime: now, mtime: now, ctime: now }
     }
 }
 
 pub struct GroupNode {
     pub children: BTreeMap<Vec<u8>, Ino>,
-    /// The same children by inode number, which is their order of creation: readdir's cookies
-    /// are these numbers, so removals during a listing shift nothing.
-    listing: BTreeSet<Ino>,
+    /// The same children by entry number, which is their order of creation: readdir's
+    /// cookies are these numbers, so removals during a listing shift nothing. A node's first
+    /// name has its inode number as its entry number, each further name (a hard link) a
+    /// number of its own, which `linked` maps to the inode number.
+    listing: BTreeSet<u64>,
+    linked: HashMap<u64, Ino>,
     pub shared: Arc<Group>,
     subgroups: u32,
 }
@@ -145,11 +163,28 @@ pub enum Body {
     /// Boxed: streams, the many, then take no room for a group's maps.
     Group(Box<GroupNode>),
     Stream(Arc<Stream>),
+    /// A symbolic link's target: any bytes; the kernel resolves it. Boxed as a group's maps
+    /// are, so that a node's body stays two words.
+    Symlink(Box<Vec<u8>>),
+    /// A FIFO, socket or device node: the kernel serves its I/O; the tree keeps its type
+    /// and device number.
+    Plain {
+        kind: Kind,
+        rdev: u32,
+    },
+}
+
+/// One name of a node: where it is, and its place in that group's listing.
+struct Link {
+    parent: Ino,
+    name: Vec<u8>,
+    entry: u64,
 }
 
 pub struct Node {
-    parent: Ino,
-    name: Vec<u8>,
+    /// The oldest name (a stream's home); after removal, the last one it had. Further names
+    /// are in `Tree::more_names`.
+    home: Link,
     meta: Meta,
     pub body: Body,
     /// Lookups the kernel was answered with and has not forgotten (also those of a group's
@@ -161,30 +196,53 @@ pub struct Node {
 
 impl GroupNode {
     fn new(shared: Arc<Group>) -> GroupNode {
-        GroupNode { children: BTreeMap::new(), listing: BTreeSet::new(), shared, subgroups: 0 }
+        GroupNode {
+            children: BTreeMap::new(),
+            listing: BTreeSet::new(),
+            linked: HashMap::new(),
+            shared,
+            subgroups: 0,
+        }
     }
 
-    fn hook(&mut self, name: &[u8], ino: Ino, is_group: bool) {
+    fn hook(&mut self, name: &[u8], entry: u64, ino: Ino, is_group: bool) {
         self.children.insert(name.to_vec(), ino);
-        self.listing.insert(ino);
+        self.listing.insert(entry);
+        if entry != ino {
+            self.linked.insert(entry, ino);
+        }
         self.subgroups += is_group as u32;
     }
 
-    fn unhook(&mut self, name: &[u8], ino: Ino, is_group: bool) {
+    /// The inode number of the entry numbered `entry`.
+    fn ino_at(&self, entry: u64) -> Ino {
+        self.linked.get(&entry).copied().unwrap_or(entry)
+    }
+
+    fn unhook(&mut self, name: &[u8], entry: u64, is_group: bool) {
         self.children.remove(name);
-        self.listing.remove(&ino);
+        self.listing.remove(&entry);
+        self.linked.remove(&entry);
         self.subgroups -= is_group as u32;
     }
 }
 
 impl Node {
-    fn new(parent: Ino, name: &[u8], meta: Meta, body: Body) -> Node {
-        Node { parent, name: name.to_vec(), meta, body, known: AtomicU64::new(0), removed: false }
+    fn new(home: Link, meta: Meta, body: Body) -> Node {
+        Node { home, meta, body, known: AtomicU64::new(0), removed: false }
+    }
+
+    fn is_group(&self) -> bool {
+        matches!(self.body, Body::Group(_))
     }
 }
 
 pub struct Tree {
     nodes: HashMap<Ino, Node>,
+    /// The further names (hard links) of the nodes that have them, oldest first: few do, so
+    /// a node keeps only its first.
+    more_names: HashMap<Ino, Vec<Link>>,
+    /// The next inode number; a hard link's entry number is drawn from it too.
     next_ino: Ino,
     memory: Arc<Memory>,
     /// What groups created at given paths start with (see `presets.rs`).
@@ -222,14 +280,23 @@ fn kind_of(body: &Body) -> Kind {
     match body {
         Body::Group(_) => Kind::Directory,
         Body::Stream(_) => Kind::File,
+        Body::Symlink(_) => Kind::Symlink,
+        Body::Plain { kind, .. } => *kind,
     }
 }
 
 impl Tree {
     pub fn new(root_config: GroupConfig, owner: Caller, perm: u16, memory: Arc<Memory>) -> Tree {
         let body = Body::Group(Box::new(GroupNode::new(Group::new(root_config, memory.clone()))));
-        let root = Node::new(ROOT, b"", Meta::new(perm, owner), body);
-        Tree { nodes: HashMap::from([(ROOT, root)]), next_ino: ROOT + 1, memory, presets: Presets::default() }
+        let root =
+            Node::new(Link { parent: ROOT, name: Vec::new(), entry: ROOT }, Meta::new(perm, owner), body);
+        Tree {
+            nodes: HashMap::from([(ROOT, root)]),
+            more_names: HashMap::new(),
+            next_ino: ROOT + 1,
+            memory,
+            presets: Presets::default(),
+        }
     }
 
     pub fn node(&self, ino: Ino) -> Result<&Node> {
@@ -239,7 +306,7 @@ impl Tree {
     pub fn group(&self, ino: Ino) -> Result<&GroupNode> {
         match &self.node(ino)?.body {
             Body::Group(group) => Ok(group),
-            Body::Stream(_) => Err(Errno::ENOTDIR),
+            _ => Err(Errno::ENOTDIR),
         }
     }
 
@@ -251,7 +318,7 @@ impl Tree {
     fn group_mut(&mut self, ino: Ino) -> Result<&mut GroupNode> {
         match &mut self.nodes.get_mut(&ino).ok_or(Errno::ENOENT)?.body {
             Body::Group(group) => Ok(group),
-            Body::Stream(_) => Err(Errno::ENOTDIR),
+            _ => Err(Errno::ENOTDIR),
         }
     }
 
@@ -259,6 +326,16 @@ impl Tree {
         match &self.node(ino)?.body {
             Body::Stream(stream) => Ok(stream),
             Body::Group(_) => Err(Errno::EISDIR),
+            // The kernel follows symbolic links and serves FIFOs, sockets and devices itself.
+            Body::Symlink(_) | Body::Plain { .. } => Err(Errno::EINVAL),
+        }
+    }
+
+    /// A symbolic link's target.
+    pub fn readlink(&self, ino: Ino) -> Result<&[u8]> {
+        match &self.node(Special::node(ino))?.body {
+            Body::Symlink(target) if Special::of(ino) == Special::Node(ino) => Ok(target),
+            _ => Err(Errno::EINVAL),
         }
     }
 
@@ -278,22 +355,26 @@ impl Tree {
             Special::Node(ino) => {
                 let node = self.node(ino)?;
                 let meta = &node.meta;
-                let (kind, size, links, mtime) = match &node.body {
-                    Body::Group(group) => (Kind::Directory, 0, 2 + group.subgroups, meta.mtime),
+                let names = 1 + self.more_names.get(&ino).map_or(0, Vec::len) as u32;
+                let (size, links, rdev, mtime) = match &node.body {
+                    Body::Group(group) => (0, 2 + group.subgroups, 0, meta.mtime),
                     Body::Stream(stream) => {
                         let state = stream.state.lock();
-                        (Kind::File, file_size(&state.channel, &state.config), 1, state.channel.modified())
+                        (file_size(&state.channel, &state.config), names, 0, state.channel.modified())
                     }
+                    Body::Symlink(target) => (target.len() as u64, names, 0, meta.mtime),
+                    Body::Plain { rdev, .. } => (0, names, *rdev, meta.mtime),
                 };
                 let nlink = if node.removed { 0 } else { links };
                 Ok(Attr {
                     ino,
-                    kind,
+                    kind: kind_of(&node.body),
                     size,
                     perm: meta.perm,
                     nlink,
                     uid: meta.uid,
                     gid: meta.gid,
+                    rdev,
                     atime: meta.atime,
                     mtime,
                     ctime: meta.ctime.max(mtime),
@@ -366,7 +447,7 @@ impl Tree {
             match &node.body {
                 // A stream's mtime is its last message's, unless set since.
                 Body::Stream(stream) => stream.state.lock().channel.set_modified(mtime),
-                Body::Group(_) => meta.mtime = mtime,
+                _ => meta.mtime = mtime,
             }
         }
         meta.ctime = SystemTime::now();
@@ -385,12 +466,62 @@ impl Tree {
         self.insert(parent, name, perm, caller, Body::Group(Box::new(GroupNode::new(shared))))
     }
 
+    /// Creates a symbolic link to `target` under `parent`.
+    pub fn symlink(&mut self, parent: Ino, name: &[u8], target: &[u8], caller: Caller) -> Result<Ino> {
+        if target.len() > TARGET_MAX {
+            return Err(Errno::ENAMETOOLONG);
+        }
+        self.insert(parent, name, 0o777, caller, Body::Symlink(Box::new(target.to_vec())))
+    }
+
+    /// Creates a node of `kind` under `parent`: a stream for a regular file, else a FIFO,
+    /// socket or device node with device number `rdev`.
+    pub fn mknod(
+        &mut self,
+        parent: Ino,
+        name: &[u8],
+        kind: Kind,
+        perm: u16,
+        rdev: u32,
+        caller: Caller,
+    ) -> Result<Ino> {
+        match kind {
+            Kind::File => self.create(parent, name, perm, caller),
+            Kind::Fifo | Kind::Socket | Kind::CharDevice | Kind::BlockDevice => {
+                let rdev = if matches!(kind, Kind::CharDevice | Kind::BlockDevice) { rdev } else { 0 };
+                self.insert(parent, name, perm, caller, Body::Plain { kind, rdev })
+            }
+            Kind::Directory | Kind::Symlink => Err(Errno::EINVAL),
+        }
+    }
+
+    /// Gives `ino` another name, `name` in `parent`. Groups, `ctl` and `order` cannot have
+    /// more than one (`EPERM`), nor can a removed node gain one (`ENOENT`).
+    pub fn link(&mut self, ino: Ino, parent: Ino, name: &[u8]) -> Result<Ino> {
+        let Special::Node(ino) = Special::of(ino) else { return Err(Errno::EPERM) };
+        let node = self.node(ino)?;
+        if node.is_group() {
+            return Err(Errno::EPERM);
+        }
+        if node.removed {
+            return Err(Errno::ENOENT);
+        }
+        self.check_free(parent, name)?;
+        let entry = self.next_ino;
+        self.next_ino += 1;
+        self.group_mut(parent)?.hook(name, entry, ino, false);
+        self.more_names.entry(ino).or_default().push(Link { parent, name: name.to_vec(), entry });
+        self.nodes.get_mut(&ino).expect("node looked up above").meta.ctime = SystemTime::now();
+        self.touch(parent);
+        Ok(ino)
+    }
+
     /// The names leading from the root to `ino`.
     fn path(&self, mut ino: Ino) -> Vec<&[u8]> {
         let mut path = Vec::new();
         while let Some(node) = self.nodes.get(&ino).filter(|_| ino != ROOT) {
-            path.push(node.name.as_slice());
-            ino = node.parent;
+            path.push(node.home.name.as_slice());
+            ino = node.home.parent;
         }
         path.reverse();
         path
@@ -404,22 +535,40 @@ impl Tree {
         self.insert(parent, name, perm, caller, Body::Stream(stream))
     }
 
-    fn insert(&mut self, parent: Ino, name: &[u8], perm: u16, caller: Caller, body: Body) -> Result<Ino> {
+    /// Whether `name` may be given to something new in `parent`.
+    fn check_free(&self, parent: Ino, name: &[u8]) -> Result<()> {
         check_new_name(name)?;
         if is_reserved(name) || self.live_group(parent)?.children.contains_key(name) {
             return Err(Errno::EEXIST);
         }
+        Ok(())
+    }
+
+    /// Adds a node under `parent`, owned by the caller, or, in a setgid group, by the caller
+    /// and the group's gid, a subgroup then being setgid too (as on Linux file systems).
+    fn insert(&mut self, parent: Ino, name: &[u8], mut perm: u16, caller: Caller, body: Body) -> Result<Ino> {
+        self.check_free(parent, name)?;
+        let is_group = matches!(body, Body::Group(_));
+        let mut owner = caller;
+        let parent_meta = &self.node(parent)?.meta;
+        if parent_meta.perm & 0o2000 != 0 {
+            owner.gid = parent_meta.gid;
+            if is_group {
+                perm |= 0o2000;
+            }
+        }
         let ino = self.next_ino;
         self.next_ino += 1;
-        let is_group = matches!(body, Body::Group(_));
-        self.nodes.insert(ino, Node::new(parent, name, Meta::new(perm, caller), body));
-        self.group_mut(parent)?.hook(name, ino, is_group);
+        let home = Link { parent, name: name.to_vec(), entry: ino };
+        self.nodes.insert(ino, Node::new(home, Meta::new(perm, owner), body));
+        self.group_mut(parent)?.hook(name, ino, ino, is_group);
         self.touch(parent);
         Ok(ino)
     }
 
-    /// Removes a stream. Its readers get what is left of their backlog, then end-of-file
-    /// (when the returned wake-ups run).
+    /// Removes a name of anything but a group. Removing a stream's last name closes it: its
+    /// readers get what is left of their backlog, then end-of-file (when the returned
+    /// wake-ups run).
     pub fn unlink(&mut self, parent: Ino, name: &[u8]) -> Result<Wakeups> {
         if is_reserved(name) {
             // Reserved entries last as long as their group. In an empty group removing them
@@ -432,8 +581,10 @@ impl Tree {
             };
         }
         let ino = self.lookup(parent, name)?;
-        self.stream(ino)?;
-        Ok(self.detach(ino))
+        if self.node(ino)?.is_group() {
+            return Err(Errno::EISDIR);
+        }
+        Ok(self.remove_name(ino, parent, name))
     }
 
     /// Removes an empty group; readers of its `order` get end-of-file (when the returned
@@ -446,13 +597,13 @@ impl Tree {
         if !self.group(ino)?.children.is_empty() {
             return Err(Errno::ENOTEMPTY);
         }
-        Ok(self.detach(ino))
+        Ok(self.remove_name(ino, parent, name))
     }
 
     /// Moves `name` in `parent` to `new_name` in `new_parent`, replacing what is there
-    /// (unless `no_replace`). History and open readers move along. The returned wake-ups
-    /// end the replaced stream's reads and complete the writes the new group's depth
-    /// releases.
+    /// (unless `no_replace`). A stream moved by its home name takes its history and open
+    /// readers along into the new group. The returned wake-ups end the replaced stream's
+    /// reads and complete the writes the new group's depth releases.
     pub fn rename(
         &mut self,
         parent: Ino,
@@ -467,7 +618,7 @@ impl Tree {
         check_new_name(new_name)?;
         let ino = self.lookup(parent, name)?;
         self.live_group(new_parent)?;
-        let moving_group = matches!(self.node(ino)?.body, Body::Group(_));
+        let moving_group = self.node(ino)?.is_group();
         if moving_group && self.is_within(new_parent, ino) {
             return Err(Errno::EINVAL);
         }
@@ -481,27 +632,32 @@ impl Tree {
             }
             match (&self.node(target)?.body, moving_group) {
                 (Body::Group(_), false) => return Err(Errno::EISDIR),
-                (Body::Stream(_), true) => return Err(Errno::ENOTDIR),
                 (Body::Group(group), true) if !group.children.is_empty() => {
                     return Err(Errno::ENOTEMPTY);
                 }
-                _ => {}
+                (Body::Group(_), true) => {}
+                (_, true) => return Err(Errno::ENOTDIR),
+                (_, false) => {}
             }
-            wakeups = self.detach(target);
+            wakeups = self.remove_name(target, new_parent, new_name);
         }
         // Unhook from the old place, hook into the new one: both groups were looked up
         // above, so nothing fails from here on.
-        self.group_mut(parent).expect("the old parent was looked up above").unhook(name, ino, moving_group);
-        let new = self.group_mut(new_parent).expect("the new parent was looked up above");
-        new.hook(new_name, ino, moving_group);
-        let new_shared = new.shared.clone();
         let node = self.nodes.get_mut(&ino).expect("node looked up above");
-        node.parent = new_parent;
-        node.name = new_name.to_vec();
         node.meta.ctime = SystemTime::now();
-        if let Body::Stream(stream) = &node.body {
-            let config = new_shared.state.lock().config;
-            wakeups.merge(stream.state.lock().rehome(new_shared, config, new_name));
+        let is_home = node.home.parent == parent && node.home.name == name;
+        let link = std::iter::once(&mut node.home)
+            .chain(self.more_names.get_mut(&ino).into_iter().flatten())
+            .find(|link| link.parent == parent && link.name == name)
+            .expect("the name was looked up above");
+        link.parent = new_parent;
+        link.name = new_name.to_vec();
+        let entry = link.entry;
+        self.group_mut(parent).expect("the old parent was looked up above").unhook(name, entry, moving_group);
+        let new = self.group_mut(new_parent).expect("the new parent was looked up above");
+        new.hook(new_name, entry, ino, moving_group);
+        if is_home {
+            wakeups.merge(self.rehome(ino));
         }
         self.touch(parent);
         self.touch(new_parent);
@@ -520,12 +676,13 @@ impl Tree {
         let mut entry = |position: u64, ino: Ino, kind: Kind, name: &[u8]| {
             position >= offset && add(Entry { ino, kind, name, next: position + 1 })
         };
-        if entry(0, ino, Kind::Directory, b".") || entry(1, node.parent, Kind::Directory, b"..") {
+        if entry(0, ino, Kind::Directory, b".") || entry(1, node.home.parent, Kind::Directory, b"..") {
             return Ok(());
         }
-        for &child in group.listing.range(offset.saturating_sub(2)..) {
-            let child_node = &self.nodes[&child];
-            if entry(child + 2, child, kind_of(&child_node.body), &child_node.name) {
+        for &number in group.listing.range(offset.saturating_sub(2)..) {
+            let child = group.ino_at(number);
+            let kind = kind_of(&self.nodes[&child].body);
+            if entry(number + 2, child, kind, self.name_at(child, number)) {
                 return Ok(());
             }
         }
@@ -536,17 +693,22 @@ impl Tree {
         Ok(())
     }
 
-    /// The streams directly in a group.
+    /// The streams whose home is a group: those its configuration applies to.
     pub fn streams(&self, ino: Ino) -> Result<Vec<Arc<Stream>>> {
         let group = self.group(ino)?;
         Ok(group
-            .children
-            .values()
-            .filter_map(|child| match &self.nodes[child].body {
-                Body::Stream(stream) => Some(stream.clone()),
-                Body::Group(_) => None,
+            .listing
+            .iter()
+            .filter_map(|&entry| match &self.nodes[&group.ino_at(entry)] {
+                Node { body: Body::Stream(stream), home, .. } if home.entry == entry => Some(stream.clone()),
+                _ => None,
             })
             .collect())
+    }
+
+    /// How many subgroups a group has.
+    pub fn subgroups(&self, ino: Ino) -> Result<u64> {
+        Ok(self.group(ino)?.subgroups.into())
     }
 
     pub fn node_count(&self) -> u64 {
@@ -562,22 +724,62 @@ impl Tree {
             if ino == ROOT {
                 return false;
             }
-            ino = self.nodes[&ino].parent;
+            ino = self.nodes[&ino].home.parent;
         }
     }
 
-    /// Takes a node out of its group; a stream is closed, a group's `order` too. The node is
-    /// kept while the kernel knows it. Returns the end-of-file replies its readers are owed.
+    /// Removes the name `name` in `parent` of `ino`. With other names left, a stream whose
+    /// home it was moves to the oldest of them (its group's configuration and `order`).
+    /// Without, the node is detached.
+    fn remove_name(&mut self, ino: Ino, parent: Ino, name: &[u8]) -> Wakeups {
+        let Some(others) = self.more_names.get_mut(&ino) else { return self.detach(ino) };
+        let node = self.nodes.get_mut(&ino).expect("a named node exists");
+        node.meta.ctime = SystemTime::now();
+        let is_home = node.home.parent == parent && node.home.name == name;
+        let gone = if is_home {
+            std::mem::replace(&mut node.home, others.remove(0))
+        } else {
+            let at = others.iter().position(|link| link.parent == parent && link.name == name);
+            others.remove(at.expect("the name is one of the node's"))
+        };
+        if others.is_empty() {
+            self.more_names.remove(&ino);
+        }
+        self.group_mut(parent).expect("a name's parent is a group").unhook(name, gone.entry, false);
+        self.touch(parent);
+        if is_home { self.rehome(ino) } else { Wakeups::default() }
+    }
+
+    /// The name of `ino` that its group lists at `entry`.
+    fn name_at(&self, ino: Ino, entry: u64) -> &[u8] {
+        let home = &self.nodes[&ino].home;
+        let mut names = std::iter::once(home).chain(self.more_names.get(&ino).into_iter().flatten());
+        &names.find(|link| link.entry == entry).expect("a listed entry is one of its node's names").name
+    }
+
+    /// Puts a stream in step with its home name: its group, configuration and `order` line.
+    fn rehome(&self, ino: Ino) -> Wakeups {
+        let node = &self.nodes[&ino];
+        let Body::Stream(stream) = &node.body else { return Wakeups::default() };
+        let group = self.group(node.home.parent).expect("a home is a group").shared.clone();
+        let config = group.state.lock().config;
+        stream.state.lock().rehome(group, config, &node.home.name)
+    }
+
+    /// Takes a node's last name out of its group; a stream is closed, a group's `order`
+    /// too. The node is kept while the kernel knows it. Returns the end-of-file replies its
+    /// readers are owed.
     fn detach(&mut self, ino: Ino) -> Wakeups {
         let node = self.nodes.get_mut(&ino).expect("detached node exists");
         node.removed = true;
-        let (parent, name) = (node.parent, node.name.clone());
+        let (parent, name, entry) = (node.home.parent, node.home.name.clone(), node.home.entry);
         let wakeups = match &node.body {
             Body::Group(group) => group.shared.state.lock().order.close(),
             Body::Stream(stream) => stream.state.lock().channel.close(),
+            Body::Symlink(_) | Body::Plain { .. } => Wakeups::default(),
         };
-        let is_group = matches!(node.body, Body::Group(_));
-        self.group_mut(parent).expect("a node's parent is a group").unhook(&name, ino, is_group);
+        let is_group = node.is_group();
+        self.group_mut(parent).expect("a node's parent is a group").unhook(&name, entry, is_group);
         self.purge(ino);
         self.touch(parent);
         wakeups

@@ -11,6 +11,7 @@ mod workarounds;
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
@@ -84,17 +85,38 @@ fn file_attr(attr: &Attr) -> FileAttr {
         mtime: attr.mtime,
         ctime: attr.ctime,
         crtime: attr.ctime,
-        kind: match attr.kind {
-            Kind::Directory => FileType::Directory,
-            Kind::File => FileType::RegularFile,
-        },
+        kind: file_type(attr.kind),
         perm: attr.perm,
         nlink: attr.nlink,
         uid: attr.uid,
         gid: attr.gid,
-        rdev: 0,
+        rdev: attr.rdev,
         blksize: PAGE as u32,
         flags: 0,
+    }
+}
+
+fn file_type(kind: Kind) -> FileType {
+    match kind {
+        Kind::Directory => FileType::Directory,
+        Kind::File => FileType::RegularFile,
+        Kind::Symlink => FileType::Symlink,
+        Kind::Fifo => FileType::NamedPipe,
+        Kind::Socket => FileType::Socket,
+        Kind::CharDevice => FileType::CharDevice,
+        Kind::BlockDevice => FileType::BlockDevice,
+    }
+}
+
+/// The node kind a mknod(2) mode asks for; the kernel passes no other.
+fn node_kind(mode: u32) -> Option<Kind> {
+    match mode & libc::S_IFMT {
+        libc::S_IFREG => Some(Kind::File),
+        libc::S_IFIFO => Some(Kind::Fifo),
+        libc::S_IFSOCK => Some(Kind::Socket),
+        libc::S_IFCHR => Some(Kind::CharDevice),
+        libc::S_IFBLK => Some(Kind::BlockDevice),
+        _ => None,
     }
 }
 
@@ -199,16 +221,35 @@ impl Filesystem for MqFs {
         name: &OsStr,
         mode: u32,
         umask: u32,
-        _rdev: u32,
+        rdev: u32,
         reply: ReplyEntry,
     ) {
         guard("mknod", || {
-            if mode & libc::S_IFMT != libc::S_IFREG {
-                // Only regular files (streams) and directories (groups) exist here.
-                return reply.error(fuser::Errno::EPERM);
-            }
+            // The kernel checks CAP_MKNOD for devices, and refuses to open them on a nodev
+            // mount (those mqfs makes itself are): it serves FIFOs, sockets and devices itself.
+            let Some(kind) = node_kind(mode) else { return reply.error(fuser::Errno::EINVAL) };
             let perm = (mode & !umask & 0o7777) as u16;
-            reply_entry(reply, self.engine.create(parent.0, name.as_bytes(), perm, caller(req)));
+            reply_entry(reply, self.engine.mknod(parent.0, name.as_bytes(), kind, perm, rdev, caller(req)));
+        })
+    }
+
+    fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
+        guard("symlink", || {
+            let target = target.as_os_str().as_bytes();
+            reply_entry(reply, self.engine.symlink(parent.0, link_name.as_bytes(), target, caller(req)));
+        })
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        guard("readlink", || match self.engine.readlink(ino.0) {
+            Ok(target) => reply.data(&target),
+            Err(e) => reply.error(errno(e)),
+        })
+    }
+
+    fn link(&self, _req: &Request, ino: INodeNo, newparent: INodeNo, newname: &OsStr, reply: ReplyEntry) {
+        guard("link", || {
+            reply_entry(reply, self.engine.link(ino.0, newparent.0, newname.as_bytes()));
         })
     }
 
@@ -423,11 +464,12 @@ impl Filesystem for MqFs {
     fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
         guard("readdir", || {
             let listed = self.engine.readdir(ino.0, offset, |entry: Entry| {
-                let kind = match entry.kind {
-                    Kind::Directory => FileType::Directory,
-                    Kind::File => FileType::RegularFile,
-                };
-                reply.add(INodeNo(entry.ino), entry.next, kind, OsStr::from_bytes(entry.name))
+                reply.add(
+                    INodeNo(entry.ino),
+                    entry.next,
+                    file_type(entry.kind),
+                    OsStr::from_bytes(entry.name),
+                )
             });
             match listed {
                 Ok(()) => reply.ok(),

@@ -245,7 +245,7 @@ pub fn is_mounted_at(path: &Path, fs_type: Option<&str>) -> bool {
 
 /// Lazily detaches whatever is mounted at `path` (`umount -l`), repeating
 /// for stacked mounts. Returns whether `path` is free afterwards.
-fn detach_all(path: &Path) -> bool {
+pub fn detach_all(path: &Path) -> bool {
     let Ok(c_path) = CString::new(path.as_os_str().as_bytes()) else {
         return false;
     };

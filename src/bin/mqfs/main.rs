@@ -25,6 +25,7 @@ use nix::unistd::{getgid, getuid};
 use mqfs::engine::{Caller, Engine, Limits, delivery};
 use mqfs::fuse::MqFs;
 use mqfs::logger;
+use mqfs::tools::sys::strerror;
 
 use cli::{Invocation, Parsed};
 use options::Settings;
@@ -304,11 +305,18 @@ fn fd_target(path: &Path) -> Result<Option<OwnedFd>, String> {
     Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) }))
 }
 
-/// The mount point must be an existing directory that nothing is mounted on yet.
+/// The mount point must be an existing directory that nothing is mounted on yet. mqfs creates
+/// none (mount(8) does not either): a missing one gets mount(8)'s words and the remedy.
 fn check_mountpoint(path: &Path) -> Result<PathBuf, String> {
     let shown = path.display();
-    let path = path.canonicalize().map_err(|e| format!("mount point {shown}: {e}"))?;
-    let meta = std::fs::metadata(&path).map_err(|e| format!("mount point {shown}: {e}"))?;
+    let failed = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            format!("mount point {shown} does not exist (create it with mkdir -p)")
+        }
+        _ => format!("mount point {shown}: {}", strerror(&e)),
+    };
+    let path = path.canonicalize().map_err(failed)?;
+    let meta = std::fs::metadata(&path).map_err(failed)?;
     if !meta.is_dir() {
         return Err(format!("mount point {shown}: Not a directory"));
     }
