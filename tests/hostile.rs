@@ -378,6 +378,12 @@ fn fuzzed_ctl_writes_apply_what_the_grammar_says_or_fail_einval_changing_nothing
                     "case {case} (seed {seed}): {shown:?} accepted, ctl is\n{after}\nexpected\n{}",
                     next.render()
                 );
+                // (An empty write never reaches mqfs: the kernel does not pass it on.)
+                let told = after.contains("# error: ");
+                assert!(
+                    input.is_empty() || !told,
+                    "case {case}: {shown:?} accepted, an error stays:\n{after}"
+                );
                 if clear {
                     assert!(
                         after.contains("# messages 0\n# bytes 0\n"),
@@ -388,7 +394,19 @@ fn fuzzed_ctl_writes_apply_what_the_grammar_says_or_fail_einval_changing_nothing
             }
             (None, Some(libc::EINVAL)) => {
                 refused += 1;
-                assert_eq!(after, before, "case {case} (seed {seed}): {shown:?} refused but ctl changed");
+                // ctl reads the same, and ends with why this write was refused.
+                let settings = |text: &str| -> Vec<String> {
+                    text.lines().filter(|l| !l.starts_with("# error: ")).map(str::to_string).collect()
+                };
+                assert_eq!(
+                    settings(&after),
+                    settings(&before),
+                    "case {case} (seed {seed}): {shown:?} refused but ctl changed"
+                );
+                assert!(
+                    after.lines().last().is_some_and(|l| l.starts_with("# error: ")),
+                    "case {case}: {shown:?} refused, and ctl does not say why:\n{after}"
+                );
             }
             (model, result) => panic!(
                 "case {case} (seed {seed}): {shown:?} ({} bytes): the model says {}, the write gave {}",
@@ -414,11 +432,12 @@ fn a_ctl_write_the_kernel_cuts_into_several_requests_is_refused_whole() {
     }
     text.extend_from_slice(b"bogus\n");
     assert_eq!(errname(ctl_write(&m.join("ctl"), &text)), "EINVAL");
-    assert_eq!(fs::read_to_string(m.join("ctl")).unwrap(), before);
+    let told = "# error: a write(2) longer than 1048576 bytes is refused\n";
+    assert_eq!(fs::read_to_string(m.join("ctl")).unwrap(), format!("{before}{told}"));
     // The same without the bad line is refused too: a ctl write holds at most 1 MiB.
     text.truncate(text.len() - b"bogus\n".len());
     assert_eq!(errname(ctl_write(&m.join("ctl"), &text)), "EINVAL");
-    assert_eq!(fs::read_to_string(m.join("ctl")).unwrap(), before);
+    assert_eq!(fs::read_to_string(m.join("ctl")).unwrap(), format!("{before}{told}"));
     // A ctl write up to 1 MiB works.
     text.truncate(512 << 10);
     let end = text.iter().rposition(|&b| b == b'\n').unwrap() + 1;

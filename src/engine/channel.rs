@@ -488,9 +488,25 @@ impl Channel {
         self.log.len()
     }
 
-    /// Bytes of the retained history read as one file (`data static`).
-    pub fn read_at(&self, offset: u64, size: usize) -> Vec<u8> {
-        self.log.read_at(offset, size)
+    /// The history read as one file (`data static`): up to `size` bytes at `position`,
+    /// counted from the first byte ever appended. The dropped head, before the oldest
+    /// retained byte, reads as zeros (a hole).
+    pub fn read_at(&self, position: u64, size: usize) -> Vec<u8> {
+        let (start, end) = self.span();
+        if position >= end {
+            return Vec::new();
+        }
+        let stop = end.min(position.saturating_add(size as u64));
+        let hole = start.clamp(position, stop) - position;
+        let mut out = vec![0; hole as usize];
+        self.log.read_at(position + hole, (stop - position - hole) as usize, &mut out);
+        out
+    }
+
+    /// Where the retained history starts and ends, counted from the first byte ever
+    /// appended: a static file's dropped head, and its size.
+    pub fn span(&self) -> (u64, u64) {
+        (self.log.start(), self.log.end())
     }
 
     /// Retained payload bytes: a stream's size.

@@ -56,6 +56,20 @@ impl std::fmt::Display for CtlError {
     }
 }
 
+/// The most of a refusal's reason an error comment keeps: a bad word is quoted in it, and a
+/// ctl write may be 1 MiB long.
+const ERROR_REASON_MAX: usize = 200;
+
+/// The comment line that tells a writer why its ctl write was refused, at the end of its
+/// next reads of `ctl`. Being a comment, it is ignored when what `ctl` printed is written
+/// back.
+pub fn error_comment(reason: &str) -> String {
+    match reason.char_indices().nth(ERROR_REASON_MAX) {
+        Some((cut, _)) => format!("# error: {}...\n", &reason[..cut]),
+        None => format!("# error: {reason}\n"),
+    }
+}
+
 /// Parses every command of a ctl write, or reports the first bad line.
 pub fn parse(text: &[u8]) -> Result<Vec<Command>, CtlError> {
     let text =
@@ -144,6 +158,17 @@ mod tests {
             let error = parse(text).unwrap_err();
             assert_eq!(error.line, *line, "{:?}", String::from_utf8_lossy(text));
         }
+    }
+
+    #[test]
+    fn an_error_comment_is_one_bounded_comment_line_that_parses_as_nothing() {
+        let error = parse(b"data message\nbogus\n").unwrap_err();
+        assert_eq!(error_comment(&error.to_string()), "# error: line 2: unknown command \"bogus\"\n");
+        let long = format!("x{}\ny", "é".repeat(100_000));
+        let comment = error_comment(&parse(long.as_bytes()).unwrap_err().to_string());
+        assert!(comment.len() < 4 * ERROR_REASON_MAX && comment.ends_with("...\n"), "{comment}");
+        assert_eq!(comment.lines().count(), 1);
+        assert_eq!(parse(comment.as_bytes()), Ok(Vec::new()));
     }
 
     #[test]

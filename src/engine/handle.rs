@@ -47,14 +47,25 @@ pub enum Handle {
         writing: Writing,
     },
     /// A stream or `order` in `data static` mode, read by offset like a regular file.
-    Static { source: Source, writing: Writing },
-    Ctl {
-        group: Ino,
-        /// What reading returns: the configuration and status when the file was opened.
-        text: Vec<u8>,
-        /// A ctl write(2) is assembled like a message, then applied whole.
+    Static {
+        source: Source,
         writing: Writing,
+        resume: Mutex<Resume>,
     },
+    Ctl(CtlFile),
+}
+
+/// An open `ctl`.
+pub struct CtlFile {
+    pub group: Ino,
+    /// Who opened it: a refused write is remembered for that user's next reads of ctl.
+    pub uid: u32,
+    /// What reading returns: the configuration and status when the file was opened, and
+    /// why the opener's last ctl write was refused, if it was; a write refused through this
+    /// file adds its reason.
+    pub text: Mutex<Vec<u8>>,
+    /// A ctl write(2) is assembled like a message, then applied whole.
+    pub writing: Writing,
 }
 
 impl Handle {
@@ -68,7 +79,9 @@ impl Handle {
         });
         let writing = Writing::new(config.frame);
         match config.data {
-            DataMode::Static => (Handle::Static { source, writing }, OpenKind::Static),
+            DataMode::Static => {
+                (Handle::Static { source, writing, resume: Mutex::default() }, OpenKind::Static)
+            }
             _ => (Handle::Channel { source, reader, writing }, OpenKind::Stream),
         }
     }
@@ -93,7 +106,11 @@ impl Handle {
             Handle::Channel { source, reader: Some(reader), .. } => {
                 source.with(|channel, config| channel.read(*reader, size, mode, ticket, callback, config))
             }
-            Handle::Static { .. } | Handle::Ctl { .. } => {
+            Handle::Static { source, resume, .. } => {
+                callback(Ok(resume.lock().read(source, offset, size)));
+                return None;
+            }
+            Handle::Ctl(_) => {
                 callback(self.read_at(offset, size));
                 return None;
             }
@@ -106,14 +123,18 @@ impl Handle {
         parked
     }
 
-    /// Reads `size` bytes at `offset` of a file read by offset (a static stream or `order`,
-    /// ctl). A stream read as a stream has no offsets, and its bytes are read by moving a
-    /// cursor: such a read (a memory mapping's page-in, sendfile) fails with ENODEV, as mmap(2)
-    /// fails on files that cannot be mapped, and the cursor stays where it is.
+    /// Reads `size` bytes at exactly `offset` of a file read by offset (a static stream or
+    /// `order`, ctl), for the page cache. A stream read as a stream has no offsets, and its
+    /// bytes are read by moving a cursor: such a read (a memory mapping's page-in, sendfile)
+    /// fails with ENODEV, as mmap(2) fails on files that cannot be mapped, and the cursor
+    /// stays where it is. So does a read of a static file's dropped head: those bytes are gone.
     pub fn read_at(&self, offset: u64, size: usize) -> Result<Vec<u8>> {
         match self {
-            Handle::Static { source, .. } => Ok(source.with(|channel, _| channel.read_at(offset, size))),
-            Handle::Ctl { text, .. } => {
+            Handle::Static { source, .. } => source.with(|channel, _| {
+                if offset < channel.span().0 { Err(Errno::ENODEV) } else { Ok(channel.read_at(offset, size)) }
+            }),
+            Handle::Ctl(ctl) => {
+                let text = ctl.text.lock();
                 let start = (offset as usize).min(text.len());
                 let end = start.saturating_add(size).min(text.len());
                 Ok(text[start..end].to_vec())
@@ -132,7 +153,7 @@ impl Handle {
         memory: &Arc<Memory>,
     ) -> Option<Ticket> {
         let (Handle::Channel { source: Source::Stream(stream), writing, .. }
-        | Handle::Static { source: Source::Stream(stream), writing }) = self
+        | Handle::Static { source: Source::Stream(stream), writing, .. }) = self
         else {
             (waiter.callback)(Err(Errno::EBADF));
             return None;
@@ -158,7 +179,7 @@ impl Handle {
     /// the writer is `dying` (asked only when there is something to publish).
     pub fn flush(&self, dying: impl FnOnce() -> bool) -> Result<()> {
         let (Handle::Channel { source: Source::Stream(stream), writing, .. }
-        | Handle::Static { source: Source::Stream(stream), writing }) = self
+        | Handle::Static { source: Source::Stream(stream), writing, .. }) = self
         else {
             return Ok(());
         };
@@ -187,7 +208,7 @@ impl Handle {
                 (read, wakeups)
             }),
             Handle::Static { source, .. } => source.with(|channel, _| channel.cancel_write(ticket)),
-            Handle::Ctl { .. } => (false, Wakeups::default()),
+            Handle::Ctl(_) => (false, Wakeups::default()),
         };
         drop(wakeups);
         cancelled
@@ -200,6 +221,33 @@ impl Handle {
             }
             _ => true,
         }
+    }
+}
+
+/// Where a static file's next sequential read goes on: the offset its last read ended at,
+/// and the stream position that was. Two reads skip the dropped head of the history (which
+/// a read at any other offset finds as zeros) and start at the oldest retained byte: a read
+/// at offset 0, so that reading from the start reads the retained history, and a read that
+/// goes on where the previous one ended, if what followed was dropped meanwhile, so that a
+/// reader that fell behind (`tail -f` outrun by a writer) loses what was dropped but goes on
+/// with whole messages. Such a file then reads on behind its own offsets.
+#[derive(Default)]
+pub struct Resume {
+    offset: u64,
+    position: u64,
+}
+
+impl Resume {
+    fn read(&mut self, source: &Source, offset: u64, size: usize) -> Vec<u8> {
+        let continues = offset == self.offset;
+        let (position, bytes) = source.with(|channel, _| {
+            let wanted = if continues { self.position } else { offset };
+            let position = if continues || offset == 0 { wanted.max(channel.span().0) } else { wanted };
+            (position, channel.read_at(position, size))
+        });
+        let len = bytes.len() as u64;
+        *self = Resume { offset: offset + len, position: position + len };
+        bytes
     }
 }
 

@@ -25,7 +25,7 @@ pub use channel::{PollCallback, ReadCallback, ReadMode, ReadResult, Ticket, Writ
 use config::Frame;
 pub use config::{DataMode, GroupConfig};
 pub use errno::{Errno, Result};
-use handle::{Handle, Source, Step, Writing};
+use handle::{CtlFile, Handle, Source, Step, Writing};
 use memory::Memory;
 use stream::WriteWaiter;
 pub use tree::{Attr, Caller, Entry, Ino, Kind, ROOT, SetAttr};
@@ -202,8 +202,8 @@ impl Engine {
         self.tree.read().readdir(ino, offset, add)
     }
 
-    /// Opens a file; a handle opened for reading gets its own cursor.
-    pub fn open(&self, ino: Ino, read: bool, write: bool) -> Result<(u64, OpenKind)> {
+    /// Opens a file for `caller`; a handle opened for reading gets its own cursor.
+    pub fn open(&self, ino: Ino, read: bool, write: bool, caller: Caller) -> Result<(u64, OpenKind)> {
         let tree = self.tree.read();
         let source = match Special::of(ino) {
             Special::Node(ino) => Source::Stream(tree.stream(ino)?.clone()),
@@ -214,8 +214,15 @@ impl Engine {
                 Source::Order(tree.group(group)?.shared.clone())
             }
             Special::Ctl(group) => {
-                let text = if read { self.ctl_text(&tree, group)? } else { Vec::new() };
-                let fh = self.insert_handle(Handle::Ctl { group, text, writing: Writing::new(Frame::Write) });
+                let text = if read { self.ctl_text(&tree, group, caller.uid)? } else { Vec::new() };
+                let text = parking_lot::Mutex::new(text);
+                let handle = Handle::Ctl(CtlFile {
+                    group,
+                    uid: caller.uid,
+                    text,
+                    writing: Writing::new(Frame::Write),
+                });
+                let fh = self.insert_handle(handle);
                 return Ok((fh, OpenKind::Ctl));
             }
         };
@@ -298,18 +305,8 @@ impl Engine {
                 return None;
             }
         };
-        if let Handle::Ctl { group, writing, .. } = &*handle {
-            // Assembled like a message, so that a ctl write(2) applies whole or not at all.
-            let outcome = match writing.take(request, size_of_call, || false, CTL_MAX, &self.memory) {
-                Ok(Step::Message(text, _reservation)) => self.ctl_write(*group, &text),
-                Ok(Step::More) => Ok(()),
-                Err(Errno::EFBIG) => {
-                    log::warn!("ctl of group {group}: a write longer than {CTL_MAX} bytes is refused");
-                    Err(Errno::EINVAL)
-                }
-                Err(errno) => Err(errno),
-            };
-            callback(outcome);
+        if let Handle::Ctl(ctl) = &*handle {
+            callback(self.ctl_request(ctl, request, size_of_call));
             return None;
         }
         let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
@@ -349,8 +346,9 @@ impl Engine {
         self.handles.read().get(&fh).cloned().ok_or(Errno::EBADF)
     }
 
-    /// The text of a group's ctl: its configuration and status.
-    fn ctl_text(&self, tree: &Tree, group: Ino) -> Result<Vec<u8>> {
+    /// The text of a group's ctl: its configuration and status, then why `uid`'s last ctl
+    /// write to it was refused, if it was.
+    fn ctl_text(&self, tree: &Tree, group: Ino, uid: u32) -> Result<Vec<u8>> {
         let node = tree.group(group)?;
         let mut status = ctl::Status { groups: tree.subgroups(group)?, ..ctl::Status::default() };
         for stream in tree.streams(group)? {
@@ -360,17 +358,53 @@ impl Engine {
             status.messages += state.channel.messages();
             status.bytes += state.channel.bytes();
         }
-        let config = node.shared.state.lock().config;
-        Ok(ctl::render(&config, &status).into_bytes())
+        let state = node.shared.state.lock();
+        let mut text = ctl::render(&state.config, &status);
+        text.extend(state.ctl_errors.get(&uid).map(String::as_str));
+        Ok(text.into_bytes())
     }
 
-    /// Applies a ctl write: every command or none.
-    fn ctl_write(&self, group: Ino, text: &[u8]) -> Result<()> {
-        let commands = ctl::parse(text).map_err(|error| {
-            log::warn!("ctl of group {group}: {error}");
-            Errno::EINVAL
-        })?;
+    /// One WRITE request to a ctl file: assembled like a message, so that a ctl write(2)
+    /// applies whole or not at all, then parsed and applied. A refused write fails with
+    /// EINVAL, and its reason is logged and told to the writer where it is: this file's
+    /// reads, and its user's next opens of the group's ctl, end with it as a comment. The
+    /// user's next ctl write to the group replaces or clears it.
+    fn ctl_request(
+        &self,
+        ctl: &CtlFile,
+        request: &WriteRequest,
+        size_of_call: impl FnOnce() -> Option<u64>,
+    ) -> Result<()> {
+        let CtlFile { group, uid, text, writing } = ctl;
+        let parsed = match writing.take(request, size_of_call, || false, CTL_MAX, &self.memory) {
+            Ok(Step::Message(text, _reservation)) => ctl::parse(&text).map_err(|error| error.to_string()),
+            Ok(Step::More) => return Ok(()),
+            Err(Errno::EFBIG) => Err(format!("a write(2) longer than {CTL_MAX} bytes is refused")),
+            Err(errno) => return Err(errno),
+        };
         let tree = self.tree.read();
+        let commands = match parsed {
+            Ok(commands) => commands,
+            Err(reason) => {
+                log::warn!("ctl of group {group}: {reason}");
+                let comment = ctl::error_comment(&reason);
+                text.lock().extend_from_slice(comment.as_bytes());
+                if let Ok(node) = tree.group(*group) {
+                    node.shared.state.lock().ctl_errors.insert(*uid, comment);
+                }
+                return Err(Errno::EINVAL);
+            }
+        };
+        tree.group(*group)?.shared.state.lock().ctl_errors.remove(uid);
+        let owed = Self::ctl_apply(&tree, *group, commands);
+        drop(tree);
+        drop(owed?);
+        Ok(())
+    }
+
+    /// Applies the commands of a ctl write to a group, its streams and its `order`; returns
+    /// the writes the new retention released, to be answered once the tree is released.
+    fn ctl_apply(tree: &Tree, group: Ino, commands: Vec<ctl::Command>) -> Result<Wakeups> {
         let node = tree.group(group)?;
         let mut group_state = node.shared.state.lock();
         let mut config = group_state.config;
@@ -391,10 +425,7 @@ impl Engine {
             }
             wakeups.merge(state.channel.retain(&config));
         }
-        drop(group_state);
-        drop(tree);
-        drop(wakeups);
-        Ok(())
+        Ok(wakeups)
     }
 }
 

@@ -142,12 +142,15 @@ impl SegLog {
         Some(segment.message((seq - segment.base) as usize))
     }
 
-    /// Up to `size` bytes of the retained history read as one file: from `offset` counted
-    /// from the first byte of the oldest retained message. Empty at or past the end.
-    pub fn read_at(&self, offset: u64, size: usize) -> Vec<u8> {
-        let mut position = self.appended - self.bytes + offset;
+    /// Appends to `out` up to `size` bytes of the history read as one file, from `position`
+    /// counted from the first byte ever appended (so a position names the same byte for
+    /// good, whatever is dropped later). Nothing at or past the end; `position` must not be
+    /// before `start`.
+    pub fn read_at(&self, position: u64, size: usize, out: &mut Vec<u8>) {
+        debug_assert!(position >= self.start(), "bytes before the oldest retained one were dropped");
+        let mut position = position;
         let end = self.appended.min(position.saturating_add(size as u64));
-        let mut out = Vec::with_capacity(end.saturating_sub(position) as usize);
+        out.reserve(end.saturating_sub(position) as usize);
         let mut index = self.segments.partition_point(|s| s.start <= position).saturating_sub(1);
         while position < end {
             let segment = &self.segments[index];
@@ -157,7 +160,16 @@ impl SegLog {
             position += (to - from) as u64;
             index += 1;
         }
-        out
+    }
+
+    /// Position of the oldest retained byte: every byte before it was dropped.
+    pub fn start(&self) -> u64 {
+        self.appended - self.bytes
+    }
+
+    /// Payload bytes ever appended: the position where the next message starts.
+    pub fn end(&self) -> u64 {
+        self.appended
     }
 
     /// Drops the oldest retained message; returns its length, or None if the log is empty.
@@ -351,8 +363,15 @@ mod tests {
         assert_eq!(log.allocated(), 0);
     }
 
+    fn read(log: &SegLog, position: u64, size: usize) -> Vec<u8> {
+        let mut out = b"kept".to_vec();
+        log.read_at(position, size, &mut out);
+        assert_eq!(&out[..4], b"kept", "read_at appends");
+        out.split_off(4)
+    }
+
     #[test]
-    fn read_at_reads_the_retained_history_as_one_file() {
+    fn read_at_reads_by_positions_that_dropping_history_does_not_move() {
         let mut log = SegLog::default();
         let mut all = Vec::new();
         for i in 0..3000u32 {
@@ -362,18 +381,31 @@ mod tests {
         }
         log.append(&vec![b'x'; SEGMENT_BYTES + 10]).unwrap();
         all.extend(std::iter::repeat_n(b'x', SEGMENT_BYTES + 10));
+        let mut dropped = 0;
         for _ in 0..1000 {
-            let len = log.pop_front().unwrap();
-            all.drain(..len);
+            dropped += log.pop_front().unwrap();
         }
-        assert_eq!(log.bytes(), all.len() as u64);
-        for (offset, size) in [(0, 10), (5, 70_000), (100_000, 200_000), (all.len() - 3, 10), (0, all.len())]
-        {
+        assert_eq!((log.start(), log.end()), (dropped as u64, all.len() as u64));
+        assert_eq!(log.bytes(), (all.len() - dropped) as u64);
+        for (offset, size) in [
+            (dropped, 10),
+            (dropped + 5, 70_000),
+            (100_000, 200_000),
+            (all.len() - 3, 10),
+            (dropped, all.len()),
+        ] {
             let want = &all[offset..(offset + size).min(all.len())];
-            assert_eq!(log.read_at(offset as u64, size), want, "at {offset}+{size}");
+            assert_eq!(read(&log, offset as u64, size), want, "at {offset}+{size}");
         }
-        assert!(log.read_at(all.len() as u64, 10).is_empty());
-        assert!(log.read_at(all.len() as u64 + 5, 10).is_empty());
+        assert!(read(&log, all.len() as u64, 10).is_empty());
+        assert!(read(&log, all.len() as u64 + 5, 10).is_empty());
+        // Emptied, the log still counts every byte: its start is its end.
+        log.clear();
+        assert_eq!((log.start(), log.end()), (all.len() as u64, all.len() as u64));
+        log.skip(7);
+        assert_eq!((log.start(), log.end()), (all.len() as u64 + 7, all.len() as u64 + 7));
+        log.append(b"next").unwrap();
+        assert_eq!(read(&log, all.len() as u64 + 7, 10), b"next");
     }
 
     #[test]

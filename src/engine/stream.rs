@@ -6,6 +6,7 @@
 //! the group's streams in the order they were committed. The namespace (names, inodes,
 //! permissions) lives in the tree and is not needed to write or read.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -24,11 +25,15 @@ pub struct Group {
 pub struct GroupState {
     pub config: GroupConfig,
     pub order: Channel,
+    /// Each user's last refused ctl write, as the comment line that user's reads of `ctl`
+    /// end with, until that user's next ctl write to the group.
+    pub ctl_errors: HashMap<u32, String>,
 }
 
 impl Group {
     pub fn new(config: GroupConfig, memory: Arc<Memory>) -> Arc<Group> {
-        Arc::new(Group { state: Mutex::new(GroupState { config, order: Channel::new(memory) }) })
+        let state = GroupState { config, order: Channel::new(memory), ctl_errors: HashMap::new() };
+        Arc::new(Group { state: Mutex::new(state) })
     }
 }
 

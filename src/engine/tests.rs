@@ -79,11 +79,11 @@ fn mkdir(e: &Engine, parent: Ino, name: &str) -> Ino {
 }
 
 fn open_reader(e: &Engine, ino: Ino) -> u64 {
-    e.open(ino, true, false).expect("open for reading").0
+    e.open(ino, true, false, OWNER).expect("open for reading").0
 }
 
 fn open_writer(e: &Engine, ino: Ino) -> u64 {
-    e.open(ino, false, true).expect("open for writing").0
+    e.open(ino, false, true, OWNER).expect("open for writing").0
 }
 
 fn write(e: &Engine, fh: u64, data: &[u8]) -> Result<usize> {
@@ -122,7 +122,7 @@ fn order_ino(e: &Engine, group: Ino) -> Ino {
 
 /// What a fresh open of the group's ctl reads.
 fn ctl_read(e: &Engine, group: Ino) -> String {
-    let (fh, kind) = e.open(ctl_ino(e, group), true, false).expect("open ctl");
+    let (fh, kind) = e.open(ctl_ino(e, group), true, false, OWNER).expect("open ctl");
     assert_eq!(kind, OpenKind::Ctl);
     let text = read_now(e, fh, 65536).expect("read ctl");
     e.release(fh);
@@ -130,7 +130,7 @@ fn ctl_read(e: &Engine, group: Ino) -> String {
 }
 
 fn ctl_write(e: &Engine, group: Ino, text: &str) -> Result<usize> {
-    let (fh, _) = e.open(ctl_ino(e, group), false, true).expect("open ctl for writing");
+    let (fh, _) = e.open(ctl_ino(e, group), false, true, OWNER).expect("open ctl for writing");
     let result = write(e, fh, text.as_bytes());
     e.release(fh);
     result
@@ -595,7 +595,7 @@ fn frame_is_fixed_when_a_file_is_opened() {
 #[test]
 fn a_ctl_write_in_several_requests_applies_whole_or_not_at_all() {
     let e = engine();
-    let (fh, _) = e.open(ctl_ino(&e, ROOT), false, true).unwrap();
+    let (fh, _) = e.open(ctl_ino(&e, ROOT), false, true, OWNER).unwrap();
     let text = b"depth 5\nbogus line\n";
     assert_eq!(write_part(&e, fh, &text[..8], 100, Some(text.len() as u64)), Ok(8));
     assert!(ctl_read(&e, ROOT).contains("depth 0"), "nothing applied before the end");
@@ -1028,7 +1028,7 @@ fn ctl_reads_configuration_and_status() {
     assert_eq!(status(&text, "bytes"), 10, "{text}");
 
     // An open ctl reads by offset, as a file.
-    let (fh, _) = e.open(ctl_ino(&e, g), true, false).unwrap();
+    let (fh, _) = e.open(ctl_ino(&e, g), true, false, OWNER).unwrap();
     let whole = text.as_bytes();
     let (slot, _) = start_read(&e, fh, 5, ReadMode::Block);
     assert_eq!(taken(&slot), Some(Ok(whole[..5].to_vec())));
@@ -1070,7 +1070,9 @@ fn a_bad_ctl_write_is_refused_whole() {
         "replay all\ndepth five",
     ] {
         assert_eq!(ctl_write(&e, ROOT, bad), Err(Errno::EINVAL), "{bad:?}");
-        assert_eq!(ctl_read(&e, ROOT), before, "{bad:?} changed something");
+        let after = ctl_read(&e, ROOT);
+        let error = after.strip_prefix(&before).unwrap_or_else(|| panic!("{bad:?} changed something"));
+        assert!(error.starts_with("# error: line ") && error.lines().count() == 1, "{error:?}");
     }
     // A refused write that includes `clear` clears nothing.
     ctl(&e, ROOT, "replay all");
@@ -1081,6 +1083,41 @@ fn a_bad_ctl_write_is_refused_whole() {
     // Comments and blank lines are fine.
     ctl(&e, ROOT, "\n# a comment\n  \ndepth 2\n");
     assert!(ctl_read(&e, ROOT).contains("depth 2\n"));
+}
+
+#[test]
+fn a_refused_ctl_write_is_told_to_its_writer_on_its_next_reads_of_ctl() {
+    let e = engine();
+    let other = Caller { uid: 1000, gid: 1000 };
+    let open_ctl = |caller, read, write| e.open(ctl_ino(&e, ROOT), read, write, caller).unwrap().0;
+    let read_all = |fh| String::from_utf8(read_static(&e, fh, 0, 65536).unwrap()).unwrap();
+    let clean = ctl_read(&e, ROOT);
+    assert_eq!(ctl_write(&e, ROOT, "depth 3\nbogus\n"), Err(Errno::EINVAL));
+    let told = format!("{clean}# error: line 2: unknown command \"bogus\"\n");
+    assert_eq!(ctl_read(&e, ROOT), told, "the writer's next open");
+    assert_eq!(ctl_read(&e, ROOT), told, "and every one until its next ctl write");
+    // Another user's reads do not show it.
+    let theirs = open_ctl(other, true, false);
+    assert_eq!(read_all(theirs), clean);
+    // What ctl printed, error included, writes back: the error line is a comment.
+    ctl(&e, ROOT, &told);
+    assert_eq!(ctl_read(&e, ROOT), clean, "a successful write clears the writer's error");
+    // Through a file open for reading and writing, the same file's reads end with it too.
+    let both = open_ctl(other, true, true);
+    assert_eq!(read_all(both), clean);
+    assert_eq!(write(&e, both, b"replay never\n"), Err(Errno::EINVAL));
+    let reason = "# error: line 1: replay takes off, last or all, not \"never\"\n";
+    assert_eq!(read_all(both), format!("{clean}{reason}"));
+    assert_eq!(ctl_read(&e, ROOT), clean, "the owner did nothing wrong");
+    let again = open_ctl(other, true, false);
+    assert_eq!(read_all(again), format!("{clean}{reason}"), "the other user's next open");
+    // A write too long to apply is refused the same way.
+    let huge = "#".repeat(CTL_MAX as usize + 1);
+    assert_eq!(ctl_write(&e, ROOT, &huge), Err(Errno::EINVAL));
+    assert!(ctl_read(&e, ROOT).ends_with("# error: a write(2) longer than 1048576 bytes is refused\n"));
+    for fh in [theirs, both, again] {
+        e.release(fh);
+    }
 }
 
 #[test]
@@ -1187,9 +1224,9 @@ fn order_cannot_be_opened_for_writing() {
     let g = mkdir(&e, ROOT, "g");
     for group in [ROOT, g] {
         let order = order_ino(&e, group);
-        assert_eq!(e.open(order, false, true).map(|o| o.1), Err(Errno::EPERM));
-        assert_eq!(e.open(order, true, true).map(|o| o.1), Err(Errno::EPERM));
-        assert_eq!(e.open(order, true, false).map(|o| o.1), Ok(OpenKind::Stream));
+        assert_eq!(e.open(order, false, true, OWNER).map(|o| o.1), Err(Errno::EPERM));
+        assert_eq!(e.open(order, true, true, OWNER).map(|o| o.1), Err(Errno::EPERM));
+        assert_eq!(e.open(order, true, false, OWNER).map(|o| o.1), Ok(OpenKind::Stream));
     }
 }
 
@@ -1947,22 +1984,25 @@ fn frame_close_buffers_count_against_the_ceiling_and_enospc_refuses_the_message(
     assert_eq!(write(&e, w2, b"fresh"), Ok(5), "a close starts a new message");
 }
 
+/// Reads `size` bytes at `offset` through a static file: never parks.
+fn read_static(e: &Engine, fh: u64, offset: u64, size: u32) -> ReadResult {
+    let slot: Slot = Arc::new(Mutex::new(None));
+    let target = slot.clone();
+    let parked =
+        e.read(fh, offset, size, ReadMode::Block, Box::new(move |r| *target.lock().unwrap() = Some(r)));
+    assert_eq!(parked, None, "static reads never block");
+    taken(&slot).expect("a static read completes at once")
+}
+
 #[test]
 fn static_mode_reads_history_by_offset_with_an_end() {
     let e = engine();
     ctl(&e, ROOT, "replay all\ndata static");
     let s = create(&e, ROOT, "s");
     publish(&e, s, &[b"one\n", b"two\n", b"three\n"]);
-    let (fh, kind) = e.open(s, true, false).unwrap();
+    let (fh, kind) = e.open(s, true, false, OWNER).unwrap();
     assert_eq!(kind, OpenKind::Static);
-    let read_at = |offset| {
-        let slot: Slot = Arc::new(Mutex::new(None));
-        let target = slot.clone();
-        let parked =
-            e.read(fh, offset, 5, ReadMode::Block, Box::new(move |r| *target.lock().unwrap() = Some(r)));
-        assert_eq!(parked, None, "static reads never block");
-        taken(&slot).unwrap()
-    };
+    let read_at = |offset| read_static(&e, fh, offset, 5);
     assert_eq!(read_at(0), Ok(b"one\nt".to_vec()));
     assert_eq!(read_at(8), Ok(b"three".to_vec()));
     assert_eq!(read_at(14), Ok(Vec::new()), "end of file");
@@ -1972,7 +2012,51 @@ fn static_mode_reads_history_by_offset_with_an_end() {
     let g = mkdir(&e, ROOT, "g");
     ctl(&e, g, "data message");
     let t = create(&e, g, "t");
-    assert_eq!(e.open(t, true, false).unwrap().1, OpenKind::Stream);
+    assert_eq!(e.open(t, true, false, OWNER).unwrap().1, OpenKind::Stream);
+}
+
+#[test]
+fn static_offsets_count_every_byte_ever_written_whatever_depth_drops() {
+    let e = engine();
+    ctl(&e, ROOT, "replay all\ndata static\ndepth 2");
+    let s = create(&e, ROOT, "s");
+    publish(&e, s, &[b"a1\n", b"b22\n", b"c333\n"]);
+    // Every byte ever written counts: "a1\n" was dropped, the others keep their offsets.
+    assert_eq!(e.getattr(s).unwrap().size, 12);
+    let follower = open_reader(&e, s);
+    assert_eq!(read_static(&e, follower, 3, 100), Ok(b"b22\nc333\n".to_vec()));
+    assert_eq!(read_static(&e, follower, 12, 100), Ok(Vec::new()), "at the end");
+    // A writer outruns it: what it would read next was dropped, so it reads on from the
+    // oldest retained message, whole, and then from where that read ended.
+    publish(&e, s, &[b"d4444\n", b"e55555\n", b"f666666\n"]);
+    assert_eq!(e.getattr(s).unwrap().size, 33);
+    assert_eq!(read_static(&e, follower, 12, 7), Ok(b"e55555\n".to_vec()));
+    assert_eq!(read_static(&e, follower, 19, 100), Ok(b"f666666\n".to_vec()));
+    assert_eq!(read_static(&e, follower, 27, 100), Ok(Vec::new()), "its end is the stream's");
+    publish(&e, s, &[b"g\n"]);
+    assert_eq!(read_static(&e, follower, 27, 100), Ok(b"g\n".to_vec()));
+    // A new reader from the start reads the retained history, not the dropped head.
+    let fresh = open_reader(&e, s);
+    assert_eq!(read_static(&e, fresh, 0, 100), Ok(b"f666666\ng\n".to_vec()));
+    assert_eq!(read_static(&e, fresh, 10, 100), Ok(Vec::new()), "and then its end");
+    // A read at another offset (a seek) reads at that offset: the same bytes for good.
+    assert_eq!(read_static(&e, fresh, 33, 2), Ok(b"g\n".to_vec()));
+    assert_eq!(read_static(&e, fresh, 25, 3), Ok(b"f66".to_vec()));
+    // Read there, the dropped head is a hole: zeros, then the retained bytes.
+    assert_eq!(read_static(&e, fresh, 20, 8), Ok(b"\0\0\0\0\0f66".to_vec()));
+    assert_eq!(read_static(&e, fresh, 2, 4), Ok(vec![0; 4]));
+    // From the start again, it skips the hole.
+    assert_eq!(read_static(&e, fresh, 0, 4), Ok(b"f666".to_vec()));
+    // The page cache reads exactly by offset: the dropped head cannot be mapped.
+    assert_eq!(e.read_pages(fresh, 27, 4096), Ok(b"66666\ng\n".to_vec()));
+    assert_eq!(e.read_pages(fresh, 0, 4096), Err(Errno::ENODEV));
+    // `clear` drops everything and moves no offset; order counts its bytes the same way.
+    ctl(&e, ROOT, "clear");
+    assert_eq!(e.getattr(s).unwrap().size, 35);
+    assert_eq!(read_static(&e, fresh, 0, 100), Ok(Vec::new()));
+    assert_eq!(e.getattr(order_ino(&e, ROOT)).unwrap().size, 14, "7 names of 2 bytes");
+    publish(&e, s, &[b"h\n"]);
+    assert_eq!(e.getattr(order_ino(&e, ROOT)).unwrap().size, 16, "and one more");
 }
 
 #[test]
@@ -1998,12 +2082,13 @@ fn page_cache_reads_serve_files_read_by_offset_and_leave_cursors_alone() {
     publish(&e, s, &[b"hello"]);
     assert_eq!(e.read_pages(r, 0, 4096), Err(Errno::ENODEV), "a stream has no offsets");
     expect_read(&e, r, 100, b"hello");
-    let c = e.open(ctl_ino(&e, ROOT), true, false).unwrap().0;
+    let c = e.open(ctl_ino(&e, ROOT), true, false, OWNER).unwrap().0;
     assert!(e.read_pages(c, 0, 4096).unwrap().starts_with(b"data message\n"), "ctl reads by offset");
     ctl(&e, ROOT, "replay all\ndata static");
     publish(&e, s, &[b"history"]);
     let fh = open_reader(&e, s);
-    assert_eq!(e.read_pages(fh, 2, 4096), Ok(b"story".to_vec()));
+    // Offsets count every byte ever written: "hello" (read and dropped) took the first five.
+    assert_eq!(e.read_pages(fh, 7, 4096), Ok(b"story".to_vec()));
 }
 
 mod links;

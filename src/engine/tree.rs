@@ -85,14 +85,15 @@ pub enum Kind {
     BlockDevice,
 }
 
-/// What `stat` gives as the size of a stream or `order`. A static reader reads the retained
-/// history as a file, so that is its size. Read as a stream, it has no size, as a pipe has
+/// What `stat` gives as the size of a stream or `order`. A static reader reads the history
+/// as a file whose offsets count from the first byte ever written (dropped history leaves
+/// them where they were), so its size is every byte ever written. Read as a stream, it has no size, as a pipe has
 /// none: the kernel answers FIONREAD with the size minus the file position, and a stream's
 /// position never moves, so any other size would always claim unread data (GNU `cat -A`
 /// then never flushes its output). The retained bytes show in `ctl` as `# bytes`.
 pub fn file_size(channel: &Channel, config: &GroupConfig) -> u64 {
     match config.data {
-        DataMode::Static => channel.bytes(),
+        DataMode::Static => channel.span().1,
         DataMode::Message | DataMode::Coalesce => 0,
     }
 }

@@ -293,10 +293,10 @@ impl Filesystem for MqFs {
         })
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         guard("open", || {
             let (read, write) = access(flags);
-            match self.engine.open(ino.0, read, write) {
+            match self.engine.open(ino.0, read, write, caller(req)) {
                 Ok((fh, kind)) => reply.opened(FileHandle(fh), open_flags(kind)),
                 Err(e) => reply.error(errno(e)),
             }
@@ -318,7 +318,7 @@ impl Filesystem for MqFs {
             let (read, write) = access(OpenFlags(flags));
             let created = self.engine.create(parent.0, name.as_bytes(), perm, caller(req)).and_then(|attr| {
                 // If it cannot be opened, the kernel is not told of it.
-                let opened = self.engine.open(attr.ino, read, write);
+                let opened = self.engine.open(attr.ino, read, write, caller(req));
                 opened.inspect_err(|_| self.engine.forget(attr.ino, 1)).map(|open| (attr, open))
             });
             match created {

@@ -156,7 +156,7 @@ mod tests {
             Limits { max_message: 1 << 20, memory: 1 << 26 },
         ));
         let stream = engine.create(ROOT, b"s", 0o644, Caller { uid: 0, gid: 0 }).expect("create");
-        let (fh, _) = engine.open(stream.ino, true, false).expect("open");
+        let (fh, _) = engine.open(stream.ino, true, false, Caller { uid: 0, gid: 0 }).expect("open");
         let interrupts = Interrupts::new(engine.clone());
         let result = Arc::new(std::sync::Mutex::new(None));
         let done = Arc::new(AtomicBool::new(false));
