@@ -1,7 +1,7 @@
 //! A group's configuration: how its streams are read, replayed and bounded, and its
 //! vocabulary. [`SETTINGS`] is the one place a setting's name, values and words are spelled:
-//! the ctl language (`ctl.rs`), `-o` options, the configuration file, presets and the help
-//! texts all read them from there, so a new setting is a field, a type and a row.
+//! the ctl language (`ctl/language.rs`), `-o` options, the configuration file, presets and the
+//! help texts all read them from there, so a new setting is a field, a type and a row.
 
 use std::fmt;
 

@@ -25,7 +25,7 @@ pub use channel::{PollCallback, ReadCallback, ReadMode, ReadResult, Ticket, Writ
 use config::Frame;
 pub use config::{DataMode, GroupConfig};
 pub use errno::{Errno, Result};
-use handle::{CtlFile, Handle, Source, Step, Writing};
+use handle::{CtlFile, Handle, Source, Writing};
 use memory::Memory;
 use stream::WriteWaiter;
 pub use tree::{Attr, Caller, Entry, Ino, Kind, ROOT, SetAttr};
@@ -344,88 +344,6 @@ impl Engine {
 
     fn handle(&self, fh: u64) -> Result<Arc<Handle>> {
         self.handles.read().get(&fh).cloned().ok_or(Errno::EBADF)
-    }
-
-    /// The text of a group's ctl: its configuration and status, then why `uid`'s last ctl
-    /// write to it was refused, if it was.
-    fn ctl_text(&self, tree: &Tree, group: Ino, uid: u32) -> Result<Vec<u8>> {
-        let node = tree.group(group)?;
-        let mut status = ctl::Status { groups: tree.subgroups(group)?, ..ctl::Status::default() };
-        for stream in tree.streams(group)? {
-            let state = stream.state.lock();
-            status.streams += 1;
-            status.readers += state.channel.readers();
-            status.messages += state.channel.messages();
-            status.bytes += state.channel.bytes();
-        }
-        let state = node.shared.state.lock();
-        let mut text = ctl::render(&state.config, &status);
-        text.extend(state.ctl_errors.get(&uid).map(String::as_str));
-        Ok(text.into_bytes())
-    }
-
-    /// One WRITE request to a ctl file: assembled like a message, so that a ctl write(2)
-    /// applies whole or not at all, then parsed and applied. A refused write fails with
-    /// EINVAL, and its reason is logged and told to the writer where it is: this file's
-    /// reads, and its user's next opens of the group's ctl, end with it as a comment. The
-    /// user's next ctl write to the group replaces or clears it.
-    fn ctl_request(
-        &self,
-        ctl: &CtlFile,
-        request: &WriteRequest,
-        size_of_call: impl FnOnce() -> Option<u64>,
-    ) -> Result<()> {
-        let CtlFile { group, uid, text, writing } = ctl;
-        let parsed = match writing.take(request, size_of_call, || false, CTL_MAX, &self.memory) {
-            Ok(Step::Message(text, _reservation)) => ctl::parse(&text).map_err(|error| error.to_string()),
-            Ok(Step::More) => return Ok(()),
-            Err(Errno::EFBIG) => Err(format!("a write(2) longer than {CTL_MAX} bytes is refused")),
-            Err(errno) => return Err(errno),
-        };
-        let tree = self.tree.read();
-        let commands = match parsed {
-            Ok(commands) => commands,
-            Err(reason) => {
-                log::warn!("ctl of group {group}: {reason}");
-                let comment = ctl::error_comment(&reason);
-                text.lock().extend_from_slice(comment.as_bytes());
-                if let Ok(node) = tree.group(*group) {
-                    node.shared.state.lock().ctl_errors.insert(*uid, comment);
-                }
-                return Err(Errno::EINVAL);
-            }
-        };
-        tree.group(*group)?.shared.state.lock().ctl_errors.remove(uid);
-        let owed = Self::ctl_apply(&tree, *group, commands);
-        drop(tree);
-        drop(owed?);
-        Ok(())
-    }
-
-    /// Applies the commands of a ctl write to a group, its streams and its `order`; returns
-    /// the writes the new retention released, to be answered once the tree is released.
-    fn ctl_apply(tree: &Tree, group: Ino, commands: Vec<ctl::Command>) -> Result<Wakeups> {
-        let node = tree.group(group)?;
-        let mut group_state = node.shared.state.lock();
-        let mut config = group_state.config;
-        let mut clear = false;
-        for command in commands {
-            clear |= !command.configure(&mut config);
-        }
-        group_state.config = config;
-        if clear {
-            group_state.order.clear();
-        }
-        let mut wakeups = group_state.order.retain(&config);
-        for stream in tree.streams(group)? {
-            let mut state = stream.state.lock();
-            state.config = config;
-            if clear {
-                state.channel.clear();
-            }
-            wakeups.merge(state.channel.retain(&config));
-        }
-        Ok(wakeups)
     }
 }
 

@@ -36,7 +36,7 @@ use super::sys;
 pub const MESSAGE_BUFFER: usize = 64 * 1024 * 1024 + 1;
 
 /// A stream the reader follows.
-struct Source {
+struct Input {
     name: OsString,
     file: File,
     /// Messages read ahead of their `order` entries.
@@ -84,13 +84,13 @@ enum Got {
 /// Reads the messages of some streams of a group in the order they were written.
 pub struct Ordered {
     order: File,
-    sources: Vec<Source>,
+    inputs: Vec<Input>,
     follow: bool,
     buf: Vec<u8>,
     current: Vec<u8>,
     /// `order` reached end-of-file: the group was removed.
     order_ended: bool,
-    /// Every source had ended, and `order` has been read once more since.
+    /// Every input had ended, and `order` has been read once more since.
     drained: bool,
     /// The end was reached; what is left are read-ahead messages without entries.
     flushing: bool,
@@ -117,9 +117,9 @@ impl Ordered {
                 return Err(fail(group, io::Error::new(io::ErrorKind::InvalidInput, why)));
             }
         }
-        let mut sources: Vec<Source> = Vec::new();
+        let mut inputs: Vec<Input> = Vec::new();
         for name in names {
-            if sources.iter().any(|s| &s.name == name) {
+            if inputs.iter().any(|s| &s.name == name) {
                 continue;
             }
             let path = group.join(name);
@@ -132,13 +132,13 @@ impl Ordered {
                 return Err(fail(&path, e));
             }
             let file = sys::open_reader(&path).map_err(|e| fail(&path, e))?;
-            sources.push(Source { name: name.clone(), file, pending: VecDeque::new(), ended: false });
+            inputs.push(Input { name: name.clone(), file, pending: VecDeque::new(), ended: false });
         }
         let order_path = group.join("order");
         let order = sys::open_reader(&order_path).map_err(|e| fail(&order_path, e))?;
         Ok(Ordered {
             order,
-            sources,
+            inputs,
             follow,
             buf: vec![0; MESSAGE_BUFFER],
             current: Vec::new(),
@@ -150,7 +150,7 @@ impl Ordered {
 
     /// The name of stream `index`.
     pub fn name(&self, index: usize) -> &OsStr {
-        &self.sources[index].name
+        &self.inputs[index].name
     }
 
     /// The next message in write order, or None at the end (see [`Ordered::open`]).
@@ -169,8 +169,8 @@ impl Ordered {
             if self.flushing {
                 // Read-ahead messages that never got an entry (a replay mismatch): print them
                 // rather than lose them.
-                for (i, source) in self.sources.iter_mut().enumerate() {
-                    if let Some(message) = source.pending.pop_front() {
+                for (i, input) in self.inputs.iter_mut().enumerate() {
+                    if let Some(message) = input.pending.pop_front() {
                         self.current = message;
                         return Ok(Step::InCurrent(i));
                     }
@@ -185,14 +185,14 @@ impl Ordered {
                     }
                     Ok(n) => {
                         let name = entry[..n].strip_suffix(b"\n").unwrap_or(&entry[..n]);
-                        let Some(i) = self.sources.iter().position(|s| s.name.as_bytes() == name) else {
+                        let Some(i) = self.inputs.iter().position(|s| s.name.as_bytes() == name) else {
                             continue;
                         };
-                        if let Some(message) = self.sources[i].pending.pop_front() {
+                        if let Some(message) = self.inputs[i].pending.pop_front() {
                             self.current = message;
                             return Ok(Step::InCurrent(i));
                         }
-                        if self.sources[i].ended {
+                        if self.inputs[i].ended {
                             continue;
                         }
                         match self.read_for_entry(i) {
@@ -200,7 +200,7 @@ impl Ordered {
                             Ok(Got::InCurrent) => return Ok(Step::InCurrent(i)),
                             Ok(Got::Nothing) => continue,
                             Ok(Got::End) => {
-                                self.sources[i].ended = true;
+                                self.inputs[i].ended = true;
                                 continue;
                             }
                             Err(e) if sys::is(&e, libc::ENOBUFS) => return Ok(Step::Lost(Some(i))),
@@ -215,8 +215,8 @@ impl Ordered {
             // `order` has nothing more for now.
             if self.order_ended {
                 // The group is gone: take what its streams still hold, then end.
-                for i in 0..self.sources.len() {
-                    while !self.sources[i].ended {
+                for i in 0..self.inputs.len() {
+                    while !self.inputs[i].ended {
                         match self.read_ahead(i) {
                             Ok(true) => {}
                             Ok(false) => break,
@@ -231,7 +231,7 @@ impl Ordered {
             if !self.follow {
                 return Ok(Step::End);
             }
-            if self.sources.iter().all(|s| s.ended) {
+            if self.inputs.iter().all(|s| s.ended) {
                 if self.drained {
                     self.flushing = true;
                 } else {
@@ -240,9 +240,9 @@ impl Ordered {
                 }
                 continue;
             }
-            let live: Vec<usize> = (0..self.sources.len()).filter(|&i| !self.sources[i].ended).collect();
+            let live: Vec<usize> = (0..self.inputs.len()).filter(|&i| !self.inputs[i].ended).collect();
             let ready: Vec<bool> = {
-                let files = std::iter::once(&self.order).chain(live.iter().map(|&i| &self.sources[i].file));
+                let files = std::iter::once(&self.order).chain(live.iter().map(|&i| &self.inputs[i].file));
                 let mut fds: Vec<PollFd<'_>> =
                     files.map(|f| PollFd::new(f.as_fd(), PollFlags::POLLIN)).collect();
                 sys::poll(&mut fds, None)?;
@@ -267,26 +267,26 @@ impl Ordered {
     /// committed with it), unless the streams and `order` disagree; when following, wait.
     fn read_for_entry(&mut self, i: usize) -> io::Result<Got> {
         loop {
-            let got = read_one(&self.sources[i].file, &mut self.buf, &mut self.current)?;
+            let got = read_one(&self.inputs[i].file, &mut self.buf, &mut self.current)?;
             if !matches!(got, Got::Nothing) || !self.follow {
                 return Ok(got);
             }
-            sys::wait_readable(&self.sources[i].file)?;
+            sys::wait_readable(&self.inputs[i].file)?;
         }
     }
 
     /// Reads one message of stream `i` ahead of its entry, if there is one now. Returns
     /// whether it read one.
     fn read_ahead(&mut self, i: usize) -> io::Result<bool> {
-        match read_one(&self.sources[i].file, &mut self.buf, &mut self.current)? {
-            Got::InBuffer(n) => self.sources[i].pending.push_back(self.buf[..n].to_vec()),
+        match read_one(&self.inputs[i].file, &mut self.buf, &mut self.current)? {
+            Got::InBuffer(n) => self.inputs[i].pending.push_back(self.buf[..n].to_vec()),
             Got::InCurrent => {
                 let message = std::mem::take(&mut self.current);
-                self.sources[i].pending.push_back(message);
+                self.inputs[i].pending.push_back(message);
             }
             Got::Nothing => return Ok(false),
             Got::End => {
-                self.sources[i].ended = true;
+                self.inputs[i].ended = true;
                 return Ok(false);
             }
         }

@@ -14,22 +14,7 @@
 use std::sync::OnceLock;
 use std::sync::mpsc::{Receiver, Sender, channel};
 
-use super::channel::{PollCallback, ReadCallback, ReadResult};
-
-/// One wake-up: a completed read with its outcome, or a poll notification.
-pub enum Wake {
-    Read(ReadCallback, ReadResult),
-    Poll(PollCallback),
-}
-
-impl Wake {
-    pub fn run(self) {
-        match self {
-            Wake::Read(callback, result) => callback(result),
-            Wake::Poll(poller) => poller(),
-        }
-    }
-}
+use super::Wake;
 
 /// Batches smaller than this run on the calling thread: handing a part to a helper costs a
 /// thread wake-up, about what a few replies cost.

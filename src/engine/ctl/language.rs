@@ -4,7 +4,7 @@
 //! prints can be written back unchanged. A whole write is parsed before anything is applied:
 //! one bad line rejects the write and changes nothing.
 
-use super::config::{GroupConfig, SETTINGS, setting};
+use crate::engine::config::{GroupConfig, SETTINGS, setting};
 
 /// The word of the one command that is not a setting.
 const CLEAR: &str = "clear";

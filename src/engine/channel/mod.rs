@@ -1,0 +1,305 @@
+//! A channel: one log fanned out to many readers. Streams and `order` are channels.
+//!
+//! Each reader has a cursor (the message it is on and how much of it it has had). A read
+//! that finds nothing parks a callback on its reader, and a poll that asks to be told keeps a
+//! poller on it; an append completes parked reads and tells every poller. Callbacks are never
+//! run under the channel's lock: operations return them in a [`Wakeups`], which runs them when
+//! dropped, after the caller released the lock.
+//! What the log retains follows the group's replay mode and depth, and the slowest reader.
+//!
+//! Here: `Channel` and its entry points (open and close a reader, append, read, poll,
+//! cancel, close). Its parts: reader cursors and parking ([`readers`]), blocked writers
+//! ([`writers`]), what the log keeps and is charged for ([`retention`]).
+
+mod readers;
+mod retention;
+mod writers;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::config::{GroupConfig, Replay};
+/// The replies a channel operation owes (see `delivery`).
+pub use super::delivery::Wakeups;
+use super::errno::{Errno, Result};
+use super::memory::Memory;
+use super::seglog::{self, SegLog};
+use readers::{Reader, Waiter};
+use writers::BlockedWriter;
+
+/// What a read delivers: bytes (empty at end-of-file) or an error.
+pub type ReadResult = Result<Vec<u8>>;
+/// Completes a read, possibly later and from another thread.
+pub type ReadCallback = Box<dyn FnOnce(ReadResult) + Send>;
+/// Tells a poller that its reader's readiness may have changed: a message came, or the
+/// channel closed. Called again on every later message, until the reader closes.
+pub type PollCallback = Arc<dyn Fn() + Send + Sync>;
+/// Completes a write, possibly later: Ok once it is done, or why it failed.
+pub type WriteCallback = Box<dyn FnOnce(Result<()>) + Send>;
+
+pub type ReaderId = u64;
+/// Identifies one parked read, so that it can be cancelled.
+pub type Ticket = u64;
+
+/// How a read may behave when there is nothing to return.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadMode {
+    /// Park until data arrives.
+    Block,
+    /// Fail with EAGAIN.
+    NonBlock,
+    /// A follow-up request of a read(2) that already received a full request's worth of
+    /// bytes: return what continues the same message (or, coalescing, whatever is there),
+    /// else an empty read that ends the system call. Never blocks, never fails.
+    Continuation,
+}
+
+pub struct Channel {
+    log: SegLog,
+    readers: HashMap<ReaderId, Reader>,
+    /// How many readers stand at each message: the first key is the slowest reader.
+    positions: BTreeMap<u64, usize>,
+    /// Readers with parked reads or a poller, the only ones an append has to visit: each once,
+    /// in the order they began to wait, and no other (see [`Channel::park`]).
+    waiting: Vec<ReaderId>,
+    /// Writes waiting for their message to be received, oldest first.
+    writers: Vec<BlockedWriter>,
+    /// The `write one` messages no reader has received yet, oldest first. Each is kept for
+    /// the next reader to open, until a reader received it or it was dropped (depth, clear,
+    /// removal), whether or not its writer still waits.
+    awaited: VecDeque<u64>,
+    next_reader: ReaderId,
+    /// No more messages will come: readers get their backlog, then end-of-file.
+    closed: bool,
+    modified: SystemTime,
+    memory: Arc<Memory>,
+    /// The part of `memory` this channel's log is charged for.
+    charged: u64,
+}
+
+impl Channel {
+    pub fn new(memory: Arc<Memory>) -> Self {
+        Channel {
+            memory,
+            charged: 0,
+            log: SegLog::default(),
+            readers: HashMap::new(),
+            positions: BTreeMap::new(),
+            waiting: Vec::new(),
+            writers: Vec::new(),
+            awaited: VecDeque::new(),
+            next_reader: 0,
+            closed: false,
+            modified: SystemTime::now(),
+        }
+    }
+
+    /// Adds a reader whose first message follows the replay mode, or is the oldest `write
+    /// one` message no reader has received yet.
+    pub fn open_reader(&mut self, replay: Replay) -> ReaderId {
+        let replayed = match replay {
+            Replay::Off => self.log.next_seq(),
+            Replay::Last => self.log.next_seq().saturating_sub(1).max(self.log.first_seq()),
+            Replay::All => self.log.first_seq(),
+        };
+        let next = self.awaited.front().map_or(replayed, |&seq| seq.min(replayed));
+        let id = self.next_reader;
+        self.next_reader += 1;
+        self.readers.insert(id, Reader { next, ..Reader::default() });
+        *self.positions.entry(next).or_default() += 1;
+        id
+    }
+
+    /// Removes a reader; what only it still needed is released.
+    pub fn close_reader(&mut self, id: ReaderId, config: &GroupConfig) -> Wakeups {
+        let mut wakeups = Wakeups::default();
+        let unparked = self.park(id, |reader| {
+            reader.poller = None;
+            std::mem::take(&mut reader.waiters)
+        });
+        let Some(waiters) = unparked else { return wakeups };
+        let reader = self.readers.remove(&id).expect("the reader was there to unpark");
+        self.leave_position(reader.next);
+        for waiter in waiters {
+            wakeups.complete_read(waiter.callback, Ok(Vec::new()));
+        }
+        wakeups.merge(self.retain(config));
+        wakeups
+    }
+
+    /// The mount's memory ceiling, which this channel's log is charged to.
+    pub fn memory(&self) -> &Arc<Memory> {
+        &self.memory
+    }
+
+    /// Whether the log can index a message of `len` bytes: `EFBIG` for a larger one.
+    pub fn indexes(len: usize) -> Result<()> {
+        if len as u64 > seglog::MAX_MESSAGE { Err(Errno::EFBIG) } else { Ok(()) }
+    }
+
+    /// The bytes of memory appending a message of `len` bytes would take.
+    pub fn growth(&self, len: usize) -> u64 {
+        self.log.growth(len)
+    }
+
+    /// Appends one message, completes parked reads and tells every poller. Messages are never
+    /// empty: an empty read means end-of-file.
+    pub fn append(&mut self, message: &[u8], config: &GroupConfig) -> Wakeups {
+        debug_assert!(!message.is_empty(), "empty messages cannot be told from end-of-file");
+        self.modified = SystemTime::now();
+        if config.replay == Replay::Off
+            && self.readers.is_empty()
+            && self.writers.is_empty()
+            && self.log.is_empty()
+        {
+            // Nobody can ever read it: count it, keep nothing.
+            self.log.skip(message.len());
+            return Wakeups::default();
+        }
+        self.log.append(message).expect("admitted: not larger than the log can index");
+        self.modified = SystemTime::now();
+        let mut wakeups = Wakeups::default();
+        // An append only ends waits: the readers that still wait stay listed, in their order.
+        let mut waiting = std::mem::take(&mut self.waiting);
+        waiting.retain(|&id| self.serve(id, config.data, &mut wakeups));
+        self.waiting = waiting;
+        wakeups.merge(self.retain(config));
+        wakeups
+    }
+
+    /// Sequence number the next message will get.
+    pub fn next_seq(&self) -> u64 {
+        self.log.next_seq()
+    }
+
+    /// Reads for `id`, or parks `callback` until there is something to read. Returns the
+    /// ticket of a parked read; otherwise the callback is in the returned wake-ups.
+    pub fn read(
+        &mut self,
+        id: ReaderId,
+        size: usize,
+        mode: ReadMode,
+        ticket: Ticket,
+        callback: ReadCallback,
+        config: &GroupConfig,
+    ) -> (Option<Ticket>, Wakeups) {
+        let mut wakeups = Wakeups::default();
+        if !self.readers.contains_key(&id) {
+            wakeups.complete_read(callback, Err(Errno::EBADF));
+            return (None, wakeups);
+        }
+        let parked = {
+            let result = self.take(id, size, mode, config.data);
+            self.settle_writers(&mut wakeups);
+            match result {
+                Some(result) => {
+                    wakeups.complete_read(callback, result);
+                    None
+                }
+                None => {
+                    self.park(id, |reader| reader.waiters.push(Waiter { ticket, size, callback }));
+                    Some(ticket)
+                }
+            }
+        };
+        wakeups.merge(self.retain(config));
+        (parked, wakeups)
+    }
+
+    /// Cancels a parked read, completing it with `error`. False if it is no longer parked.
+    pub fn cancel(&mut self, id: ReaderId, ticket: Ticket, error: Errno) -> (bool, Wakeups) {
+        let mut wakeups = Wakeups::default();
+        let cancelled = self.park(id, |reader| {
+            let index = reader.waiters.iter().position(|w| w.ticket == ticket)?;
+            Some(reader.waiters.remove(index))
+        });
+        let Some(Some(waiter)) = cancelled else { return (false, wakeups) };
+        wakeups.complete_read(waiter.callback, Err(error));
+        (true, wakeups)
+    }
+
+    /// Whether a read by `id` would return at once. A `poller` replaces the reader's previous
+    /// one, readable or not, and is told of every append until the reader closes: an
+    /// edge-triggered waiter that has read everything is woken only by being told again.
+    pub fn poll(&mut self, id: ReaderId, poller: Option<PollCallback>) -> bool {
+        if let Some(poller) = poller {
+            self.park(id, |reader| reader.poller = Some(poller));
+        }
+        self.readable(id)
+    }
+
+    /// Ends the channel: readers drain their backlog, then read end-of-file.
+    pub fn close(&mut self) -> Wakeups {
+        self.closed = true;
+        let mut wakeups = Wakeups::default();
+        // Nothing will change any more: every wait ends, pollers are told once more.
+        for id in std::mem::take(&mut self.waiting) {
+            let Some(reader) = self.readers.get_mut(&id) else { continue };
+            for waiter in reader.waiters.drain(..) {
+                wakeups.complete_read(waiter.callback, Ok(Vec::new()));
+            }
+            wakeups.notify(reader.poller.take());
+        }
+        // Nobody can receive anything any more, and no reader will open: blocked writers are
+        // done and nothing is awaited.
+        self.awaited.clear();
+        for writer in self.writers.drain(..) {
+            wakeups.complete_write(writer.callback, Ok(()));
+        }
+        // Only what open readers have still to read is kept (see `retain`).
+        while self.log.first_seq() < self.slowest() {
+            self.log.pop_front();
+        }
+        self.account();
+        wakeups
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    pub fn readers(&self) -> u64 {
+        self.readers.len() as u64
+    }
+
+    pub fn messages(&self) -> u64 {
+        self.log.len()
+    }
+
+    /// The history read as one file (`data static`): up to `size` bytes at `position`,
+    /// counted from the first byte ever appended. The dropped head, before the oldest
+    /// retained byte, reads as zeros (a hole).
+    pub fn read_at(&self, position: u64, size: usize) -> Vec<u8> {
+        let (start, end) = self.span();
+        if position >= end {
+            return Vec::new();
+        }
+        let stop = end.min(position.saturating_add(size as u64));
+        let hole = start.clamp(position, stop) - position;
+        let mut out = vec![0; hole as usize];
+        self.log.read_at(position + hole, (stop - position - hole) as usize, &mut out);
+        out
+    }
+
+    /// Where the retained history starts and ends, counted from the first byte ever
+    /// appended: a static file's dropped head, and its size.
+    pub fn span(&self) -> (u64, u64) {
+        (self.log.start(), self.log.end())
+    }
+
+    /// Retained payload bytes: a stream's size.
+    pub fn bytes(&self) -> u64 {
+        self.log.bytes()
+    }
+
+    /// Time of the last message (or of creation).
+    pub fn modified(&self) -> SystemTime {
+        self.modified
+    }
+
+    /// Sets the time reported as the last message's (touch, utimes); the next message moves it on.
+    pub fn set_modified(&mut self, time: SystemTime) {
+        self.modified = time;
+    }
+}

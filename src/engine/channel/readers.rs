@@ -1,0 +1,201 @@
+//! Reader cursors and parking: where each reader is (the message it is on, how much of it
+//! it has had), how many readers stand at each message, and the reads and pollers waiting
+//! for the next append.
+
+use super::{Channel, PollCallback, ReadCallback, ReadMode, ReadResult, ReaderId, Ticket, Wakeups};
+use crate::engine::config::DataMode;
+use crate::engine::errno::Errno;
+
+/// A parked read.
+pub(super) struct Waiter {
+    pub(super) ticket: Ticket,
+    pub(super) size: usize,
+    pub(super) callback: ReadCallback,
+}
+
+/// A reader's cursor and what it waits with.
+#[derive(Default)]
+pub(super) struct Reader {
+    /// The message this reader reads next.
+    pub(super) next: u64,
+    /// Bytes of message `next` this reader already received.
+    pub(super) offset: usize,
+    pub(super) waiters: Vec<Waiter>,
+    /// The latest poll that asked to be told, told of every append (and of the close).
+    pub(super) poller: Option<PollCallback>,
+}
+
+impl Reader {
+    /// Whether an append has something to do for this reader: parked reads or a poller.
+    fn waits(&self) -> bool {
+        !self.waiters.is_empty() || self.poller.is_some()
+    }
+}
+
+impl Channel {
+    /// Changes reader `id`'s parked reads or poller with `change`, keeping `waiting` exact:
+    /// the reader is listed once when it begins to wait and unlisted when it stops. Every
+    /// change goes through here but those of an append, which serves the listed readers
+    /// and keeps those still waiting, and of `close`, which ends every wait. None if there
+    /// is no such reader.
+    pub(super) fn park<T>(&mut self, id: ReaderId, change: impl FnOnce(&mut Reader) -> T) -> Option<T> {
+        let reader = self.readers.get_mut(&id)?;
+        let listed = reader.waits();
+        let result = change(reader);
+        match (listed, reader.waits()) {
+            (false, true) => self.waiting.push(id),
+            (true, false) => {
+                if let Some(index) = self.waiting.iter().position(|&w| w == id) {
+                    self.waiting.remove(index);
+                }
+            }
+            _ => {}
+        }
+        Some(result)
+    }
+
+    pub(super) fn readable(&self, id: ReaderId) -> bool {
+        match self.readers.get(&id) {
+            Some(reader) => self.closed || reader.next < self.log.next_seq(),
+            None => true,
+        }
+    }
+
+    /// Tells `id`'s poller and completes as many of its parked reads as there is data for;
+    /// returns whether it still waits.
+    pub(super) fn serve(&mut self, id: ReaderId, data: DataMode, wakeups: &mut Wakeups) -> bool {
+        let Some(reader) = self.readers.get_mut(&id) else { return false };
+        wakeups.notify(reader.poller.clone());
+        let waiters = std::mem::take(&mut reader.waiters);
+        let mut still_parked = Vec::new();
+        for waiter in waiters {
+            match self.take(id, waiter.size, ReadMode::Block, data) {
+                Some(result) => wakeups.complete_read(waiter.callback, result),
+                None => still_parked.push(waiter),
+            }
+        }
+        let reader = self.readers.get_mut(&id).expect("reader exists");
+        reader.waiters = still_parked;
+        reader.waits()
+    }
+
+    /// The core of a read: the bytes `id` gets now, or None if it has to wait.
+    pub(super) fn take(
+        &mut self,
+        id: ReaderId,
+        size: usize,
+        mode: ReadMode,
+        data: DataMode,
+    ) -> Option<ReadResult> {
+        let (next, offset) = {
+            let reader = &self.readers[&id];
+            (reader.next, reader.offset)
+        };
+        if next < self.log.first_seq() {
+            // Unread messages were dropped: say so once, then go on from the oldest kept.
+            if mode == ReadMode::Continuation {
+                return Some(Ok(Vec::new()));
+            }
+            self.move_reader(id, self.log.first_seq(), 0);
+            return Some(Err(Errno::ENOBUFS));
+        }
+        if mode == ReadMode::Continuation && data == DataMode::Message && offset == 0 {
+            // A message-mode read(2) ends with its message.
+            return Some(Ok(Vec::new()));
+        }
+        let mut out = Vec::new();
+        let (mut next, mut offset) = (next, offset);
+        while out.len() < size {
+            let Some(message) = self.log.get(next) else { break };
+            let end = message.len().min(offset + size - out.len());
+            out.extend_from_slice(&message[offset..end]);
+            if end == message.len() {
+                next += 1;
+                offset = 0;
+            } else {
+                offset = end;
+            }
+            if data == DataMode::Message {
+                break;
+            }
+        }
+        self.move_reader(id, next, offset);
+        if !out.is_empty() || self.closed || mode == ReadMode::Continuation || size == 0 {
+            Some(Ok(out))
+        } else if mode == ReadMode::NonBlock {
+            Some(Err(Errno::EAGAIN))
+        } else {
+            None
+        }
+    }
+
+    fn move_reader(&mut self, id: ReaderId, next: u64, offset: usize) {
+        let reader = self.readers.get_mut(&id).expect("reader exists");
+        let previous = reader.next;
+        reader.next = next;
+        reader.offset = offset;
+        if previous != next {
+            self.leave_position(previous);
+            *self.positions.entry(next).or_default() += 1;
+        }
+    }
+
+    pub(super) fn leave_position(&mut self, seq: u64) {
+        if let Some(count) = self.positions.get_mut(&seq) {
+            *count -= 1;
+            if *count == 0 {
+                self.positions.remove(&seq);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::engine::config::GroupConfig;
+    use crate::engine::memory::Memory;
+
+    /// Parks a read by `id` that must park.
+    fn park_read(channel: &mut Channel, id: ReaderId, ticket: Ticket, config: &GroupConfig) {
+        let (parked, wakeups) = channel.read(id, 100, ReadMode::Block, ticket, Box::new(|_| {}), config);
+        assert_eq!(parked, Some(ticket));
+        drop(wakeups);
+    }
+
+    #[test]
+    fn waiting_lists_each_waiting_reader_once_and_no_other() {
+        let config = GroupConfig::default();
+        let mut channel = Channel::new(Arc::new(Memory::new(1 << 20)));
+        let idle = channel.open_reader(config.replay);
+        let polling = channel.open_reader(config.replay);
+        // A signal cancels an idle reader's read, which parks again: over and over.
+        for ticket in 0..100 {
+            park_read(&mut channel, idle, ticket, &config);
+            assert!(channel.cancel(idle, ticket, Errno::EINTR).0);
+            assert!(channel.waiting.is_empty(), "cycle {ticket}: {:?}", channel.waiting);
+        }
+        // Every poll replaces the poller; a parked read besides it does not list the reader twice.
+        for _ in 0..100 {
+            assert!(!channel.poll(polling, Some(Arc::new(|| {}))));
+        }
+        park_read(&mut channel, idle, 100, &config);
+        park_read(&mut channel, idle, 101, &config);
+        park_read(&mut channel, polling, 102, &config);
+        assert_eq!(channel.waiting, [polling, idle]);
+        // An append serves what it can and keeps the poller.
+        drop(channel.append(b"m", &config));
+        assert_eq!(channel.waiting, [polling, idle], "idle has a read left");
+        drop(channel.append(b"n", &config));
+        assert_eq!(channel.waiting, [polling]);
+        park_read(&mut channel, idle, 103, &config);
+        assert_eq!(channel.waiting, [polling, idle]);
+        // Closing a reader unlists it, whatever it waited with.
+        drop(channel.close_reader(polling, &config));
+        assert_eq!(channel.waiting, [idle]);
+        drop(channel.close_reader(idle, &config));
+        assert!(channel.waiting.is_empty());
+    }
+}
