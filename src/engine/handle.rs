@@ -60,10 +60,12 @@ pub struct CtlFile {
     pub group: Ino,
     /// Who opened it: a refused write is remembered for that user's next reads of ctl.
     pub uid: u32,
-    /// What reading returns: the configuration and status when the file was opened, and
-    /// why the opener's last ctl write was refused, if it was; a write refused through this
-    /// file adds its reason.
-    pub text: Mutex<Vec<u8>>,
+    /// What reading returns first: the configuration and status when the file was opened.
+    pub text: Vec<u8>,
+    /// What ends it: why the opener's last ctl write was refused, if it was: the refusal
+    /// known at the open, then that of a write through this file (one comment, replaced by
+    /// the next refusal and gone after an applied write, so repeated refusals take no memory).
+    pub error: Mutex<Option<String>>,
     /// A ctl write(2) is assembled like a message, then applied whole.
     pub writing: Writing,
 }
@@ -107,7 +109,8 @@ impl Handle {
                 source.with(|channel, config| channel.read(*reader, size, mode, ticket, callback, config))
             }
             Handle::Static { source, resume, .. } => {
-                callback(Ok(resume.lock().read(source, offset, size)));
+                let bytes = resume.lock().read(source, offset, size);
+                callback(Ok(bytes));
                 return None;
             }
             Handle::Ctl(_) => {
@@ -134,7 +137,8 @@ impl Handle {
                 if offset < channel.span().0 { Err(Errno::ENODEV) } else { Ok(channel.read_at(offset, size)) }
             }),
             Handle::Ctl(ctl) => {
-                let text = ctl.text.lock();
+                let error = ctl.error.lock();
+                let text = [&ctl.text[..], error.as_deref().unwrap_or_default().as_bytes()].concat();
                 let start = (offset as usize).min(text.len());
                 let end = start.saturating_add(size).min(text.len());
                 Ok(text[start..end].to_vec())

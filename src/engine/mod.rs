@@ -214,12 +214,13 @@ impl Engine {
                 Source::Order(tree.group(group)?.shared.clone())
             }
             Special::Ctl(group) => {
-                let text = if read { self.ctl_text(&tree, group, caller.uid)? } else { Vec::new() };
-                let text = parking_lot::Mutex::new(text);
+                let (text, error) =
+                    if read { self.ctl_text(&tree, group, caller.uid)? } else { (Vec::new(), None) };
                 let handle = Handle::Ctl(CtlFile {
                     group,
                     uid: caller.uid,
                     text,
+                    error: parking_lot::Mutex::new(error),
                     writing: Writing::new(Frame::Write),
                 });
                 let fh = self.insert_handle(handle);

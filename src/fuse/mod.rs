@@ -508,8 +508,8 @@ impl Filesystem for MqFs {
         reply: ReplyPoll,
     ) {
         guard("poll", || {
-            // The kernel asks for notification while anyone waits on the file; the handle
-            // is the same for every poll of one open file, and may be told any number of times.
+            // The kernel asks for notification while anyone waits on the file, and polls again
+            // after every wake-up, which arms the engine's poller anew.
             let poller = flags.contains(PollFlags::FUSE_POLL_SCHEDULE_NOTIFY).then(|| {
                 Arc::new(move || {
                     if let Err(e) = ph.clone().notify() {

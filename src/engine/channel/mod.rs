@@ -2,7 +2,7 @@
 //!
 //! Each reader has a cursor (the message it is on and how much of it it has had). A read
 //! that finds nothing parks a callback on its reader, and a poll that asks to be told keeps a
-//! poller on it; an append completes parked reads and tells every poller. Callbacks are never
+//! poller on it; an append completes parked reads and tells the armed pollers. Callbacks are never
 //! run under the channel's lock: operations return them in a [`Wakeups`], which runs them when
 //! dropped, after the caller released the lock.
 //! What the log retains follows the group's replay mode and depth, and the slowest reader.
@@ -33,7 +33,7 @@ pub type ReadResult = Result<Vec<u8>>;
 /// Completes a read, possibly later and from another thread.
 pub type ReadCallback = Box<dyn FnOnce(ReadResult) + Send>;
 /// Tells a poller that its reader's readiness may have changed: a message came, or the
-/// channel closed. Called again on every later message, until the reader closes.
+/// channel closed. Called once: the kernel's next poll arms a new one.
 pub type PollCallback = Arc<dyn Fn() + Send + Sync>;
 /// Completes a write, possibly later: Ok once it is done, or why it failed.
 pub type WriteCallback = Box<dyn FnOnce(Result<()>) + Send>;
@@ -143,7 +143,7 @@ impl Channel {
         self.log.growth(len)
     }
 
-    /// Appends one message, completes parked reads and tells every poller. Messages are never
+    /// Appends one message, completes parked reads and tells the armed pollers. Messages are never
     /// empty: an empty read means end-of-file.
     pub fn append(&mut self, message: &[u8], config: &GroupConfig) -> Wakeups {
         debug_assert!(!message.is_empty(), "empty messages cannot be told from end-of-file");
@@ -220,8 +220,8 @@ impl Channel {
     }
 
     /// Whether a read by `id` would return at once. A `poller` replaces the reader's previous
-    /// one, readable or not, and is told of every append until the reader closes: an
-    /// edge-triggered waiter that has read everything is woken only by being told again.
+    /// one, readable or not, and is told of the next append: an edge-triggered waiter that
+    /// polled while readable and then read everything is woken only by being told.
     pub fn poll(&mut self, id: ReaderId, poller: Option<PollCallback>) -> bool {
         if let Some(poller) = poller {
             self.park(id, |reader| reader.poller = Some(poller));

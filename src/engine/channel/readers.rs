@@ -21,7 +21,8 @@ pub(super) struct Reader {
     /// Bytes of message `next` this reader already received.
     pub(super) offset: usize,
     pub(super) waiters: Vec<Waiter>,
-    /// The latest poll that asked to be told, told of every append (and of the close).
+    /// Armed by the latest poll that asked to be told; the next append (or the close) tells
+    /// it and drops it.
     pub(super) poller: Option<PollCallback>,
 }
 
@@ -65,7 +66,7 @@ impl Channel {
     /// returns whether it still waits.
     pub(super) fn serve(&mut self, id: ReaderId, data: DataMode, wakeups: &mut Wakeups) -> bool {
         let Some(reader) = self.readers.get_mut(&id) else { return false };
-        wakeups.notify(reader.poller.clone());
+        wakeups.notify(reader.poller.take());
         let waiters = std::mem::take(&mut reader.waiters);
         let mut still_parked = Vec::new();
         for waiter in waiters {
@@ -185,13 +186,14 @@ mod tests {
         park_read(&mut channel, idle, 101, &config);
         park_read(&mut channel, polling, 102, &config);
         assert_eq!(channel.waiting, [polling, idle]);
-        // An append serves what it can and keeps the poller.
+        // An append serves what it can and tells the poller, which the next poll re-arms.
         drop(channel.append(b"m", &config));
-        assert_eq!(channel.waiting, [polling, idle], "idle has a read left");
+        assert_eq!(channel.waiting, [idle], "idle has a read left; polling was told and served");
         drop(channel.append(b"n", &config));
-        assert_eq!(channel.waiting, [polling]);
+        assert!(channel.waiting.is_empty());
         park_read(&mut channel, idle, 103, &config);
-        assert_eq!(channel.waiting, [polling, idle]);
+        assert!(channel.poll(polling, Some(Arc::new(|| {}))), "readable, and armed all the same");
+        assert_eq!(channel.waiting, [idle, polling]);
         // Closing a reader unlists it, whatever it waited with.
         drop(channel.close_reader(polling, &config));
         assert_eq!(channel.waiting, [idle]);

@@ -9,9 +9,14 @@ use crate::engine::tree::Tree;
 use crate::engine::{CTL_MAX, Engine, Errno, Ino, WriteRequest, ctl};
 
 impl Engine {
-    /// The text of a group's ctl: its configuration and status, then why `uid`'s last ctl
-    /// write to it was refused, if it was.
-    pub(in crate::engine) fn ctl_text(&self, tree: &Tree, group: Ino, uid: u32) -> Result<Vec<u8>> {
+    /// The text of a group's ctl, its configuration and status, and why `uid`'s last ctl
+    /// write to it was refused, if it was (the comment that ends the text).
+    pub(in crate::engine) fn ctl_text(
+        &self,
+        tree: &Tree,
+        group: Ino,
+        uid: u32,
+    ) -> Result<(Vec<u8>, Option<String>)> {
         let node = tree.group(group)?;
         let mut status = ctl::Status { groups: tree.subgroups(group)?, ..ctl::Status::default() };
         for stream in tree.streams(group)? {
@@ -22,9 +27,7 @@ impl Engine {
             status.bytes += state.channel.bytes();
         }
         let state = node.shared.state.lock();
-        let mut text = ctl::render(&state.config, &status);
-        text.extend(state.ctl_errors.get(&uid).map(String::as_str));
-        Ok(text.into_bytes())
+        Ok((ctl::render(&state.config, &status).into_bytes(), state.ctl_errors.get(&uid).cloned()))
     }
 
     /// One WRITE request to a ctl file: assembled like a message, so that a ctl write(2)
@@ -38,7 +41,7 @@ impl Engine {
         request: &WriteRequest,
         size_of_call: impl FnOnce() -> Option<u64>,
     ) -> Result<()> {
-        let CtlFile { group, uid, text, writing } = ctl;
+        let CtlFile { group, uid, error, writing, .. } = ctl;
         let parsed = match writing.take(request, size_of_call, || false, CTL_MAX, &self.memory) {
             Ok(Step::Message(text, _reservation)) => ctl::parse(&text).map_err(|error| error.to_string()),
             Ok(Step::More) => return Ok(()),
@@ -51,13 +54,14 @@ impl Engine {
             Err(reason) => {
                 log::warn!("ctl of group {group}: {reason}");
                 let comment = ctl::error_comment(&reason);
-                text.lock().extend_from_slice(comment.as_bytes());
+                *error.lock() = Some(comment.clone());
                 if let Ok(node) = tree.group(*group) {
                     node.shared.state.lock().ctl_errors.insert(*uid, comment);
                 }
                 return Err(Errno::EINVAL);
             }
         };
+        *error.lock() = None;
         tree.group(*group)?.shared.state.lock().ctl_errors.remove(uid);
         let owed = Self::ctl_apply(&tree, *group, commands);
         drop(tree);

@@ -114,6 +114,14 @@ fn a_refused_ctl_write_is_told_to_its_writer_on_its_next_reads_of_ctl() {
     assert_eq!(write(&e, both, b"replay never\n"), Err(Errno::EINVAL));
     let reason = "# error: line 1: replay takes off, last or all, not \"never\"\n";
     assert_eq!(read_all(both), format!("{clean}{reason}"));
+    // Refusals through one file replace its comment: they cannot grow it.
+    for _ in 0..1000 {
+        assert_eq!(write(&e, both, b"replay never\n"), Err(Errno::EINVAL));
+    }
+    assert_eq!(read_all(both), format!("{clean}{reason}"), "one comment, however many refusals");
+    assert_eq!(write(&e, both, b"replay off\n"), Ok(11));
+    assert_eq!(read_all(both), clean, "an applied write clears the file's comment too");
+    assert_eq!(write(&e, both, b"replay never\n"), Err(Errno::EINVAL));
     assert_eq!(ctl_read(&e, ROOT), clean, "the owner did nothing wrong");
     let again = open_ctl(other, true, false);
     assert_eq!(read_all(again), format!("{clean}{reason}"), "the other user's next open");

@@ -162,37 +162,47 @@ fn cancel_completes_a_parked_read_and_loses_nothing() {
 }
 
 #[test]
-fn poll_reports_readiness_and_tells_the_poller_of_every_write() {
+fn a_poll_arms_a_poller_told_of_the_next_write_whether_readable_or_not() {
     let e = engine();
     let s = create(&e, ROOT, "s");
     let r = open_reader(&e, s);
     let (told, poller) = poll_counter();
-    assert_eq!(e.poll(r, Some(poller)), Ok(false));
-    assert_eq!(told.load(Ordering::SeqCst), 0);
+    let count = || told.load(Ordering::SeqCst);
+    assert_eq!(e.poll(r, Some(poller.clone())), Ok(false));
+    assert_eq!(count(), 0);
     publish(&e, s, &[b"one"]);
-    assert_eq!(told.load(Ordering::SeqCst), 1, "the poller was told when data arrived");
-    assert_eq!(e.poll(r, None), Ok(true));
-    // Already readable, it is told again: an edge-triggered waiter needs every edge.
+    assert_eq!(count(), 1, "the poller was told when data arrived");
     publish(&e, s, &[b"two"]);
-    assert_eq!(told.load(Ordering::SeqCst), 2);
-    expect_read(&e, r, 100, b"one");
-    expect_read(&e, r, 100, b"two");
-    assert_eq!(e.poll(r, None), Ok(false), "read dry, it is not ready until the next write");
+    assert_eq!(count(), 1, "once per arming: the kernel polls again after a wake-up");
+    assert_eq!(e.poll(r, None), Ok(true));
+    publish(&e, s, &[b"three"]);
+    assert_eq!(count(), 1, "a poll that does not ask to be told arms nothing");
+    // Already readable, a poll that asks to be told arms: an edge-triggered waiter that
+    // read everything it was told of needs the next edge.
+    assert_eq!(e.poll(r, Some(poller.clone())), Ok(true));
+    publish(&e, s, &[b"four"]);
+    assert_eq!(count(), 2);
+    for message in [&b"one"[..], b"two", b"three", b"four"] {
+        expect_read(&e, r, 100, message);
+    }
+    assert_eq!(e.poll(r, Some(poller.clone())), Ok(false), "read dry, not ready until the next write");
     let other = create(&e, ROOT, "other");
     publish(&e, other, &[b"elsewhere"]);
-    assert_eq!(told.load(Ordering::SeqCst), 2, "another stream's write does not tell it");
-    publish(&e, s, &[b"three"]);
-    assert_eq!(told.load(Ordering::SeqCst), 3);
-
-    // A later poll's poller replaces it, readable or not.
-    let (told_again, poller) = poll_counter();
-    assert_eq!(e.poll(r, Some(poller)), Ok(true));
-    publish(&e, s, &[b"four"]);
-    assert_eq!((told.load(Ordering::SeqCst), told_again.load(Ordering::SeqCst)), (3, 1));
-    // Once the reader is released, nobody is told.
-    e.release(r);
+    assert_eq!(count(), 2, "another stream's write does not tell it");
     publish(&e, s, &[b"five"]);
-    assert_eq!(told_again.load(Ordering::SeqCst), 1);
+    assert_eq!(count(), 3);
+    // A later poll's poller replaces it.
+    let (told_again, replacing) = poll_counter();
+    assert_eq!(e.poll(r, Some(poller)), Ok(true));
+    assert_eq!(e.poll(r, Some(replacing)), Ok(true));
+    publish(&e, s, &[b"six"]);
+    assert_eq!((count(), told_again.load(Ordering::SeqCst)), (3, 1));
+    // Once the reader is released, nobody is told.
+    let (told_last, last) = poll_counter();
+    assert_eq!(e.poll(r, Some(last)), Ok(true));
+    e.release(r);
+    publish(&e, s, &[b"seven"]);
+    assert_eq!(told_last.load(Ordering::SeqCst), 0);
 
     // order polls too.
     let order = open_reader(&e, order_ino(&e, ROOT));
