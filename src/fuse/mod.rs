@@ -404,6 +404,11 @@ impl Filesystem for MqFs {
             let callback = Box::new(move |result: engine::Result<()>| {
                 match result {
                     Ok(()) => reply.written(len as u32),
+                    // A non-blocking writer's flow control, not a fault.
+                    Err(e @ engine::Errno::EAGAIN) => {
+                        log::debug!("write of {len} bytes by pid {pid}: {e}");
+                        reply.error(errno(e))
+                    }
                     Err(e) => {
                         log::warn!("write of {len} bytes by pid {pid}: {e}");
                         reply.error(errno(e))

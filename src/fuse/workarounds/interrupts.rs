@@ -79,7 +79,10 @@ impl Interrupts {
         else {
             return;
         };
-        self.engine.cancel(fh, ticket, Errno::EINTR);
+        if self.engine.cancel(fh, ticket, Errno::EINTR) {
+            return; // answered here, in this thread: its reply is sent
+        }
+        // A completion raced with the interrupt: wait (briefly) until its reply is sent.
         let deadline = Instant::now() + REPLY_WAIT;
         while !done.load(Ordering::Acquire) && Instant::now() < deadline {
             std::thread::yield_now();
