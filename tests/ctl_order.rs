@@ -187,14 +187,14 @@ fn a_refused_ctl_write_says_why_on_the_next_read_of_ctl_and_saved_text_still_res
     assert!(String::from_utf8_lossy(&out.stderr).contains("Invalid argument"), "{out:?}");
     let text = ctl(&m.path);
     assert!(text.ends_with("# bytes 0\n# error: line 1: unknown command \"bogus\"\n"), "{text}");
-    // A descriptor open for reading and writing says it too, after the error it had at open.
+    // A descriptor open for reading and writing says it too: its latest refusal replaces the
+    // one it had at open (one comment, however many refusals).
     let script = "import os\nfd = os.open('ctl', os.O_RDWR)\ntry:\n    os.write(fd, b'depth 2\\nreplay sometimes\\n')\n\
                   except OSError as e:\n    print(e.strerror)\nprint(os.pread(fd, 65536, 0).decode(), end='')";
     let out = run_sh(&format!("python3 -c \"{script}\""), &m.path, T);
     let read = String::from_utf8_lossy(&out.stdout);
-    let both = "# error: line 1: unknown command \"bogus\"\n\
-                # error: line 2: replay takes off, last or all, not \"sometimes\"\n";
-    assert!(read.starts_with("Invalid argument\ndata message\n") && read.ends_with(both), "{out:?}");
+    let latest = "# bytes 0\n# error: line 2: replay takes off, last or all, not \"sometimes\"\n";
+    assert!(read.starts_with("Invalid argument\ndata message\n") && read.ends_with(latest), "{out:?}");
     // What ctl printed, error line and all, writes back; a write that works clears it.
     let tmp = TempDir::new();
     let saved = tmp.join("saved");
