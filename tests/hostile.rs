@@ -4,7 +4,9 @@
 //! whole); names with every byte but '/' and NUL, at and over NAME_MAX, groups nested 1000
 //! deep; 100,000 streams in a group (a million under MQFS_SOAK) listed, counted and measured;
 //! a directory listed while its entries are removed; zero-length, maximal, oversized (1 GiB)
-//! and unreadable-buffer writes; reads with 0- to 3-byte buffers; every way to create, write,
+//! and unreadable-buffer writes (a short write(2) is never glued to the writer's next one on a
+//! `data static` file, its reservation goes at the next close of a descriptor of the file, and
+//! under `frame close` its bytes are what the close publishes); reads with 0- to 3-byte buffers; every way to create, write,
 //! rename or remove ctl and order, renames into a group's own subtree; and a long random
 //! sequence of file operations from another process, after which the daemon still serves,
 //! never answered EIO (what a contained panic gives), and returns every byte of memory once
@@ -788,6 +790,107 @@ fn empty_maximal_oversized_and_unreadable_writes() {
     let entries = drain(&mut order, 100);
     assert_eq!(entries, [b"s\n".to_vec(), b"s\n".to_vec()], "order: the maximal message and the last");
     assert_eq!(ctl_count(&m.join("ctl"), "readers"), 1);
+    assert_healthy(&m);
+}
+
+/// write(2) of `total` bytes of `byte` to `file` from a buffer of which only the first
+/// `readable` bytes can be read (the rest is on a PROT_NONE page): the kernel passes those
+/// on and the write(2) returns short, or fails with EFAULT.
+fn short_write(file: &File, byte: u8, readable: usize, total: usize) -> Result<usize, String> {
+    // SAFETY: sysconf has no preconditions.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as usize;
+    let (head, tail) = (readable.next_multiple_of(page), (total - readable).next_multiple_of(page));
+    let pages = Mapping::new(head + tail);
+    // SAFETY: the first `head` bytes of our own mapping, writable; then the rest made
+    // unreadable.
+    let start = unsafe {
+        std::ptr::write_bytes(pages.ptr.cast::<u8>(), byte, head);
+        assert_eq!(libc::mprotect(pages.ptr.byte_add(head), tail, libc::PROT_NONE), 0);
+        pages.ptr.byte_add(head - readable)
+    };
+    raw_write(file, start, total)
+}
+
+/// Asserts that `got` is `want`, telling a mismatch by its runs of equal bytes.
+fn assert_bytes(got: &[u8], want: &[u8], what: &str) {
+    let runs = |bytes: &[u8]| {
+        bytes
+            .chunk_by(|a, b| a == b)
+            .map(|run| format!("{}x{:?}", run.len(), run[0] as char))
+            .collect::<Vec<_>>()
+    };
+    assert!(got == want, "{what}: got {:?}, want {:?}", runs(got), runs(want));
+}
+
+#[test]
+fn a_short_write_is_never_glued_to_the_next_write() {
+    let m = Mount::new();
+    fs::create_dir(m.join("g")).unwrap();
+    fs::write(m.join("g/ctl"), b"data static\nreplay all\n").unwrap();
+    let s = m.join("g/s");
+    fs::write(&s, b"").unwrap();
+    let writer = OpenOptions::new().write(true).open(&s).unwrap();
+    // 1000 of 2000 bytes arrive; the file position moves on by what was written, so the next
+    // write(2) starts where this one stopped, and fits in what it misses.
+    let r = short_write(&writer, b'a', 1000, 2000);
+    assert!(r == Ok(1000) || r == Err("EFAULT".into()), "half-readable write: {r:?}");
+    assert_eq!(raw_write(&writer, [b'b'; 1000].as_ptr().cast(), 1000), Ok(1000));
+    assert_bytes(&fs::read(&s).unwrap(), &[b'b'; 1000], "the next write(2) is a message of its own");
+    // A smaller next write(2) is published too, not swallowed by the short one.
+    let r = short_write(&writer, b'a', 1000, 2000);
+    assert!(r == Ok(1000) || r == Err("EFAULT".into()), "half-readable write: {r:?}");
+    assert_eq!(raw_write(&writer, b"cc\n".as_ptr().cast(), 3), Ok(3));
+    assert_bytes(&fs::read(&s).unwrap(), &[&[b'b'; 1000][..], b"cc\n"].concat(), "the smaller one too");
+    assert_eq!(ctl_count(&m.join("g/ctl"), "messages"), 2);
+    assert_healthy(&m);
+}
+
+/// The bytes of memory the mount counts as used (`df`).
+fn used(m: &Mount) -> u64 {
+    let path = std::ffi::CString::new(m.path.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a NUL-terminated path and a statvfs to fill.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    assert_eq!(unsafe { libc::statvfs(path.as_ptr(), &mut st) }, 0);
+    (st.f_blocks - st.f_bfree) * st.f_frsize
+}
+
+#[test]
+fn a_short_write_holds_no_memory_once_a_descriptor_of_its_file_is_closed() {
+    let m = Mount::new();
+    let s = m.join("s");
+    fs::write(&s, b"").unwrap();
+    let mut reader = open_nonblocking(&s);
+    let writer = OpenOptions::new().write(true).open(&s).unwrap();
+    assert_eq!(used(&m), 0);
+    // 1 MiB of a 2 MiB write(2) arrives; what the rest would cost stays reserved...
+    assert_eq!(short_write(&writer, b'a', 1 << 20, 2 << 20), Ok(1 << 20));
+    assert!(used(&m) >= 2 << 20, "the write(2) was admitted whole: {} bytes", used(&m));
+    // ...until a descriptor of the file closes (here a copy of the writer's; a killed
+    // writer's death closes its own): the short write is over, nothing of it published.
+    drop(writer.try_clone().unwrap());
+    assert_eq!(used(&m), 0, "the short write's reservation is released at the close");
+    assert!(drain(&mut reader, 4 << 20).is_empty(), "part of a write was published");
+    assert_eq!(raw_write(&writer, b"next\n".as_ptr().cast(), 5), Ok(5));
+    assert_eq!(drain(&mut reader, 4 << 20), [b"next\n".to_vec()]);
+    assert_healthy(&m);
+}
+
+#[test]
+fn under_frame_close_a_close_after_a_short_write_publishes_what_arrived() {
+    let m = Mount::new();
+    fs::create_dir(m.join("g")).unwrap();
+    fs::write(m.join("g/ctl"), b"frame close\n").unwrap();
+    let s = m.join("g/s");
+    fs::write(&s, b"").unwrap();
+    let mut reader = open_nonblocking(&s);
+    let writer = OpenOptions::new().write(true).open(&s).unwrap();
+    assert_eq!(raw_write(&writer, b"head ".as_ptr().cast(), 5), Ok(5));
+    let r = short_write(&writer, b'a', 1000, 2000);
+    assert_eq!(r, Ok(1000), "the kernel passes on the readable part");
+    drop(writer);
+    let messages = drain(&mut reader, 1 << 16);
+    assert_eq!(messages.len(), 1, "one message at the close");
+    assert_bytes(&messages[0], &[&b"head "[..], &[b'a'; 1000]].concat(), "what the close published");
     assert_healthy(&m);
 }
 

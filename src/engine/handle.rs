@@ -152,6 +152,7 @@ impl Handle {
         &self,
         request: &WriteRequest,
         size_of_call: impl FnOnce() -> Option<u64>,
+        call_id: impl Fn(u64) -> Option<u64>,
         waiter: WriteWaiter,
         max_message: u64,
         memory: &Arc<Memory>,
@@ -164,7 +165,7 @@ impl Handle {
         };
         let nonblock = waiter.nonblock;
         let would_wait = || stream.state.lock().would_wait(nonblock);
-        match writing.take(request, size_of_call, would_wait, max_message, memory) {
+        match writing.take(request, size_of_call, call_id, would_wait, max_message, memory) {
             Ok(Step::Message(message, reservation)) => {
                 stream.publish(&message, Some(waiter), reservation).unwrap_or(None)
             }
@@ -179,15 +180,21 @@ impl Handle {
         }
     }
 
-    /// At a close: publishes what was written under `frame close` as one message, unless
-    /// the writer is `dying` (asked only when there is something to publish).
-    pub fn flush(&self, dying: impl FnOnce() -> bool) -> Result<()> {
+    /// At a close by thread `closer`: ends a write(2) through the file that its writer left
+    /// (see `Writing::at_close`), and publishes what was written under `frame close` as one
+    /// message, unless the writer is `dying` (asked only when there is something to publish).
+    pub fn flush(
+        &self,
+        closer: u64,
+        dying: impl FnOnce() -> bool,
+        call_id: impl Fn(u64) -> Option<u64>,
+    ) -> Result<()> {
         let (Handle::Channel { source: Source::Stream(stream), writing, .. }
         | Handle::Static { source: Source::Stream(stream), writing, .. }) = self
         else {
             return Ok(());
         };
-        match writing.take_whole_file() {
+        match writing.at_close(closer, call_id) {
             None => Ok(()),
             Some((data, _)) if dying() => {
                 log::info!("a writer died before closing: {} bytes not published", data.len());
@@ -258,8 +265,10 @@ impl Resume {
 /// What a handle has written that is not yet a message, and the write(2) whose requests
 /// are still arriving. A request continues that write(2) only if it comes from the same
 /// writer at exactly the offset where the previous one ended, with no more bytes than are
-/// missing; any other request starts a new write(2). Each write(2) is admitted on its first
-/// request for all its message will cost, so its later requests cannot fail.
+/// missing, while that writer is still in the same system call (a short write(2), which
+/// stopped after some of its requests, is not continued by the writer's next one); any
+/// other request starts a new write(2). Each write(2) is admitted on its first request for
+/// all its message will cost, so its later requests cannot fail.
 pub struct Writing {
     /// `frame` of the group when the file was opened: a later change does not apply here.
     frame: Frame,
@@ -281,6 +290,8 @@ struct Assembly {
 /// A write(2) larger than one request, until its last request arrives.
 struct Call {
     writer: u64,
+    /// The identity of the writer's system call, as `call_id` told it.
+    id: u64,
     next_offset: u64,
     missing: u64,
 }
@@ -300,12 +311,16 @@ impl Writing {
 
     /// Takes one WRITE request. `size_of_call` tells, for a request that starts a write(2),
     /// how many bytes that write(2) has (None: its caller is dying, so nothing of it may be
-    /// published). `would_wait`, asked for a message of several requests: whether it must be
-    /// refused EAGAIN (its non-blocking writer would have to wait for a reader).
+    /// published). `call_id(writer)`, asked for a write(2) of several requests on its first
+    /// request and on each that would continue it: an identity of the system call `writer`
+    /// is in now (None: it cannot be told, so the request does not continue a write(2)).
+    /// `would_wait`, asked for a message of several requests: whether it must be refused
+    /// EAGAIN (its non-blocking writer would have to wait for a reader).
     pub fn take<'a>(
         &self,
         request: &WriteRequest<'a>,
         size_of_call: impl FnOnce() -> Option<u64>,
+        call_id: impl Fn(u64) -> Option<u64>,
         would_wait: impl FnOnce() -> bool,
         max_message: u64,
         memory: &Arc<Memory>,
@@ -313,18 +328,21 @@ impl Writing {
         let mut assembly = self.state.lock();
         let len = request.data.len() as u64;
         let continues = assembly.call.as_ref().is_some_and(|call| {
-            call.writer == request.writer && call.next_offset == request.offset && len <= call.missing
+            call.writer == request.writer
+                && call.next_offset == request.offset
+                && len <= call.missing
+                && call_id(call.writer) == Some(call.id)
         });
         if !continues {
-            if assembly.call.take().is_some() && self.frame == Frame::Write {
-                // Its writer was killed, or the kernel could not copy the rest: unpublished,
-                // its reservation released. (Under `frame close` what arrived stays written,
-                // as in a regular file after a short write.)
-                log::warn!("a write(2) ended before all its parts arrived; dropping it");
-                *assembly = Assembly::default();
-            }
+            self.end_call(&mut assembly);
             let total = size_of_call().ok_or(Errno::EINTR)?.max(len);
-            return self.begin(&mut assembly, request, total, would_wait, max_message, memory);
+            let id = if total > len { Some(call_id(request.writer).ok_or(Errno::EINTR)?) } else { None };
+            let step = self.begin(&mut assembly, request, total, would_wait, max_message, memory)?;
+            if let (Step::More, Some(id)) = (&step, id) {
+                let next_offset = request.offset + len;
+                assembly.call = Some(Call { writer: request.writer, id, next_offset, missing: total - len });
+            }
+            return Ok(step);
         }
         let call = assembly.call.as_mut().expect("a write(2) continues");
         call.next_offset += len;
@@ -343,7 +361,26 @@ impl Writing {
         })
     }
 
-    /// The first request of a write(2) of `total` bytes.
+    /// Ends the write(2) in progress, if any, before all its parts arrived: its writer was
+    /// killed, or the kernel could not copy the rest (a short write). Under `frame write` it
+    /// is unpublished, its reservation released; under `frame close` what arrived stays
+    /// written, as in a regular file after a short write.
+    fn end_call(&self, assembly: &mut Assembly) {
+        if assembly.call.take().is_some() {
+            log::warn!(
+                "a write(2) ended before all its parts arrived: what arrived was {}",
+                match self.frame {
+                    Frame::Write => "dropped",
+                    Frame::Close => "kept in the whole-file message",
+                }
+            );
+            if self.frame == Frame::Write {
+                *assembly = Assembly::default();
+            }
+        }
+    }
+
+    /// The first request of a write(2) of `total` bytes; `take` then waits for the others.
     fn begin<'a>(
         &self,
         assembly: &mut Assembly,
@@ -385,10 +422,6 @@ impl Writing {
                 assembly.data.extend_from_slice(request.data);
             }
         }
-        if total > len {
-            let next_offset = request.offset + len;
-            assembly.call = Some(Call { writer: request.writer, next_offset, missing: total - len });
-        }
         Ok(Step::More)
     }
 
@@ -422,13 +455,25 @@ impl Writing {
         errno
     }
 
-    /// At a close: the `frame close` message to publish, with its reservation, if any. The
-    /// next write through the same file starts a new message. While a write(2) through the
-    /// file (by another process sharing it) is still arriving, the message is left for a
-    /// later close.
-    fn take_whole_file(&self) -> Option<(Vec<u8>, Option<Reservation>)> {
+    /// At a close by thread `closer`: the `frame close` message to publish, with its
+    /// reservation, if any. The next write through the same file starts a new message.
+    /// While a write(2) through the file (by another process sharing it) is still arriving,
+    /// the message is left for a later close. A write(2) whose writer left it (a short
+    /// write, or a writer killed between requests: its close, or the death of its thread)
+    /// is ended first, as by its writer's next write(2) (`end_call`).
+    fn at_close(
+        &self,
+        closer: u64,
+        call_id: impl Fn(u64) -> Option<u64>,
+    ) -> Option<(Vec<u8>, Option<Reservation>)> {
         let mut state = self.state.lock();
-        if self.frame != Frame::Close || state.call.is_some() {
+        if let Some(call) = &state.call {
+            if call.writer != closer && call_id(call.writer) == Some(call.id) {
+                return None;
+            }
+            self.end_call(&mut state);
+        }
+        if self.frame != Frame::Close {
             return None;
         }
         let assembly = std::mem::take(&mut *state);

@@ -291,12 +291,17 @@ impl Engine {
     ///
     /// `size_of_call` is asked only for a request that does not continue the handle's
     /// write(2) in progress: how many bytes the write(2) it starts has, None if its caller
-    /// is dying (then nothing of it is published: EINTR).
+    /// is dying (then nothing of it is published: EINTR). `call_id(writer)` is asked for a
+    /// write(2) of several requests, on its first request and on each that would continue
+    /// it: an opaque identity of the system call `writer` is in now, the same for all the
+    /// requests of one write(2) and different for the next (None: it cannot be told, so no
+    /// request continues the write(2), which is dropped).
     pub fn write(
         &self,
         fh: u64,
         request: &WriteRequest,
         size_of_call: impl FnOnce() -> Option<u64>,
+        call_id: impl Fn(u64) -> Option<u64>,
         callback: WriteCallback,
     ) -> Option<Ticket> {
         let handle = match self.handle(fh) {
@@ -307,12 +312,12 @@ impl Engine {
             }
         };
         if let Handle::Ctl(ctl) = &*handle {
-            callback(self.ctl_request(ctl, request, size_of_call));
+            callback(self.ctl_request(ctl, request, size_of_call, call_id));
             return None;
         }
         let ticket = self.next_ticket.fetch_add(1, Ordering::Relaxed);
         let waiter = WriteWaiter { ticket, nonblock: request.nonblock, callback };
-        handle.write(request, size_of_call, waiter, self.limits.max_message, &self.memory)
+        handle.write(request, size_of_call, call_id, waiter, self.limits.max_message, &self.memory)
     }
 
     /// A write by a process without CAP_FSETID: clears the stream's setuid bit, and its
@@ -324,11 +329,21 @@ impl Engine {
         }
     }
 
-    /// A descriptor of `fh` is being closed. Under `frame close` what was written through it
-    /// is published now as one message, unless `dying` says its process was killed (asked
-    /// only when there is such a message).
-    pub fn flush(&self, fh: u64, dying: impl FnOnce() -> bool) -> Result<()> {
-        self.handle(fh)?.flush(dying)
+    /// A descriptor of `fh` is being closed by thread `closer` (a writer's number, as in
+    /// `WriteRequest::writer`). A write(2) through it that its writer left before all its
+    /// requests arrived (a short write, a writer killed between requests; `call_id` as for
+    /// `write` tells) ends: under `frame write` it is dropped with its reservation. Under
+    /// `frame close` what was written through it, a short write's bytes included, is
+    /// published now as one message, unless `dying` says its process was killed (asked only
+    /// when there is such a message).
+    pub fn flush(
+        &self,
+        fh: u64,
+        closer: u64,
+        dying: impl FnOnce() -> bool,
+        call_id: impl Fn(u64) -> Option<u64>,
+    ) -> Result<()> {
+        self.handle(fh)?.flush(closer, dying, call_id)
     }
 
     pub fn usage(&self) -> Usage {

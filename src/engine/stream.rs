@@ -147,6 +147,13 @@ impl Stream {
             if !admitted && state.would_wait(nonblock) {
                 return Err(Errno::EAGAIN);
             }
+            if config.write == WriteMode::One && waiter.is_some() {
+                // Kept for the next reader until one received it, whether or not its writer
+                // waits: a non-blocking write admitted while a reader was open, or a blocked
+                // write answered early, still delivers.
+                let seq = state.channel.next_seq();
+                state.channel.await_delivery(seq);
+            }
             let blocked = match waiter.take() {
                 Some(w) if config.write != WriteMode::NonBlock && !w.nonblock => {
                     let seq = state.channel.next_seq();

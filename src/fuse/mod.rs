@@ -25,7 +25,7 @@ use fuser::{
 
 use crate::engine::{self, Attr, Caller, Engine, Entry, Kind, OpenKind, ReadMode, SetAttr, WriteRequest};
 use workarounds::interrupts::Interrupts;
-use workarounds::write_size::WriteSize;
+use workarounds::write_size::{self, WriteSize};
 use workarounds::{dispatch_trace, killed_writer};
 
 /// Names may be cached briefly (every change goes through this mount); attributes not at
@@ -70,6 +70,11 @@ fn guard(op: &str, handler: impl FnOnce()) {
 
 fn errno(error: engine::Errno) -> fuser::Errno {
     fuser::Errno::from_i32(error.0)
+}
+
+/// The engine's `call_id`: the system call writer (thread) `writer` is in now.
+fn call_id(writer: u64) -> Option<u64> {
+    write_size::call_id(u32::try_from(writer).ok()?)
 }
 
 fn caller(req: &Request) -> Caller {
@@ -419,7 +424,7 @@ impl Filesystem for MqFs {
             let nonblock = flags.0 & libc::O_NONBLOCK != 0;
             let request = WriteRequest { data, writer: pid.into(), offset, nonblock };
             let size_of_call = || self.write_size.of_call(len, pid);
-            if let Some(ticket) = self.engine.write(fh.0, &request, size_of_call, callback) {
+            if let Some(ticket) = self.engine.write(fh.0, &request, size_of_call, call_id, callback) {
                 self.interrupts.watch(req.unique().0, ticket, pid, fh.0, done);
             }
         })
@@ -430,7 +435,7 @@ impl Filesystem for MqFs {
             // A process killed while writing a `frame close` message must not publish half of
             // it: its files are closed as it dies, with its exit code already set.
             let dying = || killed_writer::killed_by_signal(req.pid());
-            reply_empty(reply, self.engine.flush(fh.0, dying));
+            reply_empty(reply, self.engine.flush(fh.0, req.pid().into(), dying, call_id));
         })
     }
 

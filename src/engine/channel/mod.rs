@@ -151,6 +151,7 @@ impl Channel {
         if config.replay == Replay::Off
             && self.readers.is_empty()
             && self.writers.is_empty()
+            && self.awaited.is_empty()
             && self.log.is_empty()
         {
             // Nobody can ever read it: count it, keep nothing.

@@ -19,13 +19,16 @@ pub(super) struct BlockedWriter {
 }
 
 impl Channel {
+    /// Keeps `write one` message `seq`, about to be appended, until a reader has received
+    /// it: a reader opened later starts with it.
+    pub fn await_delivery(&mut self, seq: u64) {
+        self.awaited.push_back(seq);
+    }
+
     /// Keeps `callback` until message `seq`, about to be appended, has been received: by
-    /// any reader (`write one`; a reader opened later starts with it), or by every reader
+    /// any reader (`write one`, whose message `await_delivery` keeps), or by every reader
     /// open now (`write all`). Checked after every read, close and drop, the append included.
     pub fn expect_delivery(&mut self, seq: u64, mode: WriteMode, ticket: Ticket, callback: WriteCallback) {
-        if mode == WriteMode::One {
-            self.awaited.push_back(seq);
-        }
         let readers = (mode == WriteMode::All).then(|| self.readers.keys().copied().collect());
         self.writers.push(BlockedWriter { ticket, seq, readers, callback });
     }

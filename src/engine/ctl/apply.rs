@@ -40,9 +40,10 @@ impl Engine {
         ctl: &CtlFile,
         request: &WriteRequest,
         size_of_call: impl FnOnce() -> Option<u64>,
+        call_id: impl Fn(u64) -> Option<u64>,
     ) -> Result<()> {
         let CtlFile { group, uid, error, writing, .. } = ctl;
-        let parsed = match writing.take(request, size_of_call, || false, CTL_MAX, &self.memory) {
+        let parsed = match writing.take(request, size_of_call, call_id, || false, CTL_MAX, &self.memory) {
             Ok(Step::Message(text, _reservation)) => ctl::parse(&text).map_err(|error| error.to_string()),
             Ok(Step::More) => return Ok(()),
             Err(Errno::EFBIG) => Err(format!("a write(2) longer than {CTL_MAX} bytes is refused")),

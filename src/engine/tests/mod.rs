@@ -15,6 +15,8 @@ use super::*;
 
 const OWNER: Caller = Caller { uid: 0, gid: 0 };
 const MIB: u64 = 1 << 20;
+/// The thread a test's close comes from: not the writer (1) of any write(2) in progress.
+const CLOSER: u64 = 99;
 
 fn engine_with(limits: Limits) -> Engine {
     Engine::new(GroupConfig::default(), OWNER, limits)
@@ -93,13 +95,21 @@ fn write(e: &Engine, fh: u64, data: &[u8]) -> Result<usize> {
 }
 
 /// One WRITE request of writer 1 at `offset`, in a group where writes complete at once. It
-/// starts a write(2) of `call` bytes, or (None) must continue the one in progress.
+/// starts a write(2) of `call` bytes, or (None) must continue the one in progress; all are
+/// the same system call (`call_id` 1).
 fn write_part(e: &Engine, fh: u64, data: &[u8], offset: u64, call: Option<u64>) -> Result<usize> {
+    write_in_call(e, fh, data, offset, call, 1)
+}
+
+/// `write_part` from system call `id` (what `call_id` answers for writer 1).
+fn write_in_call(e: &Engine, fh: u64, data: &[u8], offset: u64, call: Option<u64>, id: u64) -> Result<usize> {
     let outcome = Arc::new(Mutex::new(None));
     let slot = outcome.clone();
     let request = WriteRequest { data, writer: 1, offset, nonblock: false };
     let size_of_call = || Some(call.expect("this request continues a write(2)"));
-    let ticket = e.write(fh, &request, size_of_call, Box::new(move |r| *slot.lock().unwrap() = Some(r)));
+    let call_id = |writer| (writer == 1).then_some(id);
+    let ticket =
+        e.write(fh, &request, size_of_call, call_id, Box::new(move |r| *slot.lock().unwrap() = Some(r)));
     assert_eq!(ticket, None, "a write in this group does not block");
     let result = outcome.lock().unwrap().take().expect("the write completed");
     result.map(|()| data.len())
@@ -211,6 +221,7 @@ fn start_write(e: &Engine, fh: u64, data: &[u8], nonblock: bool) -> (WriteSlot, 
         fh,
         &WriteRequest { data, writer: 1, offset: 0, nonblock },
         || Some(data.len() as u64),
+        |_| Some(1),
         Box::new(move |result| assert!(target.lock().unwrap().replace(result).is_none(), "completed twice")),
     );
     (slot, ticket)

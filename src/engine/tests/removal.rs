@@ -258,7 +258,7 @@ fn replies_owed_by_removal_and_rename_are_sent_after_the_tree_lock_is_released()
     let m = create(&e, one, "m");
     let (w1, w2) = (open_writer(&e, m), open_writer(&e, m));
     let first = WriteRequest { data: b"first", writer: 1, offset: 0, nonblock: false };
-    assert!(e.write(w1, &first, || Some(5), noting_tree_free(&e, &free)).is_some());
+    assert!(e.write(w1, &first, || Some(5), |_| Some(1), noting_tree_free(&e, &free)).is_some());
     let (second, ticket) = start_write(&e, w2, b"second", false);
     assert!(ticket.is_some());
     e.rename(one, b"m", shallow, b"m", false).unwrap();

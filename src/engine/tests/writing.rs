@@ -84,7 +84,7 @@ fn a_write_continues_only_from_its_writer_at_its_next_offset() {
     let other = WriteRequest { data: &[b'e'; 400], writer: 2, offset: 600, nonblock: false };
     let outcome = Arc::new(Mutex::new(None));
     let slot = outcome.clone();
-    e.write(w, &other, || Some(400), Box::new(move |r| *slot.lock().unwrap() = Some(r)));
+    e.write(w, &other, || Some(400), |_| Some(1), Box::new(move |r| *slot.lock().unwrap() = Some(r)));
     assert_eq!(outcome.lock().unwrap().take(), Some(Ok(())));
     expect_read(&e, r, 4096, &[b'e'; 400]);
     // More than is missing is not a continuation either.
@@ -128,7 +128,7 @@ fn frame_is_fixed_when_a_file_is_opened() {
     ctl(&e, ROOT, "frame write");
     assert_eq!(write(&e, w, b"message"), Ok(7));
     expect_errno(&e, r, Errno::EAGAIN);
-    assert_eq!(e.flush(w, || false), Ok(()));
+    assert_eq!(e.flush(w, CLOSER, || false, |_| Some(1)), Ok(()));
     expect_read(&e, r, 100, b"one message");
 }
 
@@ -163,5 +163,48 @@ fn an_oversized_message_is_refused_with_efbig() {
     assert_eq!(write_part(&e, w, &[b'b'; 60], 0, Some(100)), Ok(60));
     assert_eq!(write_part(&e, w, &[b'b'; 40], 60, None), Ok(40));
     expect_read(&e, r, 4096, &[b'b'; 100]);
+    expect_errno(&e, r, Errno::EAGAIN);
+}
+
+#[test]
+fn a_short_write_is_not_continued_by_its_writers_next_write() {
+    let e = engine();
+    let s = create(&e, ROOT, "s");
+    let r = open_reader(&e, s);
+    let w = open_writer(&e, s);
+    // write(2) 1 of 2000 bytes stops after 1000 (EFAULT); the file position moved by 1000,
+    // so write(2) 2 starts where write(2) 1 stopped, and fits in what it misses.
+    assert_eq!(write_in_call(&e, w, &[b'a'; 1000], 0, Some(2000), 1), Ok(1000));
+    assert_eq!(write_in_call(&e, w, &[b'b'; 1000], 1000, Some(1000), 2), Ok(1000));
+    expect_read(&e, r, 4096, &[b'b'; 1000]);
+    // A smaller one is not swallowed either.
+    assert_eq!(write_in_call(&e, w, &[b'a'; 1000], 2000, Some(2000), 3), Ok(1000));
+    assert_eq!(write_in_call(&e, w, &[b'c'; 10], 3000, Some(10), 4), Ok(10));
+    expect_read(&e, r, 4096, &[b'c'; 10]);
+    expect_errno(&e, r, Errno::EAGAIN);
+    assert_eq!(e.usage().memory_used, 0, "the short writes' reservations were released");
+}
+
+#[test]
+fn a_write_whose_writer_left_it_is_released_at_close() {
+    let e = engine();
+    let s = create(&e, ROOT, "s");
+    let r = open_reader(&e, s);
+    let w = open_writer(&e, s);
+    let part = [b'x'; 1000];
+    assert_eq!(write_part(&e, w, &part, 0, Some(2000)), Ok(part.len()));
+    // Another process sharing the file closes it while the write(2) goes on: it stays.
+    assert_eq!(e.flush(w, CLOSER, || false, |_| Some(1)), Ok(()));
+    assert_eq!(write_part(&e, w, &part, 1000, None), Ok(part.len()));
+    expect_read(&e, r, 4096, &[b'x'; 2000]);
+    // Its writer was killed between requests: its close (or any close once it is gone)
+    // releases what the write(2) held.
+    assert_eq!(write_part(&e, w, &part, 0, Some(2000)), Ok(part.len()));
+    assert!(e.usage().memory_used > 0, "the pending write holds a reservation");
+    assert_eq!(e.flush(w, 1, || true, |_| Some(1)), Ok(()));
+    assert_eq!(e.usage().memory_used, 0, "released at the writer's own close");
+    assert_eq!(write_part(&e, w, &part, 0, Some(2000)), Ok(part.len()));
+    assert_eq!(e.flush(w, CLOSER, || false, |_| None), Ok(()));
+    assert_eq!(e.usage().memory_used, 0, "released once the writer is out of its write(2)");
     expect_errno(&e, r, Errno::EAGAIN);
 }

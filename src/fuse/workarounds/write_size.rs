@@ -2,7 +2,8 @@
 //! requests of at most `max_pages` pages and says nothing of the whole: a request shorter
 //! than the cap is whole, a longer one is measured from the caller's blocked system call in
 //! `/proc/<tid>/syscall` (and, for the vectored calls, its iovec array, copied with
-//! `process_vm_readv`).
+//! `process_vm_readv`). The same line tells whether a later request still belongs to that
+//! write(2): it stays the same while the caller stays in that system call.
 
 use super::proc::{ProcPath, ThreadState, parse_dec, parse_hex, read_small, thread_state};
 
@@ -50,6 +51,24 @@ impl WriteSize {
             None => Some(len as u64),
         }
     }
+}
+
+/// An identity of the system call thread `tid` is in now, for the engine's `call_id`: a
+/// hash of its `/proc/<tid>/syscall` line (number, arguments, stack and instruction
+/// pointers), which stays the same while the thread stays in that call and changes with
+/// its next one unless that repeats all of it. None if the thread is running, in no system
+/// call, or gone.
+pub fn call_id(tid: u32) -> Option<u64> {
+    let mut buf = [0u8; 256];
+    let len = read_small(&ProcPath::new(tid, "syscall"), &mut buf).ok()?;
+    id_of_syscall_line(buf.get(..len)?)
+}
+
+fn id_of_syscall_line(data: &[u8]) -> Option<u64> {
+    parse_syscall_line(data)?;
+    let mut hasher = std::hash::DefaultHasher::new();
+    std::hash::Hash::hash(data, &mut hasher);
+    Some(std::hash::Hasher::finish(&hasher))
 }
 
 /// From the kernel's cap on pages per request (fuser asks for more than any kernel allows):
@@ -321,6 +340,27 @@ mod tests {
 
         assert_eq!(write_syscall_len(u32::MAX), None);
         assert_eq!(write_syscall_len(0), None);
+    }
+
+    #[test]
+    fn a_blocked_write_keeps_its_call_id() {
+        let blocked = Blocked::spawn(true, |fd| {
+            let data = vec![7u8; 300_000];
+            // SAFETY: data is valid for its length.
+            unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) }
+        });
+        blocked.wait_len();
+        let id = wait_for("the helper's call id", || call_id(blocked.tid));
+        blocked.drain(4096);
+        let again = wait_for("the helper to block again", || call_id(blocked.tid));
+        assert_eq!(again, id, "the same write(2) after part of it went through");
+        blocked.drain(300_000 - 4096);
+        assert_eq!(blocked.join(), 300_000);
+        let line =
+            |count: u64| format!("{} 0x3 0x1000 0x{count:x} 0x0 0x0 0x0 0x7ffc1000 0x7f001000\n", nr::WRITE);
+        assert_ne!(id_of_syscall_line(line(2000).as_bytes()), id_of_syscall_line(line(1000).as_bytes()));
+        assert_eq!(id_of_syscall_line(b"running\n"), None);
+        assert_eq!(id_of_syscall_line(b"-1 0x7ffc1000 0x7f001000\n"), None);
     }
 
     #[test]
