@@ -113,12 +113,3 @@ pub fn parse_key(spec: &str) -> Result<Option<u8>, String> {
         _ => Err(format!("{spec}: a key is ^X, one character, or none")),
     }
 }
-
-/// The caret notation of a key byte, for messages.
-pub fn key_name(key: u8) -> String {
-    match key {
-        0x7f => "^?".to_string(),
-        0..=0x1f => format!("^{}", (key + b'@') as char),
-        _ => (key as char).to_string(),
-    }
-}
