@@ -584,13 +584,15 @@ os.write(1, b"EOF\n")
     assert!(out.ends_with("EOF\n"), "output:\n{out}");
 }
 
-/// A Python reader of argv[1] that handles SIGUSR1 (printing `SIG`) and reads on.
+/// A Python reader of argv[1] that handles SIGUSR1 (printing `SIG`) and reads on,
+/// printing `END` when it reads the message `END` (so a test knows it has caught up).
 const HANDLING_READER: &str = r#"
 import os, signal, sys
 signal.signal(signal.SIGUSR1, lambda *_: os.write(1, b"SIG\n"))
 f = open(sys.argv[1], "rb", buffering=0)
-while f.read(100):
-    pass
+while (data := f.read(100)):
+    if data == b"END\n":
+        os.write(1, b"END\n")
 "#;
 
 /// Waits until `reader` and `cats` new `cat`s are blocked reading `s`, and asserts that all
@@ -663,6 +665,10 @@ fn interrupts_survive_a_storm_of_signals_during_busy_reads() {
         thread::sleep(Duration::from_micros(500));
     }
     writer.join().unwrap();
+    // The reader may still be working through the storm's backlog, running between reads
+    // (state R); once it has read the last message its next read parks.
+    write_msg(&s, b"END\n");
+    py.wait_output_contains(b"END\n", T);
     assert_readers_sleep(&mut py, &s, 5, &format!("after {sent} signals"));
     assert!(log_problems(&m).is_empty(), "daemon log: {:?}", log_problems(&m));
 }
