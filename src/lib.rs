@@ -12,4 +12,5 @@ pub mod engine;
 pub mod fuse;
 pub mod logger;
 pub mod mountinfo;
+pub mod storage;
 pub mod tools;
