@@ -1,5 +1,5 @@
 //! Where history lives. A channel keeps its messages in a [`Log`]; a mount's [`Store`] makes
-//! the logs and keeps the catalogue (the namespace and every group's configuration). Two
+//! the logs, and its [`Catalogue`] keeps the namespace and every group's configuration. Two
 //! stores stand behind this interface: memory ([`memory`], today's segmented log, nothing
 //! survives the daemon) and disk ([`disk`], a store directory of segment files with
 //! checksummed records, fsync policies and crash recovery). A NATS JetStream store is meant
@@ -142,16 +142,14 @@ pub enum Placement {
     Disk,
 }
 
-/// A mount's storage: it makes the channels' logs and keeps the catalogue.
+/// A mount's storage: it makes the channels' logs. A store with files is opened (locked,
+/// recovered) before the mount; its catalogue is opened beside it.
 pub trait Store: Send + Sync {
     /// The log of channel `id` with what the store holds of it (recovered at open), or a new
     /// empty one. A store without files gives memory logs whatever `placement` says.
     fn log(&self, id: LogId, placement: Placement, policy: SyncPolicy) -> Result<Box<dyn Log>, Errno>;
     /// Deletes what the store holds of log `id` (its stream or group is gone for good).
     fn remove_log(&self, id: LogId);
-    /// The namespace and configuration as last saved, to rebuild the tree from (empty for a
-    /// new or memory store).
-    fn catalogue(&self) -> &dyn Catalogue;
 }
 
 /// The saved namespace: every node (group, stream, link, special file) with its names,
