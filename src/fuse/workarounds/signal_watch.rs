@@ -180,7 +180,14 @@ mod tests {
     #[test]
     fn a_signal_to_the_process_is_found_without_a_turn() {
         let mut child = std::process::Command::new("python3")
-            .args(["-c", "import threading, time; threading.Thread(target=time.sleep, args=(60,)).start()"])
+            // SIGUSR1 is handled: were it fatal, the kernel would end the stopped process at
+            // once, and the scan could find it gone.
+            .args([
+                "-c",
+                "import signal, threading, time\n\
+                 signal.signal(signal.SIGUSR1, lambda *_: None)\n\
+                 threading.Thread(target=time.sleep, args=(60,)).start()",
+            ])
             .spawn()
             .expect("python3 runs");
         let pid = child.id();
@@ -189,10 +196,16 @@ mod tests {
             let tasks: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/task"))
                 .map(|dir| dir.flatten().filter_map(|e| e.file_name().to_str()?.parse().ok()).collect())
                 .unwrap_or_default();
-            if let Some(&tid) = tasks.iter().find(|&&t| t != pid) {
+            // A new thread blocks every signal until its start-up is done (glibc), so it
+            // counts only once its mask is empty.
+            let unmasked = |tid: u32| {
+                std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/status"))
+                    .is_ok_and(|status| status.lines().any(|l| l == "SigBlk:\t0000000000000000"))
+            };
+            if let Some(&tid) = tasks.iter().find(|&&t| t != pid && unmasked(t)) {
                 break tid;
             }
-            assert!(Instant::now() < deadline, "python3 started no second thread");
+            assert!(Instant::now() < deadline, "python3 started no second thread with an empty mask");
             std::thread::sleep(Duration::from_millis(5));
         };
         // SAFETY: signals to our own child.
