@@ -252,5 +252,6 @@ mod order;
 mod reading;
 mod removal;
 mod retention;
+mod storage;
 mod tree;
 mod writing;
