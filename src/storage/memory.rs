@@ -1,9 +1,10 @@
 //! The memory store: every log is a [`MemoryLog`], a segmented message log in the daemon's
 //! memory; nothing survives the daemon. Its catalogue ([`MemoryCatalogue`]) saves nothing.
 //!
-//! Messages are appended back to back into segments (one contiguous buffer each) with an
-//! index entry per message (its end offset and its stamp), so a retained message costs its
-//! payload plus [`ENTRY_BYTES`] and no heap allocation of its own. A message of
+//! Messages are appended back to back into segments (one contiguous buffer each) with a
+//! 4-byte end offset per message and, in a stamped log (one that may move to a disk store),
+//! its stamp, so a retained message costs its payload plus 4 bytes (32 stamped) and no heap
+//! allocation of its own. A message of
 //! [`SEGMENT_BYTES`] or more gets a segment of its own, a shared buffer that readers are
 //! handed slices of without a copy (an assembled message becomes one as it is). Messages are
 //! numbered by a sequence number that never repeats within a log. History is dropped from the
@@ -29,36 +30,30 @@ const SEGMENT_MESSAGES: usize = 4096;
 /// The largest message the index can hold: its end offset is 4 bytes (4 GiB - 1).
 pub const MAX_MESSAGE: u64 = u32::MAX as u64;
 
-/// One message's index entry: where it ends in its segment, and its stamp.
-#[derive(Clone, Copy)]
-struct Entry {
-    end: u32,
-    pid: u32,
-    uid: u32,
-    gid: u32,
-    /// Nanoseconds since the epoch.
-    time: u64,
-    group_seq: u64,
+/// A stamp as a stamped log keeps it: nanoseconds since the epoch and the group sequence
+/// number (two words each), pid, uid, gid.
+type Packed = [u32; 7];
+
+/// What a retained message costs besides its payload: its end offset, and in a stamped log
+/// its stamp.
+const END_BYTES: usize = 4;
+pub const STAMP_BYTES: usize = std::mem::size_of::<Packed>();
+
+fn pack(stamp: &Stamp) -> Packed {
+    let time = stamp.time.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let time = u64::try_from(time.as_nanos()).unwrap_or(u64::MAX);
+    let seq = stamp.group_seq;
+    [time as u32, (time >> 32) as u32, seq as u32, (seq >> 32) as u32, stamp.pid, stamp.uid, stamp.gid]
 }
 
-/// What a retained message costs besides its payload.
-pub const ENTRY_BYTES: usize = std::mem::size_of::<Entry>();
-
-impl Entry {
-    fn new(end: u32, stamp: &Stamp) -> Entry {
-        let time = stamp.time.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-        let time = u64::try_from(time.as_nanos()).unwrap_or(u64::MAX);
-        Entry { end, pid: stamp.pid, uid: stamp.uid, gid: stamp.gid, time, group_seq: stamp.group_seq }
-    }
-
-    fn stamp(&self) -> Stamp {
-        Stamp {
-            time: SystemTime::UNIX_EPOCH + Duration::from_nanos(self.time),
-            group_seq: self.group_seq,
-            pid: self.pid,
-            uid: self.uid,
-            gid: self.gid,
-        }
+fn unpack(packed: &Packed) -> Stamp {
+    let word = |low: u32, high: u32| u64::from(low) | (u64::from(high) << 32);
+    Stamp {
+        time: SystemTime::UNIX_EPOCH + Duration::from_nanos(word(packed[0], packed[1])),
+        group_seq: word(packed[2], packed[3]),
+        pid: packed[4],
+        uid: packed[5],
+        gid: packed[6],
     }
 }
 
@@ -90,26 +85,26 @@ struct Segment {
     /// Position of the segment's first byte in the stream of all bytes ever appended.
     start: u64,
     data: Data,
-    /// `entries[i]` is the index entry of message `base + i`.
-    entries: Vec<Entry>,
+    /// `ends[i]` is the end offset in `data` of message `base + i`.
+    ends: Vec<u32>,
+    /// `stamps[i]` is its stamp, in a stamped log (else empty; grown as `ends` is).
+    stamps: Vec<Packed>,
 }
 
 impl Segment {
     fn range(&self, index: usize) -> std::ops::Range<usize> {
-        let start = if index == 0 { 0 } else { self.entries[index - 1].end as usize };
-        start..self.entries[index].end as usize
+        let start = if index == 0 { 0 } else { self.ends[index - 1] as usize };
+        start..self.ends[index] as usize
     }
 
     fn next_seq(&self) -> u64 {
-        self.base + self.entries.len() as u64
+        self.base + self.ends.len() as u64
     }
 
     fn has_room_for(&self, len: usize) -> bool {
         match &self.data {
             Data::Small(data) => {
-                len < SEGMENT_BYTES
-                    && data.len() + len <= SEGMENT_BYTES
-                    && self.entries.len() < SEGMENT_MESSAGES
+                len < SEGMENT_BYTES && data.len() + len <= SEGMENT_BYTES && self.ends.len() < SEGMENT_MESSAGES
             }
             Data::Large(_) => false,
         }
@@ -117,7 +112,18 @@ impl Segment {
 
     /// Heap bytes the segment holds.
     fn allocated(&self) -> u64 {
-        (self.data.capacity() + self.entries.capacity() * ENTRY_BYTES) as u64
+        (self.data.capacity() + self.ends.capacity() * END_BYTES + self.stamps.capacity() * STAMP_BYTES)
+            as u64
+    }
+
+    /// Indexes a message ending at `end`, its index grown to `capacity` entries.
+    fn index(&mut self, end: u32, stamp: Option<&Stamp>, capacity: usize) {
+        self.ends.reserve_exact(capacity - self.ends.len());
+        self.ends.push(end);
+        if let Some(stamp) = stamp {
+            self.stamps.reserve_exact(capacity - self.stamps.len());
+            self.stamps.push(pack(stamp));
+        }
     }
 }
 
@@ -131,8 +137,9 @@ fn grown(capacity: usize, needed: usize, cap: usize) -> usize {
 }
 
 /// One channel's history in memory.
-#[derive(Default)]
 pub struct MemoryLog {
+    /// Whether messages keep their stamps (a log that may move to a disk store).
+    stamped: bool,
     segments: VecDeque<Segment>,
     /// Sequence number of the oldest retained message.
     first: u64,
@@ -146,22 +153,50 @@ pub struct MemoryLog {
     appended: u64,
 }
 
+impl Default for MemoryLog {
+    /// A log that keeps its messages' stamps.
+    fn default() -> Self {
+        MemoryLog { stamped: true, ..MemoryLog::unstamped() }
+    }
+}
+
 impl MemoryLog {
-    /// The most appending a message of `len` bytes can allocate, whatever the log holds
-    /// then: a large message gets a segment of its own size and one entry; a small one at
-    /// worst doubles the last segment's buffer (to at most the segment size) and its index
-    /// (to at most `SEGMENT_MESSAGES` entries).
-    pub fn most_growth(len: usize) -> u64 {
-        if len >= SEGMENT_BYTES {
-            (len + ENTRY_BYTES) as u64
-        } else {
-            (SEGMENT_BYTES + SEGMENT_MESSAGES / 2 * ENTRY_BYTES) as u64
+    /// A log that keeps no stamps, as on a memory mount, where nothing can read them: its
+    /// messages cost their payload and an end offset (`stamp` answers None).
+    pub fn unstamped() -> Self {
+        MemoryLog {
+            stamped: false,
+            segments: VecDeque::new(),
+            first: 0,
+            next: 0,
+            bytes: 0,
+            allocated: 0,
+            appended: 0,
         }
+    }
+
+    /// The most appending a message of `len` bytes can allocate to any memory log, whatever
+    /// it holds then: a large message gets a segment of its own size and one entry; a small
+    /// one at worst doubles the last segment's buffer (to at most the segment size) and its
+    /// index (to at most `SEGMENT_MESSAGES` entries).
+    pub fn most_growth(len: usize) -> u64 {
+        let entry = END_BYTES + STAMP_BYTES;
+        if len >= SEGMENT_BYTES {
+            (len + entry) as u64
+        } else {
+            (SEGMENT_BYTES + SEGMENT_MESSAGES / 2 * entry) as u64
+        }
+    }
+
+    /// What one message's index entry costs in this log.
+    fn entry_bytes(&self) -> usize {
+        END_BYTES + if self.stamped { STAMP_BYTES } else { 0 }
     }
 
     /// A new segment for a message of `len` bytes, charged.
     fn open_segment(&mut self, data: Data) -> &mut Segment {
-        let segment = Segment { base: self.next, start: self.appended, data, entries: Vec::new() };
+        let segment =
+            Segment { base: self.next, start: self.appended, data, ends: Vec::new(), stamps: Vec::new() };
         self.allocated += segment.allocated();
         self.segments.push_back(segment);
         self.segments.back_mut().expect("a segment was just pushed")
@@ -193,14 +228,15 @@ impl Log for MemoryLog {
                 Message::Borrowed(bytes) => bytes.to_vec(),
             };
             data.shrink_to_fit();
+            let stamp = self.stamped.then_some(stamp);
             let segment = self.open_segment(Data::Large(Arc::new(data)));
-            segment.entries.reserve_exact(1);
-            segment.entries.push(Entry::new(end, stamp));
-            self.allocated += ENTRY_BYTES as u64;
+            segment.index(end, stamp, 1);
+            self.allocated += self.entry_bytes() as u64;
         } else {
             if !self.segments.back().is_some_and(|s| s.has_room_for(len)) {
                 self.open_segment(Data::Small(Vec::new()));
             }
+            let stamp = self.stamped.then_some(stamp);
             let segment = self.segments.back_mut().expect("a segment was just ensured");
             let before = segment.allocated();
             let Data::Small(data) = &mut segment.data else { unreachable!("has room: small") };
@@ -209,11 +245,8 @@ impl Log for MemoryLog {
             data.reserve_exact(grown(data.capacity(), data.len() + len, SEGMENT_BYTES) - data.len());
             data.extend_from_slice(message.as_slice());
             let end = u32::try_from(data.len()).expect("a segment is smaller than MAX_MESSAGE");
-            let entries = &mut segment.entries;
-            entries.reserve_exact(
-                grown(entries.capacity(), entries.len() + 1, SEGMENT_MESSAGES) - entries.len(),
-            );
-            entries.push(Entry::new(end, stamp));
+            let capacity = grown(segment.ends.capacity(), segment.ends.len() + 1, SEGMENT_MESSAGES);
+            segment.index(end, stamp, capacity);
             self.allocated += segment.allocated() - before;
         }
         self.bytes += len as u64;
@@ -228,12 +261,13 @@ impl Log for MemoryLog {
         if segment.next_seq() != self.next || self.next == self.first {
             return; // the last message was skipped or dropped: nothing to take back
         }
-        let range = segment.range(segment.entries.len() - 1);
-        segment.entries.pop();
+        let range = segment.range(segment.ends.len() - 1);
+        segment.ends.pop();
+        segment.stamps.pop();
         if let Data::Small(data) = &mut segment.data {
             data.truncate(range.start);
         }
-        if segment.entries.is_empty() {
+        if segment.ends.is_empty() {
             let segment = self.segments.pop_back().expect("the last segment exists");
             self.allocated -= segment.allocated();
         }
@@ -252,7 +286,7 @@ impl Log for MemoryLog {
     }
 
     fn stamp(&self, seq: u64) -> Result<Option<Stamp>, Errno> {
-        Ok(self.locate(seq).map(|(segment, index)| segment.entries[index].stamp()))
+        Ok(self.locate(seq).and_then(|(segment, index)| segment.stamps.get(index)).map(unpack))
     }
 
     fn read_at(&self, position: u64, size: usize, out: &mut Vec<u8>) -> Result<(), Errno> {
@@ -325,13 +359,13 @@ impl Log for MemoryLog {
 
     fn growth(&self, len: usize) -> u64 {
         let (data, entries) = match self.segments.back().filter(|s| s.has_room_for(len)) {
-            Some(Segment { data: Data::Small(data), entries, .. }) => (
+            Some(Segment { data: Data::Small(data), ends, .. }) => (
                 grown(data.capacity(), data.len() + len, SEGMENT_BYTES) - data.capacity(),
-                grown(entries.capacity(), entries.len() + 1, SEGMENT_MESSAGES) - entries.capacity(),
+                grown(ends.capacity(), ends.len() + 1, SEGMENT_MESSAGES) - ends.capacity(),
             ),
             _ => (len, 1),
         };
-        (data + entries * ENTRY_BYTES) as u64
+        (data + entries * self.entry_bytes()) as u64
     }
 
     fn sync(&self, done: SyncCallback) {
@@ -346,7 +380,7 @@ pub struct MemoryStore;
 
 impl Store for MemoryStore {
     fn log(&self, _id: LogId, _placement: Placement, _policy: SyncPolicy) -> Result<Box<dyn Log>, Errno> {
-        Ok(Box::new(MemoryLog::default()))
+        Ok(Box::new(MemoryLog::unstamped()))
     }
 
     fn remove_log(&self, _id: LogId) {}
@@ -448,15 +482,21 @@ mod tests {
 
     #[test]
     fn small_messages_share_segments() {
-        let mut log = MemoryLog::default();
+        let mut log = MemoryLog::unstamped();
         for _ in 0..10_000 {
             append(&mut log, &[7u8; 100]).unwrap();
         }
         // 1 MB of payload in 64 KiB segments: about 16 segments, not 10,000 allocations.
         assert!(log.segments.len() <= 17, "{} segments", log.segments.len());
-        // Each message's index entry (end offset and stamp) is its only cost beyond payload.
         let overhead = log.allocated() as f64 / log.bytes() as f64;
-        assert!(overhead < 1.0 + (ENTRY_BYTES as f64 + 30.0) / 100.0, "allocated/payload = {overhead}");
+        assert!(overhead < 1.3, "allocated/payload = {overhead}");
+        // A stamped log pays a stamp per message besides.
+        let mut stamped = MemoryLog::default();
+        for _ in 0..10_000 {
+            append(&mut stamped, &[7u8; 100]).unwrap();
+        }
+        let extra = stamped.allocated() - log.allocated();
+        assert!(extra >= 10_000 * STAMP_BYTES as u64 && extra < 10_000 * 2 * STAMP_BYTES as u64, "{extra}");
     }
 
     #[test]
@@ -615,12 +655,21 @@ mod tests {
 
     #[test]
     fn growth_tells_what_an_append_allocates() {
-        let mut log = MemoryLog::default();
-        for len in [1, 5, 700, 40_000, 30_000, SEGMENT_BYTES, 3, 0, 0, 100] {
-            let (predicted, before) = (log.growth(len), log.allocated());
-            append(&mut log, &vec![1; len]).unwrap();
-            assert_eq!(log.allocated() - before, predicted, "a message of {len} bytes");
+        for mut log in [MemoryLog::default(), MemoryLog::unstamped()] {
+            for len in [1, 5, 700, 40_000, 30_000, SEGMENT_BYTES, 3, 0, 0, 100] {
+                let (predicted, before) = (log.growth(len), log.allocated());
+                append(&mut log, &vec![1; len]).unwrap();
+                assert_eq!(log.allocated() - before, predicted, "a message of {len} bytes");
+            }
         }
+    }
+
+    #[test]
+    fn an_unstamped_log_keeps_no_stamps() {
+        let mut log = MemoryLog::unstamped();
+        append(&mut log, b"m").unwrap();
+        assert_eq!(log.stamp(0), Ok(None));
+        assert_eq!(get(&log, 0), Some(b"m".to_vec()));
     }
 
     #[test]
