@@ -2,13 +2,15 @@
 //!
 //! Each reader has a cursor (the message it is on and how much of it it has had). A read
 //! that finds nothing parks a callback on its reader, and a poll that asks to be told keeps a
-//! poller on it; an append completes parked reads and tells the armed pollers. Callbacks are never
+//! poller on it; a delivered append completes parked reads and tells the armed pollers. An
+//! append reaches the log first ([`Channel::append`], which can fail) and readers only when
+//! delivered ([`Channel::deliver`]), so a write can still be taken back in between. Callbacks are never
 //! run under the channel's lock: operations return them in a [`Wakeups`], which runs them when
 //! dropped, after the caller released the lock.
 //! What the log retains follows the group's replay mode and depth, and the slowest reader.
 //!
-//! Here: `Channel` and its entry points (open and close a reader, append, read, poll,
-//! cancel, close). Its parts: reader cursors and parking ([`readers`]), blocked writers
+//! Here: `Channel` and its entry points (open and close a reader, append, deliver, take
+//! back, read, poll, cancel, close, sync, move the history to another log). Its parts: reader cursors and parking ([`readers`]), blocked writers
 //! ([`writers`]), what the log keeps and is charged for ([`retention`]).
 
 mod readers;
