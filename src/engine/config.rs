@@ -4,6 +4,9 @@
 //! help texts all read them from there, so a new setting is a field, a type and a row.
 
 use std::fmt;
+use std::time::Duration;
+
+pub use crate::storage::{Placement, SyncPolicy};
 
 /// How a read is cut from the stream.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,6 +77,10 @@ pub struct GroupConfig {
     pub depth: Depth,
     pub write: WriteMode,
     pub frame: Frame,
+    /// Where the group's history is kept.
+    pub store: Placement,
+    /// When its appends reach stable storage.
+    pub sync: SyncPolicy,
 }
 
 impl Default for GroupConfig {
@@ -84,6 +91,8 @@ impl Default for GroupConfig {
             depth: Depth::Unlimited,
             write: WriteMode::NonBlock,
             frame: Frame::Write,
+            store: Placement::Memory,
+            sync: SyncPolicy::Never,
         }
     }
 }
@@ -133,6 +142,7 @@ words!(DataMode { Message = "message", Coalesce = "coalesce", Static = "static" 
 words!(Replay { Off = "off", Last = "last", All = "all", All = "on" });
 words!(WriteMode { NonBlock = "nonblock", One = "one", All = "all" });
 words!(Frame { Write = "write", Close = "close" });
+words!(Placement { Memory = "memory", Disk = "disk" });
 
 /// One setting of a group's configuration, as every interface spells it.
 pub struct Setting {
@@ -192,6 +202,14 @@ pub const SETTINGS: &[Setting] = &[
     },
     word_setting!(write: WriteMode),
     word_setting!(frame: Frame),
+    word_setting!(store: Placement),
+    Setting {
+        name: "sync",
+        forms: || vec!["never", "always", "DURATION"],
+        hint: " (such as 100ms or 2s)",
+        set: |config, word| SyncPolicy::parse(word).map(|sync| config.sync = sync).is_some(),
+        get: |config| config.sync.to_string(),
+    },
 ];
 
 /// The setting called `name`.
@@ -216,6 +234,38 @@ impl Depth {
         };
         let bytes = n.checked_mul(multiplier)?;
         Some(if bytes == 0 { Depth::Unlimited } else { Depth::Bytes(bytes) })
+    }
+}
+
+impl SyncPolicy {
+    /// `never`, `always`, or a duration in milliseconds or seconds (`100ms`, `2s`), not 0.
+    pub fn parse(word: &str) -> Option<Self> {
+        match word {
+            "never" => return Some(SyncPolicy::Never),
+            "always" => return Some(SyncPolicy::Always),
+            _ => {}
+        }
+        let (digits, unit) = word.split_at(word.find(|c: char| !c.is_ascii_digit())?);
+        let n: u64 = digits.parse().ok()?;
+        let interval = match unit {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            _ => return None,
+        };
+        (!interval.is_zero()).then_some(SyncPolicy::Interval(interval))
+    }
+}
+
+impl fmt::Display for SyncPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            SyncPolicy::Never => f.write_str("never"),
+            SyncPolicy::Always => f.write_str("always"),
+            SyncPolicy::Interval(interval) if interval.subsec_millis() == 0 => {
+                write!(f, "{}s", interval.as_secs())
+            }
+            SyncPolicy::Interval(interval) => write!(f, "{}ms", interval.as_millis()),
+        }
     }
 }
 
@@ -282,6 +332,21 @@ mod tests {
         assert_eq!(setting("replay").unwrap().usage(), "off|last|all");
         assert_eq!(Replay::parse("on"), Some(Replay::All), "mq(4)'s word");
         assert_eq!(Replay::All.to_string(), "all");
+    }
+
+    #[test]
+    fn sync_parses_words_and_durations() {
+        assert_eq!(SyncPolicy::parse("never"), Some(SyncPolicy::Never));
+        assert_eq!(SyncPolicy::parse("always"), Some(SyncPolicy::Always));
+        assert_eq!(SyncPolicy::parse("100ms"), Some(SyncPolicy::Interval(Duration::from_millis(100))));
+        assert_eq!(SyncPolicy::parse("2s"), Some(SyncPolicy::Interval(Duration::from_secs(2))));
+        for word in ["100ms", "2s", "1500ms"] {
+            assert_eq!(SyncPolicy::parse(word).unwrap().to_string(), word);
+        }
+        assert_eq!(SyncPolicy::parse("2000ms").unwrap().to_string(), "2s");
+        for bad in ["", "0s", "0ms", "5", "ms", "1.5s", "3m", "-1s", "99999999999999999999s"] {
+            assert_eq!(SyncPolicy::parse(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

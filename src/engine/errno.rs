@@ -19,6 +19,7 @@ impl Errno {
     pub const EINVAL: Errno = Errno(libc::EINVAL);
     pub const EFBIG: Errno = Errno(libc::EFBIG);
     pub const ENOSPC: Errno = Errno(libc::ENOSPC);
+    pub const EIO: Errno = Errno(libc::EIO);
     pub const EPIPE: Errno = Errno(libc::EPIPE);
     pub const ENAMETOOLONG: Errno = Errno(libc::ENAMETOOLONG);
     pub const ENOTEMPTY: Errno = Errno(libc::ENOTEMPTY);

@@ -1,18 +1,21 @@
 //! Open files: what each open file description holds (a reader's cursor, a message being
 //! assembled, a ctl snapshot) and how its reads and writes reach channels.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use super::channel::{Channel, PollCallback, ReadCallback, ReadMode, ReaderId, Ticket, Wakeups};
+use super::channel::{
+    Channel, PollCallback, ReadCallback, ReadMode, ReaderId, Ticket, Wakeups, WriteCallback,
+};
 use super::config::{DataMode, Frame, GroupConfig};
 use super::errno::{Errno, Result};
 use super::memory::{Memory, Reservation};
-use super::stream::{Group, Stream, WriteWaiter, most_cost};
+use super::stream::{Author, Group, Stream, WriteWaiter, most_cost};
+use super::synced::Join;
 use super::tree::Ino;
 use super::{OpenKind, WriteRequest};
+use crate::storage::{Bytes, Message};
 
 /// The channel an open file reads: a stream's, or a group's `order`.
 pub enum Source {
@@ -109,12 +112,11 @@ impl Handle {
                 source.with(|channel, config| channel.read(*reader, size, mode, ticket, callback, config))
             }
             Handle::Static { source, resume, .. } => {
-                let bytes = resume.lock().read(source, offset, size);
-                callback(Ok(bytes));
+                callback(resume.lock().read(source, offset, size).map(Bytes::from));
                 return None;
             }
             Handle::Ctl(_) => {
-                callback(self.read_at(offset, size));
+                callback(self.read_at(offset, size).map(Bytes::from));
                 return None;
             }
             Handle::Channel { reader: None, .. } => {
@@ -134,7 +136,7 @@ impl Handle {
     pub fn read_at(&self, offset: u64, size: usize) -> Result<Vec<u8>> {
         match self {
             Handle::Static { source, .. } => source.with(|channel, _| {
-                if offset < channel.span().0 { Err(Errno::ENODEV) } else { Ok(channel.read_at(offset, size)) }
+                if offset < channel.span().0 { Err(Errno::ENODEV) } else { channel.read_at(offset, size) }
             }),
             Handle::Ctl(ctl) => {
                 let error = ctl.error.lock();
@@ -165,9 +167,10 @@ impl Handle {
         };
         let nonblock = waiter.nonblock;
         let would_wait = || stream.state.lock().would_wait(nonblock);
+        let author = Author { pid: request.pid, uid: request.uid, gid: request.gid };
         match writing.take(request, size_of_call, call_id, would_wait, max_message, memory) {
             Ok(Step::Message(message, reservation)) => {
-                stream.publish(&message, Some(waiter), reservation).unwrap_or(None)
+                stream.publish(message, author, Some(waiter), reservation).unwrap_or(None)
             }
             Ok(Step::More) => {
                 (waiter.callback)(Ok(()));
@@ -182,10 +185,12 @@ impl Handle {
 
     /// At a close by thread `closer`: ends a write(2) through the file that its writer left
     /// (see `Writing::at_close`), and publishes what was written under `frame close` as one
-    /// message, unless the writer is `dying` (asked only when there is something to publish).
+    /// message by `author`, unless the writer is `dying` (asked only when there is something
+    /// to publish).
     pub fn flush(
         &self,
         closer: u64,
+        author: Author,
         dying: impl FnOnce() -> bool,
         call_id: impl Fn(u64) -> Option<u64>,
     ) -> Result<()> {
@@ -200,7 +205,25 @@ impl Handle {
                 log::info!("a writer died before closing: {} bytes not published", data.len());
                 Ok(())
             }
-            Some((data, reservation)) => stream.publish(&data, None, reservation).map(|_| ()),
+            Some((data, reservation)) => {
+                stream.publish(Message::Owned(data), author, None, reservation).map(|_| ())
+            }
+        }
+    }
+
+    /// Calls `done` once what was committed to the handle's channel is on stable storage
+    /// (see `Engine::fsync`).
+    pub fn sync(&self, done: WriteCallback) {
+        match self {
+            Handle::Channel { source, .. } | Handle::Static { source, .. } => match source {
+                Source::Stream(stream) => stream.sync(done),
+                Source::Order(group) => {
+                    let join = Join::new(done);
+                    group.state.lock().order.sync(join.part());
+                    join.done()(Ok(()));
+                }
+            },
+            Handle::Ctl(_) => done(Ok(())),
         }
     }
 
@@ -249,16 +272,16 @@ pub struct Resume {
 }
 
 impl Resume {
-    fn read(&mut self, source: &Source, offset: u64, size: usize) -> Vec<u8> {
+    fn read(&mut self, source: &Source, offset: u64, size: usize) -> Result<Vec<u8>> {
         let continues = offset == self.offset;
         let (position, bytes) = source.with(|channel, _| {
             let wanted = if continues { self.position } else { offset };
             let position = if continues || offset == 0 { wanted.max(channel.span().0) } else { wanted };
-            (position, channel.read_at(position, size))
-        });
+            Ok((position, channel.read_at(position, size)?))
+        })?;
         let len = bytes.len() as u64;
         *self = Resume { offset: offset + len, position: position + len };
-        bytes
+        Ok(bytes)
     }
 }
 
@@ -300,8 +323,9 @@ struct Call {
 pub enum Step<'a> {
     /// Nothing to publish yet.
     More,
-    /// A whole message, with the reservation that admitted it if it took several requests.
-    Message(Cow<'a, [u8]>, Option<Reservation>),
+    /// A whole message (the request's bytes, or a write(2)'s assembled from several), with
+    /// the reservation that admitted it if it took several requests.
+    Message(Message<'a>, Option<Reservation>),
 }
 
 impl Writing {
@@ -356,7 +380,7 @@ impl Writing {
         Ok(match self.frame {
             Frame::Close => Step::More,
             Frame::Write => {
-                Step::Message(Cow::Owned(std::mem::take(&mut assembly.data)), assembly.reservation.take())
+                Step::Message(Message::Owned(std::mem::take(&mut assembly.data)), assembly.reservation.take())
             }
         })
     }
@@ -398,7 +422,7 @@ impl Writing {
                 }
                 if total == len {
                     // Admitted when it is published, in the same request.
-                    return Ok(Step::Message(Cow::Borrowed(request.data), None));
+                    return Ok(Step::Message(Message::Borrowed(request.data), None));
                 }
                 if would_wait() {
                     return Err(Errno::EAGAIN);

@@ -10,8 +10,8 @@ pub mod errno;
 mod handle;
 pub mod memory;
 pub mod presets;
-pub mod seglog;
 pub mod stream;
+mod synced;
 pub mod tree;
 
 use std::collections::HashMap;
@@ -27,9 +27,11 @@ pub use config::{DataMode, GroupConfig};
 pub use errno::{Errno, Result};
 use handle::{CtlFile, Handle, Source, Writing};
 use memory::Memory;
-use stream::WriteWaiter;
+use stream::{Author, WriteWaiter};
 pub use tree::{Attr, Caller, Entry, Ino, Kind, ROOT, SetAttr};
 use tree::{Special, Tree};
+
+use crate::storage::Store;
 
 /// Mount-wide settings the engine enforces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +54,10 @@ pub struct WriteRequest<'a> {
     pub offset: u64,
     /// The writer asked not to block (O_NONBLOCK).
     pub nonblock: bool,
+    /// The writing process and its user and group, for the message's stamp.
+    pub pid: u32,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 /// The largest ctl write(2) accepted (a longer one fails with EINVAL); it is parsed and
@@ -86,17 +92,23 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// An engine whose root group starts with `root_config`, owned by `owner`.
-    pub fn new(root_config: GroupConfig, owner: Caller, limits: Limits) -> Engine {
+    /// An engine whose root group starts with `root_config`, owned by `owner`, its
+    /// channels' logs made by `store` (fails as the root's `order` log does).
+    pub fn new(
+        root_config: GroupConfig,
+        owner: Caller,
+        limits: Limits,
+        store: Arc<dyn Store>,
+    ) -> Result<Engine> {
         let memory = Arc::new(Memory::new(limits.memory));
-        Engine {
-            tree: RwLock::new(Tree::new(root_config, owner, 0o755, memory.clone())),
+        Ok(Engine {
+            tree: RwLock::new(Tree::new(root_config, owner, 0o755, memory.clone(), store)?),
             handles: RwLock::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             next_ticket: AtomicU64::new(1),
             memory,
             limits,
-        }
+        })
     }
 
     /// Sets what groups created from now on at given paths start with.
@@ -334,16 +346,28 @@ impl Engine {
     /// requests arrived (a short write, a writer killed between requests; `call_id` as for
     /// `write` tells) ends: under `frame write` it is dropped with its reservation. Under
     /// `frame close` what was written through it, a short write's bytes included, is
-    /// published now as one message, unless `dying` says its process was killed (asked only
-    /// when there is such a message).
+    /// published now as one message by `caller` (its stamp's pid is `closer`), unless
+    /// `dying` says its process was killed (asked only when there is such a message).
     pub fn flush(
         &self,
         fh: u64,
         closer: u64,
+        caller: Caller,
         dying: impl FnOnce() -> bool,
         call_id: impl Fn(u64) -> Option<u64>,
     ) -> Result<()> {
-        self.handle(fh)?.flush(closer, dying, call_id)
+        let author = Author { pid: closer as u32, uid: caller.uid, gid: caller.gid };
+        self.handle(fh)?.flush(closer, author, dying, call_id)
+    }
+
+    /// fsync(2) of `fh`: `callback` gets the outcome once everything committed to its stream
+    /// and its group's `order` (to `order`, for an `order` descriptor) is on stable
+    /// storage; at once for ctl, and for logs in memory. No thread waits meanwhile.
+    pub fn fsync(&self, fh: u64, callback: WriteCallback) {
+        match self.handle(fh) {
+            Ok(handle) => handle.sync(callback),
+            Err(errno) => callback(Err(errno)),
+        }
     }
 
     pub fn usage(&self) -> Usage {

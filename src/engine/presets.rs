@@ -102,8 +102,9 @@ mod tests {
         use crate::engine::memory::Memory;
         use crate::engine::tree::{Caller, ROOT, Tree};
         let root = GroupConfig { data: DataMode::Coalesce, ..GroupConfig::default() };
-        let mut tree =
-            Tree::new(root, Caller { uid: 0, gid: 0 }, 0o755, std::sync::Arc::new(Memory::new(1 << 20)));
+        let memory = std::sync::Arc::new(Memory::new(1 << 20));
+        let store = std::sync::Arc::new(crate::storage::memory::MemoryStore);
+        let mut tree = Tree::new(root, Caller { uid: 0, gid: 0 }, 0o755, memory, store).unwrap();
         tree.presets.add("logs", vec![set("replay", "all")]).unwrap();
         let config = |tree: &Tree, ino| tree.group(ino).unwrap().shared.state.lock().config;
         let caller = Caller { uid: 0, gid: 0 };

@@ -2,12 +2,15 @@
 //!
 //! A group owns its configuration and its `order` channel; a stream owns its channel and a
 //! copy of its group's configuration. A write takes the group's lock, then the stream's,
-//! and appends to the stream and to `order` together, so `order` lists the writes of all
-//! the group's streams in the order they were committed. The namespace (names, inodes,
-//! permissions) lives in the tree and is not needed to write or read.
+//! appends to the stream's log and then to `order`'s, and only once both took it delivers
+//! it to both: so `order` lists the writes of all the group's streams in the order they
+//! were committed, and a write either reaches both or (failing, its stream's append taken
+//! back) neither. The namespace (names, inodes, permissions) lives in the tree and is not
+//! needed to write or read.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use parking_lot::Mutex;
 
@@ -15,8 +18,10 @@ use super::channel::{Channel, Ticket, Wakeups, WriteCallback};
 use super::config::{GroupConfig, WriteMode};
 use super::errno::{Errno, Result};
 use super::memory::{Memory, Reservation};
-use super::seglog::SegLog;
+use super::synced::Join;
 use super::tree::NAME_MAX;
+use crate::storage::memory::MemoryLog;
+use crate::storage::{Log, LogId, Message, Placement, Stamp, Store, SyncPolicy};
 
 pub struct Group {
     pub state: Mutex<GroupState>,
@@ -31,8 +36,9 @@ pub struct GroupState {
 }
 
 impl Group {
-    pub fn new(config: GroupConfig, memory: Arc<Memory>) -> Arc<Group> {
-        let state = GroupState { config, order: Channel::new(memory), ctl_errors: HashMap::new() };
+    /// A group whose `order` keeps its history in `order`.
+    pub fn new(config: GroupConfig, order: Box<dyn Log>, memory: Arc<Memory>) -> Arc<Group> {
+        let state = GroupState { config, order: Channel::new(order, memory), ctl_errors: HashMap::new() };
         Arc::new(Group { state: Mutex::new(state) })
     }
 }
@@ -53,7 +59,7 @@ pub struct StreamState {
 /// The most a message of `len` bytes can cost when published: its log's growth and its
 /// `order` line's, whatever either log holds by then.
 pub fn most_cost(len: usize) -> u64 {
-    SegLog::most_growth(len) + SegLog::most_growth(NAME_MAX + 1)
+    MemoryLog::most_growth(len) + MemoryLog::most_growth(NAME_MAX + 1)
 }
 
 impl StreamState {
@@ -63,8 +69,12 @@ impl StreamState {
         self.config.write == WriteMode::One && nonblock && self.channel.readers() == 0
     }
 
-    /// Moves the stream under `group` as `name`.
+    /// Moves the stream under `group` as `name` (its history already where the group keeps
+    /// it: see `move_history`).
     pub fn rehome(&mut self, group: Arc<Group>, config: GroupConfig, name: &[u8]) -> Wakeups {
+        if self.config.sync != config.sync {
+            self.channel.log_mut().set_policy(config.sync);
+        }
         self.group = group;
         self.config = config;
         self.order_line = [name, b"\n"].concat();
@@ -73,10 +83,17 @@ impl StreamState {
 }
 
 impl Stream {
-    pub fn new(group: Arc<Group>, config: GroupConfig, name: &[u8], memory: Arc<Memory>) -> Arc<Self> {
+    /// A stream named `name` in `group`, keeping its history in `log`.
+    pub fn new(
+        group: Arc<Group>,
+        config: GroupConfig,
+        name: &[u8],
+        log: Box<dyn Log>,
+        memory: Arc<Memory>,
+    ) -> Arc<Self> {
         Arc::new(Stream {
             state: Mutex::new(StreamState {
-                channel: Channel::new(memory),
+                channel: Channel::new(log, memory),
                 config,
                 group,
                 order_line: [name, b"\n"].concat(),
@@ -92,15 +109,19 @@ impl Stream {
     /// write is returned.
     ///
     /// A message admitted beforehand brings its `reservation` (of at least `most_cost`), so
-    /// it cannot fail for space, nor with EAGAIN: that was decided when it was admitted.
+    /// it cannot fail for space, nor with EAGAIN: that was decided when it was admitted. It
+    /// can still fail as the logs' appends do (ENOSPC, EIO from a disk store).
+    ///
+    /// Under `sync always` a waiter's reply waits for both logs' syncs too.
     pub fn publish(
         &self,
-        message: &[u8],
+        message: Message<'_>,
+        author: Author,
         mut waiter: Option<WriteWaiter>,
         reservation: Option<Reservation>,
     ) -> Result<Option<Ticket>> {
         let mut wakeups = Wakeups::default();
-        let result = match (self.commit(message, &mut waiter, reservation, &mut wakeups), waiter) {
+        let result = match (self.commit(message, author, &mut waiter, reservation, &mut wakeups), waiter) {
             (Err(errno), Some(waiter)) => {
                 wakeups.complete_write(waiter.callback, Err(errno));
                 Ok(None)
@@ -111,11 +132,12 @@ impl Stream {
         result
     }
 
-    /// Appends to the stream and to `order` under both locks. Takes the waiter unless the
-    /// message is refused.
+    /// Appends to the stream and to `order` under both locks, then delivers to both. Takes
+    /// the waiter unless the message is refused.
     fn commit(
         &self,
-        message: &[u8],
+        message: Message<'_>,
+        author: Author,
         waiter: &mut Option<WriteWaiter>,
         reservation: Option<Reservation>,
         wakeups: &mut Wakeups,
@@ -147,31 +169,102 @@ impl Stream {
             if !admitted && state.would_wait(nonblock) {
                 return Err(Errno::EAGAIN);
             }
-            if config.write == WriteMode::One && waiter.is_some() {
-                // Kept for the next reader until one received it, whether or not its writer
-                // waits: a non-blocking write admitted while a reader was open, or a blocked
-                // write answered early, still delivers.
-                let seq = state.channel.next_seq();
+            let order_config = group_state.config;
+            let stamp = Stamp {
+                time: SystemTime::now(),
+                group_seq: group_state.order.next_seq(),
+                pid: author.pid,
+                uid: author.uid,
+                gid: author.gid,
+            };
+            // A `write one` message is kept for the next reader until one received it,
+            // whether or not its writer waits: a non-blocking write admitted while a reader
+            // was open, or a blocked write answered early, still delivers.
+            let awaited = config.write == WriteMode::One && waiter.is_some();
+            let blocks = waiter.as_ref().is_some_and(|w| config.write != WriteMode::NonBlock && !w.nonblock);
+            let appended = state.channel.append(message, &stamp, awaited || blocks, &config)?;
+            let line = Message::Borrowed(&state.order_line);
+            let ordered = match group_state.order.append(line, &stamp, false, &order_config) {
+                Ok(ordered) => ordered,
+                Err(errno) => {
+                    state.channel.unappend(appended);
+                    return Err(errno);
+                }
+            };
+            // Committed: from here on nothing fails.
+            let seq = appended.seq;
+            if awaited {
                 state.channel.await_delivery(seq);
             }
             let blocked = match waiter.take() {
-                Some(w) if config.write != WriteMode::NonBlock && !w.nonblock => {
-                    let seq = state.channel.next_seq();
-                    state.channel.expect_delivery(seq, config.write, w.ticket, w.callback);
-                    Some(w.ticket)
-                }
                 Some(w) => {
-                    wakeups.complete_write(w.callback, Ok(()));
-                    None
+                    let mut callback = w.callback;
+                    if config.sync == SyncPolicy::Always {
+                        // Answered once both logs synced, as well as when it would be.
+                        let join = Join::new(callback);
+                        state.channel.sync(join.part());
+                        group_state.order.sync(join.part());
+                        callback = join.done();
+                    }
+                    if blocks {
+                        state.channel.expect_delivery(seq, config.write, w.ticket, callback);
+                        Some(w.ticket)
+                    } else {
+                        wakeups.complete_write(callback, Ok(()));
+                        None
+                    }
                 }
                 None => None,
             };
-            wakeups.merge(state.channel.append(message, &config));
-            let order_config = group_state.config;
-            wakeups.merge(group_state.order.append(&state.order_line, &order_config));
+            wakeups.merge(state.channel.deliver(appended, &config));
+            wakeups.merge(group_state.order.deliver(ordered, &order_config));
             return Ok(blocked.filter(|&ticket| state.channel.is_blocked(ticket)));
         }
     }
+
+    /// Calls `done` once everything committed to the stream and its group's `order` is on
+    /// stable storage (fsync(2)).
+    pub fn sync(&self, done: WriteCallback) {
+        let group = self.state.lock().group.clone();
+        let group_state = group.state.lock();
+        let state = self.state.lock();
+        let join = Join::new(done);
+        state.channel.sync(join.part());
+        group_state.order.sync(join.part());
+        drop((state, group_state));
+        join.done()(Ok(()));
+    }
+}
+
+/// Moves a channel's retained history from a log kept as `from` says to a new one from
+/// `store`, kept as `config` says (a group's `store` changed, or a stream moved into a group
+/// with another). Rare, and simple: every message copied with its stamp. On failure the
+/// history stays where it was, and the failure is logged.
+pub fn move_history(
+    channel: &mut Channel,
+    store: &dyn Store,
+    id: LogId,
+    from: Placement,
+    config: &GroupConfig,
+) {
+    match store.log(id, config.store, config.sync).and_then(|log| channel.relog(log)) {
+        Ok(old) => {
+            drop(old);
+            if from == Placement::Disk {
+                // The store's files of this log hold what is now kept in memory.
+                store.remove_log(id);
+            }
+        }
+        Err(errno) => log::warn!("the history of {id:?} stays in {from:?}: moving it failed: {errno}"),
+    }
+}
+
+/// Who wrote a message: what its stamp records besides when and where.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Author {
+    pub pid: u32,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 /// A write that may have to wait for its message to be received.

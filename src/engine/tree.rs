@@ -29,7 +29,8 @@ use super::config::{DataMode, GroupConfig};
 use super::errno::{Errno, Result};
 use super::memory::Memory;
 use super::presets::Presets;
-use super::stream::{Group, Stream};
+use super::stream::{Group, Stream, move_history};
+use crate::storage::{Log, LogId, Store};
 
 pub type Ino = u64;
 
@@ -245,6 +246,8 @@ pub struct Tree {
     /// The next inode number; a hard link's entry number is drawn from it too.
     next_ino: Ino,
     memory: Arc<Memory>,
+    /// Where the channels' logs come from.
+    store: Arc<dyn Store>,
     /// What groups created at given paths start with (see `presets.rs`).
     pub presets: Presets,
 }
@@ -276,6 +279,12 @@ fn check_new_name(name: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// A new channel's log: a stream's (`order` false) or a group's `order`, kept where and as
+/// the group's configuration says.
+fn log_of(store: &dyn Store, node: Ino, order: bool, config: &GroupConfig) -> Result<Box<dyn Log>> {
+    store.log(LogId { node, order }, config.store, config.sync)
+}
+
 fn kind_of(body: &Body) -> Kind {
     match body {
         Body::Group(_) => Kind::Directory,
@@ -286,17 +295,32 @@ fn kind_of(body: &Body) -> Kind {
 }
 
 impl Tree {
-    pub fn new(root_config: GroupConfig, owner: Caller, perm: u16, memory: Arc<Memory>) -> Tree {
-        let body = Body::Group(Box::new(GroupNode::new(Group::new(root_config, memory.clone()))));
+    /// A tree of only the root group, whose channels' logs come from `store` (the root's
+    /// `order` fails to open: that errno).
+    pub fn new(
+        root_config: GroupConfig,
+        owner: Caller,
+        perm: u16,
+        memory: Arc<Memory>,
+        store: Arc<dyn Store>,
+    ) -> Result<Tree> {
+        let order = log_of(&*store, ROOT, true, &root_config)?;
+        let body = Body::Group(Box::new(GroupNode::new(Group::new(root_config, order, memory.clone()))));
         let root =
             Node::new(Link { parent: ROOT, name: Vec::new(), entry: ROOT }, Meta::new(perm, owner), body);
-        Tree {
+        Ok(Tree {
             nodes: HashMap::from([(ROOT, root)]),
             more_names: HashMap::new(),
             next_ino: ROOT + 1,
             memory,
+            store,
             presets: Presets::default(),
-        }
+        })
+    }
+
+    /// The store the channels' logs come from.
+    pub fn store(&self) -> &dyn Store {
+        &*self.store
     }
 
     pub fn node(&self, ino: Ino) -> Result<&Node> {
@@ -462,7 +486,9 @@ impl Tree {
             path.push(name);
             config = self.presets.apply(&path, config);
         }
-        let shared = Group::new(config, self.memory.clone());
+        self.check_free(parent, name)?;
+        let order = log_of(&*self.store, self.next_ino, true, &config)?;
+        let shared = Group::new(config, order, self.memory.clone());
         self.insert(parent, name, perm, caller, Body::Group(Box::new(GroupNode::new(shared))))
     }
 
@@ -531,7 +557,9 @@ impl Tree {
     pub fn create(&mut self, parent: Ino, name: &[u8], perm: u16, caller: Caller) -> Result<Ino> {
         let group = self.live_group(parent)?.shared.clone();
         let config = group.state.lock().config;
-        let stream = Stream::new(group, config, name, self.memory.clone());
+        self.check_free(parent, name)?;
+        let log = log_of(&*self.store, self.next_ino, false, &config)?;
+        let stream = Stream::new(group, config, name, log, self.memory.clone());
         self.insert(parent, name, perm, caller, Body::Stream(stream))
     }
 
@@ -693,15 +721,21 @@ impl Tree {
         Ok(())
     }
 
-    /// The streams whose home is a group: those its configuration applies to.
-    pub fn streams(&self, ino: Ino) -> Result<Vec<Arc<Stream>>> {
+    /// The streams whose home is a group, those its configuration applies to, with their
+    /// inode numbers.
+    pub fn streams(&self, ino: Ino) -> Result<Vec<(Ino, Arc<Stream>)>> {
         let group = self.group(ino)?;
         Ok(group
             .listing
             .iter()
-            .filter_map(|&entry| match &self.nodes[&group.ino_at(entry)] {
-                Node { body: Body::Stream(stream), home, .. } if home.entry == entry => Some(stream.clone()),
-                _ => None,
+            .filter_map(|&entry| {
+                let child = group.ino_at(entry);
+                match &self.nodes[&child] {
+                    Node { body: Body::Stream(stream), home, .. } if home.entry == entry => {
+                        Some((child, stream.clone()))
+                    }
+                    _ => None,
+                }
             })
             .collect())
     }
@@ -763,7 +797,13 @@ impl Tree {
         let Body::Stream(stream) = &node.body else { return Wakeups::default() };
         let group = self.group(node.home.parent).expect("a home is a group").shared.clone();
         let config = group.state.lock().config;
-        stream.state.lock().rehome(group, config, &node.home.name)
+        let mut state = stream.state.lock();
+        if state.config.store != config.store {
+            let id = LogId { node: ino, order: false };
+            let from = state.config.store;
+            move_history(&mut state.channel, &*self.store, id, from, &config);
+        }
+        state.rehome(group, config, &node.home.name)
     }
 
     /// Takes a node's last name out of its group; a stream is closed, a group's `order`
@@ -803,11 +843,19 @@ impl Tree {
         node.removed && before.unwrap_or_default() <= lookups
     }
 
-    /// Drops a removed node that the kernel no longer knows.
+    /// Drops a removed node that the kernel no longer knows, and its channel's log.
     pub fn purge(&mut self, ino: Ino) {
         let ino = Special::node(ino);
         if self.nodes.get(&ino).is_some_and(|n| n.removed && n.known.load(Ordering::Relaxed) == 0) {
-            self.nodes.remove(&ino);
+            let node = self.nodes.remove(&ino).expect("checked above");
+            // Gone for good: so is what the store holds of its channel.
+            let order = match node.body {
+                Body::Group(_) => true,
+                Body::Stream(_) => false,
+                Body::Symlink(_) | Body::Plain { .. } => return,
+            };
+            drop(node);
+            self.store.remove_log(LogId { node: ino, order });
         }
     }
 

@@ -422,7 +422,8 @@ impl Filesystem for MqFs {
                 completed.store(true, Ordering::Release);
             });
             let nonblock = flags.0 & libc::O_NONBLOCK != 0;
-            let request = WriteRequest { data, writer: pid.into(), offset, nonblock };
+            let (uid, gid) = (req.uid(), req.gid());
+            let request = WriteRequest { data, writer: pid.into(), offset, nonblock, pid, uid, gid };
             let size_of_call = || self.write_size.of_call(len, pid);
             if let Some(ticket) = self.engine.write(fh.0, &request, size_of_call, call_id, callback) {
                 self.interrupts.watch(req.unique().0, ticket, pid, fh.0, done);
@@ -435,7 +436,8 @@ impl Filesystem for MqFs {
             // A process killed while writing a `frame close` message must not publish half of
             // it: its files are closed as it dies, with its exit code already set.
             let dying = || killed_writer::killed_by_signal(req.pid());
-            reply_empty(reply, self.engine.flush(fh.0, req.pid().into(), dying, call_id));
+            let caller = Caller { uid: req.uid(), gid: req.gid() };
+            reply_empty(reply, self.engine.flush(fh.0, req.pid().into(), caller, dying, call_id));
         })
     }
 
@@ -455,10 +457,10 @@ impl Filesystem for MqFs {
         })
     }
 
-    fn fsync(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+    fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
         guard("fsync", || {
-            // Messages are committed when write(2) returns; there is nothing more to sync.
-            reply.ok();
+            // Replied once the stream's log and its group's `order` synced (at once in memory).
+            self.engine.fsync(fh.0, Box::new(move |result| reply_empty(reply, result)));
         })
     }
 

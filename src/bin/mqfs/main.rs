@@ -25,6 +25,7 @@ use nix::unistd::{getgid, getuid};
 use mqfs::engine::{Caller, Engine, Limits, delivery};
 use mqfs::fuse::MqFs;
 use mqfs::logger;
+use mqfs::storage::memory::MemoryStore;
 use mqfs::tools::sys::strerror;
 
 use cli::{Invocation, Parsed};
@@ -196,7 +197,8 @@ fn run(invocation: Invocation) -> Result<(), String> {
 fn build_engine(settings: &Settings, limits: Limits) -> MqFs {
     let (uid, gid) = (getuid().as_raw(), getgid().as_raw());
     let owner = Caller { uid: settings.uid.unwrap_or(uid), gid: settings.gid.unwrap_or(gid) };
-    let engine = Arc::new(Engine::new(settings.root, owner, limits));
+    let store = Arc::new(MemoryStore);
+    let engine = Arc::new(Engine::new(settings.root, owner, limits, store).expect("memory logs open"));
     engine.set_presets(settings.presets.clone());
     MqFs::new(engine)
 }

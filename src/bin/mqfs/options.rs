@@ -9,7 +9,7 @@ use mqfs::engine::Limits;
 use mqfs::engine::config::{self, GroupConfig, parse_size};
 use mqfs::engine::ctl::Command;
 use mqfs::engine::presets::Presets;
-use mqfs::engine::seglog;
+use mqfs::storage::memory;
 use nix::unistd::{SysconfVar, sysconf};
 
 /// Everything a mount is configured with.
@@ -243,7 +243,7 @@ pub const MAX_MESSAGE_VALUES: &str = "a size such as 16M, at most 4294967295 byt
 
 /// A largest message: a size from 1 byte to the largest message a stream's log can index.
 pub fn parse_max_message(word: &str) -> Option<u64> {
-    parse_size(word).filter(|n| (1..=seglog::MAX_MESSAGE).contains(n))
+    parse_size(word).filter(|n| (1..=memory::MAX_MESSAGE).contains(n))
 }
 
 /// A worker thread count: 1 to 64.

@@ -2,13 +2,15 @@
 //!
 //! Each reader has a cursor (the message it is on and how much of it it has had). A read
 //! that finds nothing parks a callback on its reader, and a poll that asks to be told keeps a
-//! poller on it; an append completes parked reads and tells the armed pollers. Callbacks are never
+//! poller on it; a delivered append completes parked reads and tells the armed pollers. An
+//! append reaches the log first ([`Channel::append`], which can fail) and readers only when
+//! delivered ([`Channel::deliver`]), so a write can still be taken back in between. Callbacks are never
 //! run under the channel's lock: operations return them in a [`Wakeups`], which runs them when
 //! dropped, after the caller released the lock.
 //! What the log retains follows the group's replay mode and depth, and the slowest reader.
 //!
-//! Here: `Channel` and its entry points (open and close a reader, append, read, poll,
-//! cancel, close). Its parts: reader cursors and parking ([`readers`]), blocked writers
+//! Here: `Channel` and its entry points (open and close a reader, append, deliver, take
+//! back, read, poll, cancel, close, sync, move the history to another log). Its parts: reader cursors and parking ([`readers`]), blocked writers
 //! ([`writers`]), what the log keeps and is charged for ([`retention`]).
 
 mod readers;
@@ -24,12 +26,13 @@ use super::config::{GroupConfig, Replay};
 pub use super::delivery::Wakeups;
 use super::errno::{Errno, Result};
 use super::memory::Memory;
-use super::seglog::{self, SegLog};
+use crate::storage::{Bytes, Log, Message, Stamp, SyncCallback, memory};
 use readers::{Reader, Waiter};
 use writers::BlockedWriter;
 
-/// What a read delivers: bytes (empty at end-of-file) or an error.
-pub type ReadResult = Result<Vec<u8>>;
+/// What a read delivers: bytes (empty at end-of-file), shared with the log where they are
+/// one message's, or an error.
+pub type ReadResult = Result<Bytes>;
 /// Completes a read, possibly later and from another thread.
 pub type ReadCallback = Box<dyn FnOnce(ReadResult) + Send>;
 /// Tells a poller that its reader's readiness may have changed: a message came, or the
@@ -39,6 +42,15 @@ pub type PollCallback = Arc<dyn Fn() + Send + Sync>;
 pub type WriteCallback = Box<dyn FnOnce(Result<()>) + Send>;
 
 pub type ReaderId = u64;
+
+/// A message appended to a channel's log and not delivered yet.
+#[must_use = "an append is delivered or taken back"]
+pub struct Appended {
+    /// Its sequence number.
+    pub seq: u64,
+    /// Nobody could read it: nothing was stored, and delivering counts these bytes.
+    skipped: Option<usize>,
+}
 /// Identifies one parked read, so that it can be cancelled.
 pub type Ticket = u64;
 
@@ -56,7 +68,7 @@ pub enum ReadMode {
 }
 
 pub struct Channel {
-    log: SegLog,
+    log: Box<dyn Log>,
     readers: HashMap<ReaderId, Reader>,
     /// How many readers stand at each message: the first key is the slowest reader.
     positions: BTreeMap<u64, usize>,
@@ -79,11 +91,13 @@ pub struct Channel {
 }
 
 impl Channel {
-    pub fn new(memory: Arc<Memory>) -> Self {
-        Channel {
+    /// A channel over `log`, with what it holds (recovered history is read by new readers
+    /// as their replay mode says).
+    pub fn new(log: Box<dyn Log>, memory: Arc<Memory>) -> Self {
+        let mut channel = Channel {
             memory,
             charged: 0,
-            log: SegLog::default(),
+            log,
             readers: HashMap::new(),
             positions: BTreeMap::new(),
             waiting: Vec::new(),
@@ -92,7 +106,9 @@ impl Channel {
             next_reader: 0,
             closed: false,
             modified: SystemTime::now(),
-        }
+        };
+        channel.account();
+        channel
     }
 
     /// Adds a reader whose first message follows the replay mode, or is the oldest `write
@@ -122,7 +138,7 @@ impl Channel {
         let reader = self.readers.remove(&id).expect("the reader was there to unpark");
         self.leave_position(reader.next);
         for waiter in waiters {
-            wakeups.complete_read(waiter.callback, Ok(Vec::new()));
+            wakeups.complete_read(waiter.callback, Ok(Bytes::default()));
         }
         wakeups.merge(self.retain(config));
         wakeups
@@ -135,7 +151,7 @@ impl Channel {
 
     /// Whether the log can index a message of `len` bytes: `EFBIG` for a larger one.
     pub fn indexes(len: usize) -> Result<()> {
-        if len as u64 > seglog::MAX_MESSAGE { Err(Errno::EFBIG) } else { Ok(()) }
+        if len as u64 > memory::MAX_MESSAGE { Err(Errno::EFBIG) } else { Ok(()) }
     }
 
     /// The bytes of memory appending a message of `len` bytes would take.
@@ -143,23 +159,48 @@ impl Channel {
         self.log.growth(len)
     }
 
-    /// Appends one message, completes parked reads and tells the armed pollers. Messages are never
-    /// empty: an empty read means end-of-file.
-    pub fn append(&mut self, message: &[u8], config: &GroupConfig) -> Wakeups {
+    /// Appends one message to the log, not delivered yet: [`Channel::deliver`] delivers it,
+    /// [`Channel::unappend`] takes it back. A message that is to be `kept` (for a `write one`
+    /// or blocked writer) is stored even where nobody could read it. Messages are never
+    /// empty: an empty read means end-of-file. Fails as the log's append does (nothing
+    /// appended).
+    pub fn append(
+        &mut self,
+        message: Message<'_>,
+        stamp: &Stamp,
+        kept: bool,
+        config: &GroupConfig,
+    ) -> Result<Appended> {
         debug_assert!(!message.is_empty(), "empty messages cannot be told from end-of-file");
-        self.modified = SystemTime::now();
-        if config.replay == Replay::Off
+        let seq = self.log.next_seq();
+        if !kept
+            && config.replay == Replay::Off
             && self.readers.is_empty()
             && self.writers.is_empty()
             && self.awaited.is_empty()
             && self.log.is_empty()
         {
-            // Nobody can ever read it: count it, keep nothing.
-            self.log.skip(message.len());
+            // Nobody can ever read it: counted when delivered, nothing kept.
+            return Ok(Appended { seq, skipped: Some(message.len()) });
+        }
+        self.log.append(message, stamp)?;
+        Ok(Appended { seq, skipped: None })
+    }
+
+    /// Takes back an append that was not delivered (its write failed after it).
+    pub fn unappend(&mut self, appended: Appended) {
+        if appended.skipped.is_none() {
+            self.log.unappend();
+        }
+    }
+
+    /// Delivers an appended message: completes parked reads and tells the armed pollers.
+    pub fn deliver(&mut self, appended: Appended, config: &GroupConfig) -> Wakeups {
+        self.modified = SystemTime::now();
+        if let Some(len) = appended.skipped {
+            self.log.skip(len);
             return Wakeups::default();
         }
-        self.log.append(message).expect("admitted: not larger than the log can index");
-        self.modified = SystemTime::now();
         let mut wakeups = Wakeups::default();
         // An append only ends waits: the readers that still wait stay listed, in their order.
         let mut waiting = std::mem::take(&mut self.waiting);
@@ -172,6 +213,43 @@ impl Channel {
     /// Sequence number the next message will get.
     pub fn next_seq(&self) -> u64 {
         self.log.next_seq()
+    }
+
+    /// Calls `done` once every message appended so far is on stable storage.
+    pub fn sync(&self, done: SyncCallback) {
+        self.log.sync(done);
+    }
+
+    /// The log itself, to change its policy or move its history (see `relog`).
+    pub fn log_mut(&mut self) -> &mut dyn Log {
+        &mut *self.log
+    }
+
+    /// Moves the retained history, numbering and positions to `log` (empty, from another
+    /// store or placement) and keeps it instead of the current one, which is returned.
+    /// On error the channel keeps its log and `log` is dropped.
+    pub fn relog(&mut self, mut log: Box<dyn Log>) -> Result<Box<dyn Log>> {
+        if !log.is_empty() || log.next_seq() > self.log.first_seq() {
+            return Err(Errno::EEXIST);
+        }
+        // Numbering and positions first: skipped messages, the last one carrying every
+        // dropped byte.
+        let (first, start) = (self.log.first_seq(), self.log.start());
+        while log.next_seq() + 1 < first {
+            log.skip(0);
+        }
+        if log.next_seq() < first {
+            log.skip((start - log.end()) as usize);
+        }
+        for seq in first..self.log.next_seq() {
+            let message = self.log.get(seq)?.ok_or(Errno::EIO)?;
+            // A log that keeps no stamps (a memory mount's) moves to another such log.
+            let stamp = self.log.stamp(seq)?.unwrap_or_default();
+            log.append(Message::Borrowed(&message), &stamp)?;
+        }
+        let old = std::mem::replace(&mut self.log, log);
+        self.account();
+        Ok(old)
     }
 
     /// Reads for `id`, or parks `callback` until there is something to read. Returns the
@@ -238,7 +316,7 @@ impl Channel {
         for id in std::mem::take(&mut self.waiting) {
             let Some(reader) = self.readers.get_mut(&id) else { continue };
             for waiter in reader.waiters.drain(..) {
-                wakeups.complete_read(waiter.callback, Ok(Vec::new()));
+                wakeups.complete_read(waiter.callback, Ok(Bytes::default()));
             }
             wakeups.notify(reader.poller.take());
         }
@@ -271,16 +349,16 @@ impl Channel {
     /// The history read as one file (`data static`): up to `size` bytes at `position`,
     /// counted from the first byte ever appended. The dropped head, before the oldest
     /// retained byte, reads as zeros (a hole).
-    pub fn read_at(&self, position: u64, size: usize) -> Vec<u8> {
+    pub fn read_at(&self, position: u64, size: usize) -> Result<Vec<u8>> {
         let (start, end) = self.span();
         if position >= end {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         let stop = end.min(position.saturating_add(size as u64));
         let hole = start.clamp(position, stop) - position;
         let mut out = vec![0; hole as usize];
-        self.log.read_at(position + hole, (stop - position - hole) as usize, &mut out);
-        out
+        self.log.read_at(position + hole, (stop - position - hole) as usize, &mut out)?;
+        Ok(out)
     }
 
     /// Where the retained history starts and ends, counted from the first byte ever

@@ -4,7 +4,8 @@
 
 use super::{Channel, PollCallback, ReadCallback, ReadMode, ReadResult, ReaderId, Ticket, Wakeups};
 use crate::engine::config::DataMode;
-use crate::engine::errno::Errno;
+use crate::engine::errno::{Errno, Result};
+use crate::storage::Bytes;
 
 /// A parked read.
 pub(super) struct Waiter {
@@ -95,21 +96,46 @@ impl Channel {
         if next < self.log.first_seq() {
             // Unread messages were dropped: say so once, then go on from the oldest kept.
             if mode == ReadMode::Continuation {
-                return Some(Ok(Vec::new()));
+                return Some(Ok(Bytes::default()));
             }
             self.move_reader(id, self.log.first_seq(), 0);
             return Some(Err(Errno::ENOBUFS));
         }
         if mode == ReadMode::Continuation && data == DataMode::Message && offset == 0 {
             // A message-mode read(2) ends with its message.
-            return Some(Ok(Vec::new()));
+            return Some(Ok(Bytes::default()));
         }
-        let mut out = Vec::new();
-        let (mut next, mut offset) = (next, offset);
-        while out.len() < size {
-            let Some(message) = self.log.get(next) else { break };
-            let end = message.len().min(offset + size - out.len());
-            out.extend_from_slice(&message[offset..end]);
+        let (out, next, offset) = match self.cut(next, offset, size, data) {
+            Ok(cut) => cut,
+            Err(errno) => return Some(Err(errno)),
+        };
+        self.move_reader(id, next, offset);
+        if !out.is_empty() || self.closed || mode == ReadMode::Continuation || size == 0 {
+            Some(Ok(out))
+        } else if mode == ReadMode::NonBlock {
+            Some(Err(Errno::EAGAIN))
+        } else {
+            None
+        }
+    }
+
+    /// The bytes a read of `size` gets from `offset` of message `next` on, and where the
+    /// reader is after them: a slice of one message, shared with the log, or (coalescing
+    /// across messages) their bytes together.
+    fn cut(
+        &self,
+        mut next: u64,
+        mut offset: usize,
+        size: usize,
+        data: DataMode,
+    ) -> Result<(Bytes, u64, usize)> {
+        let mut parts: Vec<Bytes> = Vec::new();
+        let mut len = 0;
+        while len < size {
+            let Some(message) = self.log.get(next)? else { break };
+            let end = message.len().min(offset + size - len);
+            parts.push(message.slice(offset..end));
+            len += end - offset;
             if end == message.len() {
                 next += 1;
                 offset = 0;
@@ -120,14 +146,12 @@ impl Channel {
                 break;
             }
         }
-        self.move_reader(id, next, offset);
-        if !out.is_empty() || self.closed || mode == ReadMode::Continuation || size == 0 {
-            Some(Ok(out))
-        } else if mode == ReadMode::NonBlock {
-            Some(Err(Errno::EAGAIN))
-        } else {
-            None
-        }
+        let out = match parts.len() {
+            0 => Bytes::default(),
+            1 => parts.pop().expect("one part"),
+            _ => Bytes::from(parts.iter().flat_map(|part| part.iter().copied()).collect::<Vec<u8>>()),
+        };
+        Ok((out, next, offset))
     }
 
     fn move_reader(&mut self, id: ReaderId, next: u64, offset: usize) {
@@ -158,6 +182,8 @@ mod tests {
     use super::*;
     use crate::engine::config::GroupConfig;
     use crate::engine::memory::Memory;
+    use crate::storage::memory::MemoryLog;
+    use crate::storage::{Message, Stamp};
 
     /// Parks a read by `id` that must park.
     fn park_read(channel: &mut Channel, id: ReaderId, ticket: Ticket, config: &GroupConfig) {
@@ -169,7 +195,12 @@ mod tests {
     #[test]
     fn waiting_lists_each_waiting_reader_once_and_no_other() {
         let config = GroupConfig::default();
-        let mut channel = Channel::new(Arc::new(Memory::new(1 << 20)));
+        let log = Box::new(MemoryLog::default());
+        let mut channel = Channel::new(log, Arc::new(Memory::new(1 << 20)));
+        let append = |channel: &mut Channel, message: &[u8]| {
+            let appended = channel.append(Message::Borrowed(message), &Stamp::default(), false, &config);
+            channel.deliver(appended.expect("a memory log appends"), &config)
+        };
         let idle = channel.open_reader(config.replay);
         let polling = channel.open_reader(config.replay);
         // A signal cancels an idle reader's read, which parks again: over and over.
@@ -187,9 +218,9 @@ mod tests {
         park_read(&mut channel, polling, 102, &config);
         assert_eq!(channel.waiting, [polling, idle]);
         // An append serves what it can and tells the poller, which the next poll re-arms.
-        drop(channel.append(b"m", &config));
+        drop(append(&mut channel, b"m"));
         assert_eq!(channel.waiting, [idle], "idle has a read left; polling was told and served");
-        drop(channel.append(b"n", &config));
+        drop(append(&mut channel, b"n"));
         assert!(channel.waiting.is_empty());
         park_read(&mut channel, idle, 103, &config);
         assert!(channel.poll(polling, Some(Arc::new(|| {}))), "readable, and armed all the same");

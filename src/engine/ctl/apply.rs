@@ -2,11 +2,15 @@
 //! one of its streams' (or clear their history) all at once, or a refused write's reason is
 //! kept for its writer; a read renders the group's configuration and status.
 
+use crate::engine::channel::Channel;
+use crate::engine::config::GroupConfig;
 use crate::engine::delivery::Wakeups;
 use crate::engine::errno::Result;
 use crate::engine::handle::{CtlFile, Step};
+use crate::engine::stream::move_history;
 use crate::engine::tree::Tree;
 use crate::engine::{CTL_MAX, Engine, Errno, Ino, WriteRequest, ctl};
+use crate::storage::LogId;
 
 impl Engine {
     /// The text of a group's ctl, its configuration and status, and why `uid`'s last ctl
@@ -19,7 +23,7 @@ impl Engine {
     ) -> Result<(Vec<u8>, Option<String>)> {
         let node = tree.group(group)?;
         let mut status = ctl::Status { groups: tree.subgroups(group)?, ..ctl::Status::default() };
-        for stream in tree.streams(group)? {
+        for (_, stream) in tree.streams(group)? {
             let state = stream.state.lock();
             status.streams += 1;
             status.readers += state.channel.readers();
@@ -44,7 +48,9 @@ impl Engine {
     ) -> Result<()> {
         let CtlFile { group, uid, error, writing, .. } = ctl;
         let parsed = match writing.take(request, size_of_call, call_id, || false, CTL_MAX, &self.memory) {
-            Ok(Step::Message(text, _reservation)) => ctl::parse(&text).map_err(|error| error.to_string()),
+            Ok(Step::Message(text, _reservation)) => {
+                ctl::parse(text.as_slice()).map_err(|error| error.to_string())
+            }
             Ok(Step::More) => return Ok(()),
             Err(Errno::EFBIG) => Err(format!("a write(2) longer than {CTL_MAX} bytes is refused")),
             Err(errno) => return Err(errno),
@@ -84,19 +90,37 @@ impl Engine {
         for command in commands {
             clear |= !command.configure(&mut config);
         }
-        group_state.config = config;
-        if clear {
-            group_state.order.clear();
-        }
-        let mut wakeups = group_state.order.retain(&config);
-        for stream in tree.streams(group)? {
+        let old = std::mem::replace(&mut group_state.config, config);
+        let order_id = LogId { node: group, order: true };
+        let mut wakeups = Self::reconfigure(tree, &mut group_state.order, order_id, &old, &config, clear);
+        for (ino, stream) in tree.streams(group)? {
             let mut state = stream.state.lock();
-            state.config = config;
-            if clear {
-                state.channel.clear();
-            }
-            wakeups.merge(state.channel.retain(&config));
+            let old = std::mem::replace(&mut state.config, config);
+            let id = LogId { node: ino, order: false };
+            wakeups.merge(Self::reconfigure(tree, &mut state.channel, id, &old, &config, clear));
         }
         Ok(wakeups)
+    }
+
+    /// Brings one channel of a group from configuration `old` to `new`: its history cleared,
+    /// moved to where the group now keeps it, synced as it now says, trimmed to its depth.
+    fn reconfigure(
+        tree: &Tree,
+        channel: &mut Channel,
+        id: LogId,
+        old: &GroupConfig,
+        new: &GroupConfig,
+        clear: bool,
+    ) -> Wakeups {
+        if clear {
+            channel.clear();
+        }
+        if old.store != new.store {
+            move_history(channel, tree.store(), id, old.store, new);
+        }
+        if old.sync != new.sync {
+            channel.log_mut().set_policy(new.sync);
+        }
+        channel.retain(new)
     }
 }

@@ -123,7 +123,7 @@ pub fn render(config: &GroupConfig, status: &Status) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::config::{DataMode, Depth, Frame, Replay, WriteMode};
+    use crate::engine::config::{DataMode, Depth, Frame, Placement, Replay, SyncPolicy, WriteMode};
 
     fn set(name: &'static str, value: &str) -> Command {
         Command::Set { setting: name, value: value.into() }
@@ -179,6 +179,8 @@ mod tests {
             depth: Depth::Bytes(1 << 20),
             write: WriteMode::All,
             frame: Frame::Close,
+            store: Placement::Disk,
+            sync: SyncPolicy::Interval(std::time::Duration::from_millis(250)),
         };
         let status = Status { streams: 2, groups: 1, readers: 3, messages: 4, bytes: 5 };
         let text = render(&config, &status);

@@ -116,11 +116,11 @@ mod tests {
     fn the_first_short_reply_goes_before_the_writer_and_the_rest_after() {
         let log = Log::default();
         let mut wakeups = Wakeups::default();
-        wakeups.complete_read(noting(&log, "reader 1"), Ok(vec![1; 64]));
-        wakeups.complete_read(noting(&log, "reader 2"), Ok(vec![2; 64]));
+        wakeups.complete_read(noting(&log, "reader 1"), Ok(vec![1; 64].into()));
+        wakeups.complete_read(noting(&log, "reader 2"), Ok(vec![2; 64].into()));
         let mut more = Wakeups::default();
         more.complete_write(noting(&log, "writer"), Ok(()));
-        more.complete_read(noting(&log, "order reader"), Ok(b"s\n".to_vec()));
+        more.complete_read(noting(&log, "order reader"), Ok(b"s\n".to_vec().into()));
         wakeups.merge(more);
         drop(wakeups);
         assert_eq!(*log.lock().unwrap(), ["reader 1", "writer", "reader 2", "order reader"]);
@@ -130,8 +130,8 @@ mod tests {
     fn a_long_reply_waits_for_the_writer() {
         let log = Log::default();
         let mut wakeups = Wakeups::default();
-        wakeups.complete_read(noting(&log, "long reader"), Ok(vec![0; LONG_REPLY]));
-        wakeups.complete_read(noting(&log, "short reader"), Ok(vec![0; 64]));
+        wakeups.complete_read(noting(&log, "long reader"), Ok(vec![0; LONG_REPLY].into()));
+        wakeups.complete_read(noting(&log, "short reader"), Ok(vec![0; 64].into()));
         wakeups.complete_write(noting(&log, "writer"), Ok(()));
         drop(wakeups);
         assert_eq!(*log.lock().unwrap(), ["writer", "long reader", "short reader"]);
@@ -144,7 +144,7 @@ mod tests {
         wakeups.complete_write(noting(&log, "writer"), Ok(()));
         let poll_log = log.clone();
         wakeups.notify(Some(Arc::new(move || poll_log.lock().unwrap().push("poller"))));
-        wakeups.complete_read(noting(&log, "reader"), Ok(vec![0; 64]));
+        wakeups.complete_read(noting(&log, "reader"), Ok(vec![0; 64].into()));
         drop(wakeups);
         assert_eq!(*log.lock().unwrap(), ["poller", "writer", "reader"]);
     }

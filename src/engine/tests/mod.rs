@@ -8,6 +8,7 @@ use std::thread;
 use std::time::{Duration, SystemTime};
 
 use super::*;
+use crate::storage::memory::MemoryStore;
 
 // ---------------------------------------------------------------------------------------
 // Helpers
@@ -19,15 +20,18 @@ const MIB: u64 = 1 << 20;
 const CLOSER: u64 = 99;
 
 fn engine_with(limits: Limits) -> Engine {
-    Engine::new(GroupConfig::default(), OWNER, limits)
+    Engine::new(GroupConfig::default(), OWNER, limits, Arc::new(MemoryStore)).expect("memory logs open")
 }
 
 fn engine() -> Engine {
     engine_with(Limits { max_message: MIB, memory: 64 * MIB })
 }
 
+/// What a read returned, as bytes of its own to compare.
+type Read = Result<Vec<u8>>;
+
 /// Where a read's callback leaves its result.
-type Slot = Arc<Mutex<Option<ReadResult>>>;
+type Slot = Arc<Mutex<Option<Read>>>;
 
 /// Starts a read; returns the slot its result lands in and the ticket if it parked.
 fn start_read(e: &Engine, fh: u64, size: u32, mode: ReadMode) -> (Slot, Option<Ticket>) {
@@ -39,14 +43,14 @@ fn start_read(e: &Engine, fh: u64, size: u32, mode: ReadMode) -> (Slot, Option<T
         size,
         mode,
         Box::new(move |result| {
-            let previous = target.lock().unwrap().replace(result);
+            let previous = target.lock().unwrap().replace(result.map(|bytes| bytes.to_vec()));
             assert!(previous.is_none(), "a read callback ran twice");
         }),
     );
     (slot, ticket)
 }
 
-fn taken(slot: &Slot) -> Option<ReadResult> {
+fn taken(slot: &Slot) -> Option<Read> {
     slot.lock().unwrap().take()
 }
 
@@ -55,13 +59,13 @@ fn is_pending(slot: &Slot) -> bool {
 }
 
 /// A read that must complete at once.
-fn read_mode(e: &Engine, fh: u64, size: u32, mode: ReadMode) -> ReadResult {
+fn read_mode(e: &Engine, fh: u64, size: u32, mode: ReadMode) -> Read {
     let (slot, ticket) = start_read(e, fh, size, mode);
     assert_eq!(ticket, None, "a {mode:?} read parked");
     taken(&slot).unwrap_or_else(|| panic!("a {mode:?} read did not complete at once"))
 }
 
-fn read_now(e: &Engine, fh: u64, size: u32) -> ReadResult {
+fn read_now(e: &Engine, fh: u64, size: u32) -> Read {
     read_mode(e, fh, size, ReadMode::NonBlock)
 }
 
@@ -105,7 +109,7 @@ fn write_part(e: &Engine, fh: u64, data: &[u8], offset: u64, call: Option<u64>) 
 fn write_in_call(e: &Engine, fh: u64, data: &[u8], offset: u64, call: Option<u64>, id: u64) -> Result<usize> {
     let outcome = Arc::new(Mutex::new(None));
     let slot = outcome.clone();
-    let request = WriteRequest { data, writer: 1, offset, nonblock: false };
+    let request = WriteRequest { data, writer: 1, offset, nonblock: false, pid: 0, uid: 0, gid: 0 };
     let size_of_call = || Some(call.expect("this request continues a write(2)"));
     let call_id = |writer| (writer == 1).then_some(id);
     let ticket =
@@ -219,7 +223,7 @@ fn start_write(e: &Engine, fh: u64, data: &[u8], nonblock: bool) -> (WriteSlot, 
     let target = slot.clone();
     let ticket = e.write(
         fh,
-        &WriteRequest { data, writer: 1, offset: 0, nonblock },
+        &WriteRequest { data, writer: 1, offset: 0, nonblock, pid: 0, uid: 0, gid: 0 },
         || Some(data.len() as u64),
         |_| Some(1),
         Box::new(move |result| assert!(target.lock().unwrap().replace(result).is_none(), "completed twice")),
@@ -232,11 +236,11 @@ fn write_outcome(slot: &WriteSlot) -> Option<Result<()>> {
 }
 
 /// Reads `size` bytes at `offset` through a static file: never parks.
-fn read_static(e: &Engine, fh: u64, offset: u64, size: u32) -> ReadResult {
+fn read_static(e: &Engine, fh: u64, offset: u64, size: u32) -> Read {
     let slot: Slot = Arc::new(Mutex::new(None));
     let target = slot.clone();
-    let parked =
-        e.read(fh, offset, size, ReadMode::Block, Box::new(move |r| *target.lock().unwrap() = Some(r)));
+    let keep = move |r: ReadResult| *target.lock().unwrap() = Some(r.map(|bytes| bytes.to_vec()));
+    let parked = e.read(fh, offset, size, ReadMode::Block, Box::new(keep));
     assert_eq!(parked, None, "static reads never block");
     taken(&slot).expect("a static read completes at once")
 }
@@ -248,5 +252,6 @@ mod order;
 mod reading;
 mod removal;
 mod retention;
+mod storage;
 mod tree;
 mod writing;

@@ -191,14 +191,14 @@ fn frame_close_publishes_everything_written_at_close() {
         assert_eq!(write(&e, w, part), Ok(part.len()));
     }
     expect_errno(&e, r, Errno::EAGAIN);
-    assert_eq!(e.flush(w, CLOSER, || false, |_| Some(1)), Ok(()));
+    assert_eq!(e.flush(w, CLOSER, OWNER, || false, |_| Some(1)), Ok(()));
     expect_read(&e, r, 100, b"part one, part two, end");
     // Each close publishes what was written since the last; nothing written, nothing sent.
-    assert_eq!(e.flush(w, CLOSER, || false, |_| Some(1)), Ok(()));
+    assert_eq!(e.flush(w, CLOSER, OWNER, || false, |_| Some(1)), Ok(()));
     expect_errno(&e, r, Errno::EAGAIN);
     // A dying writer publishes nothing.
     write(&e, w, b"half").unwrap();
-    assert_eq!(e.flush(w, CLOSER, || true, |_| Some(1)), Ok(()));
+    assert_eq!(e.flush(w, CLOSER, OWNER, || true, |_| Some(1)), Ok(()));
     e.release(w);
     expect_errno(&e, r, Errno::EAGAIN);
 }
@@ -212,10 +212,10 @@ fn frame_close_refuses_a_message_over_the_limit_whole() {
     assert_eq!(write(&e, w, b"123456"), Ok(6));
     assert_eq!(write(&e, w, b"789012"), Err(Errno::EFBIG));
     assert_eq!(write(&e, w, b"3"), Err(Errno::EFBIG), "the message stays refused");
-    assert_eq!(e.flush(w, CLOSER, || false, |_| Some(1)), Ok(()));
+    assert_eq!(e.flush(w, CLOSER, OWNER, || false, |_| Some(1)), Ok(()));
     expect_errno(&e, r, Errno::EAGAIN);
     assert_eq!(write(&e, w, b"fresh"), Ok(5), "a close starts a new message");
-    assert_eq!(e.flush(w, CLOSER, || false, |_| Some(1)), Ok(()));
+    assert_eq!(e.flush(w, CLOSER, OWNER, || false, |_| Some(1)), Ok(()));
     expect_read(&e, r, 100, b"fresh");
 }
 
@@ -235,8 +235,12 @@ fn frame_close_buffers_count_against_the_ceiling_and_enospc_refuses_the_message(
     let refused = (0..3).find(|_| write(&e, w2, &chunk).is_err());
     assert!(refused.is_some(), "8 MiB cannot hold 5 + 4 MiB");
     assert_eq!(write(&e, w2, b"more"), Err(Errno::ENOSPC), "the message stays refused");
-    assert_eq!(e.flush(w2, CLOSER, || false, |_| Some(1)), Ok(()));
-    assert_eq!(e.flush(w1, CLOSER, || false, |_| Some(1)), Ok(()), "an admitted message publishes at close");
+    assert_eq!(e.flush(w2, CLOSER, OWNER, || false, |_| Some(1)), Ok(()));
+    assert_eq!(
+        e.flush(w1, CLOSER, OWNER, || false, |_| Some(1)),
+        Ok(()),
+        "an admitted message publishes at close"
+    );
     let r = open_reader(&e, s);
     expect_read(&e, r, 8 * MIB as u32, &vec![b'z'; 5 * MIB as usize]);
     expect_errno(&e, r, Errno::EAGAIN);
@@ -350,17 +354,17 @@ fn frame_close_publishes_what_a_short_write_wrote() {
     // A write(2) of 2000 bytes stops after 1000: those were written.
     assert_eq!(write_part(&e, w, &[b'a'; 1000], 5, Some(2000)), Ok(1000));
     // A close by another process while the write(2) goes on leaves the message for later.
-    assert_eq!(e.flush(w, CLOSER, || false, |_| Some(1)), Ok(()));
+    assert_eq!(e.flush(w, CLOSER, OWNER, || false, |_| Some(1)), Ok(()));
     expect_errno(&e, r, Errno::EAGAIN);
     // Once the writer is out of it, a close publishes what arrived.
-    assert_eq!(e.flush(w, CLOSER, || false, |_| Some(2)), Ok(()));
+    assert_eq!(e.flush(w, CLOSER, OWNER, || false, |_| Some(2)), Ok(()));
     expect_read(&e, r, 4096, &[&b"head "[..], &[b'a'; 1000]].concat());
     // So does the writer's own close, and a dying writer's publishes nothing.
     assert_eq!(write_part(&e, w, &[b'b'; 1000], 0, Some(2000)), Ok(1000));
-    assert_eq!(e.flush(w, 1, || false, |_| Some(1)), Ok(()));
+    assert_eq!(e.flush(w, 1, OWNER, || false, |_| Some(1)), Ok(()));
     expect_read(&e, r, 4096, &[b'b'; 1000]);
     assert_eq!(write_part(&e, w, &[b'c'; 1000], 0, Some(2000)), Ok(1000));
-    assert_eq!(e.flush(w, 1, || true, |_| Some(1)), Ok(()));
+    assert_eq!(e.flush(w, 1, OWNER, || true, |_| Some(1)), Ok(()));
     expect_errno(&e, r, Errno::EAGAIN);
     assert_eq!(e.usage().memory_used, 0);
 }
@@ -374,7 +378,7 @@ fn a_non_blocking_write_one_message_admitted_with_a_reader_is_kept_when_it_leave
     let written = |data: &[u8], offset: u64| {
         let slot: WriteSlot = Arc::new(Mutex::new(None));
         let target = slot.clone();
-        let request = WriteRequest { data, writer: 1, offset, nonblock: true };
+        let request = WriteRequest { data, writer: 1, offset, nonblock: true, pid: 0, uid: 0, gid: 0 };
         let ticket = e.write(
             w,
             &request,

@@ -257,7 +257,8 @@ fn replies_owed_by_removal_and_rename_are_sent_after_the_tree_lock_is_released()
     ctl(&e, shallow, "depth 1");
     let m = create(&e, one, "m");
     let (w1, w2) = (open_writer(&e, m), open_writer(&e, m));
-    let first = WriteRequest { data: b"first", writer: 1, offset: 0, nonblock: false };
+    let first =
+        WriteRequest { data: b"first", writer: 1, offset: 0, nonblock: false, pid: 0, uid: 0, gid: 0 };
     assert!(e.write(w1, &first, || Some(5), |_| Some(1), noting_tree_free(&e, &free)).is_some());
     let (second, ticket) = start_write(&e, w2, b"second", false);
     assert!(ticket.is_some());

@@ -55,7 +55,7 @@ fn a_message_larger_than_a_log_can_index_is_refused_whatever_max_message_says() 
     let s = create(&e, ROOT, "s");
     let r = open_reader(&e, s);
     let w = open_writer(&e, s);
-    let huge = seglog::Untouched::new(seglog::MAX_MESSAGE as usize + 16);
+    let huge = crate::storage::memory::Untouched::new(crate::storage::memory::MAX_MESSAGE as usize + 16);
     assert_eq!(write(&e, w, huge.bytes()), Err(Errno::EFBIG));
     expect_errno(&e, r, Errno::EAGAIN);
     assert_eq!((size(&e, s), e.usage().memory_used), (0, 0), "nothing was appended");
@@ -81,7 +81,8 @@ fn a_write_continues_only_from_its_writer_at_its_next_offset() {
     expect_read(&e, r, 4096, &[b'c'; 10]);
     expect_errno(&e, r, Errno::EAGAIN);
     assert_eq!(write_part(&e, w, &[b'd'; 600], 0, Some(1000)), Ok(600));
-    let other = WriteRequest { data: &[b'e'; 400], writer: 2, offset: 600, nonblock: false };
+    let other =
+        WriteRequest { data: &[b'e'; 400], writer: 2, offset: 600, nonblock: false, pid: 0, uid: 0, gid: 0 };
     let outcome = Arc::new(Mutex::new(None));
     let slot = outcome.clone();
     e.write(w, &other, || Some(400), |_| Some(1), Box::new(move |r| *slot.lock().unwrap() = Some(r)));
@@ -128,7 +129,7 @@ fn frame_is_fixed_when_a_file_is_opened() {
     ctl(&e, ROOT, "frame write");
     assert_eq!(write(&e, w, b"message"), Ok(7));
     expect_errno(&e, r, Errno::EAGAIN);
-    assert_eq!(e.flush(w, CLOSER, || false, |_| Some(1)), Ok(()));
+    assert_eq!(e.flush(w, CLOSER, OWNER, || false, |_| Some(1)), Ok(()));
     expect_read(&e, r, 100, b"one message");
 }
 
@@ -194,17 +195,17 @@ fn a_write_whose_writer_left_it_is_released_at_close() {
     let part = [b'x'; 1000];
     assert_eq!(write_part(&e, w, &part, 0, Some(2000)), Ok(part.len()));
     // Another process sharing the file closes it while the write(2) goes on: it stays.
-    assert_eq!(e.flush(w, CLOSER, || false, |_| Some(1)), Ok(()));
+    assert_eq!(e.flush(w, CLOSER, OWNER, || false, |_| Some(1)), Ok(()));
     assert_eq!(write_part(&e, w, &part, 1000, None), Ok(part.len()));
     expect_read(&e, r, 4096, &[b'x'; 2000]);
     // Its writer was killed between requests: its close (or any close once it is gone)
     // releases what the write(2) held.
     assert_eq!(write_part(&e, w, &part, 0, Some(2000)), Ok(part.len()));
     assert!(e.usage().memory_used > 0, "the pending write holds a reservation");
-    assert_eq!(e.flush(w, 1, || true, |_| Some(1)), Ok(()));
+    assert_eq!(e.flush(w, 1, OWNER, || true, |_| Some(1)), Ok(()));
     assert_eq!(e.usage().memory_used, 0, "released at the writer's own close");
     assert_eq!(write_part(&e, w, &part, 0, Some(2000)), Ok(part.len()));
-    assert_eq!(e.flush(w, CLOSER, || false, |_| None), Ok(()));
+    assert_eq!(e.flush(w, CLOSER, OWNER, || false, |_| None), Ok(()));
     assert_eq!(e.usage().memory_used, 0, "released once the writer is out of its write(2)");
     expect_errno(&e, r, Errno::EAGAIN);
 }

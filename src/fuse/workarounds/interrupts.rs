@@ -153,11 +153,15 @@ mod tests {
     /// An engine with one stream open for reading, and a read parked on it.
     fn parked_read() -> (Arc<Interrupts>, Arc<std::sync::Mutex<Option<crate::engine::ReadResult>>>) {
         use crate::engine::{Caller, GroupConfig, Limits, ROOT, ReadMode};
-        let engine = Arc::new(Engine::new(
-            GroupConfig::default(),
-            Caller { uid: 0, gid: 0 },
-            Limits { max_message: 1 << 20, memory: 1 << 26 },
-        ));
+        let engine = Arc::new(
+            Engine::new(
+                GroupConfig::default(),
+                Caller { uid: 0, gid: 0 },
+                Limits { max_message: 1 << 20, memory: 1 << 26 },
+                Arc::new(crate::storage::memory::MemoryStore),
+            )
+            .expect("memory logs open"),
+        );
         let stream = engine.create(ROOT, b"s", 0o644, Caller { uid: 0, gid: 0 }).expect("create");
         let (fh, _) = engine.open(stream.ino, true, false, Caller { uid: 0, gid: 0 }).expect("open");
         let interrupts = Interrupts::new(engine.clone());
