@@ -320,3 +320,96 @@ fn a_directory_that_is_not_a_store_is_refused() {
     let error = DiskStore::open(&scratch.0).err().expect("refused");
     assert!(error.to_string().contains("is not an mqfs store"), "{error}");
 }
+
+#[test]
+fn unappend_takes_the_last_record_back_for_good() {
+    let scratch = Scratch::new();
+    {
+        let (store, _) = open(&scratch.0, Arc::new(Os), 256);
+        let mut log = log(&store, SyncPolicy::Never);
+        (0..5).for_each(|seq| append(&mut *log, seq));
+        let files = segment_files(&scratch.0).len();
+        // The next message needs a segment of its own; taking it back deletes that file.
+        assert_eq!(log.append(Message::Owned(vec![9; 300]), &stamp(5)), Ok(5));
+        assert_eq!(segment_files(&scratch.0).len(), files + 1);
+        log.unappend();
+        assert_eq!(segment_files(&scratch.0).len(), files);
+        log.unappend();
+        check(&*log, 0, 4);
+        assert_eq!(log.end(), (0..4).map(|seq| message(seq).len() as u64).sum::<u64>());
+        append(&mut *log, 4);
+        log.unappend();
+    }
+    let (store, report) = open(&scratch.0, Arc::new(Os), 256);
+    assert_eq!((report.messages, report.cut), (4, 0));
+    check(&*log(&store, SyncPolicy::Never), 0, 4);
+}
+
+#[test]
+fn a_message_read_back_with_a_bad_checksum_is_an_eio() {
+    let scratch = Scratch::new();
+    let (store, _) = open(&scratch.0, Arc::new(Os), 1 << 20);
+    let mut log = log(&store, SyncPolicy::Never);
+    append(&mut *log, 0);
+    // Push message 0 out of the cache, so that it is read from its file.
+    assert_eq!(log.append(Message::Owned(vec![1; super::log::CACHE_BYTES + 1]), &stamp(1)), Ok(1));
+    assert_eq!(log.get(0).expect("readable").as_deref(), Some(&message(0)[..]));
+    let file = &segment_files(&scratch.0)[0];
+    let mut bytes = std::fs::read(file).expect("segment");
+    bytes[(FILE_HEADER + RECORD_HEADER) as usize] ^= 1;
+    std::fs::write(file, &bytes).expect("damage");
+    assert_eq!(log.get(0), Err(Errno(libc::EIO)));
+    assert_eq!(log.stamp(0), Err(Errno(libc::EIO)));
+}
+
+#[test]
+fn an_interval_log_is_synced_on_its_own() {
+    let scratch = Scratch::new();
+    let sim = Arc::new(SimDisk::default());
+    {
+        let (store, _) = open(&scratch.0, sim.clone(), 1 << 20);
+        let mut log = log(&store, SyncPolicy::Never);
+        (0..10).for_each(|seq| append(&mut *log, seq));
+        // One more append under the interval policy has the file, all ten with it, synced.
+        log.set_policy(SyncPolicy::Interval(Duration::from_millis(20)));
+        let before = sim.syncs();
+        append(&mut *log, 10);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while sim.syncs() == before {
+            assert!(std::time::Instant::now() < deadline, "no sync within the interval");
+            std::thread::yield_now();
+        }
+        sim.power_loss(0);
+    }
+    let (store, _) = open(&scratch.0, Arc::new(Os), 1 << 20);
+    check(&*log(&store, SyncPolicy::Never), 0, 11);
+}
+
+#[test]
+fn a_closed_log_is_on_stable_storage_whatever_its_policy() {
+    let scratch = Scratch::new();
+    let sim = Arc::new(SimDisk::default());
+    {
+        let (store, _) = open(&scratch.0, sim.clone(), 512);
+        let mut log = log(&store, SyncPolicy::Never);
+        (0..30).for_each(|seq| append(&mut *log, seq));
+        (0..12).for_each(|_| assert!(log.pop_front().is_some()));
+    }
+    sim.power_loss(0);
+    let (store, report) = open(&scratch.0, Arc::new(Os), 512);
+    assert_eq!((report.messages, report.cut), (18, 0));
+    check(&*log(&store, SyncPolicy::Never), 12, 30);
+}
+
+#[test]
+fn a_removed_log_leaves_nothing_behind() {
+    let scratch = Scratch::new();
+    let (store, _) = open(&scratch.0, Arc::new(Os), 4096);
+    let mut log = log(&store, SyncPolicy::Never);
+    append(&mut *log, 0);
+    drop(log);
+    store.remove_log(STREAM);
+    assert!(!scratch.0.join("logs/7").exists());
+    let log = self::log(&store, SyncPolicy::Never);
+    assert_eq!((log.first_seq(), log.next_seq()), (0, 0));
+}

@@ -73,18 +73,18 @@ impl SimDisk {
     }
 
     /// The power goes: each file is put back to what was synced plus a prefix of the
-    /// writes since, chosen by `seed` (the last kept write torn at a random length), and
-    /// the layer refuses everything from now on.
+    /// writes since, chosen by `seed` (the last kept write torn at a random length; seed 0
+    /// keeps none), and the layer refuses everything from now on.
     pub fn power_loss(&self, seed: u64) {
         let mut state = self.state.lock();
         state.dead = true;
         let mut random = Random(seed | 1);
         let pending = std::mem::take(&mut state.pending);
-        let keep = random.below(pending.len() as u64 + 1) as usize;
+        let keep = if seed == 0 { 0 } else { random.below(pending.len() as u64 + 1) as usize };
         for (path, change) in &pending[..keep] {
             change.apply(state.durable.get_mut(path).expect("tracked"));
         }
-        if let Some((path, Change::Write { offset, bytes })) = pending.get(keep) {
+        if let Some((path, Change::Write { offset, bytes })) = pending.get(keep).filter(|_| seed != 0) {
             let torn = random.below(bytes.len() as u64 + 1) as usize;
             let change = Change::Write { offset: *offset, bytes: bytes[..torn].to_vec() };
             change.apply(state.durable.get_mut(path).expect("tracked"));
