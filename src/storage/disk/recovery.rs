@@ -17,7 +17,7 @@ use std::sync::Arc;
 use super::files::{DataFile, FileLayer};
 use super::head::Head;
 use super::log::Segment;
-use super::segment::{self, FILE_HEADER, FileHeader, RECORD_HEADER, RecordHeader};
+use super::segment::{self, FILE_HEADER, FileHeader, Frame, RECORD_HEADER};
 
 /// Bytes read at a time.
 const CHUNK: usize = 8 << 20;
@@ -193,15 +193,15 @@ fn scan(file: &File, len: u64, base: u64) -> io::Result<Scan> {
             break Some("the segment is larger than a segment can be");
         }
         let bytes = chunk.at(file, offset, RECORD_HEADER, len)?;
-        let Some((header, crc)) = RecordHeader::decode(bytes) else { break Some("unknown record flags") };
-        let record = RECORD_HEADER + header.len as u64;
-        if header.seq != base + offsets.len() as u64 {
+        let Some(frame) = Frame::of(bytes) else { break Some("unknown record flags") };
+        let record = frame.size();
+        if frame.seq != base + offsets.len() as u64 {
             break Some("a record out of sequence");
         }
         if offset + record > len {
             break Some("a partial record");
         }
-        if chunk.crc(file, offset, record, len)? != crc {
+        if chunk.crc(file, offset, record, len)? != frame.crc {
             break Some("a record whose checksum does not match");
         }
         offsets.push(offset as u32);
@@ -234,8 +234,7 @@ impl Chunk {
     /// than the chunk.
     fn crc(&mut self, file: &File, offset: u64, size: u64, file_len: u64) -> io::Result<u32> {
         if size <= self.buffer.len() as u64 {
-            let record = self.at(file, offset, size, file_len)?;
-            return Ok(segment::more(segment::record_crc(record), &record[RECORD_HEADER as usize..]));
+            return Ok(segment::record_crc(self.at(file, offset, size, file_len)?));
         }
         let mut crc = segment::record_crc(self.at(file, offset, RECORD_HEADER, file_len)?);
         let mut at = offset + RECORD_HEADER;
@@ -259,13 +258,9 @@ fn valid_record_after(file: &File, from: u64, len: u64, seq: u64) -> io::Result<
         if bytes.len() < RECORD_HEADER as usize {
             break;
         }
-        let Some((header, _)) = RecordHeader::decode(bytes) else { continue };
-        let plausible =
-            (seq..=most).contains(&header.seq) && RECORD_HEADER + header.len as u64 <= bytes.len() as u64;
-        if plausible
-            && segment::check_record(&bytes[..(RECORD_HEADER + header.len as u64) as usize], header.seq)
-                .is_some()
-        {
+        let Some(frame) = Frame::of(bytes) else { continue };
+        let plausible = (seq..=most).contains(&frame.seq) && frame.size() <= bytes.len() as u64;
+        if plausible && segment::check_record(&bytes[..frame.size() as usize], frame.seq).is_some() {
             return Ok(true);
         }
     }

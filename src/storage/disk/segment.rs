@@ -88,9 +88,7 @@ impl RecordHeader {
     /// The header in `bytes` (at least `RECORD_HEADER` long) and the checksum it records,
     /// or None if its flags are not 0.
     pub fn decode(bytes: &[u8]) -> Option<(RecordHeader, u32)> {
-        if u32_at(bytes, 44) != 0 {
-            return None;
-        }
+        let frame = Frame::of(bytes)?;
         let stamp = Stamp {
             time: SystemTime::UNIX_EPOCH + Duration::from_nanos(u64_at(bytes, 24)),
             group_seq: u64_at(bytes, 16),
@@ -98,17 +96,39 @@ impl RecordHeader {
             uid: u32_at(bytes, 36),
             gid: u32_at(bytes, 40),
         };
-        let header = RecordHeader { len: u32_at(bytes, 4), seq: u64_at(bytes, 8), stamp };
-        Some((header, u32_at(bytes, 0)))
+        Some((RecordHeader { len: frame.len, seq: frame.seq, stamp }, frame.crc))
     }
 }
 
-/// The checksum a record with `header` (its bytes) and `payload` must carry; `payload` may
-/// come in pieces, through `more`.
-pub fn record_crc(header: &[u8]) -> u32 {
-    crc32c::crc32c(&header[4..RECORD_HEADER as usize])
+/// What recovery needs of a record header: its checksum, length and sequence number.
+#[derive(Clone, Copy)]
+pub struct Frame {
+    pub crc: u32,
+    pub len: u32,
+    pub seq: u64,
 }
 
+impl Frame {
+    /// The frame of the header in `bytes` (at least `RECORD_HEADER` long), or None if its
+    /// flags are not 0.
+    pub fn of(bytes: &[u8]) -> Option<Frame> {
+        let frame = Frame { crc: u32_at(bytes, 0), len: u32_at(bytes, 4), seq: u64_at(bytes, 8) };
+        (u32_at(bytes, 44) == 0).then_some(frame)
+    }
+
+    /// Header and payload bytes.
+    pub fn size(&self) -> u64 {
+        RECORD_HEADER + self.len as u64
+    }
+}
+
+/// The checksum of `record` (header and payload, or the header alone to go on with `more`
+/// over the payload in pieces).
+pub fn record_crc(record: &[u8]) -> u32 {
+    crc32c::crc32c(&record[4..])
+}
+
+/// `crc` carried on over `payload`.
 pub fn more(crc: u32, payload: &[u8]) -> u32 {
     crc32c::crc32c_append(crc, payload)
 }
@@ -118,7 +138,7 @@ pub fn more(crc: u32, payload: &[u8]) -> u32 {
 pub fn check_record(record: &[u8], seq: u64) -> Option<RecordHeader> {
     let (header, crc) = RecordHeader::decode(record.get(..RECORD_HEADER as usize)?)?;
     let whole = header.seq == seq && record.len() as u64 == RECORD_HEADER + header.len as u64;
-    (whole && more(record_crc(record), &record[RECORD_HEADER as usize..]) == crc).then_some(header)
+    (whole && record_crc(record) == crc).then_some(header)
 }
 
 fn u32_at(bytes: &[u8], at: usize) -> u32 {
