@@ -189,8 +189,10 @@ impl DiskLog {
         let header = FileHeader { base: self.next, start: self.appended }.encode();
         let mut written = file.write_at(&[&header], 0);
         self.dir.touched();
-        if written.is_ok() && self.policy == SyncPolicy::Always {
-            written = self.dir.sync();
+        match self.policy {
+            SyncPolicy::Always if written.is_ok() => written = self.dir.sync(),
+            SyncPolicy::Interval(within) => self.place.syncer.sync_within(&self.dir, within),
+            _ => {}
         }
         if let Err(e) = written {
             let _ = std::fs::remove_file(&file.path);

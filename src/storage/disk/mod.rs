@@ -190,7 +190,8 @@ impl DiskStore {
         for entry in std::fs::read_dir(&logs).map_err(|e| OpenError::io(&logs, e))? {
             let entry = entry.map_err(|e| OpenError::io(&logs, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(id) = parse_log_name(&name) else {
+            let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+            let Some(id) = parse_log_name(&name).filter(|_| is_dir) else {
                 ::log::warn!("{}: not a log directory, left alone", entry.path().display());
                 continue;
             };
@@ -248,18 +249,21 @@ impl Store for DiskStore {
         if placement == Placement::Memory {
             return Err(Errno(libc::EOPNOTSUPP)); // wired at integration
         }
-        let mut logs = self.logs.lock();
-        if let Some(mut log) = logs.recovered.remove(&id) {
-            logs.handed.insert(id);
-            log.set_policy(policy);
-            return Ok(Box::new(log));
+        {
+            let mut logs = self.logs.lock();
+            if let Some(mut log) = logs.recovered.remove(&id) {
+                logs.handed.insert(id);
+                log.set_policy(policy);
+                return Ok(Box::new(log));
+            }
+            if !logs.handed.insert(id) {
+                return Err(Errno(libc::EBUSY));
+            }
         }
-        if !logs.handed.insert(id) {
-            return Err(Errno(libc::EBUSY));
-        }
+        // Not under the lock: it may sync a directory.
         let made = self.new_log(id, policy);
         if made.is_err() {
-            logs.handed.remove(&id);
+            self.logs.lock().handed.remove(&id);
         }
         made
     }

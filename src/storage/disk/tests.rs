@@ -289,7 +289,9 @@ fn a_large_log_holds_little_memory_and_reads_back_intact() {
     while total < 200 << 20 {
         let bytes = chunk(seq);
         total += bytes.len();
+        let (before, growth) = (log.allocated(), log.growth(bytes.len()));
         assert_eq!(log.append(Message::Owned(bytes), &Stamp::default()), Ok(seq));
+        assert!(log.allocated() <= before + growth, "message {seq} allocated more than its growth");
         seq += 1;
     }
     assert!(log.allocated() < 1 << 20, "{} bytes held for {total} appended", log.allocated());
