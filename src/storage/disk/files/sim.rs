@@ -42,7 +42,7 @@ struct State {
     durable: HashMap<PathBuf, Vec<u8>>,
     /// Changes not synced yet, oldest first.
     pending: Vec<(PathBuf, Change)>,
-    /// Writes fail with this errno (and write nothing).
+    /// Writes fail with this errno (after writing half their bytes).
     refuse: Option<i32>,
     /// After a power loss nothing reaches the files any more.
     dead: bool,
@@ -105,28 +105,26 @@ impl SimDisk {
         Ok(())
     }
 
-    fn change(&self, file: &File, path: &Path, change: Change) -> io::Result<()> {
+    fn write(&self, file: &File, path: &Path, offset: u64, mut bytes: Vec<u8>) -> io::Result<()> {
         let mut state = self.state.lock();
         if state.dead {
             return Err(io::Error::from_raw_os_error(libc::EIO));
         }
-        if let Some(errno) = state.refuse {
-            return Err(io::Error::from_raw_os_error(errno));
+        let refused = state.refuse;
+        if refused.is_some() {
+            // A disk filling up takes the first half and refuses the rest.
+            bytes.truncate(bytes.len() / 2);
         }
         Self::track(&mut state, file, path)?;
-        match &change {
-            Change::Write { offset, bytes } => Os.write_at(file, path, &[bytes], *offset)?,
-            Change::SetLen(len) => file.set_len(*len)?,
-        }
-        state.pending.push((path.to_path_buf(), change));
-        Ok(())
+        Os.write_at(file, path, &[&bytes], offset)?;
+        state.pending.push((path.to_path_buf(), Change::Write { offset, bytes }));
+        refused.map_or(Ok(()), |errno| Err(io::Error::from_raw_os_error(errno)))
     }
 }
 
 impl FileLayer for SimDisk {
     fn write_at(&self, file: &File, path: &Path, bufs: &[&[u8]], offset: u64) -> io::Result<()> {
-        let bytes = bufs.concat();
-        self.change(file, path, Change::Write { offset, bytes })
+        self.write(file, path, offset, bufs.concat())
     }
 
     fn set_len(&self, file: &File, path: &Path, len: u64) -> io::Result<()> {
