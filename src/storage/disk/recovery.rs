@@ -69,10 +69,11 @@ pub fn recover(dir: &Path, quarantine: &Path, layer: &Arc<dyn FileLayer>) -> io:
         };
         let expected = recovered.segments.back().map(|s| (s.next_seq(), s.end_position()));
         let file = Arc::new(DataFile::new(file, path.clone(), layer.clone()));
-        let (segment, bad) = match header {
-            None => (None, Some((0, "its file header is not a sound mqfs segment header"))),
+        // A file out of place is damage whatever follows; a bad record or header may be torn.
+        let (segment, bad, out_of_place) = match header {
+            None => (None, Some((0, "its file header is not a sound mqfs segment header")), false),
             Some(h) if h.base != *base || expected.is_some_and(|e| e != (h.base, h.start)) => {
-                (None, Some((0, "it does not follow the segment before it")))
+                (None, Some((0, "it does not follow the segment before it")), true)
             }
             Some(h) => {
                 let scan = scan(&file.file, len, h.base)?;
@@ -86,6 +87,7 @@ pub fn recover(dir: &Path, quarantine: &Path, layer: &Arc<dyn FileLayer>) -> io:
                         offsets: scan.offsets,
                     }),
                     bad,
+                    false,
                 )
             }
         };
@@ -94,7 +96,7 @@ pub fn recover(dir: &Path, quarantine: &Path, layer: &Arc<dyn FileLayer>) -> io:
             continue;
         };
         let seq = segment.as_ref().map_or(expected.map_or(*base, |e| e.0), |s| s.next_seq());
-        if valid_record_in(&file.file, at, len, later, seq)? {
+        if out_of_place || valid_record_in(&file.file, at, len, later, seq)? {
             let moved = move_damage(&file, at, len, later, quarantine, layer)?;
             log::error!(
                 "{}: damaged record at offset {at} ({why}): the log ends before it; {moved} moved to {}",

@@ -415,3 +415,26 @@ fn a_removed_log_leaves_nothing_behind() {
     let log = self::log(&store, SyncPolicy::Never);
     assert_eq!((log.first_seq(), log.next_seq()), (0, 0));
 }
+
+#[test]
+fn a_gap_between_segments_is_damage_and_nothing_after_it_is_deleted() {
+    let scratch = Scratch::new();
+    {
+        let (store, _) = open(&scratch.0, Arc::new(Os), 1024);
+        let mut log = log(&store, SyncPolicy::Never);
+        (0..60).for_each(|seq| append(&mut *log, seq));
+    }
+    let files = segment_files(&scratch.0);
+    std::fs::remove_file(&files[1]).expect("lose a segment");
+    let (store, report) = open(&scratch.0, Arc::new(Os), 1024);
+    assert!(report.to_string().contains(&format!("{} at offset 0", files[2].display())), "{report}");
+    for later in &files[2..] {
+        assert!(
+            scratch.0.join("damaged/7").join(later.file_name().expect("named")).exists(),
+            "{later:?} kept"
+        );
+    }
+    let log = log(&store, SyncPolicy::Never);
+    let first_segment = segment::parse_name(&files[1].file_name().expect("named").to_string_lossy());
+    check(&*log, 0, first_segment.expect("a segment name"));
+}
