@@ -438,3 +438,22 @@ fn a_gap_between_segments_is_damage_and_nothing_after_it_is_deleted() {
     let first_segment = segment::parse_name(&files[1].file_name().expect("named").to_string_lossy());
     check(&*log, 0, first_segment.expect("a segment name"));
 }
+
+#[test]
+fn a_segment_file_that_belongs_elsewhere_is_moved_aside_not_cut() {
+    let scratch = Scratch::new();
+    {
+        let (store, _) = open(&scratch.0, Arc::new(Os), 1024);
+        let mut log = log(&store, SyncPolicy::Never);
+        (0..60).for_each(|seq| append(&mut *log, seq));
+    }
+    let files = segment_files(&scratch.0);
+    let last = files.last().expect("segments");
+    // The last file holds older records than its name says: copied over by hand.
+    std::fs::copy(&files[0], last).expect("copy");
+    let (_store, report) = open(&scratch.0, Arc::new(Os), 1024);
+    assert_eq!(report.cut, 0);
+    assert_eq!(report.damaged.len(), 1, "{report}");
+    let moved = scratch.0.join("damaged/7").join(last.file_name().expect("named"));
+    assert_eq!(std::fs::read(moved).expect("moved whole"), std::fs::read(&files[0]).expect("first"));
+}
