@@ -4,6 +4,11 @@
 //! `DIR/format` says what the directory is; `DIR/lock` is held (flock) while a daemon has
 //! the store open; `DIR/logs/<node>` and `DIR/logs/<node>.order` hold each log's segments;
 //! `DIR/damaged/` receives what recovery could not explain.
+//!
+//! [`DiskStore::open`] locks and recovers the directory and says what it found (a
+//! [`RecoveryReport`], one log line); the store then hands out each log once, and syncs
+//! with one thread for all of them (`syncer`). Under `sync always` the caller waits for
+//! each write with [`Log::sync`]: concurrent waits share fdatasyncs.
 
 mod files;
 mod head;
@@ -27,7 +32,7 @@ use parking_lot::Mutex;
 use self::files::{FileLayer, Os};
 use self::head::Head;
 use self::lock::StoreLock;
-pub use self::log::DiskLog;
+use self::log::DiskLog;
 use self::log::Place;
 use self::syncer::Syncer;
 use crate::engine::Errno;

@@ -107,6 +107,7 @@ fn history_survives_reopen_with_its_numbers_and_positions() {
         assert_eq!((report.logs, report.messages), (0, 0));
         let mut log = log(&store, SyncPolicy::Never);
         (0..300).for_each(|seq| append(&mut *log, seq));
+        sync(&*log).expect("segment files and their directory synced");
         let popped: usize = (0..120).map(|_| log.pop_front().expect("a message")).sum();
         assert_eq!(popped, (0..120).map(|seq| message(seq).len()).sum::<usize>());
         check(&*log, 120, 300);
