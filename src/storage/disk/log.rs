@@ -198,6 +198,10 @@ impl DiskLog {
             let _ = std::fs::remove_file(&file.path);
             return Err(self.refused(&file.path, &e));
         }
+        // The sealed segment's index grows no more: give back what doubling reserved.
+        if let Some(sealed) = self.segments.back_mut() {
+            sealed.offsets.shrink_to_fit();
+        }
         let segment =
             Segment { base: self.next, start: self.appended, file, len: FILE_HEADER, offsets: Vec::new() };
         self.segments.push_back(segment);

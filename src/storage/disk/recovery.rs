@@ -209,6 +209,7 @@ fn scan(file: &File, len: u64, base: u64) -> io::Result<Scan> {
         offsets.push(offset as u32);
         offset += record;
     };
+    offsets.shrink_to_fit();
     Ok(Scan { offsets, end: offset, bad })
 }
 

@@ -284,7 +284,7 @@ fn a_large_log_holds_little_memory_and_reads_back_intact() {
     let scratch = Scratch::new();
     let (store, _) = open(&scratch.0, Arc::new(Os), 1 << 20);
     let mut log = log(&store, SyncPolicy::Never);
-    let chunk = |seq: u64| vec![(seq % 251) as u8; 4000 + (seq % 97) as usize];
+    let chunk = |seq: u64| vec![(seq % 251) as u8; 3000 + (seq % 97) as usize];
     let mut total = 0;
     let mut seq = 0;
     while total < 200 << 20 {
@@ -295,7 +295,9 @@ fn a_large_log_holds_little_memory_and_reads_back_intact() {
         assert!(log.allocated() <= before + growth, "message {seq} allocated more than its growth");
         seq += 1;
     }
-    assert!(log.allocated() < 1 << 20, "{} bytes held for {total} appended", log.allocated());
+    // The cache and 4 bytes a message (the last segment's index may hold room for more).
+    let most = super::log::CACHE_BYTES as u64 + 4 * (seq + (1 << 20) / 3000);
+    assert!(log.allocated() <= most, "{} bytes held for {total} appended", log.allocated());
     for s in 0..seq {
         assert_eq!(log.get(s).expect("readable").as_deref(), Some(&chunk(s)[..]), "message {s}");
     }
