@@ -365,6 +365,10 @@ fn a_message_read_back_with_a_bad_checksum_is_an_eio() {
     std::fs::write(file, &bytes).expect("damage");
     assert_eq!(log.get(0), Err(Errno(libc::EIO)));
     assert_eq!(log.stamp(0), Err(Errno(libc::EIO)));
+    // The newest messages come from memory: a reader right behind the writer reads no file.
+    append(&mut *log, 2);
+    std::fs::write(file, b"").expect("empty the file");
+    assert_eq!(log.get(2).expect("cached").as_deref(), Some(&message(2)[..]));
 }
 
 #[test]
