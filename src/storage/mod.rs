@@ -9,6 +9,7 @@
 
 pub mod bytes;
 pub mod catalogue;
+pub mod disk;
 pub mod memory;
 
 use std::time::SystemTime;

@@ -1,0 +1,140 @@
+//! Group commit: one thread per store makes the fdatasyncs. It takes every queued sync
+//! request at once, syncs each distinct file they name once, answers them all, and goes
+//! round again, so writers asking together share the syncs. Files of `sync` interval logs
+//! are queued with a deadline instead. No lock an append needs is held across an fsync.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use super::files::{DataFile, errno};
+use crate::storage::SyncCallback;
+
+struct Request {
+    files: Vec<Arc<DataFile>>,
+    done: SyncCallback,
+}
+
+#[derive(Default)]
+struct Queue {
+    now: Vec<Request>,
+    timed: Vec<(Instant, Arc<DataFile>)>,
+    stopped: bool,
+}
+
+#[derive(Default)]
+struct Shared {
+    queue: Mutex<Queue>,
+    wake: Condvar,
+}
+
+/// What a log holds to ask for syncs.
+#[derive(Clone)]
+pub struct SyncHandle(Arc<Shared>);
+
+impl SyncHandle {
+    /// Calls `done` once `files` are synced. After the store is closed the caller syncs.
+    pub fn sync(&self, files: Vec<Arc<DataFile>>, done: SyncCallback) {
+        let mut queue = self.0.queue.lock();
+        if queue.stopped {
+            drop(queue);
+            let result = sync_all(&files);
+            return done(result);
+        }
+        queue.now.push(Request { files, done });
+        self.0.wake.notify_one();
+    }
+
+    /// Syncs `file` within `within` (once, however often it is asked while queued).
+    pub fn sync_within(&self, file: &Arc<DataFile>, within: Duration) {
+        if file.timed.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return;
+        }
+        let mut queue = self.0.queue.lock();
+        queue.timed.push((Instant::now() + within, file.clone()));
+        self.0.wake.notify_one();
+    }
+}
+
+/// The store's sync thread; dropping it syncs what is queued and stops it.
+pub struct Syncer {
+    handle: SyncHandle,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Syncer {
+    pub fn start() -> std::io::Result<Syncer> {
+        let shared = Arc::new(Shared::default());
+        let worker = shared.clone();
+        let thread = std::thread::Builder::new().name("mqfs-sync".into()).spawn(move || run(&worker))?;
+        Ok(Syncer { handle: SyncHandle(shared), thread: Some(thread) })
+    }
+
+    pub fn handle(&self) -> SyncHandle {
+        self.handle.clone()
+    }
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        self.handle.0.queue.lock().stopped = true;
+        self.handle.0.wake.notify_one();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn run(shared: &Shared) {
+    loop {
+        let (requests, timed, last) = {
+            let mut queue = shared.queue.lock();
+            loop {
+                let now = Instant::now();
+                let due = queue.timed.iter().any(|(at, _)| *at <= now);
+                if !queue.now.is_empty() || due || queue.stopped {
+                    break;
+                }
+                match queue.timed.iter().map(|(at, _)| *at).min() {
+                    Some(at) => drop(shared.wake.wait_until(&mut queue, at)),
+                    None => shared.wake.wait(&mut queue),
+                }
+            }
+            let now = Instant::now();
+            let stopped = queue.stopped;
+            let (due, later) =
+                std::mem::take(&mut queue.timed).into_iter().partition(|(at, _)| stopped || *at <= now);
+            queue.timed = later;
+            (std::mem::take(&mut queue.now), due, stopped)
+        };
+        let mut files: Vec<Arc<DataFile>> = Vec::new();
+        for (_, file) in timed {
+            // Cleared first: an append from now on queues the file again.
+            file.timed.store(false, std::sync::atomic::Ordering::Release);
+            files.push(file);
+        }
+        files.extend(requests.iter().flat_map(|r| r.files.iter().cloned()));
+        files.sort_by_key(Arc::as_ptr);
+        files.dedup_by_key(|f| Arc::as_ptr(f));
+        let failed: Vec<(*const DataFile, crate::storage::Errno)> =
+            files.iter().filter_map(|f| f.sync().err().map(|e| (Arc::as_ptr(f), report(f, &e)))).collect();
+        for request in requests {
+            let error = request.files.iter().find_map(|f| failed.iter().find(|(p, _)| *p == Arc::as_ptr(f)));
+            (request.done)(error.map_or(Ok(()), |(_, e)| Err(*e)));
+        }
+        if last {
+            return;
+        }
+    }
+}
+
+fn sync_all(files: &[Arc<DataFile>]) -> Result<(), crate::storage::Errno> {
+    files.iter().try_for_each(|f| f.sync().map_err(|e| report(f, &e)))
+}
+
+fn report(file: &DataFile, error: &std::io::Error) -> crate::storage::Errno {
+    log::error!("{}: fdatasync failed: {error}", file.path.display());
+    errno(error)
+}
