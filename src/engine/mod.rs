@@ -10,6 +10,7 @@ pub mod errno;
 mod handle;
 pub mod memory;
 pub mod presets;
+pub mod recovery;
 pub mod stream;
 mod synced;
 pub mod tree;

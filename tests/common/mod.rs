@@ -300,6 +300,15 @@ impl Mount {
     /// /proc/self/mountinfo as `fuse.mqfs`, or if that takes over
     /// [`MOUNT_TIMEOUT`].
     pub fn with_options(opts: &str) -> Mount {
+        Mount::spawn(None, opts)
+    }
+
+    /// Mounts the disk store in `store` (`mqfs STORE MOUNTPOINT`), with `-o OPTS` unless empty.
+    pub fn on_store(store: &Path, opts: &str) -> Mount {
+        Mount::spawn(Some(store), opts)
+    }
+
+    fn spawn(source: Option<&Path>, opts: &str) -> Mount {
         let base = create_unique_dir("mnt");
         let path = base.join("mnt");
         fs::create_dir(&path).expect("create mountpoint");
@@ -308,7 +317,7 @@ impl Mount {
         let log2 = log.try_clone().expect("dup daemon log");
 
         let mut cmd = Command::new(MQFS_BIN);
-        cmd.arg(&path).arg("-f");
+        cmd.args(source).arg(&path).arg("-f");
         if !opts.is_empty() {
             cmd.arg("-o").arg(opts);
         }
