@@ -9,6 +9,7 @@
 
 pub mod bytes;
 pub mod catalogue;
+pub mod disk;
 
 use std::time::SystemTime;
 

@@ -1,0 +1,3 @@
+//! The disk store: a store directory's files.
+
+pub mod catalogue;
