@@ -14,11 +14,11 @@ pub mod seglog;
 pub mod stream;
 pub mod tree;
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, MutexGuard, RwLock, RwLockWriteGuard};
 
 use channel::Wakeups;
 pub use channel::{PollCallback, ReadCallback, ReadMode, ReadResult, Ticket, WriteCallback};
@@ -29,7 +29,10 @@ use handle::{CtlFile, Handle, Source, Writing};
 use memory::Memory;
 use stream::WriteWaiter;
 pub use tree::{Attr, Caller, Entry, Ino, Kind, ROOT, SetAttr};
-use tree::{Special, Tree};
+use tree::{Changes, Special, Tree};
+
+use crate::storage::catalogue::{NoCatalogue, NodeRecord};
+use crate::storage::{Catalogue, LogId};
 
 /// Mount-wide settings the engine enforces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,19 +86,115 @@ pub struct Engine {
     next_ticket: AtomicU64,
     memory: Arc<Memory>,
     limits: Limits,
+    catalogue: Box<dyn Catalogue>,
+    /// Taken before the tree's lock is released by every change that saves, and held
+    /// while saving, so that changes reach the catalogue in the order they were made
+    /// without holding the tree meanwhile. Holds what a failed save left to save.
+    saving: Mutex<Pending>,
+    /// Deletes a purged node's log from the store.
+    log_remover: OnceLock<Box<dyn Fn(LogId) + Send + Sync>>,
+}
+
+/// What the catalogue was not given yet: the last state of each node (None: it is gone),
+/// and the logs to delete once it has been.
+#[derive(Default)]
+struct Pending {
+    nodes: BTreeMap<Ino, Option<NodeRecord>>,
+    logs: Vec<LogId>,
 }
 
 impl Engine {
-    /// An engine whose root group starts with `root_config`, owned by `owner`.
+    /// An engine whose root group starts with `root_config`, owned by `owner`, that keeps
+    /// nothing once it is gone.
     pub fn new(root_config: GroupConfig, owner: Caller, limits: Limits) -> Engine {
         let memory = Arc::new(Memory::new(limits.memory));
+        let tree = Tree::new(root_config, owner, 0o755, memory.clone());
+        Engine::build(tree, memory, limits, Box::new(NoCatalogue))
+    }
+
+    /// An engine with the namespace `catalogue` saved, which it saves from now on; a new
+    /// one (nothing saved) as `new` would make it. `root_config` is also what a group's
+    /// saved configuration lacks (a setting newer than its record) starts with.
+    pub fn with_catalogue(
+        root_config: GroupConfig,
+        owner: Caller,
+        limits: Limits,
+        catalogue: Box<dyn Catalogue>,
+    ) -> std::result::Result<Engine, String> {
+        let memory = Arc::new(Memory::new(limits.memory));
+        let records = catalogue.load().map_err(|e| format!("catalogue: cannot load: {e}"))?;
+        let tree = if records.is_empty() {
+            Tree::new(root_config, owner, 0o755, memory.clone())
+        } else {
+            // integrator: the channels come from the store (`store.log(id, placement, policy)`).
+            Tree::restore(records, root_config, memory.clone(), |_, _| {
+                Ok(channel::Channel::new(memory.clone()))
+            })?
+        };
+        let engine = Engine::build(tree, memory, limits, catalogue);
+        // A new namespace's root is saved at once, with the configuration it starts with.
+        engine.save_changes(engine.tree.write());
+        Ok(engine)
+    }
+
+    fn build(tree: Tree, memory: Arc<Memory>, limits: Limits, catalogue: Box<dyn Catalogue>) -> Engine {
         Engine {
-            tree: RwLock::new(Tree::new(root_config, owner, 0o755, memory.clone())),
+            tree: RwLock::new(tree),
             handles: RwLock::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             next_ticket: AtomicU64::new(1),
             memory,
             limits,
+            catalogue,
+            saving: Mutex::default(),
+            log_remover: OnceLock::new(),
+        }
+    }
+
+    /// Sets what deletes a purged stream's or group's log from the store (once).
+    pub fn set_log_remover(&self, remover: Box<dyn Fn(LogId) + Send + Sync>) {
+        if self.log_remover.set(remover).is_err() {
+            log::warn!("the store's log remover was set twice; keeping the first");
+        }
+    }
+
+    /// Saves what the operation that holds `tree` changed, after releasing the tree.
+    fn save_changes(&self, mut tree: RwLockWriteGuard<Tree>) {
+        let changes = tree.take_changes();
+        if changes.is_empty() {
+            return;
+        }
+        let saving = self.saving.lock();
+        drop(tree);
+        self.save(changes, saving);
+    }
+
+    /// Gives the catalogue `changes` with what earlier saves failed to, then has the logs
+    /// of purged nodes deleted. A save that fails is logged, kept and tried again with the
+    /// next change: the namespace in memory stays as it is.
+    pub(in crate::engine) fn save(&self, changes: Changes, mut unsaved: MutexGuard<Pending>) {
+        for record in changes.saved {
+            unsaved.nodes.insert(record.ino, Some(record));
+        }
+        for ino in changes.removed {
+            unsaved.nodes.insert(ino, None);
+        }
+        unsaved.logs.extend(changes.purged);
+        let (changed, removed): (Vec<_>, Vec<_>) =
+            unsaved.nodes.iter().partition(|(_, record)| record.is_some());
+        let changed: Vec<NodeRecord> = changed.into_iter().filter_map(|(_, record)| record.clone()).collect();
+        let removed: Vec<Ino> = removed.into_iter().map(|(&ino, _)| ino).collect();
+        // integrator: durable when a changed node's group says `sync always` (seam's `sync`).
+        let durable = false;
+        if let Err(errno) = self.catalogue.save(&changed, &removed, durable) {
+            log::error!("cannot save the namespace ({errno}); trying again with the next change");
+            return;
+        }
+        unsaved.nodes.clear();
+        for id in std::mem::take(&mut unsaved.logs) {
+            if let Some(remove) = self.log_remover.get() {
+                remove(id);
+            }
         }
     }
 
@@ -117,7 +216,9 @@ impl Engine {
     /// knows goes.
     pub fn forget(&self, ino: Ino, lookups: u64) {
         if self.tree.read().forget(ino, lookups) {
-            self.tree.write().purge(ino);
+            let mut tree = self.tree.write();
+            tree.purge(ino);
+            self.save_changes(tree);
         }
     }
 
@@ -128,7 +229,10 @@ impl Engine {
     }
 
     pub fn setattr(&self, ino: Ino, change: SetAttr) -> Result<Attr> {
-        self.tree.write().setattr(ino, change)
+        let mut tree = self.tree.write();
+        let attr = tree.setattr(ino, change)?;
+        self.save_changes(tree);
+        Ok(attr)
     }
 
     pub fn mkdir(&self, parent: Ino, name: &[u8], perm: u16, caller: Caller) -> Result<Attr> {
@@ -170,7 +274,9 @@ impl Engine {
         let mut tree = self.tree.write();
         let ino = make(&mut tree)?;
         tree.remember(ino);
-        tree.attr(ino)
+        let attr = tree.attr(ino);
+        self.save_changes(tree);
+        attr
     }
 
     pub fn unlink(&self, parent: Ino, name: &[u8]) -> Result<()> {
@@ -192,7 +298,7 @@ impl Engine {
     fn change_tree(&self, change: impl FnOnce(&mut Tree) -> Result<Wakeups>) -> Result<()> {
         let mut tree = self.tree.write();
         let owed = change(&mut tree);
-        drop(tree);
+        self.save_changes(tree);
         drop(owed?);
         Ok(())
     }
@@ -325,7 +431,9 @@ impl Engine {
     pub fn clear_setid(&self, ino: Ino) {
         let bits = self.tree.read().setid_bits(ino);
         if bits != 0 {
-            self.tree.write().clear_mode_bits(ino, bits);
+            let mut tree = self.tree.write();
+            tree.clear_mode_bits(ino, bits);
+            self.save_changes(tree);
         }
     }
 

@@ -32,7 +32,12 @@ pub struct GroupState {
 
 impl Group {
     pub fn new(config: GroupConfig, memory: Arc<Memory>) -> Arc<Group> {
-        let state = GroupState { config, order: Channel::new(memory), ctl_errors: HashMap::new() };
+        Group::with_order(config, Channel::new(memory))
+    }
+
+    /// A group whose `order` is a channel with history already (restored at mount).
+    pub fn with_order(config: GroupConfig, order: Channel) -> Arc<Group> {
+        let state = GroupState { config, order, ctl_errors: HashMap::new() };
         Arc::new(Group { state: Mutex::new(state) })
     }
 }
@@ -74,14 +79,13 @@ impl StreamState {
 
 impl Stream {
     pub fn new(group: Arc<Group>, config: GroupConfig, name: &[u8], memory: Arc<Memory>) -> Arc<Self> {
-        Arc::new(Stream {
-            state: Mutex::new(StreamState {
-                channel: Channel::new(memory),
-                config,
-                group,
-                order_line: [name, b"\n"].concat(),
-            }),
-        })
+        Stream::with_channel(group, config, name, Channel::new(memory))
+    }
+
+    /// A stream whose channel has history already (restored at mount).
+    pub fn with_channel(group: Arc<Group>, config: GroupConfig, name: &[u8], channel: Channel) -> Arc<Self> {
+        let order_line = [name, b"\n"].concat();
+        Arc::new(Stream { state: Mutex::new(StreamState { channel, config, group, order_line }) })
     }
 
     /// Commits one message: to the stream's readers and to its group's `order`.

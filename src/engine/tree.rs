@@ -18,8 +18,14 @@
 //! Anything but a group may have several names (hard links), in any groups. A stream's home
 //! is its oldest remaining name: that group's configuration applies to it and its `order`
 //! records its writes under that name; its other names are just names.
+//!
+//! Every change to what the catalogue keeps marks the nodes it changed or removed, which the
+//! engine takes after the operation and saves ([`saved`]: the records, and the tree rebuilt
+//! from them at mount).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+mod saved;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
@@ -30,6 +36,9 @@ use super::errno::{Errno, Result};
 use super::memory::Memory;
 use super::presets::Presets;
 use super::stream::{Group, Stream};
+use crate::storage::LogId;
+
+pub use saved::Changes;
 
 pub type Ino = u64;
 
@@ -247,6 +256,11 @@ pub struct Tree {
     memory: Arc<Memory>,
     /// What groups created at given paths start with (see `presets.rs`).
     pub presets: Presets,
+    /// What changed since the engine last took it (`take_changes`): nodes to save, nodes
+    /// gone from the namespace, and logs of purged nodes for the store to delete.
+    changed: HashSet<Ino>,
+    removed: Vec<Ino>,
+    purged: Vec<LogId>,
 }
 
 /// A directory entry as readdir lists it, and the cookie that resumes the listing after it.
@@ -296,6 +310,9 @@ impl Tree {
             next_ino: ROOT + 1,
             memory,
             presets: Presets::default(),
+            changed: HashSet::from([ROOT]),
+            removed: Vec::new(),
+            purged: Vec::new(),
         }
     }
 
@@ -417,6 +434,7 @@ impl Tree {
         if let Some(node) = self.nodes.get_mut(&ino) {
             node.meta.perm &= !bits;
             node.meta.ctime = SystemTime::now();
+            self.changed.insert(ino);
         }
     }
 
@@ -451,6 +469,7 @@ impl Tree {
             }
         }
         meta.ctime = SystemTime::now();
+        self.changed.insert(node_ino);
         self.attr(ino)
     }
 
@@ -512,6 +531,7 @@ impl Tree {
         self.group_mut(parent)?.hook(name, entry, ino, false);
         self.more_names.entry(ino).or_default().push(Link { parent, name: name.to_vec(), entry });
         self.nodes.get_mut(&ino).expect("node looked up above").meta.ctime = SystemTime::now();
+        self.changed.insert(ino);
         self.touch(parent);
         Ok(ino)
     }
@@ -562,6 +582,7 @@ impl Tree {
         let home = Link { parent, name: name.to_vec(), entry: ino };
         self.nodes.insert(ino, Node::new(home, Meta::new(perm, owner), body));
         self.group_mut(parent)?.hook(name, ino, ino, is_group);
+        self.changed.insert(ino);
         self.touch(parent);
         Ok(ino)
     }
@@ -659,6 +680,7 @@ impl Tree {
         if is_home {
             wakeups.merge(self.rehome(ino));
         }
+        self.changed.insert(ino);
         self.touch(parent);
         self.touch(new_parent);
         Ok(wakeups)
@@ -746,6 +768,7 @@ impl Tree {
             self.more_names.remove(&ino);
         }
         self.group_mut(parent).expect("a name's parent is a group").unhook(name, gone.entry, false);
+        self.changed.insert(ino);
         self.touch(parent);
         if is_home { self.rehome(ino) } else { Wakeups::default() }
     }
@@ -780,6 +803,7 @@ impl Tree {
         };
         let is_group = node.is_group();
         self.group_mut(parent).expect("a node's parent is a group").unhook(&name, entry, is_group);
+        self.removed.push(ino);
         self.purge(ino);
         self.touch(parent);
         wakeups
@@ -807,7 +831,12 @@ impl Tree {
     pub fn purge(&mut self, ino: Ino) {
         let ino = Special::node(ino);
         if self.nodes.get(&ino).is_some_and(|n| n.removed && n.known.load(Ordering::Relaxed) == 0) {
-            self.nodes.remove(&ino);
+            let node = self.nodes.remove(&ino).expect("the node was found above");
+            match node.body {
+                Body::Group(_) => self.purged.push(LogId { node: ino, order: true }),
+                Body::Stream(_) => self.purged.push(LogId { node: ino, order: false }),
+                Body::Symlink(_) | Body::Plain { .. } => {}
+            }
         }
     }
 
@@ -816,6 +845,7 @@ impl Tree {
             let now = SystemTime::now();
             node.meta.mtime = now;
             node.meta.ctime = now;
+            self.changed.insert(ino);
         }
     }
 }

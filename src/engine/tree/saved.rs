@@ -1,0 +1,181 @@
+//! The tree as the catalogue keeps it: a node's [`NodeRecord`], the changes an operation
+//! made (taken by the engine after it, to save), and the tree rebuilt from saved records.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::{Body, GroupNode, Ino, Kind, Link, Meta, Node, ROOT, Tree};
+use crate::engine::channel::Channel;
+use crate::engine::config::GroupConfig;
+use crate::engine::ctl;
+use crate::engine::errno::Result;
+use crate::engine::memory::Memory;
+use crate::engine::presets::Presets;
+use crate::engine::stream::{Group, Stream};
+use crate::storage::LogId;
+use crate::storage::catalogue::{Name, NodeBody, NodeRecord};
+
+/// What operations changed since the engine last took it.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// The new state of every node changed (and still in the namespace).
+    pub saved: Vec<NodeRecord>,
+    /// Nodes gone from the namespace.
+    pub removed: Vec<Ino>,
+    /// Logs of nodes dropped for good, for the store to delete.
+    pub purged: Vec<LogId>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.saved.is_empty() && self.removed.is_empty() && self.purged.is_empty()
+    }
+}
+
+fn name_of(link: &Link) -> Name {
+    Name { parent: link.parent, name: link.name.clone(), entry: link.entry }
+}
+
+impl Tree {
+    /// Takes what changed since the last call.
+    pub fn take_changes(&mut self) -> Changes {
+        let mut changed: Vec<Ino> = self.changed.drain().collect();
+        changed.sort_unstable();
+        let saved = changed.into_iter().filter_map(|ino| self.record(ino)).collect();
+        Changes {
+            saved,
+            removed: std::mem::take(&mut self.removed),
+            purged: std::mem::take(&mut self.purged),
+        }
+    }
+
+    /// The record of a node in the namespace (None if it is not, or is removed).
+    pub fn record(&self, ino: Ino) -> Option<NodeRecord> {
+        let node = self.nodes.get(&ino).filter(|node| !node.removed)?;
+        let meta = &node.meta;
+        let mut mtime = meta.mtime;
+        let body = match &node.body {
+            Body::Group(group) => {
+                NodeBody::Group { config: ctl::render_config(&group.shared.state.lock().config) }
+            }
+            Body::Stream(stream) => {
+                mtime = stream.state.lock().channel.modified();
+                NodeBody::Stream
+            }
+            Body::Symlink(target) => NodeBody::Symlink { target: target.to_vec() },
+            Body::Plain { kind: Kind::Fifo, .. } => NodeBody::Fifo,
+            Body::Plain { kind: Kind::Socket, .. } => NodeBody::Socket,
+            Body::Plain { kind: Kind::CharDevice, rdev } => NodeBody::CharDevice { rdev: *rdev },
+            Body::Plain { kind: Kind::BlockDevice, rdev } => NodeBody::BlockDevice { rdev: *rdev },
+            Body::Plain { kind, .. } => unreachable!("a {kind:?} is no plain node"),
+        };
+        let names = std::iter::once(&node.home).chain(self.more_names.get(&ino).into_iter().flatten());
+        Some(NodeRecord {
+            ino,
+            body,
+            perm: meta.perm,
+            uid: meta.uid,
+            gid: meta.gid,
+            atime: meta.atime,
+            mtime,
+            ctime: meta.ctime,
+            names: names.map(name_of).collect(),
+        })
+    }
+
+    /// Rebuilds the tree `records` describe (the root among them). A group's configuration
+    /// is its saved ctl text applied over `defaults` (what a setting newer than the record
+    /// takes). `channel` gives the channel of log `id` with what the store holds of it.
+    pub fn restore(
+        records: Vec<NodeRecord>,
+        defaults: GroupConfig,
+        memory: Arc<Memory>,
+        mut channel: impl FnMut(LogId, &GroupConfig) -> Result<Channel>,
+    ) -> std::result::Result<Tree, String> {
+        let mut tree = Tree {
+            nodes: HashMap::with_capacity(records.len()),
+            more_names: HashMap::new(),
+            next_ino: ROOT + 1,
+            memory,
+            presets: Presets::default(),
+            changed: Default::default(),
+            removed: Vec::new(),
+            purged: Vec::new(),
+        };
+        let (groups, others): (Vec<NodeRecord>, Vec<NodeRecord>) =
+            records.into_iter().partition(|record| matches!(record.body, NodeBody::Group { .. }));
+        let mut names = Vec::new();
+        // Groups first: a stream takes its home group's configuration and `order`.
+        for record in groups.into_iter().chain(others) {
+            let ino = record.ino;
+            let fail = |what: String| format!("catalogue: node {ino}: {what}");
+            let Some((home, more)) = record.names.split_first() else { return Err(fail("no name".into())) };
+            let log = |order| LogId { node: ino, order };
+            let body = match record.body {
+                NodeBody::Group { config: text } => {
+                    let mut config = defaults;
+                    for command in
+                        ctl::parse(text.as_bytes()).map_err(|e| fail(format!("configuration {e}")))?
+                    {
+                        command.configure(&mut config);
+                    }
+                    let order = channel(log(true), &config).map_err(|e| fail(format!("order: {e}")))?;
+                    Body::Group(Box::new(GroupNode::new(Group::with_order(config, order))))
+                }
+                NodeBody::Stream => {
+                    let group = tree.group(home.parent).map_err(|_| fail("its home is no group".into()))?;
+                    let group = group.shared.clone();
+                    let config = group.state.lock().config;
+                    let mut log = channel(log(false), &config).map_err(|e| fail(format!("log: {e}")))?;
+                    log.set_modified(record.mtime);
+                    Body::Stream(Stream::with_channel(group, config, &home.name, log))
+                }
+                NodeBody::Symlink { target } => Body::Symlink(Box::new(target)),
+                NodeBody::Fifo => Body::Plain { kind: Kind::Fifo, rdev: 0 },
+                NodeBody::Socket => Body::Plain { kind: Kind::Socket, rdev: 0 },
+                NodeBody::CharDevice { rdev } => Body::Plain { kind: Kind::CharDevice, rdev },
+                NodeBody::BlockDevice { rdev } => Body::Plain { kind: Kind::BlockDevice, rdev },
+            };
+            if matches!(body, Body::Group(_)) && !more.is_empty() {
+                return Err(fail("a group with more than one name".into()));
+            }
+            let link = |name: &Name| Link { parent: name.parent, name: name.name.clone(), entry: name.entry };
+            let meta = Meta {
+                perm: record.perm,
+                uid: record.uid,
+                gid: record.gid,
+                atime: record.atime,
+                mtime: record.mtime,
+                ctime: record.ctime,
+            };
+            tree.next_ino = record
+                .names
+                .iter()
+                .map(|name| name.entry)
+                .chain([ino])
+                .fold(tree.next_ino, |next, n| next.max(n + 1));
+            if tree.nodes.insert(ino, Node::new(link(home), meta, body)).is_some() {
+                return Err(fail("saved twice".into()));
+            }
+            if !more.is_empty() {
+                tree.more_names.insert(ino, more.iter().map(link).collect());
+            }
+            names.extend(record.names.into_iter().filter(|_| ino != ROOT).map(|name| (ino, name)));
+        }
+        if !tree.nodes.get(&ROOT).is_some_and(Node::is_group) {
+            return Err("catalogue: no root group".into());
+        }
+        for (ino, name) in names {
+            let is_group = tree.nodes[&ino].is_group();
+            let fail = |what: &str| {
+                format!("catalogue: node {ino}: {what} {:?}", String::from_utf8_lossy(&name.name))
+            };
+            let group = tree.group_mut(name.parent).map_err(|_| fail("named in no group as"))?;
+            if group.children.contains_key(&name.name) || group.listing.contains(&name.entry) {
+                return Err(fail("a name taken twice:"));
+            }
+            group.hook(&name.name, name.entry, ino, is_group);
+        }
+        Ok(tree)
+    }
+}
