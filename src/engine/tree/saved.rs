@@ -104,6 +104,9 @@ impl Tree {
         };
         let (groups, others): (Vec<NodeRecord>, Vec<NodeRecord>) =
             records.into_iter().partition(|record| matches!(record.body, NodeBody::Group { .. }));
+        if !groups.iter().any(|record| record.ino == ROOT) {
+            return Err("catalogue: no root group".into());
+        }
         let mut names = Vec::new();
         // Groups first: a stream takes its home group's configuration and `order`.
         for record in groups.into_iter().chain(others) {
@@ -161,9 +164,6 @@ impl Tree {
                 tree.more_names.insert(ino, more.iter().map(link).collect());
             }
             names.extend(record.names.into_iter().filter(|_| ino != ROOT).map(|name| (ino, name)));
-        }
-        if !tree.nodes.get(&ROOT).is_some_and(Node::is_group) {
-            return Err("catalogue: no root group".into());
         }
         for (ino, name) in names {
             let is_group = tree.nodes[&ino].is_group();
