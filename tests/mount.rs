@@ -4,8 +4,9 @@
 //! before mounting without `default_permissions`), `mount -t mqfs` through mqfs's own
 //! helper link (fake and sloppy mounts), fstab entries with `mount -a`, `mount DIR` and
 //! `umount` (mount(8)'s options accepted, `noauto` skipped, the shipped fstab example),
-//! failures that make mount exit non-zero with mqfs's one-line reason (bad option, busy
-//! mount point, missing /dev/fuse, bad config file), the configuration file (limits,
+//! a store directory as SOURCE (its namespace kept across mounts), failures that make mount
+//! exit non-zero with mqfs's one-line reason (bad option, bad SOURCE, busy mount point,
+//! missing /dev/fuse, bad config file), the configuration file (limits,
 //! defaults, presets, -o overriding it, the shipped example), the daemon (it leaves the
 //! terminal, logs to syslog or to log=FILE at the level -o debug / RUST_LOG ask, stops on
 //! SIGTERM, exits after `umount -l` releasing a blocked reader), the systemd units
@@ -18,8 +19,8 @@
 mod common;
 
 use common::{
-    MQFS_BIN, Proc, TempDir, blocked_in_syscall, is_mounted_at, mountinfo, poll_until, proc_state, run_sh,
-    wait_until,
+    MQFS_BIN, Proc, TempDir, blocked_in_syscall, is_mounted_at, mountinfo, poll_until, proc_state, run_ok,
+    run_sh, wait_until,
 };
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -481,6 +482,30 @@ fn the_shipped_fstab_example_mounts() {
 // ---------------------------------------------------------------------------
 
 #[test]
+fn a_store_directory_keeps_the_namespace_across_mounts_through_mount_8() {
+    installed();
+    let types: &[&str] = if need("mount.fuse3", "fuse3") { &["fuse.mqfs", "mqfs"] } else { &["mqfs"] };
+    let mut dirs = Dirs::new();
+    let (store, dir) = (dirs.dir("store"), dirs.dir("mq"));
+    let listing = || ok(Command::new("ls").args(["-lRi", "--full-time"]).arg(&dir));
+    ok(Command::new("mount").args(["-t", types[0], s(&store), s(&dir)]));
+    run_ok(
+        "mkdir -p g/sub && echo 'replay last' > g/ctl && touch g/s && ln g/s g/sub/t && chmod 640 g/s",
+        &dir,
+    );
+    let (before, config) = (listing(), ctl(&dir.join("g")));
+    let (pid, _) = daemon_for(&dir);
+    umount_ends(&dir, pid);
+    for &fstype in types {
+        ok(Command::new("mount").args(["-t", fstype, s(&store), s(&dir)]));
+        assert_eq!(listing(), before, "{fstype}");
+        assert_eq!(ctl(&dir.join("g")), config, "{fstype}");
+        let (pid, _) = daemon_for(&dir);
+        umount_ends(&dir, pid);
+    }
+}
+
+#[test]
 fn a_failing_mount_exits_non_zero_with_the_reason_from_mqfs() {
     installed();
     let types: &[&str] = if need("mount.fuse3", "fuse3") { &["fuse.mqfs", "mqfs"] } else { &["mqfs"] };
@@ -505,6 +530,8 @@ fn a_failing_mount_exits_non_zero_with_the_reason_from_mqfs() {
             0,
         );
         mount_fails(&["-t", fstype, "none", d, "-o", "log=/nonexistent/dir/mqfs.log"], "log file", &dir, 0);
+        let neither = "SOURCE: neither \"none\" nor an existing directory: /nonexistent/store";
+        mount_fails(&["-t", fstype, "/nonexistent/store", d], neither, &dir, 0);
     }
     // Busy: something is mounted there already.
     ok(Command::new("mount").args(["-t", types[0], "none", d, "-o", "replay=all"]));
