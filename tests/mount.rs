@@ -460,14 +460,18 @@ fn the_shipped_fstab_example_mounts() {
             continue;
         }
         let dir = dirs.dir(&format!("example{i}"));
+        let source = match fields[0] {
+            "/var/lib/mqfs" => dirs.dir(&format!("store{i}")).to_string_lossy().into_owned(),
+            source => source.to_string(),
+        };
         let options = fields[3]
             .replace("config=/etc/mqfs.toml", &format!("config={REPO}/contrib/mqfs.toml"))
             .replace("log=/var/log/mqfs.log", &format!("log={}", s(&dirs.tmp.join("example.log"))))
             .replace("noauto,", "");
-        fstab.push_str(&format!("{} {} {} {options} 0 0\n", fields[0], s(&dir), fields[2]));
+        fstab.push_str(&format!("{source} {} {} {options} 0 0\n", s(&dir), fields[2]));
         mounted.push(dir);
     }
-    assert!(mounted.len() >= 3, "fstab.example lost its entries: {example}");
+    assert!(mounted.len() >= 4, "fstab.example lost its entries: {example}");
     let fstab = dirs.file("fstab", &fstab);
     ok(Command::new("mount").args(["-T", s(&fstab), "-a"]));
     for dir in &mounted {
@@ -908,12 +912,18 @@ fn the_service_unit_verifies_and_its_command_notifies_and_stops_on_sigterm() {
     let instance = ok(Command::new("systemd-escape").args(["--template=mqfs@.service", "-p"]).arg(&dir));
     verify(&units.join(instance.trim()));
 
-    // What systemd runs: ExecStart with %f the mount point and ${MQFS_OPTIONS} one word,
-    // NOTIFY_SOCKET set (Type=notify).
+    // What systemd runs: ExecStart with %f the mount point, ${MQFS_OPTIONS} and
+    // ${MQFS_SOURCE} one word each (here a store directory), NOTIFY_SOCKET set (Type=notify).
+    assert!(template.contains("\nEnvironment=MQFS_SOURCE=none\n"), "memory by default");
+    let store = dirs.dir("store");
     let exec = unit_value(&template, "ExecStart");
     let args: Vec<String> = exec
         .split_whitespace()
-        .map(|w| w.replace("%f", s(&dir)).replace("${MQFS_OPTIONS}", "replay=last"))
+        .map(|w| {
+            w.replace("%f", s(&dir))
+                .replace("${MQFS_OPTIONS}", "replay=last")
+                .replace("${MQFS_SOURCE}", s(&store))
+        })
         .collect();
     assert_eq!(args[0], INSTALLED);
     let notify_path = dirs.tmp.join("notify");
@@ -935,6 +945,7 @@ fn the_service_unit_verifies_and_its_command_notifies_and_stops_on_sigterm() {
     assert!(!is_mounted_at(&dir, None));
     let n = notify.recv(&mut buf).expect("no STOPPING=1");
     assert!(text(&buf[..n]).contains("STOPPING=1"));
+    assert!(store.join("catalogue").exists(), "the service mounted its store");
 }
 
 // ---------------------------------------------------------------------------
