@@ -1017,7 +1017,7 @@ fn man_pages_and_completions_are_installed_and_current() {
     }
     // The unit template points at the installed binary.
     let unit = std::fs::read_to_string("/usr/local/lib/systemd/system/mqfs@.service").unwrap();
-    assert!(unit.contains(&format!("ExecStart={INSTALLED} none %f -f")), "{unit}");
+    assert!(unit.contains(&format!("ExecStart={INSTALLED} ${{MQFS_SOURCE}} %f -f")), "{unit}");
 }
 
 #[test]
