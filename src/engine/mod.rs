@@ -31,7 +31,7 @@ use stream::WriteWaiter;
 pub use tree::{Attr, Caller, Entry, Ino, Kind, ROOT, SetAttr};
 use tree::{Changes, Special, Tree};
 
-use crate::storage::catalogue::{NoCatalogue, NodeRecord};
+use crate::storage::catalogue::NodeRecord;
 use crate::storage::{Catalogue, LogId};
 
 /// Mount-wide settings the engine enforces.
@@ -86,7 +86,8 @@ pub struct Engine {
     next_ticket: AtomicU64,
     memory: Arc<Memory>,
     limits: Limits,
-    catalogue: Box<dyn Catalogue>,
+    /// Where the namespace is saved (none: it is not, and the tree tracks no changes).
+    catalogue: Option<Box<dyn Catalogue>>,
     /// Taken before the tree's lock is released by every change that saves, and held
     /// while saving, so that changes reach the catalogue in the order they were made
     /// without holding the tree meanwhile. Holds what a failed save left to save.
@@ -109,7 +110,7 @@ impl Engine {
     pub fn new(root_config: GroupConfig, owner: Caller, limits: Limits) -> Engine {
         let memory = Arc::new(Memory::new(limits.memory));
         let tree = Tree::new(root_config, owner, 0o755, memory.clone());
-        Engine::build(tree, memory, limits, Box::new(NoCatalogue))
+        Engine::build(tree, memory, limits, None)
     }
 
     /// An engine with the namespace `catalogue` saved, which it saves from now on; a new
@@ -123,7 +124,7 @@ impl Engine {
     ) -> std::result::Result<Engine, String> {
         let memory = Arc::new(Memory::new(limits.memory));
         let records = catalogue.load().map_err(|e| format!("catalogue: cannot load: {e}"))?;
-        let tree = if records.is_empty() {
+        let mut tree = if records.is_empty() {
             Tree::new(root_config, owner, 0o755, memory.clone())
         } else {
             // integrator: the channels come from the store (`store.log(id, placement, policy)`).
@@ -131,13 +132,19 @@ impl Engine {
                 Ok(channel::Channel::new(memory.clone()))
             })?
         };
-        let engine = Engine::build(tree, memory, limits, catalogue);
+        tree.track_changes();
+        let engine = Engine::build(tree, memory, limits, Some(catalogue));
         // A new namespace's root is saved at once, with the configuration it starts with.
         engine.save_changes(engine.tree.write());
         Ok(engine)
     }
 
-    fn build(tree: Tree, memory: Arc<Memory>, limits: Limits, catalogue: Box<dyn Catalogue>) -> Engine {
+    fn build(
+        tree: Tree,
+        memory: Arc<Memory>,
+        limits: Limits,
+        catalogue: Option<Box<dyn Catalogue>>,
+    ) -> Engine {
         Engine {
             tree: RwLock::new(tree),
             handles: RwLock::new(HashMap::new()),
@@ -173,6 +180,7 @@ impl Engine {
     /// of purged nodes deleted. A save that fails is logged, kept and tried again with the
     /// next change: the namespace in memory stays as it is.
     pub(in crate::engine) fn save(&self, changes: Changes, mut unsaved: MutexGuard<Pending>) {
+        let Some(catalogue) = &self.catalogue else { return };
         for record in changes.saved {
             unsaved.nodes.insert(record.ino, Some(record));
         }
@@ -180,17 +188,21 @@ impl Engine {
             unsaved.nodes.insert(ino, None);
         }
         unsaved.logs.extend(changes.purged);
-        let (changed, removed): (Vec<_>, Vec<_>) =
-            unsaved.nodes.iter().partition(|(_, record)| record.is_some());
-        let changed: Vec<NodeRecord> = changed.into_iter().filter_map(|(_, record)| record.clone()).collect();
-        let removed: Vec<Ino> = removed.into_iter().map(|(&ino, _)| ino).collect();
+        let (mut changed, mut removed) = (Vec::new(), Vec::new());
+        for (ino, record) in std::mem::take(&mut unsaved.nodes) {
+            match record {
+                Some(record) => changed.push(record),
+                None => removed.push(ino),
+            }
+        }
         // integrator: durable when a changed node's group says `sync always` (seam's `sync`).
         let durable = false;
-        if let Err(errno) = self.catalogue.save(&changed, &removed, durable) {
+        if let Err(errno) = catalogue.save(&changed, &removed, durable) {
             log::error!("cannot save the namespace ({errno}); trying again with the next change");
+            unsaved.nodes.extend(changed.into_iter().map(|record| (record.ino, Some(record))));
+            unsaved.nodes.extend(removed.into_iter().map(|ino| (ino, None)));
             return;
         }
-        unsaved.nodes.clear();
         for id in std::mem::take(&mut unsaved.logs) {
             if let Some(remove) = self.log_remover.get() {
                 remove(id);

@@ -25,7 +25,7 @@
 
 mod saved;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
@@ -39,6 +39,7 @@ use super::stream::{Group, Stream};
 use crate::storage::LogId;
 
 pub use saved::Changes;
+use saved::Tracked;
 
 pub type Ino = u64;
 
@@ -256,11 +257,9 @@ pub struct Tree {
     memory: Arc<Memory>,
     /// What groups created at given paths start with (see `presets.rs`).
     pub presets: Presets,
-    /// What changed since the engine last took it (`take_changes`): nodes to save, nodes
-    /// gone from the namespace, and logs of purged nodes for the store to delete.
-    changed: HashSet<Ino>,
-    removed: Vec<Ino>,
-    purged: Vec<LogId>,
+    /// What changed since the engine last took it, once it tracks changes (a mount whose
+    /// namespace is saved; see `saved.rs`).
+    tracked: Option<Tracked>,
 }
 
 /// A directory entry as readdir lists it, and the cookie that resumes the listing after it.
@@ -310,9 +309,7 @@ impl Tree {
             next_ino: ROOT + 1,
             memory,
             presets: Presets::default(),
-            changed: HashSet::from([ROOT]),
-            removed: Vec::new(),
-            purged: Vec::new(),
+            tracked: None,
         }
     }
 
@@ -434,7 +431,7 @@ impl Tree {
         if let Some(node) = self.nodes.get_mut(&ino) {
             node.meta.perm &= !bits;
             node.meta.ctime = SystemTime::now();
-            self.changed.insert(ino);
+            self.mark(ino);
         }
     }
 
@@ -469,7 +466,7 @@ impl Tree {
             }
         }
         meta.ctime = SystemTime::now();
-        self.changed.insert(node_ino);
+        self.mark(node_ino);
         self.attr(ino)
     }
 
@@ -531,7 +528,7 @@ impl Tree {
         self.group_mut(parent)?.hook(name, entry, ino, false);
         self.more_names.entry(ino).or_default().push(Link { parent, name: name.to_vec(), entry });
         self.nodes.get_mut(&ino).expect("node looked up above").meta.ctime = SystemTime::now();
-        self.changed.insert(ino);
+        self.mark(ino);
         self.touch(parent);
         Ok(ino)
     }
@@ -582,7 +579,7 @@ impl Tree {
         let home = Link { parent, name: name.to_vec(), entry: ino };
         self.nodes.insert(ino, Node::new(home, Meta::new(perm, owner), body));
         self.group_mut(parent)?.hook(name, ino, ino, is_group);
-        self.changed.insert(ino);
+        self.mark(ino);
         self.touch(parent);
         Ok(ino)
     }
@@ -680,7 +677,7 @@ impl Tree {
         if is_home {
             wakeups.merge(self.rehome(ino));
         }
-        self.changed.insert(ino);
+        self.mark(ino);
         self.touch(parent);
         self.touch(new_parent);
         Ok(wakeups)
@@ -768,7 +765,7 @@ impl Tree {
             self.more_names.remove(&ino);
         }
         self.group_mut(parent).expect("a name's parent is a group").unhook(name, gone.entry, false);
-        self.changed.insert(ino);
+        self.mark(ino);
         self.touch(parent);
         if is_home { self.rehome(ino) } else { Wakeups::default() }
     }
@@ -803,7 +800,7 @@ impl Tree {
         };
         let is_group = node.is_group();
         self.group_mut(parent).expect("a node's parent is a group").unhook(&name, entry, is_group);
-        self.removed.push(ino);
+        self.mark_removed(ino);
         self.purge(ino);
         self.touch(parent);
         wakeups
@@ -833,8 +830,8 @@ impl Tree {
         if self.nodes.get(&ino).is_some_and(|n| n.removed && n.known.load(Ordering::Relaxed) == 0) {
             let node = self.nodes.remove(&ino).expect("the node was found above");
             match node.body {
-                Body::Group(_) => self.purged.push(LogId { node: ino, order: true }),
-                Body::Stream(_) => self.purged.push(LogId { node: ino, order: false }),
+                Body::Group(_) => self.mark_purged(LogId { node: ino, order: true }),
+                Body::Stream(_) => self.mark_purged(LogId { node: ino, order: false }),
                 Body::Symlink(_) | Body::Plain { .. } => {}
             }
         }
@@ -845,7 +842,7 @@ impl Tree {
             let now = SystemTime::now();
             node.meta.mtime = now;
             node.meta.ctime = now;
-            self.changed.insert(ino);
+            self.mark(ino);
         }
     }
 }

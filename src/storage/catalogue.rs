@@ -53,19 +53,6 @@ pub struct NodeRecord {
     pub names: Vec<Name>,
 }
 
-/// The catalogue of a mount that keeps nothing: a memory mount's.
-pub struct NoCatalogue;
-
-impl super::Catalogue for NoCatalogue {
-    fn load(&self) -> Result<Vec<NodeRecord>, super::Errno> {
-        Ok(Vec::new())
-    }
-
-    fn save(&self, _: &[NodeRecord], _: &[u64], _: bool) -> Result<(), super::Errno> {
-        Ok(())
-    }
-}
-
 /// One change a catalogue journal records.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Entry {

@@ -225,8 +225,11 @@ fn build_engine(settings: &Settings, limits: Limits, source: &Source) -> Result<
     let (uid, gid) = (getuid().as_raw(), getgid().as_raw());
     let owner = Caller { uid: settings.uid.unwrap_or(uid), gid: settings.gid.unwrap_or(gid) };
     // integrator: on Source::Disk the root's defaults get `store disk` unless -o set it.
-    let catalogue = store::open(source)?;
-    let engine = Arc::new(Engine::with_catalogue(settings.root, owner, limits, catalogue)?);
+    let engine = match store::open(source)? {
+        Some(catalogue) => Engine::with_catalogue(settings.root, owner, limits, catalogue)?,
+        None => Engine::new(settings.root, owner, limits),
+    };
+    let engine = Arc::new(engine);
     engine.set_presets(settings.presets.clone());
     Ok(MqFs::new(engine))
 }

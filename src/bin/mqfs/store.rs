@@ -5,7 +5,6 @@
 use std::path::PathBuf;
 
 use mqfs::storage::Catalogue;
-use mqfs::storage::catalogue::NoCatalogue;
 use mqfs::storage::disk::catalogue::DiskCatalogue;
 
 /// What SOURCE says.
@@ -30,16 +29,17 @@ pub fn source(source: Option<&str>) -> Result<Source, String> {
     }
 }
 
-/// Opens the store SOURCE names: the catalogue the engine restores from and saves to.
-pub fn open(source: &Source) -> Result<Box<dyn Catalogue>, String> {
+/// Opens the store SOURCE names: the catalogue the engine restores from and saves to (none
+/// in memory).
+pub fn open(source: &Source) -> Result<Option<Box<dyn Catalogue>>, String> {
     match source {
-        Source::Memory => Ok(Box::new(NoCatalogue)),
+        Source::Memory => Ok(None),
         Source::Disk(dir) => {
             // integrator: open the store first, which takes DIR/lock (its OpenError line is
             // the error, exit 1), and log its RecoveryReport at INFO:
             // `let (store, report) = DiskStore::open(dir).map_err(|e| e.to_string())?;`
             let catalogue = DiskCatalogue::open(dir).map_err(|e| format!("store {}: {e}", dir.display()))?;
-            Ok(Box::new(catalogue))
+            Ok(Some(Box::new(catalogue)))
         }
     }
 }

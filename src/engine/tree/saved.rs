@@ -1,7 +1,7 @@
 //! The tree as the catalogue keeps it: a node's [`NodeRecord`], the changes an operation
 //! made (taken by the engine after it, to save), and the tree rebuilt from saved records.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use super::{Body, GroupNode, Ino, Kind, Link, Meta, Node, ROOT, Tree};
@@ -32,21 +32,54 @@ impl Changes {
     }
 }
 
+/// What operations changed since the engine last took it: nodes to save, nodes gone from
+/// the namespace, logs of nodes dropped for good.
+#[derive(Default)]
+pub(super) struct Tracked {
+    changed: HashSet<Ino>,
+    removed: Vec<Ino>,
+    purged: Vec<LogId>,
+}
+
 fn name_of(link: &Link) -> Name {
     Name { parent: link.parent, name: link.name.clone(), entry: link.entry }
 }
 
 impl Tree {
-    /// Takes what changed since the last call.
+    /// Tracks changes from now on (the namespace is saved), the root's first.
+    pub fn track_changes(&mut self) {
+        self.tracked = Some(Tracked::default());
+        self.mark(ROOT);
+    }
+
+    /// `ino` changed (its attributes, names or configuration).
+    pub(super) fn mark(&mut self, ino: Ino) {
+        if let Some(tracked) = &mut self.tracked {
+            tracked.changed.insert(ino);
+        }
+    }
+
+    /// `ino` left the namespace.
+    pub(super) fn mark_removed(&mut self, ino: Ino) {
+        if let Some(tracked) = &mut self.tracked {
+            tracked.removed.push(ino);
+        }
+    }
+
+    /// The node of log `id` was dropped for good.
+    pub(super) fn mark_purged(&mut self, id: LogId) {
+        if let Some(tracked) = &mut self.tracked {
+            tracked.purged.push(id);
+        }
+    }
+
+    /// Takes what changed since the last call (nothing unless changes are tracked).
     pub fn take_changes(&mut self) -> Changes {
-        let mut changed: Vec<Ino> = self.changed.drain().collect();
+        let Some(tracked) = self.tracked.as_mut().map(std::mem::take) else { return Changes::default() };
+        let mut changed: Vec<Ino> = tracked.changed.into_iter().collect();
         changed.sort_unstable();
         let saved = changed.into_iter().filter_map(|ino| self.record(ino)).collect();
-        Changes {
-            saved,
-            removed: std::mem::take(&mut self.removed),
-            purged: std::mem::take(&mut self.purged),
-        }
+        Changes { saved, removed: tracked.removed, purged: tracked.purged }
     }
 
     /// The record of a node in the namespace (None if it is not, or is removed).
@@ -98,9 +131,7 @@ impl Tree {
             next_ino: ROOT + 1,
             memory,
             presets: Presets::default(),
-            changed: Default::default(),
-            removed: Vec::new(),
-            purged: Vec::new(),
+            tracked: None,
         };
         let (groups, others): (Vec<NodeRecord>, Vec<NodeRecord>) =
             records.into_iter().partition(|record| matches!(record.body, NodeBody::Group { .. }));
