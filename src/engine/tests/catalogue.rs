@@ -185,6 +185,8 @@ fn records_that_make_no_tree_are_refused_naming_the_node() {
     let kept = Kept::default();
     let e = engine_on(&kept);
     let stream = create(&e, ROOT, "s");
+    let a = mkdir(&e, ROOT, "a");
+    let b = mkdir(&e, a, "b");
     drop(e);
     let good = kept.records.lock().unwrap().clone();
     let refused = |change: &dyn Fn(&mut BTreeMap<u64, NodeRecord>)| {
@@ -195,6 +197,8 @@ fn records_that_make_no_tree_are_refused_naming_the_node() {
             .err()
             .expect("refused")
     };
+    let looped = refused(&|records| records.get_mut(&a).unwrap().names[0].parent = b);
+    assert!(looped.contains("not under the root"), "{looped}");
     let orphan = refused(&|records| records.get_mut(&stream).unwrap().names[0].parent = 77);
     assert!(orphan.contains(&format!("node {stream}")), "{orphan}");
     let rootless = refused(&|records| drop(records.remove(&ROOT)));

@@ -207,6 +207,27 @@ impl Tree {
             }
             group.hook(&name.name, name.entry, ino, is_group);
         }
+        tree.check_rooted()?;
         Ok(tree)
+    }
+
+    /// Whether every group leads up to the root: saved parents could make a loop of groups
+    /// out of reach, which the tree's walks up (`path`, `is_within`) would never leave.
+    fn check_rooted(&self) -> std::result::Result<(), String> {
+        let groups = self.nodes.values().filter(|node| node.is_group()).count();
+        for (&ino, node) in self.nodes.iter().filter(|(_, node)| node.is_group()) {
+            let mut at = ino;
+            for _ in 0..=groups {
+                if at == ROOT {
+                    break;
+                }
+                at = self.nodes[&at].home.parent;
+            }
+            if at != ROOT {
+                let name = String::from_utf8_lossy(&node.home.name);
+                return Err(format!("catalogue: node {ino}: the group {name:?} is not under the root"));
+            }
+        }
+        Ok(())
     }
 }
