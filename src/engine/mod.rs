@@ -10,15 +10,16 @@ pub mod errno;
 mod handle;
 pub mod memory;
 pub mod presets;
+mod saving;
 pub mod seglog;
 pub mod stream;
 pub mod tree;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 
-use parking_lot::{Mutex, MutexGuard, RwLock, RwLockWriteGuard};
+use parking_lot::{RwLock, RwLockWriteGuard};
 
 use channel::Wakeups;
 pub use channel::{PollCallback, ReadCallback, ReadMode, ReadResult, Ticket, WriteCallback};
@@ -27,11 +28,11 @@ pub use config::{DataMode, GroupConfig};
 pub use errno::{Errno, Result};
 use handle::{CtlFile, Handle, Source, Writing};
 use memory::Memory;
+use saving::Saving;
 use stream::WriteWaiter;
 pub use tree::{Attr, Caller, Entry, Ino, Kind, ROOT, SetAttr};
-use tree::{Changes, Special, Tree};
+use tree::{Special, Tree};
 
-use crate::storage::catalogue::NodeRecord;
 use crate::storage::{Catalogue, LogId};
 
 /// Mount-wide settings the engine enforces.
@@ -87,21 +88,7 @@ pub struct Engine {
     memory: Arc<Memory>,
     limits: Limits,
     /// Where the namespace is saved (none: it is not, and the tree tracks no changes).
-    catalogue: Option<Box<dyn Catalogue>>,
-    /// Taken before the tree's lock is released by every change that saves, and held
-    /// while saving, so that changes reach the catalogue in the order they were made
-    /// without holding the tree meanwhile. Holds what a failed save left to save.
-    saving: Mutex<Pending>,
-    /// Deletes a purged node's log from the store.
-    log_remover: OnceLock<Box<dyn Fn(LogId) + Send + Sync>>,
-}
-
-/// What the catalogue was not given yet: the last state of each node (None: it is gone),
-/// and the logs to delete once it has been.
-#[derive(Default)]
-struct Pending {
-    nodes: BTreeMap<Ino, Option<NodeRecord>>,
-    logs: Vec<LogId>,
+    saving: Option<Saving>,
 }
 
 impl Engine {
@@ -152,62 +139,27 @@ impl Engine {
             next_ticket: AtomicU64::new(1),
             memory,
             limits,
-            catalogue,
-            saving: Mutex::default(),
-            log_remover: OnceLock::new(),
+            saving: catalogue.map(Saving::new),
         }
     }
 
     /// Sets what deletes a purged stream's or group's log from the store (once).
     pub fn set_log_remover(&self, remover: Box<dyn Fn(LogId) + Send + Sync>) {
-        if self.log_remover.set(remover).is_err() {
-            log::warn!("the store's log remover was set twice; keeping the first");
+        if let Some(saving) = &self.saving {
+            saving.set_log_remover(remover);
         }
     }
 
     /// Saves what the operation that holds `tree` changed, after releasing the tree.
     fn save_changes(&self, mut tree: RwLockWriteGuard<Tree>) {
+        let Some(saving) = &self.saving else { return };
         let changes = tree.take_changes();
         if changes.is_empty() {
             return;
         }
-        let saving = self.saving.lock();
+        saving.queue().add(changes);
         drop(tree);
-        self.save(changes, saving);
-    }
-
-    /// Gives the catalogue `changes` with what earlier saves failed to, then has the logs
-    /// of purged nodes deleted. A save that fails is logged, kept and tried again with the
-    /// next change: the namespace in memory stays as it is.
-    pub(in crate::engine) fn save(&self, changes: Changes, mut unsaved: MutexGuard<Pending>) {
-        let Some(catalogue) = &self.catalogue else { return };
-        for record in changes.saved {
-            unsaved.nodes.insert(record.ino, Some(record));
-        }
-        for ino in changes.removed {
-            unsaved.nodes.insert(ino, None);
-        }
-        unsaved.logs.extend(changes.purged);
-        let (mut changed, mut removed) = (Vec::new(), Vec::new());
-        for (ino, record) in std::mem::take(&mut unsaved.nodes) {
-            match record {
-                Some(record) => changed.push(record),
-                None => removed.push(ino),
-            }
-        }
-        // integrator: durable when a changed node's group says `sync always` (seam's `sync`).
-        let durable = false;
-        if let Err(errno) = catalogue.save(&changed, &removed, durable) {
-            log::error!("cannot save the namespace ({errno}); trying again with the next change");
-            unsaved.nodes.extend(changed.into_iter().map(|record| (record.ino, Some(record))));
-            unsaved.nodes.extend(removed.into_iter().map(|ino| (ino, None)));
-            return;
-        }
-        for id in std::mem::take(&mut unsaved.logs) {
-            if let Some(remove) = self.log_remover.get() {
-                remove(id);
-            }
-        }
+        saving.save();
     }
 
     /// Sets what groups created from now on at given paths start with.

@@ -5,7 +5,7 @@
 use crate::engine::delivery::Wakeups;
 use crate::engine::errno::Result;
 use crate::engine::handle::{CtlFile, Step};
-use crate::engine::tree::{Changes, Tree};
+use crate::engine::tree::Tree;
 use crate::engine::{CTL_MAX, Engine, Errno, Ino, WriteRequest, ctl};
 
 impl Engine {
@@ -64,12 +64,18 @@ impl Engine {
         };
         *error.lock() = None;
         tree.group(*group)?.shared.state.lock().ctl_errors.remove(uid);
-        // Taken before applying: two writes' saves are in the order they applied.
-        let saving = self.saving.lock();
         let owed = Self::ctl_apply(&tree, *group, commands);
-        let saved = tree.record(*group).into_iter().collect();
-        drop(tree);
-        self.save(Changes { saved, ..Changes::default() }, saving);
+        // The queue is taken before the record is made: records join it in the order of the
+        // states they show.
+        let queued = self.saving.as_ref().map(|saving| {
+            let mut queue = saving.queue();
+            queue.add(tree.changes_of([*group]));
+            queue
+        });
+        drop((queued, tree));
+        if let Some(saving) = &self.saving {
+            saving.save();
+        }
         drop(owed?);
         Ok(())
     }

@@ -209,3 +209,28 @@ fn records_that_make_no_tree_are_refused_naming_the_node() {
     });
     assert!(bad_config.contains("node 1: configuration"), "{bad_config}");
 }
+
+#[test]
+fn concurrent_changes_reach_the_catalogue_as_they_end() {
+    let kept = Kept::default();
+    let e = Arc::new(engine_on(&kept));
+    let group = mkdir(&e, ROOT, "g");
+    let shared = create(&e, group, "shared");
+    let threads: Vec<_> = (0..4u16)
+        .map(|t| {
+            let e = e.clone();
+            thread::spawn(move || {
+                for i in 0..300u16 {
+                    set(&e, shared, SetAttr { perm: Some((t * 300 + i) % 0o777), ..SetAttr::default() });
+                    ctl(&e, group, &format!("depth {}\n", t * 1000 + i));
+                    create(&e, group, &format!("t{t}-{i}"));
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let live = whole_view(&e);
+    assert_eq!(whole_view(&engine_on(&kept)), live);
+}

@@ -24,6 +24,8 @@ pub struct Changes {
     pub removed: Vec<Ino>,
     /// Logs of nodes dropped for good, for the store to delete.
     pub purged: Vec<LogId>,
+    /// Whether the save must be on stable storage before the operation returns.
+    pub durable: bool,
 }
 
 impl Changes {
@@ -78,12 +80,18 @@ impl Tree {
         let Some(tracked) = self.tracked.as_mut().map(std::mem::take) else { return Changes::default() };
         let mut changed: Vec<Ino> = tracked.changed.into_iter().collect();
         changed.sort_unstable();
+        Changes { removed: tracked.removed, purged: tracked.purged, ..self.changes_of(changed) }
+    }
+
+    /// The records of nodes `changed`, to be saved.
+    pub fn changes_of(&self, changed: impl IntoIterator<Item = Ino>) -> Changes {
         let saved = changed.into_iter().filter_map(|ino| self.record(ino)).collect();
-        Changes { saved, removed: tracked.removed, purged: tracked.purged }
+        // integrator: durable when a changed node's group says `sync always` (seam's `sync`).
+        Changes { saved, durable: false, ..Changes::default() }
     }
 
     /// The record of a node in the namespace (None if it is not, or is removed).
-    pub fn record(&self, ino: Ino) -> Option<NodeRecord> {
+    fn record(&self, ino: Ino) -> Option<NodeRecord> {
         let node = self.nodes.get(&ino).filter(|node| !node.removed)?;
         let meta = &node.meta;
         let mut mtime = meta.mtime;
