@@ -282,9 +282,9 @@ fn a_store_directory_keeps_the_namespace_across_mounts() {
     let store = dir._tmp.join("store");
     std::fs::create_dir(&store).unwrap();
     let listing = || run_ok(&format!("ls -lRi --full-time '{}'", dir.s()), Path::new("/"));
-    let ctl = || std::fs::read_to_string(dir.path.join("g/ctl")).unwrap();
-    let mount = || {
-        let (status, out, err) = mqfs(&[store.to_str().unwrap(), dir.s()]);
+    let ctl = |group: &str| std::fs::read_to_string(dir.path.join(group).join("ctl")).unwrap();
+    let mount = |options: &str| {
+        let (status, out, err) = mqfs(&[store.to_str().unwrap(), dir.s(), "-o", options]);
         assert!(status.success(), "mqfs {}: {out} {err}", store.display());
         daemons_for(&dir.path)[0]
     };
@@ -293,19 +293,21 @@ fn a_store_directory_keeps_the_namespace_across_mounts() {
         assert!(out.status.success(), "umount: {}", text(&out.stderr));
         wait_until("the daemon to exit after umount", T, || gone(daemon));
     };
-    let daemon = mount();
+    let daemon = mount("replay=last");
     run_ok(
         "mkdir -p g/sub && printf 'replay all\\ndepth 7\\n' > g/ctl && touch g/s && ln g/s g/sub/t \
          && ln -s g/s l && mkfifo g/fifo && chmod 2750 g/sub && chown 12:34 g/s && rm g/sub/t \
          && mkdir gone && rmdir gone && mv g/s g/sub/s && touch -d @1000000 g/sub/s",
         &dir.path,
     );
-    let (before, config) = (listing(), ctl());
+    let (before, config, root) = (listing(), ctl("g"), ctl("."));
     assert!(config.starts_with("data message\nreplay all\ndepth 7\n"), "{config}");
+    assert!(root.starts_with("data message\nreplay last\n"), "a new store's root takes -o: {root}");
     umount(daemon);
-    let daemon = mount();
+    // Mounted again, the store keeps the root's saved configuration over -o's.
+    let daemon = mount("replay=off");
     assert_eq!(listing(), before);
-    assert_eq!(ctl(), config);
+    assert_eq!((ctl("g"), ctl(".")), (config, root));
     umount(daemon);
 }
 
