@@ -2,13 +2,14 @@
 //! ready, a daemon serves until `umount` or `fusermount3 -u`), foreground
 //! mode stopping cleanly on SIGTERM and SIGINT even with a reader blocked,
 //! one-line "mqfs: " errors before mounting (missing or non-directory mount
-//! point, already mounted, bad -o options) that leave nothing mounted,
-//! --version and --help, and -o options taking effect.
+//! point, already mounted, bad -o options, a SOURCE neither `none` nor a
+//! directory) that leave nothing mounted, --version and --help, -o options
+//! taking effect, and a store directory's namespace kept across mounts.
 
 mod common;
 
 use common::{
-    MQFS_BIN, Mount, Proc, TempDir, blocked_in_syscall, is_mounted_at, mountinfo, proc_state, run_sh,
+    MQFS_BIN, Mount, Proc, TempDir, blocked_in_syscall, is_mounted_at, mountinfo, proc_state, run_ok, run_sh,
     wait_until,
 };
 use std::ffi::CString;
@@ -260,6 +261,54 @@ fn a_mount_point_already_mounted_is_busy() {
     assert!(m.is_mounted());
     let ctl = std::fs::read_to_string(m.join("ctl")).unwrap();
     assert!(ctl.contains("# streams 1\n") && ctl.contains("# messages 1\n"), "ctl: {ctl:?}");
+}
+
+#[test]
+fn a_source_neither_none_nor_a_directory_is_an_error_exiting_2() {
+    let dir = BgDir::new();
+    let file = dir._tmp.join("file");
+    std::fs::write(&file, "x").unwrap();
+    for source in ["/nonexistent/store", file.to_str().unwrap(), "mqfs"] {
+        let said = format!("mqfs: SOURCE: neither \"none\" nor an existing directory: {source}\n");
+        fails_before_mount(&[source, dir.s()], &said, &dir.path, 0);
+        fails_before_mount(&[source, dir.s(), "-f"], &said, &dir.path, 0);
+        assert_eq!(mqfs(&[source, dir.s()]).0.code(), Some(2), "{source}");
+    }
+}
+
+#[test]
+fn a_store_directory_keeps_the_namespace_across_mounts() {
+    let dir = BgDir::new();
+    let store = dir._tmp.join("store");
+    std::fs::create_dir(&store).unwrap();
+    let listing = || run_ok(&format!("ls -lRi --full-time '{}'", dir.s()), Path::new("/"));
+    let ctl = |group: &str| std::fs::read_to_string(dir.path.join(group).join("ctl")).unwrap();
+    let mount = |options: &str| {
+        let (status, out, err) = mqfs(&[store.to_str().unwrap(), dir.s(), "-o", options]);
+        assert!(status.success(), "mqfs {}: {out} {err}", store.display());
+        daemons_for(&dir.path)[0]
+    };
+    let umount = |daemon| {
+        let out = run_sh(&format!("umount '{}'", dir.s()), Path::new("/"), T);
+        assert!(out.status.success(), "umount: {}", text(&out.stderr));
+        wait_until("the daemon to exit after umount", T, || gone(daemon));
+    };
+    let daemon = mount("replay=last");
+    run_ok(
+        "mkdir -p g/sub && printf 'replay all\\ndepth 7\\n' > g/ctl && touch g/s && ln g/s g/sub/t \
+         && ln -s g/s l && mkfifo g/fifo && chmod 2750 g/sub && chown 12:34 g/s && rm g/sub/t \
+         && mkdir gone && rmdir gone && mv g/s g/sub/s && touch -d @1000000 g/sub/s",
+        &dir.path,
+    );
+    let (before, config, root) = (listing(), ctl("g"), ctl("."));
+    assert!(config.starts_with("data message\nreplay all\ndepth 7\n"), "{config}");
+    assert!(root.starts_with("data message\nreplay last\n"), "a new store's root takes -o: {root}");
+    umount(daemon);
+    // Mounted again, the store keeps the root's saved configuration over -o's.
+    let daemon = mount("replay=off");
+    assert_eq!(listing(), before);
+    assert_eq!((ctl("g"), ctl(".")), (config, root));
+    umount(daemon);
 }
 
 #[test]

@@ -4,8 +4,9 @@
 //! before mounting without `default_permissions`), `mount -t mqfs` through mqfs's own
 //! helper link (fake and sloppy mounts), fstab entries with `mount -a`, `mount DIR` and
 //! `umount` (mount(8)'s options accepted, `noauto` skipped, the shipped fstab example),
-//! failures that make mount exit non-zero with mqfs's one-line reason (bad option, busy
-//! mount point, missing /dev/fuse, bad config file), the configuration file (limits,
+//! a store directory as SOURCE (its namespace kept across mounts), failures that make mount
+//! exit non-zero with mqfs's one-line reason (bad option, bad SOURCE, busy mount point,
+//! missing /dev/fuse, bad config file), the configuration file (limits,
 //! defaults, presets, -o overriding it, the shipped example), the daemon (it leaves the
 //! terminal, logs to syslog or to log=FILE at the level -o debug / RUST_LOG ask, stops on
 //! SIGTERM, exits after `umount -l` releasing a blocked reader), the systemd units
@@ -18,8 +19,8 @@
 mod common;
 
 use common::{
-    MQFS_BIN, Proc, TempDir, blocked_in_syscall, is_mounted_at, mountinfo, poll_until, proc_state, run_sh,
-    wait_until,
+    MQFS_BIN, Proc, TempDir, blocked_in_syscall, is_mounted_at, mountinfo, poll_until, proc_state, run_ok,
+    run_sh, wait_until,
 };
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -459,14 +460,18 @@ fn the_shipped_fstab_example_mounts() {
             continue;
         }
         let dir = dirs.dir(&format!("example{i}"));
+        let source = match fields[0] {
+            "/var/lib/mqfs" => dirs.dir(&format!("store{i}")).to_string_lossy().into_owned(),
+            source => source.to_string(),
+        };
         let options = fields[3]
             .replace("config=/etc/mqfs.toml", &format!("config={REPO}/contrib/mqfs.toml"))
             .replace("log=/var/log/mqfs.log", &format!("log={}", s(&dirs.tmp.join("example.log"))))
             .replace("noauto,", "");
-        fstab.push_str(&format!("{} {} {} {options} 0 0\n", fields[0], s(&dir), fields[2]));
+        fstab.push_str(&format!("{source} {} {} {options} 0 0\n", s(&dir), fields[2]));
         mounted.push(dir);
     }
-    assert!(mounted.len() >= 3, "fstab.example lost its entries: {example}");
+    assert!(mounted.len() >= 4, "fstab.example lost its entries: {example}");
     let fstab = dirs.file("fstab", &fstab);
     ok(Command::new("mount").args(["-T", s(&fstab), "-a"]));
     for dir in &mounted {
@@ -479,6 +484,30 @@ fn the_shipped_fstab_example_mounts() {
 // ---------------------------------------------------------------------------
 // Failures through mount(8)
 // ---------------------------------------------------------------------------
+
+#[test]
+fn a_store_directory_keeps_the_namespace_across_mounts_through_mount_8() {
+    installed();
+    let types: &[&str] = if need("mount.fuse3", "fuse3") { &["fuse.mqfs", "mqfs"] } else { &["mqfs"] };
+    let mut dirs = Dirs::new();
+    let (store, dir) = (dirs.dir("store"), dirs.dir("mq"));
+    let listing = || ok(Command::new("ls").args(["-lRi", "--full-time"]).arg(&dir));
+    ok(Command::new("mount").args(["-t", types[0], s(&store), s(&dir)]));
+    run_ok(
+        "mkdir -p g/sub && echo 'replay last' > g/ctl && touch g/s && ln g/s g/sub/t && chmod 640 g/s",
+        &dir,
+    );
+    let (before, config) = (listing(), ctl(&dir.join("g")));
+    let (pid, _) = daemon_for(&dir);
+    umount_ends(&dir, pid);
+    for &fstype in types {
+        ok(Command::new("mount").args(["-t", fstype, s(&store), s(&dir)]));
+        assert_eq!(listing(), before, "{fstype}");
+        assert_eq!(ctl(&dir.join("g")), config, "{fstype}");
+        let (pid, _) = daemon_for(&dir);
+        umount_ends(&dir, pid);
+    }
+}
 
 #[test]
 fn a_failing_mount_exits_non_zero_with_the_reason_from_mqfs() {
@@ -505,6 +534,8 @@ fn a_failing_mount_exits_non_zero_with_the_reason_from_mqfs() {
             0,
         );
         mount_fails(&["-t", fstype, "none", d, "-o", "log=/nonexistent/dir/mqfs.log"], "log file", &dir, 0);
+        let neither = "SOURCE: neither \"none\" nor an existing directory: /nonexistent/store";
+        mount_fails(&["-t", fstype, "/nonexistent/store", d], neither, &dir, 0);
     }
     // Busy: something is mounted there already.
     ok(Command::new("mount").args(["-t", types[0], "none", d, "-o", "replay=all"]));
@@ -881,12 +912,18 @@ fn the_service_unit_verifies_and_its_command_notifies_and_stops_on_sigterm() {
     let instance = ok(Command::new("systemd-escape").args(["--template=mqfs@.service", "-p"]).arg(&dir));
     verify(&units.join(instance.trim()));
 
-    // What systemd runs: ExecStart with %f the mount point and ${MQFS_OPTIONS} one word,
-    // NOTIFY_SOCKET set (Type=notify).
+    // What systemd runs: ExecStart with %f the mount point, ${MQFS_OPTIONS} and
+    // ${MQFS_SOURCE} one word each (here a store directory), NOTIFY_SOCKET set (Type=notify).
+    assert!(template.contains("\nEnvironment=MQFS_SOURCE=none\n"), "memory by default");
+    let store = dirs.dir("store");
     let exec = unit_value(&template, "ExecStart");
     let args: Vec<String> = exec
         .split_whitespace()
-        .map(|w| w.replace("%f", s(&dir)).replace("${MQFS_OPTIONS}", "replay=last"))
+        .map(|w| {
+            w.replace("%f", s(&dir))
+                .replace("${MQFS_OPTIONS}", "replay=last")
+                .replace("${MQFS_SOURCE}", s(&store))
+        })
         .collect();
     assert_eq!(args[0], INSTALLED);
     let notify_path = dirs.tmp.join("notify");
@@ -908,6 +945,7 @@ fn the_service_unit_verifies_and_its_command_notifies_and_stops_on_sigterm() {
     assert!(!is_mounted_at(&dir, None));
     let n = notify.recv(&mut buf).expect("no STOPPING=1");
     assert!(text(&buf[..n]).contains("STOPPING=1"));
+    assert!(store.join("catalogue").exists(), "the service mounted its store");
 }
 
 // ---------------------------------------------------------------------------
@@ -979,7 +1017,7 @@ fn man_pages_and_completions_are_installed_and_current() {
     }
     // The unit template points at the installed binary.
     let unit = std::fs::read_to_string("/usr/local/lib/systemd/system/mqfs@.service").unwrap();
-    assert!(unit.contains(&format!("ExecStart={INSTALLED} none %f -f")), "{unit}");
+    assert!(unit.contains(&format!("ExecStart={INSTALLED} ${{MQFS_SOURCE}} %f -f")), "{unit}");
 }
 
 #[test]

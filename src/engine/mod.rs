@@ -11,6 +11,7 @@ mod handle;
 pub mod memory;
 pub mod presets;
 pub mod recovery;
+mod saving;
 pub mod stream;
 mod synced;
 pub mod tree;
@@ -19,7 +20,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use parking_lot::RwLock;
+use parking_lot::{RwLock, RwLockWriteGuard};
 
 use channel::Wakeups;
 pub use channel::{PollCallback, ReadCallback, ReadMode, ReadResult, Ticket, WriteCallback};
@@ -28,11 +29,12 @@ pub use config::{DataMode, GroupConfig};
 pub use errno::{Errno, Result};
 use handle::{CtlFile, Handle, Source, Writing};
 use memory::Memory;
+use saving::Saving;
 use stream::{Author, WriteWaiter};
 pub use tree::{Attr, Caller, Entry, Ino, Kind, ROOT, SetAttr};
 use tree::{Special, Tree};
 
-use crate::storage::Store;
+use crate::storage::{Catalogue, Store};
 
 /// Mount-wide settings the engine enforces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,11 +92,14 @@ pub struct Engine {
     next_ticket: AtomicU64,
     memory: Arc<Memory>,
     limits: Limits,
+    /// Where the namespace is saved (none: it is not, and the tree tracks no changes).
+    saving: Option<Saving>,
 }
 
 impl Engine {
     /// An engine whose root group starts with `root_config`, owned by `owner`, its
-    /// channels' logs made by `store` (fails as the root's `order` log does).
+    /// channels' logs made by `store`, its namespace saved nowhere (fails as the root's
+    /// `order` log does).
     pub fn new(
         root_config: GroupConfig,
         owner: Caller,
@@ -102,14 +107,61 @@ impl Engine {
         store: Arc<dyn Store>,
     ) -> Result<Engine> {
         let memory = Arc::new(Memory::new(limits.memory));
-        Ok(Engine {
-            tree: RwLock::new(Tree::new(root_config, owner, 0o755, memory.clone(), store)?),
+        let tree = Tree::new(root_config, owner, 0o755, memory.clone(), store)?;
+        Ok(Engine::build(tree, memory, limits, None))
+    }
+
+    /// An engine with the namespace `catalogue` saved and the history `store` holds, which
+    /// it saves from now on; a new one (nothing saved) as `new` would make it.
+    /// `root_config` is also what a group's saved configuration lacks (a setting newer than
+    /// its record) starts with. After a crash, each group's `order` is brought in line with
+    /// its streams (see `recovery`).
+    pub fn with_catalogue(
+        root_config: GroupConfig,
+        owner: Caller,
+        limits: Limits,
+        store: Arc<dyn Store>,
+        catalogue: Box<dyn Catalogue>,
+    ) -> std::result::Result<Engine, String> {
+        let memory = Arc::new(Memory::new(limits.memory));
+        let records = catalogue.load().map_err(|e| format!("catalogue: cannot load: {e}"))?;
+        let mut tree = if records.is_empty() {
+            Tree::new(root_config, owner, 0o755, memory.clone(), store.clone())
+                .map_err(|e| format!("cannot open the root's order log: {e}"))?
+        } else {
+            let tree = Tree::restore(records, root_config, memory.clone(), store.clone())?;
+            tree.reconcile_orders();
+            tree
+        };
+        tree.track_changes();
+        let engine = Engine::build(tree, memory, limits, Some(Saving::new(catalogue, store)));
+        // A new namespace's root is saved at once, with the configuration it starts with.
+        engine.save_changes(engine.tree.write());
+        Ok(engine)
+    }
+
+    fn build(tree: Tree, memory: Arc<Memory>, limits: Limits, saving: Option<Saving>) -> Engine {
+        Engine {
+            tree: RwLock::new(tree),
             handles: RwLock::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             next_ticket: AtomicU64::new(1),
             memory,
             limits,
-        })
+            saving,
+        }
+    }
+
+    /// Saves what the operation that holds `tree` changed, after releasing the tree.
+    fn save_changes(&self, mut tree: RwLockWriteGuard<Tree>) {
+        let Some(saving) = &self.saving else { return };
+        let changes = tree.take_changes();
+        if changes.is_empty() {
+            return;
+        }
+        saving.queue().add(changes);
+        drop(tree);
+        saving.save();
     }
 
     /// Sets what groups created from now on at given paths start with.
@@ -130,7 +182,9 @@ impl Engine {
     /// knows goes.
     pub fn forget(&self, ino: Ino, lookups: u64) {
         if self.tree.read().forget(ino, lookups) {
-            self.tree.write().purge(ino);
+            let mut tree = self.tree.write();
+            tree.purge(ino);
+            self.save_changes(tree);
         }
     }
 
@@ -141,7 +195,10 @@ impl Engine {
     }
 
     pub fn setattr(&self, ino: Ino, change: SetAttr) -> Result<Attr> {
-        self.tree.write().setattr(ino, change)
+        let mut tree = self.tree.write();
+        let attr = tree.setattr(ino, change)?;
+        self.save_changes(tree);
+        Ok(attr)
     }
 
     pub fn mkdir(&self, parent: Ino, name: &[u8], perm: u16, caller: Caller) -> Result<Attr> {
@@ -183,7 +240,9 @@ impl Engine {
         let mut tree = self.tree.write();
         let ino = make(&mut tree)?;
         tree.remember(ino);
-        tree.attr(ino)
+        let attr = tree.attr(ino);
+        self.save_changes(tree);
+        attr
     }
 
     pub fn unlink(&self, parent: Ino, name: &[u8]) -> Result<()> {
@@ -205,7 +264,7 @@ impl Engine {
     fn change_tree(&self, change: impl FnOnce(&mut Tree) -> Result<Wakeups>) -> Result<()> {
         let mut tree = self.tree.write();
         let owed = change(&mut tree);
-        drop(tree);
+        self.save_changes(tree);
         drop(owed?);
         Ok(())
     }
@@ -338,7 +397,9 @@ impl Engine {
     pub fn clear_setid(&self, ino: Ino) {
         let bits = self.tree.read().setid_bits(ino);
         if bits != 0 {
-            self.tree.write().clear_mode_bits(ino, bits);
+            let mut tree = self.tree.write();
+            tree.clear_mode_bits(ino, bits);
+            self.save_changes(tree);
         }
     }
 

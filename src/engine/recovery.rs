@@ -8,7 +8,36 @@
 //! at the ends: `order` lines at its end naming a stream that does not hold their write are
 //! taken back, and the writes the streams hold past `order`'s end get their lines.
 
+use super::tree::Tree;
 use crate::storage::{Errno, Log, Message, Stamp};
+
+impl Tree {
+    /// Reconciles every group's `order` with its streams (after a restore), and logs what
+    /// that changed.
+    pub fn reconcile_orders(&self) {
+        for ino in self.groups() {
+            let Ok(group) = self.group(ino) else { continue };
+            let Ok(streams) = self.streams(ino) else { continue };
+            // The write path's lock order: the group, then its streams.
+            let mut group_state = group.shared.state.lock();
+            let states: Vec<_> = streams.iter().map(|(_, stream)| stream.state.lock()).collect();
+            let members: Vec<Member> = states
+                .iter()
+                .map(|state| Member { name: state.order_name(), log: state.channel.log() })
+                .collect();
+            let path = format!("/{}", String::from_utf8_lossy(&self.path(ino).join(&b'/')));
+            match reconcile_order(group_state.order.log_mut(), &members) {
+                Ok(Reconciled { dropped: 0, added: 0 }) => {}
+                Ok(done) => log::info!(
+                    "{path}: order: {} lines written for messages that had none, {} lines of lost messages taken back",
+                    done.added,
+                    done.dropped
+                ),
+                Err(errno) => log::error!("{path}: order: cannot be reconciled with its streams: {errno}"),
+            }
+        }
+    }
+}
 
 /// What reconciling changed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

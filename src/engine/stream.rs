@@ -38,7 +38,12 @@ pub struct GroupState {
 impl Group {
     /// A group whose `order` keeps its history in `order`.
     pub fn new(config: GroupConfig, order: Box<dyn Log>, memory: Arc<Memory>) -> Arc<Group> {
-        let state = GroupState { config, order: Channel::new(order, memory), ctl_errors: HashMap::new() };
+        Group::with_order(config, Channel::new(order, memory))
+    }
+
+    /// A group whose `order` is a channel with history already (restored at mount).
+    pub fn with_order(config: GroupConfig, order: Channel) -> Arc<Group> {
+        let state = GroupState { config, order, ctl_errors: HashMap::new() };
         Arc::new(Group { state: Mutex::new(state) })
     }
 }
@@ -63,6 +68,11 @@ pub fn most_cost(len: usize) -> u64 {
 }
 
 impl StreamState {
+    /// The stream's name as its group's `order` gives it (without the newline).
+    pub fn order_name(&self) -> &[u8] {
+        self.order_line.strip_suffix(b"\n").unwrap_or(&self.order_line)
+    }
+
     /// Whether a write would have to wait for a reader to appear before committing, which
     /// a non-blocking writer is refused with EAGAIN (nothing is committed).
     pub fn would_wait(&self, nonblock: bool) -> bool {
@@ -91,14 +101,13 @@ impl Stream {
         log: Box<dyn Log>,
         memory: Arc<Memory>,
     ) -> Arc<Self> {
-        Arc::new(Stream {
-            state: Mutex::new(StreamState {
-                channel: Channel::new(log, memory),
-                config,
-                group,
-                order_line: [name, b"\n"].concat(),
-            }),
-        })
+        Stream::with_channel(group, config, name, Channel::new(log, memory))
+    }
+
+    /// A stream whose channel has history already (restored at mount).
+    pub fn with_channel(group: Arc<Group>, config: GroupConfig, name: &[u8], channel: Channel) -> Arc<Self> {
+        let order_line = [name, b"\n"].concat();
+        Arc::new(Stream { state: Mutex::new(StreamState { channel, config, group, order_line }) })
     }
 
     /// Commits one message: to the stream's readers and to its group's `order`.

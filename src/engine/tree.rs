@@ -18,6 +18,12 @@
 //! Anything but a group may have several names (hard links), in any groups. A stream's home
 //! is its oldest remaining name: that group's configuration applies to it and its `order`
 //! records its writes under that name; its other names are just names.
+//!
+//! Every change to what the catalogue keeps marks the nodes it changed or removed, which the
+//! engine takes after the operation and saves ([`saved`]: the records, and the tree rebuilt
+//! from them at mount).
+
+mod saved;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -31,6 +37,9 @@ use super::memory::Memory;
 use super::presets::Presets;
 use super::stream::{Group, Stream, move_history};
 use crate::storage::{Log, LogId, Store};
+
+pub use saved::Changes;
+use saved::Tracked;
 
 pub type Ino = u64;
 
@@ -250,6 +259,9 @@ pub struct Tree {
     store: Arc<dyn Store>,
     /// What groups created at given paths start with (see `presets.rs`).
     pub presets: Presets,
+    /// What changed since the engine last took it, once it tracks changes (a mount whose
+    /// namespace is saved; see `saved.rs`).
+    tracked: Option<Tracked>,
 }
 
 /// A directory entry as readdir lists it, and the cookie that resumes the listing after it.
@@ -315,6 +327,7 @@ impl Tree {
             memory,
             store,
             presets: Presets::default(),
+            tracked: None,
         })
     }
 
@@ -441,6 +454,7 @@ impl Tree {
         if let Some(node) = self.nodes.get_mut(&ino) {
             node.meta.perm &= !bits;
             node.meta.ctime = SystemTime::now();
+            self.mark(ino);
         }
     }
 
@@ -475,6 +489,7 @@ impl Tree {
             }
         }
         meta.ctime = SystemTime::now();
+        self.mark(node_ino);
         self.attr(ino)
     }
 
@@ -538,12 +553,18 @@ impl Tree {
         self.group_mut(parent)?.hook(name, entry, ino, false);
         self.more_names.entry(ino).or_default().push(Link { parent, name: name.to_vec(), entry });
         self.nodes.get_mut(&ino).expect("node looked up above").meta.ctime = SystemTime::now();
+        self.mark(ino);
         self.touch(parent);
         Ok(ino)
     }
 
+    /// Every group, by inode number.
+    pub fn groups(&self) -> Vec<Ino> {
+        self.nodes.iter().filter(|(_, node)| node.is_group() && !node.removed).map(|(&ino, _)| ino).collect()
+    }
+
     /// The names leading from the root to `ino`.
-    fn path(&self, mut ino: Ino) -> Vec<&[u8]> {
+    pub fn path(&self, mut ino: Ino) -> Vec<&[u8]> {
         let mut path = Vec::new();
         while let Some(node) = self.nodes.get(&ino).filter(|_| ino != ROOT) {
             path.push(node.home.name.as_slice());
@@ -590,6 +611,7 @@ impl Tree {
         let home = Link { parent, name: name.to_vec(), entry: ino };
         self.nodes.insert(ino, Node::new(home, Meta::new(perm, owner), body));
         self.group_mut(parent)?.hook(name, ino, ino, is_group);
+        self.mark(ino);
         self.touch(parent);
         Ok(ino)
     }
@@ -687,6 +709,7 @@ impl Tree {
         if is_home {
             wakeups.merge(self.rehome(ino));
         }
+        self.mark(ino);
         self.touch(parent);
         self.touch(new_parent);
         Ok(wakeups)
@@ -780,6 +803,7 @@ impl Tree {
             self.more_names.remove(&ino);
         }
         self.group_mut(parent).expect("a name's parent is a group").unhook(name, gone.entry, false);
+        self.mark(ino);
         self.touch(parent);
         if is_home { self.rehome(ino) } else { Wakeups::default() }
     }
@@ -820,6 +844,7 @@ impl Tree {
         };
         let is_group = node.is_group();
         self.group_mut(parent).expect("a node's parent is a group").unhook(&name, entry, is_group);
+        self.mark_removed(ino);
         self.purge(ino);
         self.touch(parent);
         wakeups
@@ -847,15 +872,12 @@ impl Tree {
     pub fn purge(&mut self, ino: Ino) {
         let ino = Special::node(ino);
         if self.nodes.get(&ino).is_some_and(|n| n.removed && n.known.load(Ordering::Relaxed) == 0) {
-            let node = self.nodes.remove(&ino).expect("checked above");
-            // Gone for good: so is what the store holds of its channel.
-            let order = match node.body {
-                Body::Group(_) => true,
-                Body::Stream(_) => false,
-                Body::Symlink(_) | Body::Plain { .. } => return,
-            };
-            drop(node);
-            self.store.remove_log(LogId { node: ino, order });
+            let node = self.nodes.remove(&ino).expect("the node was found above");
+            match node.body {
+                Body::Group(_) => self.mark_purged(LogId { node: ino, order: true }),
+                Body::Stream(_) => self.mark_purged(LogId { node: ino, order: false }),
+                Body::Symlink(_) | Body::Plain { .. } => {}
+            }
         }
     }
 
@@ -864,6 +886,7 @@ impl Tree {
             let now = SystemTime::now();
             node.meta.mtime = now;
             node.meta.ctime = now;
+            self.mark(ino);
         }
     }
 }

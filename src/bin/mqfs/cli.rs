@@ -17,6 +17,7 @@ const EXAMPLES: &str = "\
 Examples:
   mqfs /n/mq                          mount in the background (logs go to syslog)
   mqfs none /n/mq -f -o replay=all    stay in the foreground, logging to stderr
+  mqfs /var/lib/mqfs /n/mq            a store directory: the namespace outlives the mount
   mqfs /n/mq -o config=/etc/mqfs.toml,log=/var/log/mqfs.log
   mount -t fuse.mqfs none /n/mq -o allow_other,replay=all
                                       the same through mount(8); fstab type fuse.mqfs
@@ -41,7 +42,7 @@ are ignored; any other option is an error naming it. See mqfs(1) and mqfs(5).";
     override_usage = "mqfs [SOURCE] MOUNTPOINT [-f] [-d] [-o OPT[,OPT...]]\n       mqfs --completions SHELL"
 )]
 pub struct Cli {
-    /// An optional source (shown in /proc/mounts; the store is in memory), then the mount point.
+    /// An optional source, `none` (in memory) or a store directory, then the mount point.
     #[arg(
         value_name = "[SOURCE] MOUNTPOINT",
         num_args = 1..=2,

@@ -3,13 +3,15 @@
 //! As `mount.fuse.mqfs` it only checks, then runs mount.fuse3, which runs `mqfs`.
 //!
 //! `cli` parses the command line, `options` and `config_file` turn `-o` and the TOML file
-//! into `Settings`, `daemon` detaches, stops on signals and watches the mount table; `run`
-//! below is the sequence: check, build the engine, mount, detach, start, serve.
+//! into `Settings`, `store` reads SOURCE and opens the store it names, `daemon` detaches,
+//! stops on signals and watches the mount table; `run` below is the sequence: check, open
+//! the store and build the engine, mount, detach, start, serve.
 
 mod cli;
 mod config_file;
 mod daemon;
 mod options;
+mod store;
 
 use std::ffi::OsString;
 use std::os::fd::{FromRawFd, OwnedFd};
@@ -25,18 +27,20 @@ use nix::unistd::{getgid, getuid};
 use mqfs::engine::{Caller, Engine, Limits, delivery};
 use mqfs::fuse::MqFs;
 use mqfs::logger;
+use mqfs::storage::Placement;
 use mqfs::storage::memory::MemoryStore;
 use mqfs::tools::sys::strerror;
 
 use cli::{Invocation, Parsed};
 use options::Settings;
+use store::Source;
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
     let result = if args.first().is_some_and(|a| cli::is_fuse3_front(a)) {
-        cli::parse_helper(&args[1..]).and_then(check_then_mount_fuse3)
+        cli::parse_helper(&args[1..]).map_err(Failure::from).and_then(check_then_mount_fuse3)
     } else if args.first().is_some_and(|a| cli::is_helper(a)) {
-        cli::parse_helper(&args[1..]).and_then(run)
+        cli::parse_helper(&args[1..]).map_err(Failure::from).and_then(run)
     } else {
         match cli::parse(args) {
             Parsed::Mount(invocation) => run(invocation),
@@ -48,10 +52,29 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
+        Err(Failure { message, code }) => {
             eprintln!("mqfs: {message}");
-            ExitCode::FAILURE
+            ExitCode::from(code)
         }
+    }
+}
+
+/// Why mqfs stops before serving, and its exit status: 2 for a command line that cannot
+/// be right (a bad SOURCE), 1 for the rest.
+struct Failure {
+    message: String,
+    code: u8,
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Failure {
+        Failure { message, code: 1 }
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(message: &str) -> Failure {
+        Failure::from(message.to_string())
     }
 }
 
@@ -65,9 +88,13 @@ enum Target {
 }
 
 /// Reads the settings: the config file first (`config=`), then every -o option over it.
-fn settings(invocation: &Invocation) -> Result<Settings, String> {
+fn settings(invocation: &Invocation, source: &Source) -> Result<Settings, String> {
     let options = options::split(&invocation.options);
     let mut settings = Settings::default();
+    if let Source::Disk(_) = source {
+        // A disk mount's groups keep their history on disk unless told otherwise.
+        settings.root.store = Placement::Disk;
+    }
     if let Some(path) = options::config_path(&options) {
         config_file::load(&path, &mut settings)?;
     }
@@ -91,6 +118,7 @@ fn settings(invocation: &Invocation) -> Result<Settings, String> {
 struct Checked {
     settings: Settings,
     limits: Limits,
+    source: Source,
     target: Target,
     log: Option<std::fs::File>,
 }
@@ -103,8 +131,10 @@ const DROP_PRIVILEGES_NEEDS: &str = "with drop_privileges, mount.fuse3 mounts fo
 
 /// Everything mqfs checks before it mounts: the options (and config file), the log file, the
 /// mount point; enters the mount namespace of `-N`.
-fn check(invocation: &Invocation) -> Result<Checked, String> {
-    let settings = settings(invocation)?;
+fn check(invocation: &Invocation) -> Result<Checked, Failure> {
+    let source =
+        store::source(invocation.source.as_deref()).map_err(|message| Failure { message, code: 2 })?;
+    let settings = settings(invocation, &source)?;
     let limits = settings.limits()?;
     logger::init(settings.debug);
     if let Some(ns) = &invocation.namespace {
@@ -112,7 +142,7 @@ fn check(invocation: &Invocation) -> Result<Checked, String> {
     }
     let target = match fd_target(&invocation.mountpoint)? {
         Some(_) if !settings.default_permissions => {
-            return Err(format!("{DROP_PRIVILEGES_NEEDS}; unmount the unserved mount first"));
+            return Err(format!("{DROP_PRIVILEGES_NEEDS}; unmount the unserved mount first").into());
         }
         Some(fd) => Target::Fd(fd),
         None => Target::Dir(check_mountpoint(&invocation.mountpoint)?),
@@ -121,7 +151,7 @@ fn check(invocation: &Invocation) -> Result<Checked, String> {
         Some(path) => Some(logger::open_file(path).map_err(|e| format!("log file {}: {e}", path.display()))?),
         None => None,
     };
-    Ok(Checked { settings, limits, target, log })
+    Ok(Checked { settings, limits, source, target, log })
 }
 
 /// The options only mount.fuse3 handles (it runs the file system without privileges, or as
@@ -134,13 +164,15 @@ fn is_mount_fuse3_option(option: &str) -> bool {
 /// mqfs checks, then hands the mount over to mount.fuse3 unchanged. With `drop_privileges`
 /// mount.fuse3 mounts before it runs mqfs, and an error of mqfs then would leave that mount
 /// unserved; checked first, nothing is mounted.
-fn check_then_mount_fuse3(invocation: Invocation) -> Result<(), String> {
+fn check_then_mount_fuse3(invocation: Invocation) -> Result<(), Failure> {
     let options = options::split(&invocation.options);
     let (fuse3, mqfs): (Vec<&str>, Vec<&str>) = options.into_iter().partition(|o| is_mount_fuse3_option(o));
     let checked = check(&Invocation { options: vec![mqfs.join(",")], ..invocation.clone() })?;
     if fuse3.contains(&"drop_privileges") && !checked.settings.default_permissions {
         return Err(DROP_PRIVILEGES_NEEDS.into());
     }
+    // The store is not opened here but by the mqfs mount.fuse3 runs: a lock taken here would
+    // pass to mount.fuse3 and refuse that mqfs.
     if invocation.fake {
         return Ok(());
     }
@@ -157,12 +189,12 @@ fn check_then_mount_fuse3(invocation: Invocation) -> Result<(), String> {
     if !passed.is_empty() {
         command.arg("-o").arg(passed.join(","));
     }
-    Err(format!("{helper}: {}", command.exec()))
+    Err(format!("{helper}: {}", command.exec()).into())
 }
 
 /// Mounts and serves: check, build the engine, mount, detach, start the threads, serve.
-fn run(invocation: Invocation) -> Result<(), String> {
-    let Checked { settings, limits, target, log } = check(&invocation)?;
+fn run(invocation: Invocation) -> Result<(), Failure> {
+    let Checked { settings, limits, source, target, log } = check(&invocation)?;
     if invocation.fake {
         // mount -f: everything is checked, nothing is mounted.
         return Ok(());
@@ -170,7 +202,7 @@ fn run(invocation: Invocation) -> Result<(), String> {
     if let Some(file) = log {
         logger::to_file(file);
     }
-    let fs = build_engine(&settings, limits);
+    let fs = build_engine(&settings, limits, &source)?;
     let interrupts = fs.interrupts();
     let mounted = mount(fs, target, &settings, &invocation)?;
     let reporter = if invocation.foreground { None } else { Some(daemon::detach(mounted.dir.as_deref())?) };
@@ -187,20 +219,25 @@ fn run(invocation: Invocation) -> Result<(), String> {
                 reporter.failed(&message);
                 daemon::exit(1);
             }
-            None => return Err(message),
+            None => return Err(message.into()),
         }
     }
     serve(mounted, reporter)
 }
 
-/// The engine the settings describe, behind the FUSE glue.
-fn build_engine(settings: &Settings, limits: Limits) -> MqFs {
+/// The engine the settings describe on the store `source` names (its saved namespace
+/// restored), behind the FUSE glue.
+fn build_engine(settings: &Settings, limits: Limits, source: &Source) -> Result<MqFs, String> {
     let (uid, gid) = (getuid().as_raw(), getgid().as_raw());
     let owner = Caller { uid: settings.uid.unwrap_or(uid), gid: settings.gid.unwrap_or(gid) };
-    let store = Arc::new(MemoryStore);
-    let engine = Arc::new(Engine::new(settings.root, owner, limits, store).expect("memory logs open"));
+    let engine = match store::open(source)? {
+        Some((store, catalogue)) => Engine::with_catalogue(settings.root, owner, limits, store, catalogue)?,
+        None => Engine::new(settings.root, owner, limits, Arc::new(MemoryStore))
+            .map_err(|e| format!("cannot open the root's order log: {e}"))?,
+    };
+    let engine = Arc::new(engine);
     engine.set_presets(settings.presets.clone());
-    MqFs::new(engine)
+    Ok(MqFs::new(engine))
 }
 
 /// A file system mounted (or handed over by mount.fuse3), not served yet.

@@ -50,6 +50,8 @@ pub struct Appended {
     pub seq: u64,
     /// Nobody could read it: nothing was stored, and delivering counts these bytes.
     skipped: Option<usize>,
+    /// When it was written (its stamp's time): the channel's modification time.
+    time: SystemTime,
 }
 /// Identifies one parked read, so that it can be cancelled.
 pub type Ticket = u64;
@@ -181,10 +183,10 @@ impl Channel {
             && self.log.is_empty()
         {
             // Nobody can ever read it: counted when delivered, nothing kept.
-            return Ok(Appended { seq, skipped: Some(message.len()) });
+            return Ok(Appended { seq, skipped: Some(message.len()), time: stamp.time });
         }
         self.log.append(message, stamp)?;
-        Ok(Appended { seq, skipped: None })
+        Ok(Appended { seq, skipped: None, time: stamp.time })
     }
 
     /// Takes back an append that was not delivered (its write failed after it).
@@ -196,7 +198,7 @@ impl Channel {
 
     /// Delivers an appended message: completes parked reads and tells the armed pollers.
     pub fn deliver(&mut self, appended: Appended, config: &GroupConfig) -> Wakeups {
-        self.modified = SystemTime::now();
+        self.modified = appended.time;
         if let Some(len) = appended.skipped {
             self.log.skip(len);
             return Wakeups::default();
@@ -375,6 +377,17 @@ impl Channel {
     /// Time of the last message (or of creation).
     pub fn modified(&self) -> SystemTime {
         self.modified
+    }
+
+    /// When the newest retained message was written, if the log keeps stamps.
+    pub fn last_written(&self) -> Option<SystemTime> {
+        let seq = self.log.next_seq().checked_sub(1).filter(|&seq| seq >= self.log.first_seq())?;
+        Some(self.log.stamp(seq).ok()??.time)
+    }
+
+    /// The log itself, to look at (recovery).
+    pub fn log(&self) -> &dyn Log {
+        &*self.log
     }
 
     /// Sets the time reported as the last message's (touch, utimes); the next message moves it on.

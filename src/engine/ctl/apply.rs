@@ -71,7 +71,17 @@ impl Engine {
         *error.lock() = None;
         tree.group(*group)?.shared.state.lock().ctl_errors.remove(uid);
         let owed = Self::ctl_apply(&tree, *group, commands);
-        drop(tree);
+        // The queue is taken before the record is made: records join it in the order of the
+        // states they show.
+        let queued = self.saving.as_ref().map(|saving| {
+            let mut queue = saving.queue();
+            queue.add(tree.changes_of([*group]));
+            queue
+        });
+        drop((queued, tree));
+        if let Some(saving) = &self.saving {
+            saving.save();
+        }
         drop(owed?);
         Ok(())
     }

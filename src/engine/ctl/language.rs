@@ -108,16 +108,19 @@ pub struct Status {
     pub bytes: u64,
 }
 
+/// A configuration as the commands that set it, one line per setting: what `ctl` reads as
+/// first, and what the catalogue keeps of a group.
+pub fn render_config(config: &GroupConfig) -> String {
+    SETTINGS.iter().map(|setting| format!("{} {}\n", setting.name, (setting.get)(config))).collect()
+}
+
 /// The text a read of `ctl` returns: configuration as commands, then status as comments.
 pub fn render(config: &GroupConfig, status: &Status) -> String {
-    let mut text = String::new();
-    for setting in SETTINGS {
-        text += &format!("{} {}\n", setting.name, (setting.get)(config));
-    }
-    text + &format!(
-        "# streams {}\n# groups {}\n# readers {}\n# messages {}\n# bytes {}\n",
-        status.streams, status.groups, status.readers, status.messages, status.bytes
-    )
+    render_config(config)
+        + &format!(
+            "# streams {}\n# groups {}\n# readers {}\n# messages {}\n# bytes {}\n",
+            status.streams, status.groups, status.readers, status.messages, status.bytes
+        )
 }
 
 #[cfg(test)]

@@ -5,4 +5,4 @@
 mod apply;
 mod language;
 
-pub use language::{Command, CtlError, Status, error_comment, parse, render};
+pub use language::{Command, CtlError, Status, error_comment, parse, render, render_config};

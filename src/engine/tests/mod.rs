@@ -1,6 +1,6 @@
 //! Engine behaviour through its public operations, without FUSE: the shared helpers here,
 //! the tests in one file per subject (tree, writing, reading, retention, ctl, order, removal,
-//! modes, links).
+//! modes, links, catalogue).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -245,6 +245,7 @@ fn read_static(e: &Engine, fh: u64, offset: u64, size: u32) -> Read {
     taken(&slot).expect("a static read completes at once")
 }
 
+mod catalogue;
 mod ctl;
 mod links;
 mod modes;

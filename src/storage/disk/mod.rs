@@ -10,6 +10,7 @@
 //! with one thread for all of them (`syncer`). Under `sync always` the caller waits for
 //! each write with [`Log::sync`]: concurrent waits share fdatasyncs.
 
+pub mod catalogue;
 mod files;
 mod head;
 mod lock;

@@ -1,0 +1,67 @@
+//! The SOURCE argument: where the mount's namespace and history live. `none` (or no
+//! SOURCE) keeps them in memory; an existing directory is a disk store, opened (locked and
+//! recovered) before the mount, so that its errors reach the command line and mount(8).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use mqfs::storage::disk::DiskStore;
+use mqfs::storage::disk::catalogue::DiskCatalogue;
+use mqfs::storage::{Catalogue, Store};
+
+/// What SOURCE says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Source {
+    Memory,
+    /// A store directory (canonical path: the daemon leaves its working directory).
+    Disk(PathBuf),
+}
+
+/// Why a SOURCE is refused.
+pub const NEITHER: &str = "SOURCE: neither \"none\" nor an existing directory";
+
+/// Reads SOURCE.
+pub fn source(source: Option<&str>) -> Result<Source, String> {
+    match source {
+        None | Some("none") => Ok(Source::Memory),
+        Some(path) => match std::fs::canonicalize(path) {
+            Ok(dir) if dir.is_dir() => Ok(Source::Disk(dir)),
+            _ => Err(format!("{NEITHER}: {path}")),
+        },
+    }
+}
+
+/// Opens the store SOURCE names (none in memory): its logs, locked and recovered (the log
+/// says what was found), and the catalogue the engine restores from and saves to.
+pub fn open(source: &Source) -> Result<Option<(Arc<dyn Store>, Box<dyn Catalogue>)>, String> {
+    match source {
+        Source::Memory => Ok(None),
+        Source::Disk(dir) => {
+            // First: it takes the store's lock.
+            let (store, report) = DiskStore::open(dir).map_err(|e| e.to_string())?;
+            log::info!("{report}");
+            let catalogue = DiskCatalogue::open(dir).map_err(|e| format!("store {}: {e}", dir.display()))?;
+            Ok(Some((Arc::new(store), Box::new(catalogue))))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn none_or_nothing_is_memory_a_directory_is_a_disk_store() {
+        assert_eq!(source(None), Ok(Source::Memory));
+        assert_eq!(source(Some("none")), Ok(Source::Memory));
+        let dir = std::env::temp_dir().canonicalize().unwrap();
+        assert_eq!(source(dir.to_str()), Ok(Source::Disk(dir)));
+    }
+
+    #[test]
+    fn anything_else_is_refused_naming_it() {
+        for bad in ["mqfs", "/nonexistent/store", "/etc/hostname", ""] {
+            assert_eq!(source(Some(bad)), Err(format!("{NEITHER}: {bad}")));
+        }
+    }
+}
