@@ -231,7 +231,9 @@ fn build_engine(settings: &Settings, limits: Limits, source: &Source) -> Result<
     let (uid, gid) = (getuid().as_raw(), getgid().as_raw());
     let owner = Caller { uid: settings.uid.unwrap_or(uid), gid: settings.gid.unwrap_or(gid) };
     let engine = match store::open(source)? {
-        Some((store, catalogue)) => Engine::with_catalogue(settings.root, owner, limits, store, catalogue)?,
+        Some(store::Opened { store, catalogue }) => {
+            Engine::with_catalogue(settings.root, owner, limits, store, catalogue)?
+        }
         None => Engine::new(settings.root, owner, limits, Arc::new(MemoryStore))
             .map_err(|e| format!("cannot open the root's order log: {e}"))?,
     };

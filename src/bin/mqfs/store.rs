@@ -31,9 +31,15 @@ pub fn source(source: Option<&str>) -> Result<Source, String> {
     }
 }
 
+/// A disk store, open: its logs and its catalogue.
+pub struct Opened {
+    pub store: Arc<dyn Store>,
+    pub catalogue: Box<dyn Catalogue>,
+}
+
 /// Opens the store SOURCE names (none in memory): its logs, locked and recovered (the log
 /// says what was found), and the catalogue the engine restores from and saves to.
-pub fn open(source: &Source) -> Result<Option<(Arc<dyn Store>, Box<dyn Catalogue>)>, String> {
+pub fn open(source: &Source) -> Result<Option<Opened>, String> {
     match source {
         Source::Memory => Ok(None),
         Source::Disk(dir) => {
@@ -41,7 +47,7 @@ pub fn open(source: &Source) -> Result<Option<(Arc<dyn Store>, Box<dyn Catalogue
             let (store, report) = DiskStore::open(dir).map_err(|e| e.to_string())?;
             log::info!("{report}");
             let catalogue = DiskCatalogue::open(dir).map_err(|e| format!("store {}: {e}", dir.display()))?;
-            Ok(Some((Arc::new(store), Box::new(catalogue))))
+            Ok(Some(Opened { store: Arc::new(store), catalogue: Box::new(catalogue) }))
         }
     }
 }
