@@ -39,8 +39,11 @@ fn lines(path: &Path) -> Vec<String> {
 }
 
 fn write_msg(path: &Path, message: &[u8]) {
-    let mut file =
-        OpenOptions::new().write(true).open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let mut file = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
     file.write_all(message).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
 
@@ -88,7 +91,7 @@ fn daemon_rss_kib(pid: u32) -> u64 {
 
 /// `ls -lR` of the mount with full times: names, kinds, modes, owners, links, sizes, times.
 fn listing(m: &Mount) -> String {
-    run_ok("ls -lRa --time-style=+%s.%N . | grep -v '^total '", &m.path)
+    run_ok("ls -lR --time-style=+%s.%N . | grep -v '^total '", &m.path)
 }
 
 #[test]

@@ -63,6 +63,9 @@ pub struct WriteRequest<'a> {
     pub gid: u32,
 }
 
+/// How long `Engine::close` waits for the logs to reach stable storage.
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The largest ctl write(2) accepted (a longer one fails with EINVAL); it is parsed and
 /// applied whole.
 pub const CTL_MAX: u64 = 1 << 20;
@@ -94,6 +97,8 @@ pub struct Engine {
     limits: Limits,
     /// Where the namespace is saved (none: it is not, and the tree tracks no changes).
     saving: Option<Saving>,
+    /// `close` was called: the mount ends.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 impl Engine {
@@ -149,6 +154,7 @@ impl Engine {
             memory,
             limits,
             saving,
+            closed: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -429,6 +435,54 @@ impl Engine {
         match self.handle(fh) {
             Ok(handle) => handle.sync(callback),
             Err(errno) => callback(Err(errno)),
+        }
+    }
+
+    /// The mount ends: saves every stream's modification time (messages move it without a
+    /// save; after a crash a stream shows its newest retained message's), then has every
+    /// log save what reopening it needs, and returns once all of that is on stable storage
+    /// (or after `CLOSE_TIMEOUT`, saying so).
+    pub fn close(&self) {
+        let tree = self.tree.read();
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        if let Some(saving) = &self.saving {
+            saving.queue().add(tree.changes_of(tree.stream_inos()));
+        }
+        let (closed, done) = std::sync::mpsc::channel();
+        let mut logs = 0;
+        let mut close = |channel: &mut channel::Channel| {
+            let closed = closed.clone();
+            channel.close_log(Box::new(move |result| {
+                let _ = closed.send(result);
+            }));
+            logs += 1;
+        };
+        for ino in tree.stream_inos() {
+            if let Ok(stream) = tree.stream(ino) {
+                close(&mut stream.state.lock().channel);
+            }
+        }
+        for ino in tree.groups() {
+            if let Ok(group) = tree.group(ino) {
+                close(&mut group.shared.state.lock().order);
+            }
+        }
+        drop(tree);
+        if let Some(saving) = &self.saving {
+            saving.save();
+        }
+        let deadline = std::time::Instant::now() + CLOSE_TIMEOUT;
+        for _ in 0..logs {
+            match done.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
+                Ok(Ok(())) => {}
+                Ok(Err(errno)) => log::error!("closing a log: {errno}"),
+                Err(_) => {
+                    log::error!("the store's logs were not all on stable storage within {CLOSE_TIMEOUT:?}");
+                    return;
+                }
+            }
         }
     }
 

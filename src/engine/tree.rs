@@ -558,6 +558,13 @@ impl Tree {
         Ok(ino)
     }
 
+    /// Every stream, by inode number.
+    pub fn stream_inos(&self) -> Vec<Ino> {
+        let streams =
+            self.nodes.iter().filter(|(_, node)| matches!(node.body, Body::Stream(_)) && !node.removed);
+        streams.map(|(&ino, _)| ino).collect()
+    }
+
     /// Every group, by inode number.
     pub fn groups(&self) -> Vec<Ino> {
         self.nodes.iter().filter(|(_, node)| node.is_group() && !node.removed).map(|(&ino, _)| ino).collect()

@@ -41,6 +41,11 @@ pub struct MqFs {
 }
 
 impl MqFs {
+    /// The engine behind it.
+    pub fn engine(&self) -> Arc<Engine> {
+        self.engine.clone()
+    }
+
     pub fn new(engine: Arc<Engine>) -> MqFs {
         let interrupts = Interrupts::new(engine.clone());
         MqFs { engine, interrupts, write_size: WriteSize::new() }

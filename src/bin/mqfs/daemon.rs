@@ -95,11 +95,23 @@ pub fn detach_mount(path: &Path) -> bool {
     }
 }
 
-/// Exits the process with `code`. Several threads may decide to end the daemon at once
-/// (a signal, the unmount seen by the watcher and by the session); exit(3) must run once.
+/// What [`exit`] does first: the engine's close, which makes the store whole.
+static BEFORE_EXIT: std::sync::OnceLock<Box<dyn Fn() + Send + Sync>> = std::sync::OnceLock::new();
+
+/// Has [`exit`] run `close` before the process ends (once set, for good).
+pub fn before_exit(close: impl Fn() + Send + Sync + 'static) {
+    let _ = BEFORE_EXIT.set(Box::new(close));
+}
+
+/// Exits the process with `code`, after what [`before_exit`] set. Several threads may decide
+/// to end the daemon at once (a signal, the unmount seen by the watcher and by the session);
+/// exit(3) must run once.
 pub fn exit(code: i32) -> ! {
     static EXITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _exiting = EXITING.lock();
+    if let Some(close) = BEFORE_EXIT.get() {
+        close();
+    }
     std::process::exit(code)
 }
 

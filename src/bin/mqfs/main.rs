@@ -203,6 +203,8 @@ fn run(invocation: Invocation) -> Result<(), Failure> {
         logger::to_file(file);
     }
     let fs = build_engine(&settings, limits, &source)?;
+    let engine = fs.engine();
+    daemon::before_exit(move || engine.close());
     let interrupts = fs.interrupts();
     let mounted = mount(fs, target, &settings, &invocation)?;
     let reporter = if invocation.foreground { None } else { Some(daemon::detach(mounted.dir.as_deref())?) };

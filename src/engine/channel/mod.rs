@@ -385,6 +385,11 @@ impl Channel {
         Some(self.log.stamp(seq).ok()??.time)
     }
 
+    /// The mount ends: see `Log::close`.
+    pub fn close_log(&mut self, done: SyncCallback) {
+        self.log.close(done);
+    }
+
     /// The log itself, to look at (recovery).
     pub fn log(&self) -> &dyn Log {
         &*self.log

@@ -418,6 +418,12 @@ impl Log for DiskLog {
         self.place.syncer.sync(files, done);
     }
 
+    fn close(&mut self, done: SyncCallback) {
+        let mut files = self.dirty_files();
+        files.extend(self.save_head());
+        self.place.syncer.sync(files, done);
+    }
+
     fn set_policy(&mut self, policy: SyncPolicy) {
         self.policy = policy;
     }

@@ -68,8 +68,14 @@ impl Syncer {
     pub fn start() -> std::io::Result<Syncer> {
         let shared = Arc::new(Shared::default());
         let worker = shared.clone();
-        let thread = std::thread::Builder::new().name("mqfs-sync".into()).spawn(move || run(&worker))?;
-        Ok(Syncer { handle: SyncHandle(shared), thread: Some(thread) })
+        // Started with every signal blocked: a process's signals (the daemon's SIGTERM, which
+        // its stop handler waits for) must never be taken by this thread.
+        let all = nix::sys::signal::SigSet::all();
+        let before =
+            all.thread_swap_mask(nix::sys::signal::SigmaskHow::SIG_BLOCK).map_err(std::io::Error::from)?;
+        let thread = std::thread::Builder::new().name("mqfs-sync".into()).spawn(move || run(&worker));
+        let _ = before.thread_set_mask();
+        Ok(Syncer { handle: SyncHandle(shared), thread: Some(thread?) })
     }
 
     pub fn handle(&self) -> SyncHandle {
