@@ -1,52 +1,25 @@
-//! Redis pub/sub: Debian's redis-server started on 127.0.0.1 (a free port, no persistence,
-//! no output-buffer limit for subscribers so none is dropped), and RESP spoken by hand over
-//! TCP: PUBLISH waiting for each reply, SUBSCRIBE and a push-message parser.
+//! Redis: Debian's redis-server started on 127.0.0.1 (a free port, no output-buffer limit for
+//! subscribers so none is dropped), without persistence for pub/sub or with its append-only
+//! file for durable writes, and RESP spoken by hand over TCP: PUBLISH waiting for each reply,
+//! SUBSCRIBE and a push-message parser, and XADD (a Redis stream keeps what it is sent; the
+//! AOF makes it durable) waiting for each reply.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::endpoint::{Sink, Source};
 use crate::procs::Proc;
 
-fn which(name: &str) -> Option<PathBuf> {
-    let path = std::env::var("PATH").unwrap_or_default();
-    path.split(':')
-        .chain(["/usr/bin", "/usr/sbin", "/usr/local/bin"])
-        .map(|dir| Path::new(dir).join(name))
-        .find(|candidate| candidate.is_file())
-}
-
-/// The redis-server binary; with `install`, Debian's package is installed if it is missing.
-pub fn locate(install: bool) -> Result<PathBuf, String> {
-    if let Some(path) = which("redis-server") {
-        return Ok(path);
-    }
-    if !install {
-        return Err("not installed (`--install` apt-gets redis-server)".into());
-    }
-    eprintln!("mqfs-bench: installing redis-server with apt-get");
-    let apt = |args: &[&str]| {
-        Command::new("apt-get")
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !apt(&["install", "-y", "-q", "redis-server"]) {
-        apt(&["update", "-q"]);
-        apt(&["install", "-y", "-q", "redis-server"]);
-    }
-    which("redis-server").ok_or_else(|| "not installed (apt-get install redis-server failed)".into())
-}
-
-pub fn version(bin: &Path) -> Option<String> {
-    let out = Command::new(bin).arg("--version").output().ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.split_whitespace().find_map(|w| w.strip_prefix("v=")).map(str::to_string)
+/// How a server keeps what it is sent: pub/sub only, or an append-only file fsynced
+/// `always` (before each reply) or `everysec`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Persistence {
+    None,
+    AofAlways,
+    AofEverysec,
 }
 
 pub struct RedisServer {
@@ -55,7 +28,7 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
-    pub fn start(bin: &Path, dir: &Path) -> Result<RedisServer, String> {
+    pub fn start(bin: &Path, dir: &Path, persistence: Persistence) -> Result<RedisServer, String> {
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map_err(|e| format!("no free loopback port: {e}"))?
@@ -63,7 +36,12 @@ impl RedisServer {
         let mut command = Command::new(bin);
         command
             .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--protected-mode", "yes"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"])
+            .args(["--save", "", "--daemonize", "no", "--loglevel", "warning"])
+            .args(match persistence {
+                Persistence::None => ["--appendonly", "no", "--appendfsync", "no"],
+                Persistence::AofAlways => ["--appendonly", "yes", "--appendfsync", "always"],
+                Persistence::AofEverysec => ["--appendonly", "yes", "--appendfsync", "everysec"],
+            })
             .args(["--client-output-buffer-limit", "pubsub 0 0 0", "--maxclients", "10100"])
             .arg("--dir")
             .arg(dir)
@@ -178,6 +156,36 @@ impl Sink for Publisher {
         self.stream.write_all(&self.command)?;
         self.replies.number(b':')?;
         Ok(())
+    }
+}
+
+/// `XADD KEY * d MESSAGE`, waiting for the entry's id.
+pub struct Appender {
+    stream: TcpStream,
+    replies: Resp,
+    command: Vec<u8>,
+    prefix: Vec<u8>,
+}
+
+impl Appender {
+    pub fn open(addr: &str, key: &str) -> io::Result<Appender> {
+        let stream = connect(addr)?;
+        let mut prefix = b"*5\r\n".to_vec();
+        for item in [&b"XADD"[..], key.as_bytes(), b"*", b"d"] {
+            bulk(&mut prefix, item);
+        }
+        Ok(Appender { replies: Resp::new(stream.try_clone()?), stream, command: Vec::new(), prefix })
+    }
+}
+
+impl Sink for Appender {
+    fn send(&mut self, message: &[u8]) -> io::Result<()> {
+        self.command.clear();
+        self.command.extend_from_slice(&self.prefix);
+        bulk(&mut self.command, message);
+        self.stream.write_all(&self.command)?;
+        let len = self.replies.number(b'$')?;
+        self.replies.skip(len + 2)
     }
 }
 
