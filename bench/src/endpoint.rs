@@ -107,8 +107,8 @@ impl Endpoint {
                 Box::new(FileSink { file: OpenOptions::new().append(true).open(path)?, one_call: true })
             }
             Endpoint::Dir(path) => Box::new(msgfs::DirSink::open(path, writer)?),
-            Endpoint::Redis { addr, channel } => Box::new(redis::Publisher::open(addr, channel)?),
-            Endpoint::RedisStream { addr, key } => Box::new(redis::Appender::open(addr, key)?),
+            Endpoint::Redis { addr, channel } => Box::new(redis::Publisher::publish(addr, channel)?),
+            Endpoint::RedisStream { addr, key } => Box::new(redis::Publisher::append(addr, key)?),
             Endpoint::Jetstream { addr, subject } => Box::new(nats::Publisher::open(addr, subject)?),
         })
     }

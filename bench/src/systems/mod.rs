@@ -17,6 +17,7 @@ pub mod tail;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::cleanup::{self, Item, Registration, Sysctl};
 use crate::endpoint::Endpoint;
@@ -211,6 +212,27 @@ fn mount_tmpfs(path: &Path) -> Result<(), String> {
     };
     if rc != 0 {
         return Err(format!("mount tmpfs on {}: {}", path.display(), std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// A loopback port nobody listens on, for a server of the run.
+fn free_port() -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free loopback port: {e}"))
+}
+
+/// Waits up to 10 s until `ready(addr)`; else fails with the server's log.
+fn await_server(name: &str, addr: &str, log: &Path, ready: impl Fn(&str) -> bool) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ready(addr) {
+        if Instant::now() > deadline {
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            return Err(format!("{name} did not answer on {addr}: {}", log.trim()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
     Ok(())
 }

@@ -4,11 +4,11 @@
 //! JetStream API, and publishers that wait for each message's JetStream acknowledgement.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::endpoint::Sink;
 use crate::procs::Proc;
@@ -20,10 +20,7 @@ pub struct NatsServer {
 
 impl NatsServer {
     pub fn start(bin: &Path, dir: &Path) -> Result<NatsServer, String> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| format!("no free loopback port: {e}"))?
-            .port();
+        let port = super::free_port()?;
         let log = dir.join("nats.log");
         let mut command = Command::new(bin);
         command
@@ -35,17 +32,8 @@ impl NatsServer {
             .stdout(Stdio::null());
         let proc = Proc::spawn("nats-server", command, false, libc::SIGTERM)?;
         let addr = format!("127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if Client::connect(&addr).is_ok() {
-                return Ok(NatsServer { proc, addr });
-            }
-            if Instant::now() > deadline {
-                let log = std::fs::read_to_string(&log).unwrap_or_default();
-                return Err(format!("nats-server did not answer on {addr}: {}", log.trim()));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        super::await_server("nats-server", &addr, &log, |addr| Client::connect(addr).is_ok())?;
+        Ok(NatsServer { proc, addr })
     }
 
     pub fn pid(&self) -> u32 {

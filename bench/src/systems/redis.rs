@@ -5,10 +5,9 @@
 //! AOF makes it durable) waiting for each reply.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use crate::endpoint::{Sink, Source};
 use crate::procs::Proc;
@@ -29,10 +28,7 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub fn start(bin: &Path, dir: &Path, persistence: Persistence) -> Result<RedisServer, String> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| format!("no free loopback port: {e}"))?
-            .port();
+        let port = super::free_port()?;
         let mut command = Command::new(bin);
         command
             .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--protected-mode", "yes"])
@@ -51,17 +47,8 @@ impl RedisServer {
             .stdout(Stdio::null());
         let proc = Proc::spawn("redis-server", command, false, libc::SIGTERM)?;
         let addr = format!("127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if ping(&addr).is_ok() {
-                return Ok(RedisServer { proc, addr });
-            }
-            if Instant::now() > deadline {
-                let log = std::fs::read_to_string(dir.join("redis.log")).unwrap_or_default();
-                return Err(format!("redis-server did not answer on {addr}: {}", log.trim()));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        super::await_server("redis-server", &addr, &dir.join("redis.log"), |addr| ping(addr).is_ok())?;
+        Ok(RedisServer { proc, addr })
     }
 
     pub fn pid(&self) -> u32 {
@@ -131,20 +118,34 @@ impl Resp {
     }
 }
 
+/// A command whose last argument is the message, sent for each message, waiting for its
+/// reply: `PUBLISH CHANNEL MESSAGE` (an integer reply) or `XADD KEY * d MESSAGE` (the new
+/// entry's id, a bulk string).
 pub struct Publisher {
     stream: TcpStream,
     replies: Resp,
     command: Vec<u8>,
     prefix: Vec<u8>,
+    /// The reply's type marker: b':' or b'$'.
+    reply: u8,
 }
 
 impl Publisher {
-    pub fn open(addr: &str, channel: &str) -> io::Result<Publisher> {
+    pub fn publish(addr: &str, channel: &str) -> io::Result<Publisher> {
+        Publisher::open(addr, &[b"PUBLISH", channel.as_bytes()], b':')
+    }
+
+    pub fn append(addr: &str, key: &str) -> io::Result<Publisher> {
+        Publisher::open(addr, &[b"XADD", key.as_bytes(), b"*", b"d"], b'$')
+    }
+
+    fn open(addr: &str, arguments: &[&[u8]], reply: u8) -> io::Result<Publisher> {
         let stream = connect(addr)?;
-        let mut prefix = b"*3\r\n".to_vec();
-        bulk(&mut prefix, b"PUBLISH");
-        bulk(&mut prefix, channel.as_bytes());
-        Ok(Publisher { replies: Resp::new(stream.try_clone()?), stream, command: Vec::new(), prefix })
+        let mut prefix = format!("*{}\r\n", arguments.len() + 1).into_bytes();
+        for argument in arguments {
+            bulk(&mut prefix, argument);
+        }
+        Ok(Publisher { replies: Resp::new(stream.try_clone()?), stream, command: Vec::new(), prefix, reply })
     }
 }
 
@@ -154,38 +155,11 @@ impl Sink for Publisher {
         self.command.extend_from_slice(&self.prefix);
         bulk(&mut self.command, message);
         self.stream.write_all(&self.command)?;
-        self.replies.number(b':')?;
-        Ok(())
-    }
-}
-
-/// `XADD KEY * d MESSAGE`, waiting for the entry's id.
-pub struct Appender {
-    stream: TcpStream,
-    replies: Resp,
-    command: Vec<u8>,
-    prefix: Vec<u8>,
-}
-
-impl Appender {
-    pub fn open(addr: &str, key: &str) -> io::Result<Appender> {
-        let stream = connect(addr)?;
-        let mut prefix = b"*5\r\n".to_vec();
-        for item in [&b"XADD"[..], key.as_bytes(), b"*", b"d"] {
-            bulk(&mut prefix, item);
+        let n = self.replies.number(self.reply)?;
+        if self.reply == b'$' {
+            self.replies.skip(n + 2)?;
         }
-        Ok(Appender { replies: Resp::new(stream.try_clone()?), stream, command: Vec::new(), prefix })
-    }
-}
-
-impl Sink for Appender {
-    fn send(&mut self, message: &[u8]) -> io::Result<()> {
-        self.command.clear();
-        self.command.extend_from_slice(&self.prefix);
-        bulk(&mut self.command, message);
-        self.stream.write_all(&self.command)?;
-        let len = self.replies.number(b'$')?;
-        self.replies.skip(len + 2)
+        Ok(())
     }
 }
 
