@@ -41,7 +41,7 @@ impl MqfsMount {
         store: Option<&Path>,
     ) -> Result<MqfsMount, String> {
         let mountpoint = work.join(name);
-        std::fs::create_dir_all(&mountpoint).map_err(|e| format!("{}: {e}", mountpoint.display()))?;
+        std::fs::create_dir(&mountpoint).map_err(|e| format!("{}: {e}", mountpoint.display()))?;
         let mut all = "memory=8G".to_string();
         if !options.is_empty() {
             all = format!("{all},{options}");
