@@ -7,7 +7,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 
-use crate::systems::{msgfs, redis, tail};
+use crate::systems::{msgfs, nats, redis, tail};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Endpoint {
@@ -21,6 +21,10 @@ pub enum Endpoint {
     Dir(PathBuf),
     /// A Redis pub/sub channel on a loopback server.
     Redis { addr: String, channel: String },
+    /// A Redis stream written with XADD (write only).
+    RedisStream { addr: String, key: String },
+    /// A NATS JetStream subject, published with acknowledgements (write only).
+    Jetstream { addr: String, subject: String },
 }
 
 /// Reads the bytes of a stream of messages.
@@ -42,6 +46,8 @@ impl Endpoint {
             Endpoint::Tail(p) => format!("tail:{}", p.display()),
             Endpoint::Dir(p) => format!("dir:{}", p.display()),
             Endpoint::Redis { addr, channel } => format!("redis:{addr}/{channel}"),
+            Endpoint::RedisStream { addr, key } => format!("xadd:{addr}/{key}"),
+            Endpoint::Jetstream { addr, subject } => format!("jetstream:{addr}/{subject}"),
         }
     }
 
@@ -53,9 +59,14 @@ impl Endpoint {
             "fifo" => Endpoint::Fifo(path),
             "tail" => Endpoint::Tail(path),
             "dir" => Endpoint::Dir(path),
-            "redis" => {
-                let (addr, channel) = rest.split_once('/').ok_or_else(|| format!("bad endpoint {text}"))?;
-                Endpoint::Redis { addr: addr.to_string(), channel: channel.to_string() }
+            "redis" | "xadd" | "jetstream" => {
+                let (addr, name) = rest.split_once('/').ok_or_else(|| format!("bad endpoint {text}"))?;
+                let (addr, name) = (addr.to_string(), name.to_string());
+                match kind {
+                    "redis" => Endpoint::Redis { addr, channel: name },
+                    "xadd" => Endpoint::RedisStream { addr, key: name },
+                    _ => Endpoint::Jetstream { addr, subject: name },
+                }
             }
             _ => return Err(format!("bad endpoint kind {kind}")),
         })
@@ -76,6 +87,9 @@ impl Endpoint {
             Endpoint::Tail(path) => Box::new(tail::TailSource::open(path)?),
             Endpoint::Dir(path) => Box::new(msgfs::DirSource::open(path)?),
             Endpoint::Redis { addr, channel } => Box::new(redis::Subscriber::open(addr, channel)?),
+            Endpoint::RedisStream { .. } | Endpoint::Jetstream { .. } => {
+                return Err(io::Error::other("the bench only writes to this endpoint"));
+            }
         })
     }
 
@@ -93,7 +107,9 @@ impl Endpoint {
                 Box::new(FileSink { file: OpenOptions::new().append(true).open(path)?, one_call: true })
             }
             Endpoint::Dir(path) => Box::new(msgfs::DirSink::open(path, writer)?),
-            Endpoint::Redis { addr, channel } => Box::new(redis::Publisher::open(addr, channel)?),
+            Endpoint::Redis { addr, channel } => Box::new(redis::Publisher::publish(addr, channel)?),
+            Endpoint::RedisStream { addr, key } => Box::new(redis::Publisher::append(addr, key)?),
+            Endpoint::Jetstream { addr, subject } => Box::new(nats::Publisher::open(addr, subject)?),
         })
     }
 }
@@ -136,7 +152,15 @@ mod tests {
 
     #[test]
     fn endpoints_round_trip_and_instantiate() {
-        for text in ["file:/m/s", "fifo:/d/out.{i}", "tail:/t/f", "dir:/t/d", "redis:127.0.0.1:6379/ch{i}"] {
+        for text in [
+            "file:/m/s",
+            "fifo:/d/out.{i}",
+            "tail:/t/f",
+            "dir:/t/d",
+            "redis:127.0.0.1:6379/ch{i}",
+            "xadd:127.0.0.1:1/k",
+            "jetstream:127.0.0.1:2/s",
+        ] {
             assert_eq!(Endpoint::parse(text).unwrap().to_arg(), text);
         }
         let template = Endpoint::parse("fifo:/d/out.{i}").unwrap();

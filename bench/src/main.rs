@@ -1,8 +1,9 @@
 //! mqfs-bench: measures mqfs side by side with the FUSE ceiling, kernel FIFOs (and tee), an
-//! inotify tail, a msgfs-style directory bus and Redis pub/sub, and writes
-//! docs/benchmarks.md with SVG plots (issue 7).
+//! inotify tail, a msgfs-style directory bus and Redis pub/sub (issue 7), and its disk store
+//! beside Redis's append-only file and NATS JetStream (issue 13), and writes
+//! docs/benchmarks.md with SVG plots.
 //!
-//! `cargo run --release -p mqfs-bench` runs everything (at most 10 minutes on 2 cores);
+//! `cargo run --release -p mqfs-bench` runs everything (about 12 minutes on 2 cores, a quarter of it the disk store's);
 //! `-- --quick` runs every scenario briefly and writes to target/bench-quick/ instead, so CI
 //! can run it without touching docs/. The binary also re-executes itself as worker processes
 //! (`__worker`) and as the ceiling file system (`__ceiling`).
@@ -32,20 +33,36 @@ usage: mqfs-bench [--quick] [--install] [--out DIR] [--mqfs PATH] [--mqfs-option
                   [--only LIST] [--systems LIST]
 
   --quick      run every scenario briefly (about a minute); write to target/bench-quick/
-  --install    apt-get install redis-server if it is missing (else Redis is \"not installed\")
+  --install    apt-get install redis-server and nats-server if missing (else they are
+               \"not installed\")
   --out DIR    write DIR/benchmarks.md and DIR/bench/*.svg (default: docs/, or
                target/bench-quick/ with --quick)
   --mqfs PATH  use this mqfs binary instead of building target/release/mqfs
   --mqfs-options OPTS  extra -o options for every mqfs mount (e.g. threads=2)
   --only LIST  run only these scenarios, comma-separated: throughput, threads, fanout, paced,
-               pingpong, writers, blocked, memory
+               pingpong, writers, blocked, memory, durable, startup, history
   --systems LIST  measure only these systems, comma-separated: ceiling, mqfs,
-               mqfs-coalesce, fifo, fifo-tee, tail, msgfs, redis
+               mqfs-coalesce, fifo, fifo-tee, tail, msgfs, redis, mqfs-disk, mqfs-always,
+               redis-always, redis-everysec, jetstream
+
+The disk-store scenarios (mqfs-disk, mqfs-always, startup, history) mount `mqfs STORE DIR`;
+an mqfs without a disk store makes them \"not measured\", not failed.
 
 Needs root and /dev/fuse. Mounts and processes are cleaned up on exit, panic or Ctrl-C.";
 
-const SCENARIOS: [&str; 8] =
-    ["throughput", "threads", "fanout", "paced", "pingpong", "writers", "blocked", "memory"];
+const SCENARIOS: [&str; 11] = [
+    "throughput",
+    "threads",
+    "fanout",
+    "paced",
+    "pingpong",
+    "writers",
+    "blocked",
+    "memory",
+    "durable",
+    "startup",
+    "history",
+];
 
 struct Options {
     quick: bool,
@@ -162,15 +179,20 @@ fn run(options: &Options) -> Result<(), String> {
         Some(path) => path.clone(),
         None => systems::mqfs::build(&workspace)?,
     };
-    let redis_bin = systems::redis::locate(options.install);
-    let redis = match &redis_bin {
-        Ok(bin) => Ok(systems::redis::version(bin).unwrap_or_else(|| "(unknown version)".into())),
+    let redis_bin = systems::debian::locate("redis-server", "redis-server", options.install);
+    let nats_bin = systems::debian::locate("nats-server", "nats-server", options.install);
+    let version = |bin: &Result<PathBuf, String>, arg, prefix| match bin {
+        Ok(bin) => {
+            Ok(systems::debian::version(bin, arg, prefix).unwrap_or_else(|| "(unknown version)".into()))
+        }
         Err(e) => Err(e.clone()),
     };
+    let redis = version(&redis_bin, "--version", "v=");
+    let nats = version(&nats_bin, "--version", "v");
     let machine = report::machine::collect(&workspace);
     let mut budget = Budget::new(options.quick);
     budget.systems.clone_from(&options.systems);
-    let env = Env::prepare(mqfs_bin, options.mqfs_options.clone(), redis_bin)?;
+    let env = Env::prepare(mqfs_bin, options.mqfs_options.clone(), redis_bin, nats_bin)?;
     let mut results = Results::default();
 
     if options.wants("throughput") {
@@ -204,6 +226,17 @@ fn run(options: &Options) -> Result<(), String> {
     if options.wants("memory") {
         results.memory = timed(&mut results, "6. memory", || scenarios::memory::run(&env, &budget));
     }
+    if options.wants("durable") {
+        results.durable = timed(&mut results, "7. durable writes", || scenarios::durable::run(&env, &budget));
+    }
+    if options.wants("startup") {
+        results.startup =
+            timed(&mut results, "7. start-up of a store", || scenarios::startup::run(&env, &budget));
+    }
+    if options.wants("history") {
+        results.history =
+            timed(&mut results, "7. history on disk", || scenarios::memory::history(&env, &budget));
+    }
 
     let notes = env.notes.clone();
     drop(env);
@@ -214,6 +247,7 @@ fn run(options: &Options) -> Result<(), String> {
         budget,
         machine,
         redis,
+        nats,
         notes,
         mqfs_options: options.mqfs_options.clone(),
         seconds: started.elapsed().as_secs_f64(),

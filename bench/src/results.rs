@@ -1,11 +1,17 @@
 //! What the scenarios measured, in the shape the report reads: one [`Grid`] per table
 //! (systems × a parameter such as message size or reader count), each cell a measurement or
-//! the reason there is none ("not installed", an error).
+//! the reason there is none ("not installed", "not measured: ..." when the mqfs under test
+//! lacks what a scenario needs, an error).
 
 use crate::hist::Histogram;
 use crate::systems::System;
 
 pub type Cell<T> = Result<T, String>;
+
+/// A reason for a missing figure that is not a failure of the bench or of mqfs.
+pub fn excused(reason: &str) -> bool {
+    reason.starts_with("not installed") || reason.starts_with("not measured")
+}
 
 #[derive(Debug)]
 pub struct Grid<T> {
@@ -27,13 +33,13 @@ impl<T> Grid<T> {
         self.cell(system, column).and_then(|c| c.as_ref().ok())
     }
 
-    /// "system column: error" for every cell that failed (not for "not installed").
+    /// "system column: error" for every cell that failed (not for [`excused`] ones).
     pub fn errors(&self, scenario: &str) -> Vec<String> {
         let mut out = Vec::new();
         for (system, cells) in &self.rows {
             for (column, cell) in cells.iter().enumerate() {
                 if let Err(e) = cell
-                    && !e.starts_with("not installed")
+                    && !excused(e)
                 {
                     out.push(format!("{scenario}: {} {}: {e}", system.label(), self.columns[column]));
                 }
@@ -128,8 +134,12 @@ pub struct Memory {
     pub rss_before: u64,
     pub rss_after: u64,
     pub rss_peak: Option<u64>,
+    /// Anonymous resident memory (RssAnon) holding the history: not file pages.
+    pub rss_anon: Option<u64>,
     pub write_per_s: f64,
     pub replay_per_s: Option<f64>,
+    /// From the late reader's first message to its last.
+    pub replay_seconds: f64,
     pub caveat: Option<String>,
 }
 
@@ -137,6 +147,25 @@ impl Memory {
     pub fn payload(&self) -> u64 {
         self.messages * self.message_size as u64
     }
+}
+
+/// Start-up of a disk store: how long mounting it takes until `ls` answers.
+#[derive(Clone, Debug)]
+pub struct Startup {
+    pub messages: u64,
+    pub message_size: usize,
+    pub groups: usize,
+    /// Filling the store through a mount, writers in parallel.
+    pub fill_seconds: f64,
+    /// What the store directory holds on disk after the fill.
+    pub store_bytes: u64,
+    /// Files in the page cache: from starting mqfs to `ls` answering.
+    pub warm_ms: f64,
+    /// After dropping the page cache, or why not.
+    pub cold_ms: Cell<f64>,
+    /// Messages the remounted groups' ctl counts.
+    pub recovered: Option<u64>,
+    pub caveat: Option<String>,
 }
 
 #[derive(Debug, Default)]
@@ -150,6 +179,11 @@ pub struct Results {
     pub writers: Option<Grid<ManyWriters>>,
     pub blocked: Option<Grid<Blocked>>,
     pub memory: Option<Cell<Memory>>,
+    /// Durable writes, 1 and 8 writers (issue 13).
+    pub durable: Option<Grid<Throughput>>,
+    pub startup: Option<Cell<Startup>>,
+    /// A disk stream retaining gigabytes of 64 KiB messages.
+    pub history: Option<Cell<Memory>>,
     /// (scenario, seconds it took)
     pub timings: Vec<(String, f64)>,
     /// Scenarios that panicked.
@@ -181,9 +215,42 @@ impl Results {
         if let Some(g) = &self.blocked {
             out.extend(g.errors("blocked readers"));
         }
-        if let Some(Err(e)) = &self.memory {
-            out.push(format!("memory: {e}"));
+        if let Some(g) = &self.durable {
+            out.extend(g.errors("durable writes"));
+        }
+        for (name, cell) in [
+            ("memory", self.memory.as_ref().map(|c| c.as_ref().err())),
+            ("start-up", self.startup.as_ref().map(|c| c.as_ref().err())),
+            ("history", self.history.as_ref().map(|c| c.as_ref().err())),
+        ] {
+            if let Some(Some(e)) = cell
+                && !excused(e)
+            {
+                out.push(format!("{name}: {e}"));
+            }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_not_measured_or_not_installed_are_not_failures() {
+        let mut grid: Grid<Throughput> = Grid::new(vec!["64 B".into()]);
+        grid.rows = vec![
+            (System::MqfsDisk, vec![Err("not measured: this mqfs has no disk store".into())]),
+            (System::Jetstream, vec![Err("not installed (`--install` apt-gets nats-server)".into())]),
+            (System::RedisAlways, vec![Err("connection refused".into())]),
+        ];
+        assert_eq!(grid.errors("durable"), vec!["durable: Redis AOF always 64 B: connection refused"]);
+        let results = Results {
+            startup: Some(Err("not measured: this mqfs has no disk store".into())),
+            history: Some(Err("writer: exited before saying 'result'".into())),
+            ..Results::default()
+        };
+        assert_eq!(results.errors(), vec!["history: writer: exited before saying 'result'"]);
     }
 }

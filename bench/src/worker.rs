@@ -7,7 +7,8 @@
 //!   messages, or after `time:MS` of reading as fast as they can (the ceiling's mode, which
 //!   counts reads without looking at the bytes).
 //! - `write`: sends messages, as fast as it can or at `rate` per second, until `count` or
-//!   `duration_ms`, then an END message.
+//!   `duration_ms`, then an END message; with `start_ns`, from that CLOCK_MONOTONIC instant
+//!   on (so that several writer processes write over the same window).
 //! - `ping` / `pong`: one message in flight between two streams; ping records round trips.
 //!   With `check=0` ping alone writes then reads (the ceiling's round trip, nobody echoes).
 //!
@@ -378,12 +379,14 @@ fn write(params: &Params) -> Result<(), String> {
     let rate = params.number("rate", Some(0))?;
     let id = params.number("id", Some(0))? as u32;
     let end_marker = params.number("end", Some(1))? != 0;
+    let start_ns = params.number("start_ns", Some(0))?;
     if size < HEADER_LEN {
         return Err(format!("messages must be at least {HEADER_LEN} bytes"));
     }
     let mut sink = endpoint.open_sink(id).map_err(|e| format!("{}: {e}", endpoint.to_arg()))?;
     let mut message = vec![b'x'; size];
     say("ready");
+    sleep_until_ns(start_ns);
     let interval = 1_000_000_000u64.checked_div(rate).unwrap_or(0);
     let start = now_ns();
     let stop_at = if duration_ns > 0 { start + duration_ns } else { u64::MAX };

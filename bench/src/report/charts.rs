@@ -1,5 +1,5 @@
 //! The plots, drawn from the results: throughput against message size, fan-out against
-//! readers, paced latency and ping-pong.
+//! readers, paced latency, ping-pong and durable writes.
 
 use super::format::{fmt_bytes, fmt_rate, fmt_us, size_label};
 use super::svg::{self, Series};
@@ -105,6 +105,32 @@ pub fn charts(results: &Results) -> Vec<(String, String)> {
                 &series,
             ),
         ));
+    }
+    if let Some(grid) = &results.durable {
+        let series: Vec<Series> = grid
+            .rows
+            .iter()
+            .map(|(system, _)| Series {
+                name: system.label().into(),
+                color: system.color().into(),
+                points: (0..grid.columns.len())
+                    .filter_map(|c| Some((c as f64, grid.get(*system, c)?.msgs_per_s)))
+                    .collect(),
+            })
+            .filter(|s| !s.points.is_empty())
+            .collect();
+        if !series.is_empty() {
+            charts.push((
+                "durable.svg".into(),
+                svg::bar_chart(
+                    "Durable writes, 64 B messages, one stream",
+                    "messages per second",
+                    &grid.columns,
+                    &fmt_rate,
+                    &series,
+                ),
+            ));
+        }
     }
     charts
 }

@@ -1,9 +1,9 @@
-//! The goals of issue 7, each with what this run measured and whether it is met.
+//! The goals of issues 7 and 13, each with what this run measured and whether it is met.
 
 use super::format::{fmt_bytes, fmt_rate, fmt_us, percent, times};
 use super::{Context, Goal};
-use crate::results::Results;
-use crate::scenarios::fanout;
+use crate::results::{Cell, Results};
+use crate::scenarios::{durable, fanout};
 use crate::systems::System;
 
 pub fn goals(ctx: &Context, results: &Results) -> Vec<Goal> {
@@ -174,5 +174,149 @@ pub fn goals(ctx: &Context, results: &Results) -> Vec<Goal> {
         }
         _ => unmeasured(&goal),
     });
+    disk_goals(ctx, results, &mut goals);
     goals
+}
+
+/// A goal that could not be judged, with the reason when there is one.
+fn not_judged(goal: String, reason: Option<&String>) -> Goal {
+    Goal { goal, measured: reason.cloned().unwrap_or_else(|| "—".into()), met: None }
+}
+
+fn reason<T>(cell: Option<&Cell<T>>) -> Option<&String> {
+    cell.and_then(|c| c.as_ref().err())
+}
+
+/// Issue 13: the disk store, and message bytes shared instead of copied.
+fn disk_goals(ctx: &Context, results: &Results, goals: &mut Vec<Goal>) {
+    let throughput = results.throughput.as_ref();
+    for (col, size) in [(0, "64 B"), (1, "4 KiB")] {
+        let goal = format!("disk `sync never`, 1→1, {size}: ≥ 90% of the in-memory mount's rate");
+        let cells = throughput.map(|g| (g.cell(System::MqfsDisk, col), g.get(System::Mqfs, col)));
+        goals.push(match cells {
+            Some((Some(Ok(disk)), Some(memory))) => {
+                let r = disk.msgs_per_s / memory.msgs_per_s;
+                Goal {
+                    goal,
+                    measured: format!(
+                        "{} ({} vs {} msg/s)",
+                        percent(r),
+                        fmt_rate(disk.msgs_per_s),
+                        fmt_rate(memory.msgs_per_s)
+                    ),
+                    met: Some(r >= 0.9),
+                }
+            }
+            Some((cell, _)) => not_judged(goal, reason(cell)),
+            None => not_judged(goal, None),
+        });
+    }
+
+    let grid = results.durable.as_ref();
+    for (col, writers) in durable::WRITERS.iter().enumerate() {
+        let goal = format!(
+            "`sync always`, {writers} writer{}: ahead of Redis `appendfsync always` with as many clients",
+            if *writers == 1 { "" } else { "s" }
+        );
+        let cells = grid.map(|g| (g.cell(System::MqfsAlways, col), g.cell(System::RedisAlways, col)));
+        goals.push(match cells {
+            Some((Some(Ok(mine)), Some(Ok(redis)))) => Goal {
+                goal,
+                measured: format!(
+                    "{} ({} vs {} msg/s)",
+                    times(mine.msgs_per_s / redis.msgs_per_s),
+                    fmt_rate(mine.msgs_per_s),
+                    fmt_rate(redis.msgs_per_s)
+                ),
+                met: Some(mine.msgs_per_s > redis.msgs_per_s),
+            },
+            Some((Some(Err(e)), _) | (_, Some(Err(e)))) => not_judged(goal, Some(e)),
+            _ => not_judged(goal, None),
+        });
+    }
+    let goal =
+        "`sync always`: 8 writers reach several (≥ 3) times one writer's rate (group commit)".to_string();
+    goals.push(match grid.map(|g| (g.cell(System::MqfsAlways, 0), g.cell(System::MqfsAlways, 1))) {
+        Some((Some(Ok(one)), Some(Ok(eight)))) => {
+            let r = eight.msgs_per_s / one.msgs_per_s;
+            Goal {
+                goal,
+                measured: format!(
+                    "{} ({} vs {} msg/s)",
+                    times(r),
+                    fmt_rate(eight.msgs_per_s),
+                    fmt_rate(one.msgs_per_s)
+                ),
+                met: Some(r >= 3.0),
+            }
+        }
+        Some((cell, _)) => not_judged(goal, reason(cell)),
+        None => not_judged(goal, None),
+    });
+
+    let messages = ctx.budget.startup_messages;
+    let scale = if messages == 10_000_000 {
+        String::new()
+    } else {
+        format!(" (measured with {messages} messages in --quick)")
+    };
+    let goal = format!("start-up of a 1 GB store (10,000,000 × 100 B), page cache: < 2 s{scale}");
+    goals.push(match &results.startup {
+        Some(Ok(s)) => Goal {
+            goal,
+            measured: format!(
+                "{:.0} ms; cold {}",
+                s.warm_ms,
+                match &s.cold_ms {
+                    Ok(ms) => format!("{ms:.0} ms"),
+                    Err(e) => e.clone(),
+                }
+            ),
+            met: Some(s.warm_ms < 2000.0 && s.caveat.is_none()),
+        },
+        cell => not_judged(goal, reason(cell.as_ref())),
+    });
+
+    let bytes = ctx.budget.history_bytes;
+    let scale = if bytes == 4 << 30 {
+        String::new()
+    } else {
+        format!(" (measured with {} in --quick)", fmt_bytes(bytes as f64))
+    };
+    let goal = format!("4 GB of history in one disk stream: daemon RSS < 100 MB, read back intact{scale}");
+    goals.push(match &results.history {
+        Some(Ok(m)) => Goal {
+            goal,
+            measured: format!(
+                "{} RSS; replayed in {:.1} s{}",
+                fmt_bytes(m.rss_after as f64),
+                m.replay_seconds,
+                m.caveat.as_ref().map(|c| format!(" ({c})")).unwrap_or_default()
+            ),
+            met: Some(m.rss_after < 100_000_000 && m.caveat.is_none()),
+        },
+        cell => not_judged(goal, reason(cell.as_ref())),
+    });
+
+    for (col, size) in [(2, "64 KiB"), (3, "1 MiB")] {
+        let goal = format!("in memory, 1→1, {size}: ≥ 85% of the ceiling's pair rate");
+        goals.push(
+            match throughput.and_then(|g| Some((g.get(System::Mqfs, col)?, g.get(System::Ceiling, col)?))) {
+                Some((mine, ceiling)) => {
+                    let r = mine.msgs_per_s / ceiling.msgs_per_s;
+                    Goal {
+                        goal,
+                        measured: format!(
+                            "{} ({} vs {} pairs/s)",
+                            percent(r),
+                            fmt_rate(mine.msgs_per_s),
+                            fmt_rate(ceiling.msgs_per_s)
+                        ),
+                        met: Some(r >= 0.85),
+                    }
+                }
+                None => not_judged(goal, None),
+            },
+        );
+    }
 }

@@ -4,6 +4,7 @@
 //! number in it comes from the run; nothing is written by hand.
 
 mod charts;
+mod disk;
 mod format;
 mod goals;
 pub mod machine;
@@ -24,6 +25,7 @@ pub struct Context {
     pub budget: Budget,
     pub machine: machine::Machine,
     pub redis: Result<String, String>,
+    pub nats: Result<String, String>,
     pub notes: Vec<String>,
     /// Extra mqfs mount options (`--mqfs-options`), empty for default settings.
     pub mqfs_options: String,
@@ -94,7 +96,17 @@ fn document(ctx: &Context, results: &Results, goals: &[Goal], images: &[String])
                 )
             },
         ],
-        vec!["peers".into(), format!("{}; {redis}", m.tee)],
+        vec![
+            "peers".into(),
+            format!(
+                "{}; {redis}; {}",
+                m.tee,
+                match &ctx.nats {
+                    Ok(version) => format!("nats-server {version} (Debian) with JetStream, loopback TCP"),
+                    Err(e) => format!("NATS {e}"),
+                }
+            ),
+        ],
         vec![
             "run".into(),
             format!(
@@ -114,7 +126,7 @@ fn document(ctx: &Context, results: &Results, goals: &[Goal], images: &[String])
     }
 
     out.push_str(
-        "## Goals\n\nThe targets of issue 7, against this run's figures (they are not CI assertions).\n\n",
+        "## Goals\n\nThe targets of issues 7 and 13, against this run's figures (they are not CI assertions).\n\n",
     );
     let rows: Vec<Vec<String>> = goals
         .iter()
@@ -155,6 +167,9 @@ fn document(ctx: &Context, results: &Results, goals: &[Goal], images: &[String])
     }
     if let Some(cell) = &results.memory {
         sections::section_memory(&mut out, cell);
+    }
+    if results.durable.is_some() || results.startup.is_some() || results.history.is_some() {
+        disk::section_disk(&mut out, results, images);
     }
     prose::section_ceiling(&mut out, results);
     if !results.timings.is_empty() {

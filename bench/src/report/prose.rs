@@ -3,22 +3,22 @@
 
 use std::fmt::Write;
 
-use super::format::{fmt_rate, fmt_us, percent};
+use super::format::{fmt_bytes, fmt_rate, fmt_us, percent};
 use crate::results::Results;
-use crate::scenarios::Budget;
+use crate::scenarios::{Budget, durable};
 use crate::systems::System;
 
 pub const HOW_TO_RUN: &str = "## How to run
 
 ```sh
-cargo run --release -p mqfs-bench              # full run, at most 10 minutes: docs/benchmarks.md, docs/bench/*.svg
+cargo run --release -p mqfs-bench              # full run, about 12 minutes: docs/benchmarks.md, docs/bench/*.svg
 cargo run --release -p mqfs-bench -- --quick   # every scenario briefly (about a minute): target/bench-quick/
-cargo run --release -p mqfs-bench -- --install # apt-get redis-server first if it is missing
+cargo run --release -p mqfs-bench -- --install # apt-get redis-server and nats-server first if missing
 ```
 
 It needs what mqfs's tests need: root and `/dev/fuse`. It builds mqfs (`cargo build --release -p mqfs`),
-mounts it and the ceiling file system on temporary directories, starts redis-server on 127.0.0.1
-(or reports Redis as not installed), mounts a private tmpfs for the file-based peers, and undoes all
+mounts it and the ceiling file system on temporary directories, starts redis-server and nats-server on
+127.0.0.1 (or reports them as not installed), mounts a private tmpfs for the file-based peers, and undoes all
 of it at the end, on a panic, or on Ctrl-C. `.ci/run` runs `--quick` so the harness keeps working; it
 asserts nothing about the numbers.
 
@@ -50,6 +50,18 @@ Systems, all on this machine, each set up fresh for each scenario:
   it is missing.
 - **Redis pub/sub**: Debian's redis-server on 127.0.0.1 (no persistence, no output-buffer limit for
   subscribers); PUBLISH waits for each reply; one connection per subscriber.
+- **mqfs disk** (issue 13): the same binary as `mqfs STORE DIR -f -o memory=8G`, its store in a fresh
+  directory of the run on a disk file system (named in the notes under the machine table), its groups
+  `replay all` and `sync never` (**mqfs disk, sync never**) or `sync always` (**mqfs disk, sync
+  always**). A binary without a disk store mounts STORE in memory, its ctl without `store disk`: then
+  these figures are \"not measured\", with that reason, and the run does not fail.
+- **Redis AOF always / everysec**: redis-server with `appendonly yes` and `appendfsync always` or
+  `everysec`, its directory beside mqfs's stores; writers append to a Redis stream (XADD), waiting for
+  each reply.
+- **NATS JetStream**: Debian's `nats-server -js`, its store directory beside mqfs's; one JetStream
+  stream with file storage per bench stream; the NATS protocol spoken by hand over loopback TCP, as
+  Redis's is, each publish waiting for its acknowledgement. nats-server 2.9 fsyncs its files only
+  periodically (`sync_interval: always` came in 2.10).
 
 How it measures:
 
@@ -72,6 +84,18 @@ How it measures:
 - Latency under load is not latency: the latency tables come from paced runs (a fixed rate well below
   saturation, for {paced:.0} s: at 1000 messages/s one reader's p99 stands on its {tail} slowest
   deliveries) and from ping-pong, one message in flight.
+- The disk-store scenarios (section 7): durable writes go to one stream per system, warmed up first
+  by 8 writers ({full_warm} s, {quick_warm} s with `--quick`) so that first-use costs are not measured;
+  each run starts with a sync(2) that writes back what earlier runs left dirty, then 1 or 8 writer
+  processes start at one CLOCK_MONOTONIC instant and write for the same time, without readers; the
+  rate is everything whose write returned (or was acknowledged) over that time. fsync's latency on
+  this virtual disk follows whatever else writes to it: it went from 13,000 to 270 fdatasyncs per
+  second while another build ran. Start-up fills a store with {full_startup} messages of
+  100 bytes in 4 groups (one writer process per group; {quick_startup} with `--quick`), unmounts it, and times
+  `mqfs STORE DIR` from its start until `ls DIR` answers, with the files in the page cache and then cold
+  (after `sync` and `echo 3 > /proc/sys/vm/drop_caches`). History writes {full_history} of 64 KiB messages into
+  one disk stream ({quick_history} with `--quick`), samples the daemon's VmRSS and RssAnon, and times a late
+  `replay all` reader reading it all back.
 - The machine has 2 cores shared by the writer, the readers, the server and whatever else runs. Repeat
   runs differ by 10-20%, more for byte streams with large messages: wake-ups across cores are expensive on
   this virtual machine, so whether the scheduler puts writer and reader on the same core can change such a
@@ -83,6 +107,12 @@ How it measures:
         tail = full.paced.as_millis() / 100,
         rounds = full.rounds,
         quick_run = quick.run.as_secs_f64(),
+        full_warm = durable::warm_up(&full).as_secs_f64(),
+        quick_warm = durable::warm_up(&quick).as_secs_f64(),
+        full_startup = full.startup_messages,
+        quick_startup = quick.startup_messages,
+        full_history = fmt_bytes(full.history_bytes as f64),
+        quick_history = fmt_bytes(quick.history_bytes as f64),
     )
 }
 

@@ -13,7 +13,9 @@ use crate::systems::System;
 pub fn section_throughput(out: &mut String, grid: &Grid<Throughput>, images: &[String]) {
     out.push_str(
         "## 1. One writer, one reader\n\nMessages per second and bytes per second, one writer flat out, one \
-         reader. The ceiling's figure is its write+read pair rate: (writes + reads) per second ÷ 2.\n\n",
+         reader. The ceiling's figure is its write+read pair rate: (writes + reads) per second ÷ 2. **mqfs disk** \
+         is the same run on a disk-backed mount (`mqfs STORE DIR`), its group `sync never` and `replay all`: every \
+         message goes to the store's files.\n\n",
     );
     let mut notes = Notes::default();
     let mut header = vec!["system".to_string()];
@@ -44,6 +46,17 @@ pub fn section_throughput(out: &mut String, grid: &Grid<Throughput>, images: &[S
         row.push(or_dash(r.map(percent)));
     }
     ratios.push(row);
+    if grid.systems().any(|s| s == System::MqfsDisk) {
+        let mut row = vec!["mqfs disk (sync never) ÷ mqfs in memory".to_string()];
+        for col in 0..grid.columns.len() {
+            let r = ratio(
+                grid.get(System::MqfsDisk, col).map(|t| t.msgs_per_s),
+                grid.get(System::Mqfs, col).map(|t| t.msgs_per_s),
+            );
+            row.push(or_dash(r.map(percent)));
+        }
+        ratios.push(row);
+    }
     let peers = [System::Fifo, System::Tail, System::Msgfs, System::Redis];
     ratios.extend(ratio_rows(grid, System::Mqfs, &peers, |t| t.bytes_per_s));
     let mut header = vec!["ratio".to_string()];
@@ -399,6 +412,11 @@ pub fn section_memory(out: &mut String, cell: &Cell<Memory>) {
          late reader then replays the whole history in message mode (one read per message).\n\n",
         m.messages, m.message_size
     );
+    memory_table(out, m);
+}
+
+/// The figures of a retained history: payload, the server's memory, write and replay rates.
+pub fn memory_table(out: &mut String, m: &Memory) {
     let payload = m.payload() as f64;
     let mut rows = vec![
         vec![
@@ -412,6 +430,10 @@ pub fn section_memory(out: &mut String, cell: &Cell<Memory>) {
             format!("{} = **{:.2}× payload**", fmt_bytes(m.rss_after as f64), m.rss_after as f64 / payload),
         ],
         vec![
+            "of which anonymous (RssAnon, not file pages)".into(),
+            or_dash(m.rss_anon.map(|a| fmt_bytes(a as f64))),
+        ],
+        vec![
             "growth of RSS".into(),
             format!(
                 "{} = {:.2}× payload",
@@ -419,12 +441,26 @@ pub fn section_memory(out: &mut String, cell: &Cell<Memory>) {
                 m.rss_after.saturating_sub(m.rss_before) as f64 / payload
             ),
         ],
-        vec!["mqfs peak RSS (VmHWM)".into(), or_dash(m.rss_peak.map(|p| fmt_bytes(p as f64)))],
-        vec!["write rate".into(), format!("{} msg/s", fmt_rate(m.write_per_s))],
+        vec![
+            "mqfs peak RSS (VmHWM, replay included)".into(),
+            or_dash(m.rss_peak.map(|p| fmt_bytes(p as f64))),
+        ],
+        vec![
+            "write rate".into(),
+            format!(
+                "{} msg/s, {}/s",
+                fmt_rate(m.write_per_s),
+                fmt_bytes(m.write_per_s * m.message_size as f64)
+            ),
+        ],
         vec![
             "replay rate of a late reader".into(),
-            or_dash(m.replay_per_s.map(|r| format!("{} msg/s", fmt_rate(r)))),
+            or_dash(
+                m.replay_per_s
+                    .map(|r| format!("{} msg/s, {}/s", fmt_rate(r), fmt_bytes(r * m.message_size as f64))),
+            ),
         ],
+        vec!["replay time, first message to last".into(), format!("{:.2} s", m.replay_seconds)],
     ];
     if let Some(caveat) = &m.caveat {
         rows.push(vec!["note".into(), caveat.clone()]);

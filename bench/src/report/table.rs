@@ -28,7 +28,11 @@ pub struct Notes(Vec<String>);
 
 impl Notes {
     pub fn mark(&mut self, what: String, note: &str) -> String {
-        let text = format!("{what}: {note}");
+        self.mark_text(format!("{what}: {note}"))
+    }
+
+    /// A note that holds for every cell it marks (one footnote, however many cells).
+    fn mark_text(&mut self, text: String) -> String {
         let index = match self.0.iter().position(|n| *n == text) {
             Some(i) => i,
             None => {
@@ -63,6 +67,10 @@ pub fn show<T: Caveat>(
             None => text(value),
         },
         Some(Err(e)) if e.starts_with("not installed") => "not installed".into(),
+        Some(Err(e)) if e.starts_with("not measured") => {
+            let reason = e.trim_start_matches("not measured").trim_start_matches(':').trim();
+            format!("not measured{}", notes.mark_text(format!("not measured: {reason}")))
+        }
         Some(Err(e)) => format!("error{}", notes.mark(what(), e)),
     }
 }
@@ -107,4 +115,22 @@ pub fn ratio_rows<T>(
         rows.push(row);
     }
     rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_not_measured_share_one_footnote_that_says_why() {
+        let mut notes = Notes::default();
+        let cell: Cell<Throughput> = Err("not measured: this mqfs has no disk store".into());
+        for what in ["mqfs disk 64 B", "mqfs disk 4 KiB"] {
+            let text = show(Some(&cell), || what.into(), &mut notes, |t| t.msgs_per_s.to_string());
+            assert_eq!(text, "not measured<sup>1</sup>");
+        }
+        let mut out = String::new();
+        notes.render(&mut out);
+        assert_eq!(out, "<sup>1</sup> not measured: this mqfs has no disk store  \n\n");
+    }
 }

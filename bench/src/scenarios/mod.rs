@@ -3,9 +3,11 @@
 //! waits until they are ready, starts the writers and gathers what everyone measured.
 
 pub mod blocked;
+pub mod durable;
 pub mod fanout;
 pub mod latency;
 pub mod memory;
+pub mod startup;
 pub mod throughput;
 pub mod writers;
 
@@ -36,6 +38,10 @@ pub struct Budget {
     pub blocked_readers: usize,
     /// Messages retained in the memory scenario.
     pub retained: u64,
+    /// 100-byte messages in the store whose start-up is timed.
+    pub startup_messages: u64,
+    /// Bytes of history retained in one disk stream.
+    pub history_bytes: u64,
     /// How long readers may keep draining after the writers stopped.
     pub grace: Duration,
     /// Flat-out runs are repeated this many times; each cell keeps its best.
@@ -56,6 +62,8 @@ impl Budget {
                 pings: 200,
                 blocked_readers: 1_000,
                 retained: 100_000,
+                startup_messages: 1_000_000,
+                history_bytes: 512 << 20,
                 grace: Duration::from_secs(5),
                 rounds: 1,
                 systems: Vec::new(),
@@ -70,6 +78,8 @@ impl Budget {
                 pings: 3_000,
                 blocked_readers: 10_000,
                 retained: 1_000_000,
+                startup_messages: 10_000_000,
+                history_bytes: 4 << 30,
                 grace: Duration::from_secs(12),
                 rounds: 2,
                 systems: Vec::new(),

@@ -1,5 +1,6 @@
 //! Scenario 1: one writer, one reader, messages of 64 B to 1 MiB written as fast as the
 //! writer can: messages and bytes per second from the first write to the last delivery.
+//! mqfs runs in memory and, the same way, on a disk-backed mount (`sync never`).
 //! Flat-out runs are repeated (full mode) and the best kept. The ceiling runs a writer and
 //! a reader side by side and reports its write+read pair rate
 //! (requests per second ÷ 2), the most a FUSE file system can deliver one message for one
@@ -14,8 +15,15 @@ use crate::worker::Stop;
 pub const SIZES: [usize; 4] = [64, 4 << 10, 64 << 10, 1 << 20];
 /// FUSE worker threads tried by [`threads`] (mqfs's default is 4).
 pub const THREADS: [usize; 3] = [1, 2, 4];
-const SYSTEMS: [System; 6] =
-    [System::Ceiling, System::Mqfs, System::Fifo, System::Tail, System::Msgfs, System::Redis];
+const SYSTEMS: [System; 7] = [
+    System::Ceiling,
+    System::Mqfs,
+    System::MqfsDisk,
+    System::Fifo,
+    System::Tail,
+    System::Msgfs,
+    System::Redis,
+];
 
 pub fn run(env: &Env, budget: &Budget) -> Grid<Throughput> {
     let mut lab = Lab::new(env, "s1", "");

@@ -31,13 +31,15 @@ impl FuseMount {
         command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log_file);
         let registration = cleanup::register(Item::Mount(mountpoint.to_path_buf()));
         let mut daemon = Proc::spawn(name, command, false, libc::SIGTERM)?;
-        let deadline = Instant::now() + Duration::from_secs(10);
+        // A disk store may recover its files before it mounts: give it time, and poll
+        // finely, as the start-up scenario times this.
+        let deadline = Instant::now() + Duration::from_secs(120);
         while !cleanup::is_mounted(mountpoint) {
             if daemon.wait(Instant::now()).is_ok() || Instant::now() > deadline {
                 let text = std::fs::read_to_string(log).unwrap_or_default();
                 return Err(format!("{name} did not mount {}: {}", mountpoint.display(), text.trim()));
             }
-            std::thread::sleep(Duration::from_millis(5));
+            std::thread::sleep(Duration::from_millis(1));
         }
         Ok(FuseMount {
             mountpoint: mountpoint.to_path_buf(),
@@ -53,6 +55,16 @@ impl FuseMount {
 
     pub fn path(&self) -> &Path {
         &self.mountpoint
+    }
+
+    /// Stops the daemon with SIGTERM (it unmounts) and waits up to `wait` for it to exit,
+    /// so that what it holds is closed cleanly.
+    pub fn stop(mut self, wait: Duration) -> Result<(), String> {
+        let mut daemon = self.daemon.take().expect("running");
+        daemon.signal(libc::SIGTERM);
+        let exited = daemon.wait(Instant::now() + wait);
+        self.daemon = Some(daemon);
+        exited.map(drop)
     }
 
     /// What the daemon wrote to stderr.

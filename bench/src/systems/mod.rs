@@ -1,19 +1,23 @@
 //! The systems measured, the machine-wide environment they run in ([`Env`]: the mqfs
-//! binary, redis-server if there is one, a scratch directory and a private tmpfs, raised
-//! limits), and the [`Lab`] that sets systems up for one scenario and takes them down:
-//! [`Lab::plumb`] gives the endpoints of a fresh stream on any system.
+//! binary, redis-server and nats-server if there are, a scratch directory on a disk file
+//! system for stores and a private tmpfs, raised limits), and the [`Lab`] that sets systems
+//! up for one scenario and takes them down: [`Lab::plumb`] gives the endpoints of a fresh
+//! stream on any system.
 
 pub mod ceiling;
+pub mod debian;
 pub mod fifo;
 pub mod fuse_mount;
 pub mod mqfs;
 pub mod msgfs;
+pub mod nats;
 pub mod redis;
 pub mod tail;
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::cleanup::{self, Item, Registration, Sysctl};
 use crate::endpoint::Endpoint;
@@ -29,6 +33,16 @@ pub enum System {
     Tail,
     Msgfs,
     Redis,
+    /// A disk-backed mount, its groups `sync never`.
+    MqfsDisk,
+    /// A disk-backed mount, its groups `sync always`.
+    MqfsAlways,
+    /// XADD into a Redis stream, `appendonly yes`, `appendfsync always`.
+    RedisAlways,
+    /// The same with `appendfsync everysec`.
+    RedisEverysec,
+    /// NATS JetStream, file storage, publishes acknowledged.
+    Jetstream,
 }
 
 impl System {
@@ -42,6 +56,11 @@ impl System {
             System::Tail => "inotify tail",
             System::Msgfs => "msgfs",
             System::Redis => "Redis pub/sub",
+            System::MqfsDisk => "mqfs disk, sync never",
+            System::MqfsAlways => "mqfs disk, sync always",
+            System::RedisAlways => "Redis AOF always",
+            System::RedisEverysec => "Redis AOF everysec",
+            System::Jetstream => "NATS JetStream",
         }
     }
 
@@ -56,10 +75,15 @@ impl System {
             System::Tail => "tail",
             System::Msgfs => "msgfs",
             System::Redis => "redis",
+            System::MqfsDisk => "mqfs-disk",
+            System::MqfsAlways => "mqfs-always",
+            System::RedisAlways => "redis-always",
+            System::RedisEverysec => "redis-everysec",
+            System::Jetstream => "jetstream",
         }
     }
 
-    pub const ALL: [System; 8] = [
+    pub const ALL: [System; 13] = [
         System::Ceiling,
         System::Mqfs,
         System::MqfsCoalesce,
@@ -68,6 +92,11 @@ impl System {
         System::Tail,
         System::Msgfs,
         System::Redis,
+        System::MqfsDisk,
+        System::MqfsAlways,
+        System::RedisAlways,
+        System::RedisEverysec,
+        System::Jetstream,
     ];
 
     pub fn color(self) -> &'static str {
@@ -80,6 +109,11 @@ impl System {
             System::Tail => "#2ca02c",
             System::Msgfs => "#9467bd",
             System::Redis => "#8c564b",
+            System::MqfsDisk => "#e377c2",
+            System::MqfsAlways => "#bcbd22",
+            System::RedisAlways => "#5e3c33",
+            System::RedisEverysec => "#c49c94",
+            System::Jetstream => "#393b79",
         }
     }
 }
@@ -90,6 +124,9 @@ pub struct Env {
     /// Extra `-o` options for every mqfs mount (`--mqfs-options`), empty by default.
     pub mqfs_options: String,
     pub redis_bin: Result<PathBuf, String>,
+    pub nats_bin: Result<PathBuf, String>,
+    /// In the system's temporary directory: mqfs's stores, Redis's AOF and JetStream's files
+    /// all live here, on one file system.
     pub work: PathBuf,
     pub tmpfs: PathBuf,
     /// Things a reader of the report should know about the setup (limits raised, ...).
@@ -104,6 +141,7 @@ impl Env {
         mqfs_bin: PathBuf,
         mqfs_options: String,
         redis_bin: Result<PathBuf, String>,
+        nats_bin: Result<PathBuf, String>,
     ) -> Result<Env, String> {
         let work = std::env::temp_dir().join(format!("mqfs-bench-{}", std::process::id()));
         std::fs::create_dir(&work).map_err(|e| format!("{}: {e}", work.display()))?;
@@ -112,7 +150,11 @@ impl Env {
         std::fs::create_dir(&tmpfs).map_err(|e| format!("{}: {e}", tmpfs.display()))?;
         let tmpfs_registration = cleanup::register(Item::Mount(tmpfs.clone()));
         mount_tmpfs(&tmpfs)?;
-        let mut notes = Vec::new();
+        let mut notes = vec![format!(
+            "stores (mqfs disk, Redis AOF, JetStream) in {}, on {}",
+            work.display(),
+            file_system(&work)
+        )];
         raise_open_files();
         let mut sysctls = Vec::new();
         // One inotify instance per tail or msgfs reader, up to 10,000 of them.
@@ -133,6 +175,7 @@ impl Env {
             mqfs_bin,
             mqfs_options,
             redis_bin,
+            nats_bin,
             work,
             tmpfs,
             notes,
@@ -171,6 +214,38 @@ fn mount_tmpfs(path: &Path) -> Result<(), String> {
         return Err(format!("mount tmpfs on {}: {}", path.display(), std::io::Error::last_os_error()));
     }
     Ok(())
+}
+
+/// A loopback port nobody listens on, for a server of the run.
+fn free_port() -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free loopback port: {e}"))
+}
+
+/// Waits up to 10 s until `ready(addr)`; else fails with the server's log.
+fn await_server(name: &str, addr: &str, log: &Path, ready: impl Fn(&str) -> bool) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !ready(addr) {
+        if Instant::now() > deadline {
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            return Err(format!("{name} did not answer on {addr}: {}", log.trim()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// "ext4 (/dev/vda)": the file system holding `path`, as findmnt names it.
+fn file_system(path: &Path) -> String {
+    let out =
+        std::process::Command::new("findmnt").args(["-n", "-o", "FSTYPE,SOURCE", "-T"]).arg(path).output();
+    let text = out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+    match text.split_whitespace().collect::<Vec<_>>()[..] {
+        [fstype, source] => format!("{fstype} ({source})"),
+        _ => "a file system findmnt could not name".into(),
+    }
 }
 
 /// Lifts the soft limit on open files to the hard one (tee into 10,000 FIFOs needs it).
@@ -219,8 +294,11 @@ pub struct Lab<'e> {
     /// FUSE worker threads of the ceiling (mqfs's come from its options).
     ceiling_threads: usize,
     mqfs: Option<mqfs::MqfsMount>,
+    /// A disk-backed mount, or why there is none.
+    mqfs_disk: Option<Result<mqfs::MqfsMount, String>>,
     ceiling: Option<ceiling::CeilingMount>,
-    redis: Option<redis::RedisServer>,
+    redis: Vec<(redis::Persistence, redis::RedisServer)>,
+    nats: Option<nats::NatsServer>,
     next: usize,
 }
 
@@ -237,8 +315,10 @@ impl<'e> Lab<'e> {
                 .join(","),
             ceiling_threads: ceiling::default_threads(),
             mqfs: None,
+            mqfs_disk: None,
             ceiling: None,
-            redis: None,
+            redis: Vec::new(),
+            nats: None,
             next: 0,
         }
     }
@@ -253,10 +333,36 @@ impl<'e> Lab<'e> {
     pub fn mqfs(&mut self) -> Result<&mqfs::MqfsMount, String> {
         if self.mqfs.is_none() {
             let name = format!("{}-mqfs", self.tag);
-            self.mqfs =
-                Some(mqfs::MqfsMount::start(&self.env.mqfs_bin, &self.env.work, &name, &self.mqfs_options)?);
+            self.mqfs = Some(mqfs::MqfsMount::start(
+                &self.env.mqfs_bin,
+                &self.env.work,
+                &name,
+                &self.mqfs_options,
+                None,
+            )?);
         }
         Ok(self.mqfs.as_ref().expect("just started"))
+    }
+
+    /// The disk-backed mount, its store in a fresh directory of the run; tried once.
+    pub fn mqfs_disk(&mut self) -> Result<&mqfs::MqfsMount, String> {
+        if self.mqfs_disk.is_none() {
+            let store = self.env.work.join(format!("{}-store", self.tag));
+            let mount = std::fs::create_dir_all(&store)
+                .map_err(|e| format!("{}: {e}", store.display()))
+                .and_then(|()| {
+                    let name = format!("{}-mqfs-disk", self.tag);
+                    mqfs::MqfsMount::start(
+                        &self.env.mqfs_bin,
+                        &self.env.work,
+                        &name,
+                        &self.mqfs_options,
+                        Some(&store),
+                    )
+                });
+            self.mqfs_disk = Some(mount);
+        }
+        self.mqfs_disk.as_ref().expect("just tried").as_ref().map_err(String::clone)
     }
 
     fn ceiling(&mut self) -> Result<&ceiling::CeilingMount, String> {
@@ -267,14 +373,28 @@ impl<'e> Lab<'e> {
         Ok(self.ceiling.as_ref().expect("just started"))
     }
 
-    fn redis(&mut self) -> Result<&redis::RedisServer, String> {
-        if self.redis.is_none() {
-            let bin = self.env.redis_bin.clone()?;
-            let dir = self.env.work.join(format!("{}-redis", self.tag));
+    fn redis(&mut self, persistence: redis::Persistence) -> Result<&redis::RedisServer, String> {
+        let index = match self.redis.iter().position(|(p, _)| *p == persistence) {
+            Some(index) => index,
+            None => {
+                let bin = self.env.redis_bin.clone()?;
+                let dir = self.env.work.join(format!("{}-redis-{}", self.tag, self.redis.len()));
+                std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+                self.redis.push((persistence, redis::RedisServer::start(&bin, &dir, persistence)?));
+                self.redis.len() - 1
+            }
+        };
+        Ok(&self.redis[index].1)
+    }
+
+    fn nats(&mut self) -> Result<&nats::NatsServer, String> {
+        if self.nats.is_none() {
+            let bin = self.env.nats_bin.clone()?;
+            let dir = self.env.work.join(format!("{}-nats", self.tag));
             std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-            self.redis = Some(redis::RedisServer::start(&bin, &dir)?);
+            self.nats = Some(nats::NatsServer::start(&bin, &dir)?);
         }
-        Ok(self.redis.as_ref().expect("just started"))
+        Ok(self.nats.as_ref().expect("just started"))
     }
 
     /// A fresh stream on `system` for `readers` readers of `size`-byte messages.
@@ -295,12 +415,18 @@ impl<'e> Lab<'e> {
                 let file = self.ceiling()?.file();
                 plain(Endpoint::File(file.clone()), Endpoint::File(file), size, None, vec![])
             }
-            System::Mqfs | System::MqfsCoalesce => {
+            System::Mqfs | System::MqfsCoalesce | System::MqfsDisk | System::MqfsAlways => {
+                // Disk groups keep their history (`replay all`), as the durable peers do.
                 let (group, ctl, read_buf) = match system {
                     System::Mqfs => ("message", "", size),
-                    _ => ("coalesce", "data coalesce\n", stream_buf),
+                    System::MqfsCoalesce => ("coalesce", "data coalesce\n", stream_buf),
+                    System::MqfsDisk => ("never", "sync never\nreplay all\n", size),
+                    _ => ("always", "sync always\nreplay all\n", size),
                 };
-                let mqfs = self.mqfs()?;
+                let mqfs = match system {
+                    System::MqfsDisk | System::MqfsAlways => self.mqfs_disk()?,
+                    _ => self.mqfs()?,
+                };
                 let dir = mqfs.group(group, ctl)?;
                 let stream = dir.join(&name);
                 std::fs::File::create(&stream).map_err(|e| format!("{}: {e}", stream.display()))?;
@@ -365,9 +491,24 @@ impl<'e> Lab<'e> {
                 std::fs::create_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
                 plain(Endpoint::Dir(dir.clone()), Endpoint::Dir(dir.clone()), size, None, vec![dir])
             }
-            System::Redis => {
-                let server = self.redis()?;
-                let endpoint = Endpoint::Redis { addr: server.addr.clone(), channel: name };
+            System::Redis | System::RedisAlways | System::RedisEverysec => {
+                let server = self.redis(match system {
+                    System::Redis => redis::Persistence::None,
+                    System::RedisAlways => redis::Persistence::AofAlways,
+                    _ => redis::Persistence::AofEverysec,
+                })?;
+                let addr = server.addr.clone();
+                let endpoint = match system {
+                    System::Redis => Endpoint::Redis { addr, channel: name },
+                    _ => Endpoint::RedisStream { addr, key: name },
+                };
+                let pid = server.pid();
+                plain(endpoint.clone(), endpoint, size, Some(pid), vec![])
+            }
+            System::Jetstream => {
+                let server = self.nats()?;
+                server.create_stream(&name)?;
+                let endpoint = Endpoint::Jetstream { addr: server.addr.clone(), subject: name };
                 let pid = server.pid();
                 plain(endpoint.clone(), endpoint, size, Some(pid), vec![])
             }
@@ -377,21 +518,8 @@ impl<'e> Lab<'e> {
 
 impl Drop for Lab<'_> {
     fn drop(&mut self) {
-        if let Some(mqfs) = self.mqfs.take() {
-            let log = mqfs.log();
-            drop(mqfs);
-            let lines: Vec<&str> =
-                log.lines().filter(|l| !l.trim().is_empty() && !l.contains("INFO:")).collect();
-            if !lines.is_empty() {
-                let shown = &lines[lines.len().saturating_sub(10)..];
-                eprintln!(
-                    "[{}] mqfs said ({} lines, last {}):\n  {}",
-                    self.tag,
-                    lines.len(),
-                    shown.len(),
-                    shown.join("\n  ")
-                );
-            }
+        for mqfs in [self.mqfs.take(), self.mqfs_disk.take().and_then(Result::ok)].into_iter().flatten() {
+            mqfs.stop_and_show_log(&self.tag);
         }
     }
 }

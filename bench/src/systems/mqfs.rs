@@ -1,5 +1,6 @@
 //! mqfs itself: the release binary built by cargo, mounted on a fresh directory as
-//! `mqfs DIR -f -o memory=8G[,OPTIONS]`, with helpers to make groups and read ctl counters.
+//! `mqfs DIR -f -o memory=8G[,OPTIONS]` (in memory) or `mqfs STORE DIR ...` (disk-backed,
+//! its store in the directory STORE), with helpers to make groups and read ctl counters.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -30,8 +31,15 @@ pub struct MqfsMount {
 }
 
 impl MqfsMount {
-    /// Mounts mqfs on `work/name` with `-o memory=8G` plus `options` (may be empty).
-    pub fn start(bin: &Path, work: &Path, name: &str, options: &str) -> Result<MqfsMount, String> {
+    /// Mounts mqfs on `work/name` with `-o memory=8G` plus `options` (may be empty); with a
+    /// `store` directory, disk-backed there.
+    pub fn start(
+        bin: &Path,
+        work: &Path,
+        name: &str,
+        options: &str,
+        store: Option<&Path>,
+    ) -> Result<MqfsMount, String> {
         let mountpoint = work.join(name);
         std::fs::create_dir(&mountpoint).map_err(|e| format!("{}: {e}", mountpoint.display()))?;
         let mut all = "memory=8G".to_string();
@@ -39,9 +47,25 @@ impl MqfsMount {
             all = format!("{all},{options}");
         }
         let mut command = Command::new(bin);
-        command.arg(&mountpoint).arg("-f").arg("-o").arg(all);
+        command.args(store).arg(&mountpoint).arg("-f").arg("-o").arg(all);
         let log = work.join(format!("{name}.log"));
-        Ok(MqfsMount { mount: FuseMount::start("mqfs", command, &mountpoint, &log)? })
+        let mount = MqfsMount { mount: FuseMount::start("mqfs", command, &mountpoint, &log)? };
+        if store.is_some() {
+            mount.check_disk()?;
+        }
+        Ok(mount)
+    }
+
+    /// A disk-backed mount's groups default to `store disk`. An mqfs without a disk store
+    /// takes the SOURCE for a name and mounts in memory: its ctl has no `store` line.
+    fn check_disk(&self) -> Result<(), String> {
+        let ctl = std::fs::read_to_string(self.root().join("ctl")).map_err(|e| format!("ctl: {e}"))?;
+        if ctl.lines().any(|line| line.trim() == "store disk") {
+            return Ok(());
+        }
+        Err("not measured: this mqfs has no disk store (given a store directory, it mounted one whose root ctl \
+             has no `store disk`)"
+            .into())
     }
 
     pub fn pid(&self) -> u32 {
@@ -66,6 +90,27 @@ impl MqfsMount {
             std::fs::write(dir.join("ctl"), ctl).map_err(|e| format!("{}/ctl: {e}", dir.display()))?;
         }
         Ok(dir)
+    }
+
+    /// Unmounts and waits up to `wait` for the daemon to exit (a disk store closes its files).
+    pub fn stop(self, wait: std::time::Duration) -> Result<(), String> {
+        self.mount.stop(wait)
+    }
+
+    /// Unmounts (the daemon stops) and shows on stderr what mqfs logged beyond INFO lines.
+    pub fn stop_and_show_log(self, tag: &str) {
+        let log = self.log();
+        drop(self);
+        let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty() && !l.contains("INFO:")).collect();
+        if !lines.is_empty() {
+            let shown = &lines[lines.len().saturating_sub(10)..];
+            eprintln!(
+                "[{tag}] mqfs said ({} lines, last {}):\n  {}",
+                lines.len(),
+                shown.len(),
+                shown.join("\n  ")
+            );
+        }
     }
 
     /// A `# KEY N` counter of a group's ctl (streams, readers, messages, bytes).

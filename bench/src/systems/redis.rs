@@ -1,52 +1,24 @@
-//! Redis pub/sub: Debian's redis-server started on 127.0.0.1 (a free port, no persistence,
-//! no output-buffer limit for subscribers so none is dropped), and RESP spoken by hand over
-//! TCP: PUBLISH waiting for each reply, SUBSCRIBE and a push-message parser.
+//! Redis: Debian's redis-server started on 127.0.0.1 (a free port, no output-buffer limit for
+//! subscribers so none is dropped), without persistence for pub/sub or with its append-only
+//! file for durable writes, and RESP spoken by hand over TCP: PUBLISH waiting for each reply,
+//! SUBSCRIBE and a push-message parser, and XADD (a Redis stream keeps what it is sent; the
+//! AOF makes it durable) waiting for each reply.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::net::TcpStream;
+use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use crate::endpoint::{Sink, Source};
 use crate::procs::Proc;
 
-fn which(name: &str) -> Option<PathBuf> {
-    let path = std::env::var("PATH").unwrap_or_default();
-    path.split(':')
-        .chain(["/usr/bin", "/usr/sbin", "/usr/local/bin"])
-        .map(|dir| Path::new(dir).join(name))
-        .find(|candidate| candidate.is_file())
-}
-
-/// The redis-server binary; with `install`, Debian's package is installed if it is missing.
-pub fn locate(install: bool) -> Result<PathBuf, String> {
-    if let Some(path) = which("redis-server") {
-        return Ok(path);
-    }
-    if !install {
-        return Err("not installed (`--install` apt-gets redis-server)".into());
-    }
-    eprintln!("mqfs-bench: installing redis-server with apt-get");
-    let apt = |args: &[&str]| {
-        Command::new("apt-get")
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    if !apt(&["install", "-y", "-q", "redis-server"]) {
-        apt(&["update", "-q"]);
-        apt(&["install", "-y", "-q", "redis-server"]);
-    }
-    which("redis-server").ok_or_else(|| "not installed (apt-get install redis-server failed)".into())
-}
-
-pub fn version(bin: &Path) -> Option<String> {
-    let out = Command::new(bin).arg("--version").output().ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.split_whitespace().find_map(|w| w.strip_prefix("v=")).map(str::to_string)
+/// How a server keeps what it is sent: pub/sub only, or an append-only file fsynced
+/// `always` (before each reply) or `everysec`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Persistence {
+    None,
+    AofAlways,
+    AofEverysec,
 }
 
 pub struct RedisServer {
@@ -55,15 +27,17 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
-    pub fn start(bin: &Path, dir: &Path) -> Result<RedisServer, String> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| format!("no free loopback port: {e}"))?
-            .port();
+    pub fn start(bin: &Path, dir: &Path, persistence: Persistence) -> Result<RedisServer, String> {
+        let port = super::free_port()?;
         let mut command = Command::new(bin);
         command
             .args(["--bind", "127.0.0.1", "--port", &port.to_string(), "--protected-mode", "yes"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning"])
+            .args(["--save", "", "--daemonize", "no", "--loglevel", "warning"])
+            .args(match persistence {
+                Persistence::None => ["--appendonly", "no", "--appendfsync", "no"],
+                Persistence::AofAlways => ["--appendonly", "yes", "--appendfsync", "always"],
+                Persistence::AofEverysec => ["--appendonly", "yes", "--appendfsync", "everysec"],
+            })
             .args(["--client-output-buffer-limit", "pubsub 0 0 0", "--maxclients", "10100"])
             .arg("--dir")
             .arg(dir)
@@ -73,17 +47,8 @@ impl RedisServer {
             .stdout(Stdio::null());
         let proc = Proc::spawn("redis-server", command, false, libc::SIGTERM)?;
         let addr = format!("127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if ping(&addr).is_ok() {
-                return Ok(RedisServer { proc, addr });
-            }
-            if Instant::now() > deadline {
-                let log = std::fs::read_to_string(dir.join("redis.log")).unwrap_or_default();
-                return Err(format!("redis-server did not answer on {addr}: {}", log.trim()));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        super::await_server("redis-server", &addr, &dir.join("redis.log"), |addr| ping(addr).is_ok())?;
+        Ok(RedisServer { proc, addr })
     }
 
     pub fn pid(&self) -> u32 {
@@ -153,20 +118,34 @@ impl Resp {
     }
 }
 
+/// A command whose last argument is the message, sent for each message, waiting for its
+/// reply: `PUBLISH CHANNEL MESSAGE` (an integer reply) or `XADD KEY * d MESSAGE` (the new
+/// entry's id, a bulk string).
 pub struct Publisher {
     stream: TcpStream,
     replies: Resp,
     command: Vec<u8>,
     prefix: Vec<u8>,
+    /// The reply's type marker: b':' or b'$'.
+    reply: u8,
 }
 
 impl Publisher {
-    pub fn open(addr: &str, channel: &str) -> io::Result<Publisher> {
+    pub fn publish(addr: &str, channel: &str) -> io::Result<Publisher> {
+        Publisher::open(addr, &[b"PUBLISH", channel.as_bytes()], b':')
+    }
+
+    pub fn append(addr: &str, key: &str) -> io::Result<Publisher> {
+        Publisher::open(addr, &[b"XADD", key.as_bytes(), b"*", b"d"], b'$')
+    }
+
+    fn open(addr: &str, arguments: &[&[u8]], reply: u8) -> io::Result<Publisher> {
         let stream = connect(addr)?;
-        let mut prefix = b"*3\r\n".to_vec();
-        bulk(&mut prefix, b"PUBLISH");
-        bulk(&mut prefix, channel.as_bytes());
-        Ok(Publisher { replies: Resp::new(stream.try_clone()?), stream, command: Vec::new(), prefix })
+        let mut prefix = format!("*{}\r\n", arguments.len() + 1).into_bytes();
+        for argument in arguments {
+            bulk(&mut prefix, argument);
+        }
+        Ok(Publisher { replies: Resp::new(stream.try_clone()?), stream, command: Vec::new(), prefix, reply })
     }
 }
 
@@ -176,7 +155,10 @@ impl Sink for Publisher {
         self.command.extend_from_slice(&self.prefix);
         bulk(&mut self.command, message);
         self.stream.write_all(&self.command)?;
-        self.replies.number(b':')?;
+        let n = self.replies.number(self.reply)?;
+        if self.reply == b'$' {
+            self.replies.skip(n + 2)?;
+        }
         Ok(())
     }
 }
