@@ -420,3 +420,32 @@ fn four_gigabytes_of_history_stay_on_disk_and_read_back_intact() {
     eprintln!("4 GiB read back in {:?}; most daemon RSS {most} KiB", start.elapsed());
     assert!(most < 100 * 1024, "the daemon's resident memory reached {most} KiB holding 4 GiB");
 }
+
+/// Detaches a mount made by a command when dropped.
+struct Detach<'a>(&'a Path);
+
+impl Drop for Detach<'_> {
+    fn drop(&mut self) {
+        common::detach_all(self.0);
+    }
+}
+
+/// A store mounted in the background (the daemon forks after opening its store) serves
+/// `sync always` writes and fsync(2): the store's sync thread runs in the daemon, not in
+/// the process that opened the store and exited.
+#[test]
+fn a_store_mounted_in_the_background_serves_sync_always_writes_and_fsync() {
+    let store = TempDir::new();
+    let mnt = TempDir::new();
+    let status = Command::new(common::MQFS_BIN).arg(&store.path).arg(&mnt.path).status().unwrap();
+    assert!(status.success(), "mqfs STORE MOUNTPOINT: {status}");
+    let _detach = Detach(&mnt.path);
+    let g = mnt.join("g");
+    fs::create_dir(&g).unwrap();
+    ctl(&g, "replay all");
+    ctl(&g, "sync always");
+    let fsync = "import os\nfd = os.open('g/s', os.O_WRONLY | os.O_APPEND)\nos.write(fd, b'fsynced\\n')\nos.fsync(fd)\nprint('synced')";
+    let out = common::run_sh(&format!("echo durable >> g/s && python3 -c \"{fsync}\""), &mnt.path, T);
+    assert!(out.status.success() && out.stdout == b"synced\n", "{out:?}");
+    assert_eq!(lines(&g.join("s")), ["durable\n", "fsynced\n"]);
+}

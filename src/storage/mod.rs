@@ -158,6 +158,12 @@ pub trait Store: Send + Sync {
     fn log(&self, id: LogId, placement: Placement, policy: SyncPolicy) -> Result<Box<dyn Log>, Errno>;
     /// Deletes what the store holds of log `id` (its stream or group is gone for good).
     fn remove_log(&self, id: LogId);
+    /// Starts the store's own threads (a disk store's sync thread), once the process has its
+    /// final threads: a daemon forks after it opened its store. Until then the callers of
+    /// `Log::sync` sync themselves.
+    fn start(&self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The saved namespace: every node (group, stream, link, special file) with its names,

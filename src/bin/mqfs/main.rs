@@ -27,8 +27,8 @@ use nix::unistd::{getgid, getuid};
 use mqfs::engine::{Caller, Engine, Limits, delivery};
 use mqfs::fuse::MqFs;
 use mqfs::logger;
-use mqfs::storage::Placement;
 use mqfs::storage::memory::MemoryStore;
+use mqfs::storage::{Placement, Store};
 use mqfs::tools::sys::strerror;
 
 use cli::{Invocation, Parsed};
@@ -202,17 +202,21 @@ fn run(invocation: Invocation) -> Result<(), Failure> {
     if let Some(file) = log {
         logger::to_file(file);
     }
-    let fs = build_engine(&settings, limits, &source)?;
+    let (fs, store) = build_engine(&settings, limits, &source)?;
     let engine = fs.engine();
     daemon::before_exit(move || engine.close());
     let interrupts = fs.interrupts();
+    let start_threads = || {
+        interrupts.start()?;
+        store.start()
+    };
     let mounted = mount(fs, target, &settings, &invocation)?;
     let reporter = if invocation.foreground { None } else { Some(daemon::detach(mounted.dir.as_deref())?) };
     if reporter.is_some() && settings.log.is_none() {
         logger::to_syslog();
     }
     // From here on, an error must undo the mount and reach the parent (in the background).
-    if let Err(message) = start(&mounted, || interrupts.start()) {
+    if let Err(message) = start(&mounted, start_threads) {
         if let Some(dir) = &mounted.dir {
             daemon::detach_mount(dir);
         }
@@ -229,19 +233,27 @@ fn run(invocation: Invocation) -> Result<(), Failure> {
 
 /// The engine the settings describe on the store `source` names (its saved namespace
 /// restored), behind the FUSE glue.
-fn build_engine(settings: &Settings, limits: Limits, source: &Source) -> Result<MqFs, String> {
+fn build_engine(
+    settings: &Settings,
+    limits: Limits,
+    source: &Source,
+) -> Result<(MqFs, Arc<dyn Store>), String> {
     let (uid, gid) = (getuid().as_raw(), getgid().as_raw());
     let owner = Caller { uid: settings.uid.unwrap_or(uid), gid: settings.gid.unwrap_or(gid) };
-    let engine = match store::open(source)? {
+    let (engine, store) = match store::open(source)? {
         Some(store::Opened { store, catalogue }) => {
-            Engine::with_catalogue(settings.root, owner, limits, store, catalogue)?
+            (Engine::with_catalogue(settings.root, owner, limits, store.clone(), catalogue)?, store)
         }
-        None => Engine::new(settings.root, owner, limits, Arc::new(MemoryStore))
-            .map_err(|e| format!("cannot open the root's order log: {e}"))?,
+        None => {
+            let store: Arc<dyn Store> = Arc::new(MemoryStore);
+            let engine = Engine::new(settings.root, owner, limits, store.clone())
+                .map_err(|e| format!("cannot open the root's order log: {e}"))?;
+            (engine, store)
+        }
     };
     let engine = Arc::new(engine);
     engine.set_presets(settings.presets.clone());
-    Ok(MqFs::new(engine))
+    Ok((MqFs::new(engine), store))
 }
 
 /// A file system mounted (or handed over by mount.fuse3), not served yet.
@@ -275,10 +287,10 @@ fn mount(fs: MqFs, target: Target, settings: &Settings, invocation: &Invocation)
 
 /// Starts the daemon's threads — only now, after the fork: they would not survive it. The
 /// stop signals are blocked first, so that only the stop handler takes them.
-fn start(mounted: &Mounted, start_interrupts: impl FnOnce() -> std::io::Result<()>) -> Result<(), String> {
+fn start(mounted: &Mounted, start_threads: impl FnOnce() -> std::io::Result<()>) -> Result<(), String> {
     daemon::block_stop_signals();
     let cannot = |e: std::io::Error| format!("cannot start: {e}");
-    start_interrupts().map_err(cannot)?;
+    start_threads().map_err(cannot)?;
     delivery::start();
     daemon::spawn_stop_handler(mounted.dir.clone()).map_err(cannot)?;
     if let Some(dir) = &mounted.dir {

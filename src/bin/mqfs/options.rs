@@ -338,6 +338,7 @@ mod tests {
                     "SIZE" => "1M",
                     "NAME" => "bus",
                     "FILE" => "/dev/null",
+                    "DURATION" => "100ms",
                     word => word,
                 };
                 let option = format!("{key}={value}");

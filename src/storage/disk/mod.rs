@@ -177,7 +177,7 @@ impl DiskStore {
             let why = format!("{} says {found:?}, this mqfs reads {FORMAT:?}", format.display());
             return Err(OpenError::NotAStore { dir: dir.to_path_buf(), why });
         }
-        let syncer = Syncer::start().map_err(|e| OpenError::io(dir, e))?;
+        let syncer = Syncer::new();
         let mut store = DiskStore {
             logs: Mutex::default(),
             syncer,
@@ -278,6 +278,10 @@ impl Store for DiskStore {
             self.logs.lock().handed.remove(&id);
         }
         made
+    }
+
+    fn start(&self) -> io::Result<()> {
+        self.syncer.start()
     }
 
     fn remove_log(&self, id: LogId) {

@@ -21,6 +21,10 @@ struct Request {
 struct Queue {
     now: Vec<Request>,
     timed: Vec<(Instant, Arc<DataFile>)>,
+    /// The thread runs: requests wait for it. Before it is started (a daemon forks after it
+    /// opened its store, and a fork keeps no thread but its caller) and once it stopped, the
+    /// caller syncs.
+    running: bool,
     stopped: bool,
 }
 
@@ -35,10 +39,10 @@ struct Shared {
 pub struct SyncHandle(Arc<Shared>);
 
 impl SyncHandle {
-    /// Calls `done` once `files` are synced. After the store is closed the caller syncs.
+    /// Calls `done` once `files` are synced. Unless the thread runs, the caller syncs.
     pub fn sync(&self, files: Vec<Arc<DataFile>>, done: SyncCallback) {
         let mut queue = self.0.queue.lock();
-        if queue.stopped {
+        if queue.stopped || !queue.running {
             drop(queue);
             let result = sync_all(&files);
             return done(result);
@@ -58,24 +62,33 @@ impl SyncHandle {
     }
 }
 
-/// The store's sync thread; dropping it syncs what is queued and stops it.
+/// The store's sync thread, once started; dropping it syncs what is queued and stops it.
 pub struct Syncer {
     handle: SyncHandle,
-    thread: Option<JoinHandle<()>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Syncer {
-    pub fn start() -> std::io::Result<Syncer> {
-        let shared = Arc::new(Shared::default());
-        let worker = shared.clone();
-        // Started with every signal blocked: a process's signals (the daemon's SIGTERM, which
-        // its stop handler waits for) must never be taken by this thread.
+    pub fn new() -> Syncer {
+        Syncer { handle: SyncHandle(Arc::default()), thread: Mutex::new(None) }
+    }
+
+    /// Starts the thread (once), with every signal blocked: a process's signals (the
+    /// daemon's SIGTERM, which its stop handler waits for) must never be taken by it.
+    pub fn start(&self) -> std::io::Result<()> {
+        let mut thread = self.thread.lock();
+        if thread.is_some() {
+            return Ok(());
+        }
+        let worker = self.handle.0.clone();
         let all = nix::sys::signal::SigSet::all();
         let before =
             all.thread_swap_mask(nix::sys::signal::SigmaskHow::SIG_BLOCK).map_err(std::io::Error::from)?;
-        let thread = std::thread::Builder::new().name("mqfs-sync".into()).spawn(move || run(&worker));
+        let spawned = std::thread::Builder::new().name("mqfs-sync".into()).spawn(move || run(&worker));
         let _ = before.thread_set_mask();
-        Ok(Syncer { handle: SyncHandle(shared), thread: Some(thread?) })
+        *thread = Some(spawned?);
+        self.handle.0.queue.lock().running = true;
+        Ok(())
     }
 
     pub fn handle(&self) -> SyncHandle {
@@ -87,7 +100,7 @@ impl Drop for Syncer {
     fn drop(&mut self) {
         self.handle.0.queue.lock().stopped = true;
         self.handle.0.wake.notify_one();
-        if let Some(thread) = self.thread.take() {
+        if let Some(thread) = self.thread.get_mut().take() {
             let _ = thread.join();
         }
     }

@@ -38,7 +38,9 @@ impl Drop for Scratch {
 const STREAM: LogId = LogId { node: 7, order: false };
 
 fn open(dir: &Path, layer: Arc<dyn FileLayer>, segment_bytes: u64) -> (DiskStore, RecoveryReport) {
-    DiskStore::open_on(dir, layer, segment_bytes).unwrap_or_else(|e| panic!("{e}"))
+    let (store, report) = DiskStore::open_on(dir, layer, segment_bytes).unwrap_or_else(|e| panic!("{e}"));
+    store.start().expect("the sync thread starts");
+    (store, report)
 }
 
 fn log(store: &DiskStore, policy: SyncPolicy) -> Box<dyn Log> {
