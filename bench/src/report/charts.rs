@@ -123,7 +123,7 @@ pub fn charts(results: &Results) -> Vec<(String, String)> {
             charts.push((
                 "durable.svg".into(),
                 svg::bar_chart(
-                    "Durable writes, 64 B messages, one stream",
+                    "Durable writes, 64 B messages, one queue",
                     "messages per second",
                     &grid.columns,
                     &fmt_rate,

@@ -38,12 +38,13 @@ fn section_durable(
 ) {
     let _ = write!(
         out,
-        "### Durable writes\n\nWriters flat out into one stream, {} B messages, no readers: messages per second \
-         whose write returned (or was acknowledged), all writers together, over the same window (they start \
-         together). Several \
-         producers of one queue or log write to one place, so the writers share one stream: one mqfs file (its group \
-         `sync always`, `replay all`), one Redis stream (XADD, waiting for each reply; `appendonly yes`), one \
-         JetStream stream with file storage (each publish waits for its acknowledgement). Each writer is its own \
+        "### Durable writes\n\nWriters flat out into one queue or log, {} B messages, no readers: messages per \
+         second whose write returned (or was acknowledged), all writers together, over the same window (they \
+         start together). Several producers of one queue or log write to one place: one mqfs group (its \
+         `sync always`, `replay all`) with a stream per writer (the kernel lets one write(2) at a time into a \
+         file, so writers of one stream could never share a sync; `order` keeps the group's one sequence), one \
+         Redis stream (XADD, waiting for each reply; `appendonly yes`), one JetStream stream with file storage \
+         (each publish waits for its acknowledgement). Each writer is its own \
          process with its own open file or connection.\n\n\
          - **mqfs disk, sync always**: acknowledged = on stable storage (fdatasync before write(2) returns).\n\
          - **Redis AOF always**: `appendfsync always`, acknowledged after the AOF is fsynced.\n\

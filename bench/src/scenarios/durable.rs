@@ -1,7 +1,8 @@
-//! Scenario 7b: durable writes. Writers flat out into one stream (what producers of one
-//! queue or log do: one Redis stream, one JetStream subject, one mqfs file), 64-byte
-//! messages, no readers: messages per second acknowledged, with 1 writer and with 8 (each
-//! its own process and open file or connection). mqfs on a disk-backed mount with `sync
+//! Scenario 7b: durable writes. Writers flat out into one queue or log (one Redis stream,
+//! one JetStream subject, one mqfs group with a stream per writer: the kernel lets one
+//! write(2) at a time into a file, so writers of one stream could never share a sync),
+//! 64-byte messages, no readers: messages per second acknowledged, with 1 writer and with 8
+//! (each its own process and open file or connection). mqfs on a disk-backed mount with `sync
 //! always` (write(2) returns after fdatasync) and, for reference, `sync never`; Redis
 //! appending to a stream with XADD under `appendfsync always` and `everysec`; NATS
 //! JetStream's file store, each publish waiting for its acknowledgement.
@@ -11,10 +12,13 @@
 //! dirty. The writers start together (a common CLOCK_MONOTONIC instant) and write for the
 //! same time; the rate is everything they sent over that time.
 
+use std::fs::File;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::{Budget, measure_grid};
 use crate::clock::now_ns;
+use crate::endpoint::Endpoint;
 use crate::procs::Proc;
 use crate::report::{fmt_rate, progress};
 use crate::results::{Cell, Grid, Throughput};
@@ -90,6 +94,17 @@ fn one(plumbing: &Plumbing, writers: usize, budget: &Budget) -> Cell<Throughput>
     Ok(Throughput { msgs_per_s: rate, bytes_per_s: rate * SIZE as f64, caveat: None })
 }
 
+/// Where writer `id` writes: on a mount, its own stream beside `endpoint` (made on first
+/// use); elsewhere `endpoint` itself.
+fn writer_endpoint(endpoint: &Endpoint, id: usize) -> Result<Endpoint, String> {
+    let Endpoint::File(path) = endpoint else { return Ok(endpoint.clone()) };
+    let own = PathBuf::from(format!("{}-{id}", path.display()));
+    if !own.exists() {
+        File::create(&own).map_err(|e| format!("create {}: {e}", own.display()))?;
+    }
+    Ok(Endpoint::File(own))
+}
+
 /// `writers` writer processes write to `plumbing.writer` over the same `duration`; returns
 /// how many messages they sent (each write returned, or was acknowledged) in all.
 fn write_together(plumbing: &Plumbing, writers: usize, duration: Duration) -> Result<u64, String> {
@@ -99,7 +114,7 @@ fn write_together(plumbing: &Plumbing, writers: usize, duration: Duration) -> Re
     for id in 0..writers {
         let args = vec![
             "write".to_string(),
-            format!("endpoint={}", plumbing.writer.to_arg()),
+            format!("endpoint={}", writer_endpoint(&plumbing.writer, id)?.to_arg()),
             format!("size={SIZE}"),
             format!("duration_ms={}", duration.as_millis()),
             format!("start_ns={start_ns}"),
