@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use super::catalogue::NodeRecord;
 use super::{
-    Bytes, Catalogue, Errno, Log, LogId, Message, Placement, Stamp, Store, SyncCallback, SyncPolicy,
+    Bytes, Catalogue, Errno, Extent, Log, LogId, Message, Placement, Stamp, Store, SyncCallback, SyncPolicy,
 };
 
 /// A segment is sealed once it holds this many payload bytes; a larger message gets a
@@ -141,16 +141,9 @@ pub struct MemoryLog {
     /// Whether messages keep their stamps (a log that may move to a disk store).
     stamped: bool,
     segments: VecDeque<Segment>,
-    /// Sequence number of the oldest retained message.
-    first: u64,
-    /// Sequence number the next appended message will get.
-    next: u64,
-    /// Retained payload bytes.
-    bytes: u64,
+    extent: Extent,
     /// Bytes of segment memory allocated (capacity), for the memory ceiling.
     allocated: u64,
-    /// Payload bytes ever appended: the position where the next message starts.
-    appended: u64,
 }
 
 impl Default for MemoryLog {
@@ -164,15 +157,7 @@ impl MemoryLog {
     /// A log that keeps no stamps, as on a memory mount, where nothing can read them: its
     /// messages cost their payload and an end offset (`stamp` answers None).
     pub fn unstamped() -> Self {
-        MemoryLog {
-            stamped: false,
-            segments: VecDeque::new(),
-            first: 0,
-            next: 0,
-            bytes: 0,
-            allocated: 0,
-            appended: 0,
-        }
+        MemoryLog { stamped: false, segments: VecDeque::new(), extent: Extent::default(), allocated: 0 }
     }
 
     /// The most appending a message of `len` bytes can allocate to any memory log, whatever
@@ -195,8 +180,13 @@ impl MemoryLog {
 
     /// A new segment for a message of `len` bytes, charged.
     fn open_segment(&mut self, data: Data) -> &mut Segment {
-        let segment =
-            Segment { base: self.next, start: self.appended, data, ends: Vec::new(), stamps: Vec::new() };
+        let segment = Segment {
+            base: self.extent.next,
+            start: self.extent.appended,
+            data,
+            ends: Vec::new(),
+            stamps: Vec::new(),
+        };
         self.allocated += segment.allocated();
         self.segments.push_back(segment);
         self.segments.back_mut().expect("a segment was just pushed")
@@ -204,7 +194,7 @@ impl MemoryLog {
 
     /// Where message `seq` is, if it is retained.
     fn locate(&self, seq: u64) -> Option<(&Segment, usize)> {
-        if seq < self.first || seq >= self.next {
+        if seq < self.extent.first || seq >= self.extent.next {
             return None;
         }
         // Segments are few and ordered by base: binary search by the last base <= seq.
@@ -215,6 +205,10 @@ impl MemoryLog {
 }
 
 impl Log for MemoryLog {
+    fn extent(&self) -> Extent {
+        self.extent
+    }
+
     fn append(&mut self, message: Message<'_>, stamp: &Stamp) -> Result<u64, Errno> {
         let len = message.len();
         if len as u64 > MAX_MESSAGE {
@@ -249,16 +243,16 @@ impl Log for MemoryLog {
             segment.index(end, stamp, capacity);
             self.allocated += segment.allocated() - before;
         }
-        self.bytes += len as u64;
-        self.appended += len as u64;
-        let seq = self.next;
-        self.next += 1;
+        self.extent.bytes += len as u64;
+        self.extent.appended += len as u64;
+        let seq = self.extent.next;
+        self.extent.next += 1;
         Ok(seq)
     }
 
     fn unappend(&mut self) {
         let Some(segment) = self.segments.back_mut() else { return };
-        if segment.next_seq() != self.next || self.next == self.first {
+        if segment.next_seq() != self.extent.next || self.extent.next == self.extent.first {
             return; // the last message was skipped or dropped: nothing to take back
         }
         let range = segment.range(segment.ends.len() - 1);
@@ -271,9 +265,9 @@ impl Log for MemoryLog {
             let segment = self.segments.pop_back().expect("the last segment exists");
             self.allocated -= segment.allocated();
         }
-        self.bytes -= range.len() as u64;
-        self.appended -= range.len() as u64;
-        self.next -= 1;
+        self.extent.bytes -= range.len() as u64;
+        self.extent.appended -= range.len() as u64;
+        self.extent.next -= 1;
     }
 
     fn get(&self, seq: u64) -> Result<Option<Bytes>, Errno> {
@@ -292,7 +286,7 @@ impl Log for MemoryLog {
     fn read_at(&self, position: u64, size: usize, out: &mut Vec<u8>) -> Result<(), Errno> {
         debug_assert!(position >= self.start(), "bytes before the oldest retained one were dropped");
         let mut position = position;
-        let end = self.appended.min(position.saturating_add(size as u64));
+        let end = self.extent.appended.min(position.saturating_add(size as u64));
         out.reserve(end.saturating_sub(position) as usize);
         let mut index = self.segments.partition_point(|s| s.start <= position).saturating_sub(1);
         while position < end {
@@ -308,11 +302,11 @@ impl Log for MemoryLog {
     }
 
     fn pop_front(&mut self) -> Option<usize> {
-        let (segment, index) = self.locate(self.first)?;
+        let (segment, index) = self.locate(self.extent.first)?;
         let len = segment.range(index).len();
-        self.first += 1;
-        self.bytes -= len as u64;
-        if self.segments.front().is_some_and(|s| s.next_seq() <= self.first) {
+        self.extent.first += 1;
+        self.extent.bytes -= len as u64;
+        if self.segments.front().is_some_and(|s| s.next_seq() <= self.extent.first) {
             let segment = self.segments.pop_front().expect("front segment exists");
             self.allocated -= segment.allocated();
         }
@@ -321,36 +315,16 @@ impl Log for MemoryLog {
 
     fn skip(&mut self, len: usize) {
         debug_assert!(self.is_empty(), "only an empty log can skip a message");
-        self.appended += len as u64;
-        self.next += 1;
-        self.first = self.next;
+        self.extent.appended += len as u64;
+        self.extent.next += 1;
+        self.extent.first = self.extent.next;
     }
 
     fn clear(&mut self) {
-        self.first = self.next;
-        self.bytes = 0;
+        self.extent.first = self.extent.next;
+        self.extent.bytes = 0;
         self.segments.clear();
         self.allocated = 0;
-    }
-
-    fn first_seq(&self) -> u64 {
-        self.first
-    }
-
-    fn next_seq(&self) -> u64 {
-        self.next
-    }
-
-    fn bytes(&self) -> u64 {
-        self.bytes
-    }
-
-    fn start(&self) -> u64 {
-        self.appended - self.bytes
-    }
-
-    fn end(&self) -> u64 {
-        self.appended
     }
 
     fn allocated(&self) -> u64 {

@@ -77,6 +77,19 @@ pub enum SyncPolicy {
     Interval(std::time::Duration),
 }
 
+/// Where a log stands: the numbers every log keeps alike.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Extent {
+    /// Sequence number of the oldest retained message.
+    pub first: u64,
+    /// Sequence number the next appended message will get.
+    pub next: u64,
+    /// Retained payload bytes.
+    pub bytes: u64,
+    /// Payload bytes ever appended: the position where the next message starts.
+    pub appended: u64,
+}
+
 /// One channel's history: an append-only sequence of messages numbered from the log's
 /// first, trimmed from the front. Positions count every payload byte ever appended, so a
 /// position names the same byte for good (a `data static` file's offsets).
@@ -101,14 +114,8 @@ pub trait Log: Send {
     fn skip(&mut self, len: usize);
     /// Drops every retained message.
     fn clear(&mut self);
-    fn first_seq(&self) -> u64;
-    fn next_seq(&self) -> u64;
-    /// Retained payload bytes.
-    fn bytes(&self) -> u64;
-    /// Position of the oldest retained byte.
-    fn start(&self) -> u64;
-    /// Payload bytes ever appended: where the next message starts.
-    fn end(&self) -> u64;
+    /// Its numbers: first and next sequence numbers, retained and appended bytes.
+    fn extent(&self) -> Extent;
     /// Bytes of memory the log holds, charged to the mount's ceiling.
     fn allocated(&self) -> u64;
     /// The bytes of memory appending a message of `len` bytes would allocate.
@@ -122,6 +129,30 @@ pub trait Log: Send {
     /// every message are on stable storage (at once for a log that has none).
     fn close(&mut self, done: SyncCallback) {
         done(Ok(()));
+    }
+
+    fn first_seq(&self) -> u64 {
+        self.extent().first
+    }
+
+    fn next_seq(&self) -> u64 {
+        self.extent().next
+    }
+
+    /// Retained payload bytes.
+    fn bytes(&self) -> u64 {
+        self.extent().bytes
+    }
+
+    /// Position of the oldest retained byte.
+    fn start(&self) -> u64 {
+        let extent = self.extent();
+        extent.appended - extent.bytes
+    }
+
+    /// Payload bytes ever appended: where the next message starts.
+    fn end(&self) -> u64 {
+        self.extent().appended
     }
 
     fn len(&self) -> u64 {

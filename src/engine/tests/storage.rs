@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::storage::memory::{MemoryLog, MemoryStore};
-use crate::storage::{Bytes, Log, LogId, Message, Placement, Stamp, Store, SyncCallback, SyncPolicy};
+use crate::storage::{Bytes, Extent, Log, LogId, Message, Placement, Stamp, Store, SyncCallback, SyncPolicy};
 
 /// What the fake store's logs do and have seen.
 #[derive(Default)]
@@ -102,24 +102,8 @@ impl Log for FakeLog {
         self.inner.clear()
     }
 
-    fn first_seq(&self) -> u64 {
-        self.inner.first_seq()
-    }
-
-    fn next_seq(&self) -> u64 {
-        self.inner.next_seq()
-    }
-
-    fn bytes(&self) -> u64 {
-        self.inner.bytes()
-    }
-
-    fn start(&self) -> u64 {
-        self.inner.start()
-    }
-
-    fn end(&self) -> u64 {
-        self.inner.end()
+    fn extent(&self) -> Extent {
+        self.inner.extent()
     }
 
     fn allocated(&self) -> u64 {

@@ -18,7 +18,7 @@ use super::head::Head;
 use super::segment::{self, FILE_HEADER, FileHeader, RECORD_HEADER, RecordHeader};
 use super::syncer::SyncHandle;
 use crate::engine::Errno;
-use crate::storage::{Bytes, Log, Message, Stamp, SyncCallback, SyncPolicy};
+use crate::storage::{Bytes, Extent, Log, Message, Stamp, SyncCallback, SyncPolicy};
 
 /// The newest messages kept in memory, in payload bytes (a larger message is not kept).
 pub const CACHE_BYTES: usize = 256 * 1024;
@@ -112,11 +112,7 @@ pub struct DiskLog {
     dir: Arc<DataFile>,
     policy: SyncPolicy,
     segments: VecDeque<Segment>,
-    first: u64,
-    next: u64,
-    bytes: u64,
-    /// Payload bytes ever appended: the position of the next message.
-    appended: u64,
+    extent: Extent,
     cache: VecDeque<Cached>,
     cache_bytes: usize,
 }
@@ -135,17 +131,14 @@ impl DiskLog {
             dir,
             policy: SyncPolicy::Never,
             segments,
-            first: head.first,
-            next: head.next,
-            bytes: retained,
-            appended: head.end,
+            extent: Extent { first: head.first, next: head.next, bytes: retained, appended: head.end },
             cache: VecDeque::new(),
             cache_bytes: 0,
         })
     }
 
     fn head(&self) -> Head {
-        Head { first: self.first, next: self.next, end: self.appended }
+        Head { first: self.extent.first, next: self.extent.next, end: self.extent.appended }
     }
 
     fn save_head(&self) -> Option<Arc<DataFile>> {
@@ -169,7 +162,7 @@ impl DiskLog {
     }
 
     fn read(&self, seq: u64) -> Result<Option<(Bytes, Stamp)>, Errno> {
-        if seq < self.first || seq >= self.next {
+        if seq < self.extent.first || seq >= self.extent.next {
             return Ok(None);
         }
         if let Some(oldest) = self.cache.front().filter(|c| c.seq <= seq) {
@@ -180,13 +173,13 @@ impl DiskLog {
         segment.read(index).map(Some)
     }
 
-    /// A new segment for message `self.next`, its header written.
+    /// A new segment for message `self.extent.next`, its header written.
     fn open_segment(&mut self) -> Result<(), Errno> {
-        let path = self.place.dir.join(segment::file_name(self.next));
+        let path = self.place.dir.join(segment::file_name(self.extent.next));
         let created = OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&path);
         let file = created.map_err(|e| self.refused(&path, &e))?;
         let file = Arc::new(DataFile::new(file, path, self.place.layer.clone()));
-        let header = FileHeader { base: self.next, start: self.appended }.encode();
+        let header = FileHeader { base: self.extent.next, start: self.extent.appended }.encode();
         let mut written = file.write_at(&[&header], 0);
         self.dir.touched();
         match self.policy {
@@ -202,8 +195,13 @@ impl DiskLog {
         if let Some(sealed) = self.segments.back_mut() {
             sealed.offsets.shrink_to_fit();
         }
-        let segment =
-            Segment { base: self.next, start: self.appended, file, len: FILE_HEADER, offsets: Vec::new() };
+        let segment = Segment {
+            base: self.extent.next,
+            start: self.extent.appended,
+            file,
+            len: FILE_HEADER,
+            offsets: Vec::new(),
+        };
         self.segments.push_back(segment);
         Ok(())
     }
@@ -227,6 +225,10 @@ impl DiskLog {
 }
 
 impl Log for DiskLog {
+    fn extent(&self) -> Extent {
+        self.extent
+    }
+
     fn append(&mut self, message: Message<'_>, stamp: &Stamp) -> Result<u64, Errno> {
         let len = u32::try_from(message.len()).map_err(|_| Errno::EFBIG)?;
         let record = RECORD_HEADER + len as u64;
@@ -234,7 +236,7 @@ impl Log for DiskLog {
         if self.segments.back().is_none_or(|s| s.len + record > segment_bytes) {
             self.open_segment()?;
         }
-        let seq = self.next;
+        let seq = self.extent.next;
         let header = RecordHeader { len, seq, stamp: *stamp }.encode(message.as_slice());
         let segment = self.segments.back_mut().expect("a segment was just ensured");
         if let Err(e) = segment.file.write_at(&[&header, message.as_slice()], segment.len) {
@@ -272,9 +274,9 @@ impl Log for DiskLog {
         } else {
             self.drop_cached_before(seq + 1);
         }
-        self.next += 1;
-        self.bytes += len as u64;
-        self.appended += len as u64;
+        self.extent.next += 1;
+        self.extent.bytes += len as u64;
+        self.extent.appended += len as u64;
         Ok(seq)
     }
 
@@ -290,14 +292,14 @@ impl Log for DiskLog {
         } else if let Err(e) = segment.file.set_len(offset as u64) {
             log::error!("{}: cannot take back the last record: {e}", segment.file.path.display());
         }
-        self.next -= 1;
-        if self.cache.back().is_some_and(|c| c.seq == self.next) {
+        self.extent.next -= 1;
+        if self.cache.back().is_some_and(|c| c.seq == self.extent.next) {
             let cached = self.cache.pop_back().expect("checked");
             self.cache_bytes -= cached.bytes.len();
         }
-        self.bytes -= len as u64;
-        self.appended -= len as u64;
-        self.first = self.first.min(self.next);
+        self.extent.bytes -= len as u64;
+        self.extent.appended -= len as u64;
+        self.extent.first = self.extent.first.min(self.extent.next);
     }
 
     fn get(&self, seq: u64) -> Result<Option<Bytes>, Errno> {
@@ -310,7 +312,7 @@ impl Log for DiskLog {
 
     fn read_at(&self, position: u64, size: usize, out: &mut Vec<u8>) -> Result<(), Errno> {
         debug_assert!(position >= self.start(), "bytes before the oldest retained one were dropped");
-        let end = self.appended.min(position.saturating_add(size as u64));
+        let end = self.extent.appended.min(position.saturating_add(size as u64));
         if position >= end {
             return Ok(());
         }
@@ -343,11 +345,11 @@ impl Log for DiskLog {
             return None;
         }
         let front = self.segments.front().expect("a retained message has a segment");
-        let len = front.payload_len((self.first - front.base) as usize);
-        let emptied = front.next_seq() <= self.first + 1;
-        self.first += 1;
-        self.bytes -= len as u64;
-        self.drop_cached_before(self.first);
+        let len = front.payload_len((self.extent.first - front.base) as usize);
+        let emptied = front.next_seq() <= self.extent.first + 1;
+        self.extent.first += 1;
+        self.extent.bytes -= len as u64;
+        self.drop_cached_before(self.extent.first);
         if emptied {
             let segment = self.segments.pop_front().expect("checked");
             DiskLog::remove_file(&segment);
@@ -358,40 +360,20 @@ impl Log for DiskLog {
 
     fn skip(&mut self, len: usize) {
         debug_assert!(self.is_empty(), "only an empty log can skip a message");
-        self.appended += len as u64;
-        self.next += 1;
-        self.first = self.next;
+        self.extent.appended += len as u64;
+        self.extent.next += 1;
+        self.extent.first = self.extent.next;
     }
 
     fn clear(&mut self) {
-        self.first = self.next;
-        self.bytes = 0;
+        self.extent.first = self.extent.next;
+        self.extent.bytes = 0;
         self.cache.clear();
         self.cache_bytes = 0;
         for segment in std::mem::take(&mut self.segments) {
             DiskLog::remove_file(&segment);
         }
         self.save_head();
-    }
-
-    fn first_seq(&self) -> u64 {
-        self.first
-    }
-
-    fn next_seq(&self) -> u64 {
-        self.next
-    }
-
-    fn bytes(&self) -> u64 {
-        self.bytes
-    }
-
-    fn start(&self) -> u64 {
-        self.appended - self.bytes
-    }
-
-    fn end(&self) -> u64 {
-        self.appended
     }
 
     fn allocated(&self) -> u64 {
