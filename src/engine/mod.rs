@@ -138,6 +138,7 @@ impl Engine {
             tree.reconcile_orders();
             tree
         };
+        store.set_aside_unclaimed();
         tree.track_changes();
         let engine = Engine::build(tree, memory, limits, Some(Saving::new(catalogue, store)));
         // A new namespace's root is saved at once, with the configuration it starts with.

@@ -195,6 +195,10 @@ pub trait Store: Send + Sync {
     fn start(&self) -> std::io::Result<()> {
         Ok(())
     }
+    /// Sets aside what the store holds of logs nobody asked for since it was opened: their
+    /// nodes are not in the catalogue (a crash between the two), so a new node with the same
+    /// number must not find their history. Called once the tree is restored.
+    fn set_aside_unclaimed(&self) {}
 }
 
 /// The saved namespace: every node (group, stream, link, special file) with its names,

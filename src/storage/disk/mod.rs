@@ -284,6 +284,30 @@ impl Store for DiskStore {
         self.syncer.start()
     }
 
+    fn set_aside_unclaimed(&self) {
+        let unclaimed: Vec<LogId> = {
+            let mut logs = self.logs.lock();
+            let ids: Vec<LogId> = logs.recovered.keys().copied().collect();
+            // Dropped first: a log writes its head when it goes.
+            ids.iter().for_each(|id| drop(logs.recovered.remove(id)));
+            ids
+        };
+        for id in unclaimed {
+            let dir = self.log_dir(id);
+            let aside = self.dir.join("damaged").join(dir.file_name().expect("a log has a name"));
+            let moved = std::fs::create_dir_all(self.dir.join("damaged"))
+                .and_then(|()| std::fs::rename(&dir, &aside));
+            match moved {
+                Ok(()) => ::log::warn!(
+                    "{}: no node of the catalogue has this log (a crash between the two): moved to {}",
+                    dir.display(),
+                    aside.display()
+                ),
+                Err(e) => ::log::error!("{}: an unclaimed log cannot be set aside: {e}", dir.display()),
+            }
+        }
+    }
+
     fn remove_log(&self, id: LogId) {
         let mut logs = self.logs.lock();
         logs.recovered.remove(&id);

@@ -466,3 +466,21 @@ fn a_segment_file_that_belongs_elsewhere_is_moved_aside_not_cut() {
     let moved = scratch.0.join("damaged/7").join(last.file_name().expect("named"));
     assert_eq!(std::fs::read(moved).expect("moved whole"), std::fs::read(&files[0]).expect("first"));
 }
+
+#[test]
+fn a_log_nobody_claims_is_set_aside_and_its_number_starts_empty() {
+    let scratch = Scratch::new();
+    {
+        let (store, _) = open(&scratch.0, Arc::new(Os), 1 << 20);
+        let mut log = log(&store, SyncPolicy::Never);
+        append(&mut *log, 0);
+    }
+    let (store, report) = open(&scratch.0, Arc::new(Os), 1 << 20);
+    assert_eq!(report.messages, 1);
+    store.set_aside_unclaimed();
+    let fresh = log(&store, SyncPolicy::Never);
+    assert_eq!((fresh.first_seq(), fresh.next_seq()), (0, 0), "a new node with the number starts empty");
+    let aside = scratch.0.join("damaged").join(STREAM.node.to_string());
+    let kept = std::fs::read_dir(&aside).expect("set aside under damaged/").flatten();
+    assert_eq!(kept.filter(|e| e.path().extension().is_some_and(|x| x == "log")).count(), 1);
+}
