@@ -209,10 +209,10 @@ impl Stream {
                 Some(w) => {
                     let mut callback = w.callback;
                     if config.sync == SyncPolicy::Always {
-                        // Answered once both logs synced, as well as when it would be.
+                        // Answered once its stream's log synced (`policy_of` says why not
+                        // `order`'s), as well as when it would be.
                         let join = Join::new(callback);
                         state.channel.sync(join.part());
-                        group_state.order.sync(join.part());
                         callback = join.done();
                     }
                     if blocks {
@@ -256,7 +256,7 @@ pub fn move_history(
     from: Placement,
     config: &GroupConfig,
 ) {
-    match store.log(id, config.store, config.sync).and_then(|log| channel.relog(log)) {
+    match store.log(id, config.store, policy_of(id, config.sync)).and_then(|log| channel.relog(log)) {
         Ok(old) => {
             drop(old);
             if from == Placement::Disk {
@@ -265,6 +265,20 @@ pub fn move_history(
             }
         }
         Err(errno) => log::warn!("the history of {id:?} stays in {from:?}: moving it failed: {errno}"),
+    }
+}
+
+/// How often a `sync always` group's `order` reaches stable storage.
+pub const ORDER_SYNC: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// When log `id` syncs on its own under its group's `sync`: as it says, but a `sync always`
+/// group's `order` within [`ORDER_SYNC`]. A write waits for its stream's log alone: its
+/// record carries its number in the group, from which recovery rebuilds the `order` lines a
+/// power loss took (`recovery.rs`), so a write pays one fdatasync, not two.
+pub fn policy_of(id: LogId, sync: SyncPolicy) -> SyncPolicy {
+    match sync {
+        SyncPolicy::Always if id.order => SyncPolicy::Interval(ORDER_SYNC),
+        sync => sync,
     }
 }
 

@@ -35,7 +35,7 @@ use super::config::{DataMode, GroupConfig};
 use super::errno::{Errno, Result};
 use super::memory::Memory;
 use super::presets::Presets;
-use super::stream::{Group, Stream, move_history};
+use super::stream::{Group, Stream, move_history, policy_of};
 use crate::storage::{Log, LogId, Store};
 
 pub use saved::Changes;
@@ -294,7 +294,8 @@ fn check_new_name(name: &[u8]) -> Result<()> {
 /// A new channel's log: a stream's (`order` false) or a group's `order`, kept where and as
 /// the group's configuration says.
 fn log_of(store: &dyn Store, node: Ino, order: bool, config: &GroupConfig) -> Result<Box<dyn Log>> {
-    store.log(LogId { node, order }, config.store, config.sync)
+    let id = LogId { node, order };
+    store.log(id, config.store, policy_of(id, config.sync))
 }
 
 fn kind_of(body: &Body) -> Kind {

@@ -7,7 +7,7 @@ use crate::engine::config::GroupConfig;
 use crate::engine::delivery::Wakeups;
 use crate::engine::errno::Result;
 use crate::engine::handle::{CtlFile, Step};
-use crate::engine::stream::move_history;
+use crate::engine::stream::{move_history, policy_of};
 use crate::engine::tree::Tree;
 use crate::engine::{CTL_MAX, Engine, Errno, Ino, WriteRequest, ctl};
 use crate::storage::LogId;
@@ -129,7 +129,7 @@ impl Engine {
             move_history(channel, tree.store(), id, old.store, new);
         }
         if old.sync != new.sync {
-            channel.log_mut().set_policy(new.sync);
+            channel.log_mut().set_policy(policy_of(id, new.sync));
         }
         channel.retain(new)
     }

@@ -11,7 +11,7 @@ use crate::engine::ctl;
 use crate::engine::errno::Result;
 use crate::engine::memory::Memory;
 use crate::engine::presets::Presets;
-use crate::engine::stream::{Group, Stream};
+use crate::engine::stream::{Group, Stream, policy_of};
 use crate::storage::catalogue::{Name, NodeBody, NodeRecord};
 use crate::storage::{LogId, Store, SyncPolicy};
 
@@ -145,7 +145,7 @@ impl Tree {
         store: Arc<dyn Store>,
     ) -> std::result::Result<Tree, String> {
         let channel = |id: LogId, config: &GroupConfig| -> Result<Channel> {
-            Ok(Channel::new(store.log(id, config.store, config.sync)?, memory.clone()))
+            Ok(Channel::new(store.log(id, config.store, policy_of(id, config.sync))?, memory.clone()))
         };
         let mut tree = Tree {
             nodes: HashMap::with_capacity(records.len()),
