@@ -42,7 +42,11 @@ const ANSWERED_ALREADY: &str = "Failed to send FUSE reply: No such file or direc
 
 /// Unique ids are even; the low bit of a table entry says "in dispatch".
 const BUSY: u64 = 1;
-const SLOTS: usize = 1024;
+/// A slot is reused after this many requests: an interrupt whose request a worker has read
+/// but not yet logged mistakes it for long done if the other workers dispatch as many
+/// meanwhile (a worker descheduled while a writer sends 100,000 requests a second: 1024
+/// slots were 10 ms of them). 512 KiB, touched as requests come.
+const SLOTS: usize = 1 << 16;
 /// How long an interrupt waits for its request's dispatch to end.
 const DISPATCH_WAIT: Duration = Duration::from_millis(100);
 
