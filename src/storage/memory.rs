@@ -315,14 +315,11 @@ impl Log for MemoryLog {
 
     fn skip(&mut self, len: usize) {
         debug_assert!(self.is_empty(), "only an empty log can skip a message");
-        self.extent.appended += len as u64;
-        self.extent.next += 1;
-        self.extent.first = self.extent.next;
+        self.extent.skip(len);
     }
 
     fn clear(&mut self) {
-        self.extent.first = self.extent.next;
-        self.extent.bytes = 0;
+        self.extent.clear();
         self.segments.clear();
         self.allocated = 0;
     }

@@ -90,6 +90,21 @@ pub struct Extent {
     pub appended: u64,
 }
 
+impl Extent {
+    /// Counts a message of `len` bytes nobody will read as appended and dropped.
+    pub fn skip(&mut self, len: usize) {
+        self.appended += len as u64;
+        self.next += 1;
+        self.first = self.next;
+    }
+
+    /// Drops every retained message from the count.
+    pub fn clear(&mut self) {
+        self.first = self.next;
+        self.bytes = 0;
+    }
+}
+
 /// One channel's history: an append-only sequence of messages numbered from the log's
 /// first, trimmed from the front. Positions count every payload byte ever appended, so a
 /// position names the same byte for good (a `data static` file's offsets).
