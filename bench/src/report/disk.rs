@@ -6,7 +6,7 @@ use std::fmt::Write;
 use super::format::{fmt_bytes, fmt_rate, percent, times};
 use super::image;
 use super::sections::memory_table;
-use super::table::{Notes, or_dash, ratio, show, table};
+use super::table::{Notes, cells_row, or_dash, ratio, table};
 use crate::results::{Cell, Memory, Results, Startup};
 use crate::scenarios::{durable, memory};
 use crate::systems::System;
@@ -65,15 +65,7 @@ fn section_durable(
     header.push(format!("{} ÷ {}", grid.columns[1], grid.columns[0]));
     let mut rows = Vec::new();
     for (system, cells) in &grid.rows {
-        let mut row = vec![system.label().to_string()];
-        for (col, cell) in cells.iter().enumerate() {
-            row.push(show(
-                Some(cell),
-                || format!("{} {}", system.label(), grid.columns[col]),
-                &mut notes,
-                |t| fmt_rate(t.msgs_per_s),
-            ));
-        }
+        let mut row = cells_row(system.label(), cells, &grid.columns, &mut notes, |t| fmt_rate(t.msgs_per_s));
         let scaling =
             ratio(grid.get(*system, 1).map(|t| t.msgs_per_s), grid.get(*system, 0).map(|t| t.msgs_per_s));
         row.push(or_dash(scaling.map(times)));

@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use super::format::{fmt_bytes, fmt_rate, fmt_us, percent, times};
 use super::image;
-use super::table::{Notes, or_dash, ratio, ratio_rows, show, table};
+use super::table::{Notes, cells_row, or_dash, ratio, ratio_rows, show, table};
 use crate::results::{Blocked, Cell, Fanout, Grid, Latency, ManyWriters, Memory, Throughput};
 use crate::scenarios::{latency, throughput, writers};
 use crate::systems::System;
@@ -22,15 +22,9 @@ pub fn section_throughput(out: &mut String, grid: &Grid<Throughput>, images: &[S
     header.extend(grid.columns.iter().cloned());
     let mut rows = Vec::new();
     for (system, cells) in &grid.rows {
-        let mut row = vec![system.label().to_string()];
-        for (col, cell) in cells.iter().enumerate() {
-            row.push(show(
-                Some(cell),
-                || format!("{} {}", system.label(), grid.columns[col]),
-                &mut notes,
-                |t| format!("{} msg/s<br>{}/s", fmt_rate(t.msgs_per_s), fmt_bytes(t.bytes_per_s)),
-            ));
-        }
+        let row = cells_row(system.label(), cells, &grid.columns, &mut notes, |t| {
+            format!("{} msg/s<br>{}/s", fmt_rate(t.msgs_per_s), fmt_bytes(t.bytes_per_s))
+        });
         rows.push(row);
     }
     table(out, &header, &rows);
@@ -77,15 +71,7 @@ pub fn section_threads(out: &mut String, grid: &Grid<Throughput>) {
     let mut rows = Vec::new();
     for (system, cells) in &grid.rows {
         let label = if *system == System::Ceiling { "FUSE ceiling (pair rate)" } else { system.label() };
-        let mut row = vec![label.to_string()];
-        for (col, cell) in cells.iter().enumerate() {
-            row.push(show(
-                Some(cell),
-                || format!("{label} {}", grid.columns[col]),
-                &mut notes,
-                |t| fmt_rate(t.msgs_per_s),
-            ));
-        }
+        let row = cells_row(label, cells, &grid.columns, &mut notes, |t| fmt_rate(t.msgs_per_s));
         rows.push(row);
     }
     let mut row = vec!["mqfs ÷ ceiling".to_string()];
@@ -135,15 +121,8 @@ pub fn section_fanout(out: &mut String, grid: &Grid<Fanout>, images: &[String]) 
     header.extend(grid.columns.iter().cloned());
     let mut rows = Vec::new();
     for (system, cells) in &grid.rows {
-        let mut row = vec![system.label().to_string()];
-        for (col, cell) in cells.iter().enumerate() {
-            row.push(show(
-                Some(cell),
-                || format!("{} {}", system.label(), grid.columns[col]),
-                &mut notes,
-                |f| fmt_rate(f.deliveries_per_s),
-            ));
-        }
+        let row =
+            cells_row(system.label(), cells, &grid.columns, &mut notes, |f| fmt_rate(f.deliveries_per_s));
         rows.push(row);
     }
     table(out, &header, &rows);
@@ -205,15 +184,7 @@ pub fn section_paced(out: &mut String, grid: &Grid<Latency>, images: &[String]) 
     header.extend(grid.columns.iter().cloned());
     let mut rows = Vec::new();
     for (system, cells) in &grid.rows {
-        let mut row = vec![system.label().to_string()];
-        for (col, cell) in cells.iter().enumerate() {
-            row.push(show(
-                Some(cell),
-                || format!("{} {}", system.label(), grid.columns[col]),
-                &mut notes,
-                latency_cell,
-            ));
-        }
+        let row = cells_row(system.label(), cells, &grid.columns, &mut notes, latency_cell);
         rows.push(row);
     }
     table(out, &header, &rows);

@@ -54,6 +54,22 @@ impl Notes {
 }
 
 /// A cell's text: the value, or why there is none, with a footnote for caveats and errors.
+/// A table row: `label`, then each of `cells` (one per column of `columns`) as [`show`]
+/// writes it.
+pub fn cells_row<T: Caveat>(
+    label: &str,
+    cells: &[Cell<T>],
+    columns: &[String],
+    notes: &mut Notes,
+    text: impl Fn(&T) -> String,
+) -> Vec<String> {
+    let mut row = vec![label.to_string()];
+    for (col, cell) in cells.iter().enumerate() {
+        row.push(show(Some(cell), || format!("{label} {}", columns[col]), notes, &text));
+    }
+    row
+}
+
 pub fn show<T: Caveat>(
     cell: Option<&Cell<T>>,
     what: impl Fn() -> String,
