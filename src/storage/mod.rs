@@ -117,8 +117,7 @@ pub trait Log: Send {
     /// The message with sequence number `seq`, if it is retained (EIO if its file cannot be
     /// read back).
     fn get(&self, seq: u64) -> Result<Option<Bytes>, Errno>;
-    /// The stamp of message `seq`, if it is retained (and the log keeps stamps: a memory
-    /// mount's logs keep none, nothing could read them).
+    /// The stamp of message `seq`, if it is retained (EIO as `get`).
     fn stamp(&self, seq: u64) -> Result<Option<Stamp>, Errno>;
     /// Appends to `out` up to `size` bytes of the history read as one file, from `position`
     /// (not before `start`); nothing at or past `end`.

@@ -1,11 +1,12 @@
 //! Reader cursors and parking: where each reader is (the message it is on, how much of it
 //! it has had), how many readers stand at each message, and the reads and pollers waiting
-//! for the next append.
+//! for the next append; and the message each reader's last read returned bytes of, with its
+//! stamp (sender identity).
 
 use super::{Channel, PollCallback, ReadCallback, ReadMode, ReadResult, ReaderId, Ticket, Wakeups};
 use crate::engine::config::DataMode;
 use crate::engine::errno::{Errno, Result};
-use crate::storage::Bytes;
+use crate::storage::{Bytes, Stamp};
 
 /// A parked read.
 pub(super) struct Waiter {
@@ -25,6 +26,9 @@ pub(super) struct Reader {
     /// Armed by the latest poll that asked to be told; the next append (or the close) tells
     /// it and drops it.
     pub(super) poller: Option<PollCallback>,
+    /// The message the last read returned bytes of, and its stamp, kept here because the
+    /// log may drop it as soon as it was read.
+    pub(super) last: Option<(u64, Stamp)>,
 }
 
 impl Reader {
@@ -109,7 +113,20 @@ impl Channel {
             Ok(cut) => cut,
             Err(errno) => return Some(Err(errno)),
         };
+        let last = if out.is_empty() {
+            None
+        } else {
+            // The message the read ends in: the one it stops within, or the last it read whole.
+            let seq = if offset > 0 { next } else { next - 1 };
+            match self.log.stamp(seq) {
+                Ok(stamp) => stamp.map(|stamp| (seq, stamp)),
+                Err(errno) => return Some(Err(errno)),
+            }
+        };
         self.move_reader(id, next, offset);
+        if last.is_some() {
+            self.readers.get_mut(&id).expect("reader exists").last = last;
+        }
         if !out.is_empty() || self.closed || mode == ReadMode::Continuation || size == 0 {
             Some(Ok(out))
         } else if mode == ReadMode::NonBlock {
@@ -152,6 +169,17 @@ impl Channel {
             _ => Bytes::from(parts.iter().flat_map(|part| part.iter().copied()).collect::<Vec<u8>>()),
         };
         Ok((out, next, offset))
+    }
+
+    /// The message reader `id`'s last read returned bytes of, and how many times it has
+    /// been delivered: once, to a reader of a fan-out stream, which gets every message.
+    pub fn last_delivered(&self, id: ReaderId) -> Option<(u64, u32)> {
+        self.readers.get(&id)?.last.map(|(seq, _)| (seq, 1))
+    }
+
+    /// The stamp of that message.
+    pub fn last_stamp(&self, id: ReaderId) -> Option<Stamp> {
+        self.readers.get(&id)?.last.map(|(_, stamp)| stamp)
     }
 
     fn move_reader(&mut self, id: ReaderId, next: u64, offset: usize) {
