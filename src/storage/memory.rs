@@ -9,7 +9,8 @@
 //! readers are handed slices of without a copy (an assembled message becomes one as it is).
 //! Messages are numbered by a sequence number that never repeats within a log. History is
 //! dropped from the front one message at a time, but memory is returned a whole segment at
-//! once, when its last message goes.
+//! once, when its last message goes. A segment's index grows by doubling while it fills and
+//! gives back what it does not use when it is sealed.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -204,8 +205,16 @@ impl MemoryLog {
         }
     }
 
-    /// A new segment whose first message is stamped `stamp`, charged.
+    /// A new segment whose first message is stamped `stamp`, charged. The last one is
+    /// sealed: its index, grown by doubling, gives back what it will not use.
     fn open_segment(&mut self, data: Data, stamp: &Stamp) -> &mut Segment {
+        if let Some(last) = self.segments.back_mut() {
+            let before = last.allocated();
+            last.ends.shrink_to_fit();
+            last.stamps.shrink_to_fit();
+            last.writers.shrink_to_fit();
+            self.allocated -= before - last.allocated();
+        }
         let segment = Segment::new(self.extent.next, self.extent.appended, data, stamp);
         self.allocated += segment.allocated();
         self.segments.push_back(segment);
