@@ -221,6 +221,40 @@ mod tests {
     }
 
     #[test]
+    fn a_reader_keeps_the_stamp_of_the_message_its_last_read_returned_bytes_of() {
+        let mut config = GroupConfig { replay: crate::engine::config::Replay::All, ..GroupConfig::default() };
+        let mut channel = Channel::new(Box::new(MemoryLog::default()), Arc::new(Memory::new(1 << 20)));
+        for (i, message) in [&b"first"[..], b"second", b"third"].into_iter().enumerate() {
+            let stamp = Stamp { group_seq: 10 + i as u64, pid: 100 + i as u32, ..Stamp::default() };
+            let appended = channel.append(Message::Borrowed(message), &stamp, false, &config).unwrap();
+            drop(channel.deliver(appended, &config));
+        }
+        let reader = channel.open_reader(config.replay);
+        let read = |channel: &mut Channel, size: usize, config: &GroupConfig| {
+            let got = Arc::new(parking_lot::Mutex::new(None));
+            let sink = got.clone();
+            let callback = Box::new(move |result: ReadResult| *sink.lock() = Some(result));
+            drop(channel.read(reader, size, ReadMode::NonBlock, 0, callback, config));
+            let result = got.lock().take().expect("a non-blocking read completes at once");
+            result.map(|bytes| bytes.to_vec())
+        };
+        assert_eq!(channel.last_delivered(reader), None, "nothing read yet");
+        // Part of a message: that message; the rest of it: still that one.
+        assert_eq!(read(&mut channel, 2, &config), Ok(b"fi".to_vec()));
+        assert_eq!(channel.last_delivered(reader), Some((0, 1)));
+        assert_eq!(read(&mut channel, 100, &config), Ok(b"rst".to_vec()));
+        assert_eq!(channel.last_stamp(reader).map(|s| (s.group_seq, s.pid)), Some((10, 100)));
+        // Coalescing across messages: the last one it returned bytes of.
+        config.data = DataMode::Coalesce;
+        assert_eq!(read(&mut channel, 9, &config), Ok(b"secondthi".to_vec()));
+        assert_eq!(channel.last_delivered(reader), Some((2, 1)));
+        assert_eq!(read(&mut channel, 100, &config), Ok(b"rd".to_vec()));
+        // A read that finds nothing keeps it.
+        assert_eq!(read(&mut channel, 100, &config), Err(Errno::EAGAIN));
+        assert_eq!(channel.last_stamp(reader).map(|s| (s.group_seq, s.pid)), Some((12, 102)));
+    }
+
+    #[test]
     fn waiting_lists_each_waiting_reader_once_and_no_other() {
         let config = GroupConfig::default();
         let log = Box::new(MemoryLog::default());
