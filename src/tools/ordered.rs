@@ -15,7 +15,8 @@
 //! newest line as the bound, reads each stream until its next message is past the bound or
 //! it has nothing more, and gives the messages up to the bound in their order.
 //!
-//! Every stream is opened before `order`, all non-blocking. Without following, the bound is
+//! `order` is opened before the streams, all non-blocking, so that every message a stream's
+//! reader gets has its line in what `order`'s reader gets. Without following, the bound is
 //! taken once, at the start: the reader ends where `order` ended then. When following, the
 //! reader waits in `poll(2)` on `order` and on every wanted stream it has read to the end
 //! (one that is removed reports end-of-file), and moves the bound on as `order` grows.
@@ -96,8 +97,8 @@ pub struct Ordered {
 }
 
 impl Ordered {
-    /// Opens the streams `names` of `group` (names, not paths; repeated names count once), then
-    /// its `order`. With `follow`, [`Ordered::next_item`] waits for new messages until the streams
+    /// Opens the `order` of `group`, then its streams `names` (names, not paths; repeated
+    /// names count once). With `follow`, [`Ordered::next_item`] waits for new messages until the streams
     /// are removed; without, it ends where `order` ends now.
     ///
     /// The group must be in `data message` mode (the default): other modes do not keep
@@ -116,6 +117,9 @@ impl Ordered {
                 return Err(fail(group, io::Error::new(io::ErrorKind::InvalidInput, why)));
             }
         }
+        // `order` first: whatever a stream's reader gets then has its line in `order`.
+        let order_path = group.join("order");
+        let order = sys::open_reader(&order_path).map_err(|e| fail(&order_path, e))?;
         let mut inputs: Vec<Input> = Vec::new();
         for name in names {
             if inputs.iter().any(|s| &s.name == name) {
@@ -133,8 +137,6 @@ impl Ordered {
             let file = sys::open_reader(&path).map_err(|e| fail(&path, e))?;
             inputs.push(Input { name: name.clone(), file, next: None, drained: false, ended: false });
         }
-        let order_path = group.join("order");
-        let order = sys::open_reader(&order_path).map_err(|e| fail(&order_path, e))?;
         Ok(Ordered {
             order,
             inputs,
