@@ -111,6 +111,15 @@ impl Segment {
         self.base + self.ends.len() as u64
     }
 
+    /// Message `index`: a slice of a large segment, a copy out of a small one.
+    fn message(&self, index: usize) -> Bytes {
+        let range = self.range(index);
+        match &self.data {
+            Data::Large(data) => Bytes::shared(data, range),
+            Data::Small(data) => Bytes::from(data[range].to_vec()),
+        }
+    }
+
     fn has_room_for(&self, len: usize) -> bool {
         match &self.data {
             Data::Small(data) => {
@@ -305,16 +314,17 @@ impl Log for MemoryLog {
     }
 
     fn get(&self, seq: u64) -> Result<Option<Bytes>, Errno> {
-        let Some((segment, index)) = self.locate(seq) else { return Ok(None) };
-        let range = segment.range(index);
-        Ok(Some(match &segment.data {
-            Data::Large(data) => Bytes::shared(data, range),
-            Data::Small(data) => Bytes::from(data[range].to_vec()),
-        }))
+        Ok(self.locate(seq).map(|(segment, index)| segment.message(index)))
     }
 
     fn stamp(&self, seq: u64) -> Result<Option<Stamp>, Errno> {
         Ok(self.locate(seq).map(|(segment, index)| segment.unpack(&segment.stamps[index])))
+    }
+
+    fn get_stamped(&self, seq: u64) -> Result<Option<(Bytes, Stamp)>, Errno> {
+        Ok(self
+            .locate(seq)
+            .map(|(segment, index)| (segment.message(index), segment.unpack(&segment.stamps[index]))))
     }
 
     fn read_at(&self, position: u64, size: usize, out: &mut Vec<u8>) -> Result<(), Errno> {
@@ -632,8 +642,11 @@ mod tests {
         }
         for (seq, stamp) in stamps.iter().enumerate() {
             assert_eq!(log.stamp(seq as u64), Ok(Some(*stamp)));
+            let (bytes, with) = log.get_stamped(seq as u64).unwrap().expect("retained");
+            assert_eq!((bytes.to_vec(), with), (get(&log, seq as u64).unwrap(), *stamp));
         }
         assert_eq!(log.stamp(3), Ok(None));
+        assert!(log.get_stamped(3).unwrap().is_none());
     }
 
     #[test]

@@ -8,6 +8,9 @@ use crate::engine::config::DataMode;
 use crate::engine::errno::{Errno, Result};
 use crate::storage::{Bytes, Stamp};
 
+/// A message by its number, with its stamp.
+pub(super) type Stamped = (u64, Stamp);
+
 /// A parked read.
 pub(super) struct Waiter {
     pub(super) ticket: Ticket,
@@ -28,7 +31,7 @@ pub(super) struct Reader {
     pub(super) poller: Option<PollCallback>,
     /// The message the last read returned bytes of, and its stamp, kept here because the
     /// log may drop it as soon as it was read.
-    pub(super) last: Option<(u64, Stamp)>,
+    pub(super) last: Option<Stamped>,
 }
 
 impl Reader {
@@ -109,19 +112,9 @@ impl Channel {
             // A message-mode read(2) ends with its message.
             return Some(Ok(Bytes::default()));
         }
-        let (out, next, offset) = match self.cut(next, offset, size, data) {
+        let (out, next, offset, last) = match self.cut(next, offset, size, data) {
             Ok(cut) => cut,
             Err(errno) => return Some(Err(errno)),
-        };
-        let last = if out.is_empty() {
-            None
-        } else {
-            // The message the read ends in: the one it stops within, or the last it read whole.
-            let seq = if offset > 0 { next } else { next - 1 };
-            match self.log.stamp(seq) {
-                Ok(stamp) => stamp.map(|stamp| (seq, stamp)),
-                Err(errno) => return Some(Err(errno)),
-            }
         };
         self.move_reader(id, next, offset);
         if last.is_some() {
@@ -136,20 +129,22 @@ impl Channel {
         }
     }
 
-    /// The bytes a read of `size` gets from `offset` of message `next` on, and where the
-    /// reader is after them: a slice of one message, shared with the log, or (coalescing
-    /// across messages) their bytes together.
+    /// The bytes a read of `size` gets from `offset` of message `next` on, where the reader
+    /// is after them, and the message they end in with its stamp: a slice of one message,
+    /// shared with the log, or (coalescing across messages) their bytes together.
     fn cut(
         &self,
         mut next: u64,
         mut offset: usize,
         size: usize,
         data: DataMode,
-    ) -> Result<(Bytes, u64, usize)> {
+    ) -> Result<(Bytes, u64, usize, Option<Stamped>)> {
         let mut parts: Vec<Bytes> = Vec::new();
         let mut len = 0;
+        let mut last = None;
         while len < size {
-            let Some(message) = self.log.get(next)? else { break };
+            let Some((message, stamp)) = self.log.get_stamped(next)? else { break };
+            last = Some((next, stamp));
             let end = message.len().min(offset + size - len);
             parts.push(message.slice(offset..end));
             len += end - offset;
@@ -168,7 +163,7 @@ impl Channel {
             1 => parts.pop().expect("one part"),
             _ => Bytes::from(parts.iter().flat_map(|part| part.iter().copied()).collect::<Vec<u8>>()),
         };
-        Ok((out, next, offset))
+        Ok((out, next, offset, last))
     }
 
     /// The message reader `id`'s last read returned bytes of, and how many times it has
