@@ -3,13 +3,14 @@
 //!
 //! The library's layers: `engine` holds the semantics and knows nothing of FUSE; `fuse` maps
 //! kernel requests onto it; `tools` is the library side of `mq-cat` and `mq-pin`. Beside them,
-//! `logger` (where log lines go; the FUSE glue taps it), `mountinfo` (the mount table) and
+//! `ioctl` (the stamp ioctl's number and layout, which the glue answers and `mq-stamp` asks), `logger` (where log lines go; the FUSE glue taps it), `mountinfo` (the mount table) and
 //! `completions` (the commands' shell completion scripts). The commands are in `src/bin/`: `mqfs/` (parse, check, mount,
 //! daemonize, serve), `mq-cat.rs`, `mq-pin.rs`.
 
 pub mod completions;
 pub mod engine;
 pub mod fuse;
+pub mod ioctl;
 pub mod logger;
 pub mod mountinfo;
 pub mod storage;

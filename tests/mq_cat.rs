@@ -2,7 +2,8 @@
 //! in exactly their commit order (also messages over 1 MiB, binary, without newlines, and a
 //! subset of the streams), shell writers in separate processes read back as `order` lists
 //! them, following live writes until every named stream is removed, `--no-follow` stopping
-//! at the end of the retained history, Ctrl-C, a closed standard output, and the errors and
+//! at the end of the retained history, exact order when `depth` dropped part of the
+//! streams' and `order`'s history, Ctrl-C, a closed standard output, and the errors and
 //! exit statuses of a Unix tool.
 
 mod common;
@@ -148,6 +149,51 @@ fn shell_writers_in_separate_processes_come_out_as_order_lists_them() {
     let names: Vec<&str> = lines.iter().map(|l| l.0).collect();
     assert_eq!(names, order);
     assert!(names.windows(2).filter(|w| w[0] != w[1]).count() > 3, "the writers ran concurrently");
+}
+
+#[test]
+fn what_depth_left_of_each_stream_and_of_order_comes_out_in_exactly_its_write_order() {
+    let m = Mount::new();
+    let g = group(&m);
+    fs::write(g.join("ctl"), "depth 40\n").unwrap();
+    // One writer, so the write order is known: streams written unevenly, so that depth drops
+    // a different part of each stream's history and of order's.
+    let names = ["a", "b", "c", "skipped"];
+    let mut files: Vec<fs::File> =
+        names.iter().map(|n| OpenOptions::new().create(true).append(true).open(g.join(n)).unwrap()).collect();
+    let mut written: Vec<(usize, String)> = Vec::new();
+    for seq in 0..300 {
+        let stream = [0, 0, 1, 0, 2, 3, 0, 1][seq % 8];
+        let message = format!("{seq} {}\n", names[stream]);
+        files[stream].write_all(message.as_bytes()).unwrap();
+        written.push((stream, message));
+    }
+    // Each stream keeps its newest 40 messages.
+    let kept: Vec<&str> = (0..3)
+        .flat_map(|s| {
+            let mine: Vec<&(usize, String)> = written.iter().filter(|w| w.0 == s).collect();
+            mine[mine.len().saturating_sub(40)..].to_vec()
+        })
+        .map(|w| w.1.as_str())
+        .collect();
+    let want: String = written.iter().map(|w| w.1.as_str()).filter(|m| kept.contains(m)).collect();
+    let (status, out, err) = mq_cat(&["-n", ".", "a", "b", "c"], &g);
+    assert!(status.success() && err.is_empty(), "{status:?} {err}");
+    assert_eq!(String::from_utf8(out).unwrap(), want);
+    // Following, live writes go on after it in order.
+    let mut cat = Proc::spawn(Command::new(MQ_CAT).args([".", "a", "b"]).current_dir(&g));
+    let history: String = want.lines().filter(|l| !l.ends_with(" c")).map(|l| format!("{l}\n")).collect();
+    assert_eq!(String::from_utf8(cat.wait_output_len(history.len(), T)).unwrap(), history);
+    let tail: String = (300..310).map(|seq| format!("{seq} {}\n", names[seq % 2])).collect();
+    let want = history + &tail;
+    for seq in 300..310 {
+        files[seq % 2].write_all(format!("{seq} {}\n", names[seq % 2]).as_bytes()).unwrap();
+    }
+    let got = cat.wait_output_len(want.len(), T);
+    assert_eq!(String::from_utf8(got).unwrap(), want);
+    fs::remove_file(g.join("a")).unwrap();
+    fs::remove_file(g.join("b")).unwrap();
+    assert!(cat.wait_exit(T).expect("mq-cat ends once its streams are gone").success());
 }
 
 #[test]

@@ -83,12 +83,8 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             }
-            Ok(Some(Item::Lost(which))) => {
-                let name = match which {
-                    Some(i) => reader.name(i).to_owned(),
-                    None => OsString::from("order"),
-                };
-                let path = group.join(name);
+            Ok(Some(Item::Lost(i))) => {
+                let path = group.join(reader.name(i));
                 eprintln!(
                     "mq-cat: {}: messages were dropped before they could be read (No buffer space available)",
                     path.display()

@@ -14,7 +14,7 @@ use super::memory::{Memory, Reservation};
 use super::stream::{Author, Group, Stream, WriteWaiter, most_cost};
 use super::synced::Join;
 use super::tree::Ino;
-use super::{OpenKind, WriteRequest};
+use super::{OpenKind, Received, WriteRequest};
 use crate::storage::{Bytes, Message};
 
 /// The channel an open file reads: a stream's, or a group's `order`.
@@ -246,6 +246,17 @@ impl Handle {
         };
         drop(wakeups);
         cancelled
+    }
+
+    /// The message the handle's last read returned bytes of (see `Engine::stamp`): None
+    /// before its first, and for a handle that reads no messages (write-only, `data
+    /// static`, ctl).
+    pub fn received(&self) -> Option<Received> {
+        let Handle::Channel { source, reader: Some(reader), .. } = self else { return None };
+        source.with(|channel, _| {
+            let (seq, deliveries) = channel.last_delivered(*reader)?;
+            Some(Received { seq, deliveries, stamp: channel.last_stamp(*reader)? })
+        })
     }
 
     pub fn poll(&self, poller: Option<PollCallback>) -> bool {

@@ -34,7 +34,7 @@ use stream::{Author, WriteWaiter};
 pub use tree::{Attr, Caller, Entry, Ino, Kind, ROOT, SetAttr};
 use tree::{Special, Tree};
 
-use crate::storage::{Catalogue, Store};
+use crate::storage::{Catalogue, Stamp, Store};
 
 /// Mount-wide settings the engine enforces.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,6 +79,16 @@ pub enum OpenKind {
     Ctl,
     /// A stream or `order` in `data static` mode: read by offset, with an end of file.
     Static,
+}
+
+/// The message a descriptor's last read returned bytes of: who wrote it and when (its
+/// stamp), its number in its stream, and how many times it has been delivered (1: the first
+/// time; more: a redelivery).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Received {
+    pub seq: u64,
+    pub deliveries: u32,
+    pub stamp: Stamp,
 }
 
 /// Usage figures for statfs.
@@ -355,6 +365,12 @@ impl Engine {
     /// already completed.
     pub fn cancel(&self, fh: u64, ticket: Ticket, error: Errno) -> bool {
         self.handle(fh).is_ok_and(|handle| handle.cancel(ticket, error))
+    }
+
+    /// The message `fh`'s last read returned bytes of (sender identity): None before its
+    /// first read, and for a handle that reads no messages (write-only, `data static`, ctl).
+    pub fn stamp(&self, fh: u64) -> Result<Option<Received>> {
+        Ok(self.handle(fh)?.received())
     }
 
     /// Whether `fh` is readable now. A `poller` is kept for its reader, replacing the one

@@ -17,13 +17,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, KernelConfig, LockOwner,
-    OpenAccMode, OpenFlags, PollEvents, PollFlags, PollNotifier, RenameFlags, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyPoll, ReplyStatfs, ReplyWrite,
-    Request, TimeOrNow, WriteFlags,
+    FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, IoctlFlags, KernelConfig,
+    LockOwner, OpenAccMode, OpenFlags, PollEvents, PollFlags, PollNotifier, RenameFlags, ReplyAttr,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyOpen, ReplyPoll,
+    ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
 
 use crate::engine::{self, Attr, Caller, Engine, Entry, Kind, OpenKind, ReadMode, SetAttr, WriteRequest};
+use crate::ioctl::{MQ_IOC_STAMP, MqStamp, STAMP_SIZE, STAMP_VERSION};
 use workarounds::interrupts::Interrupts;
 use workarounds::write_size::{self, WriteSize};
 use workarounds::{dispatch_trace, killed_writer};
@@ -511,6 +512,49 @@ impl Filesystem for MqFs {
         guard("access", || {
             // Permissions are checked by the kernel (default_permissions).
             reply.ok();
+        })
+    }
+
+    /// `MQ_IOC_STAMP` (see `crate::ioctl`); any other command is not ours (ENOTTY). The
+    /// kernel sends a FUSE file system only restricted ioctls, and copies out the size the
+    /// command encodes.
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        flags: IoctlFlags,
+        cmd: u32,
+        _in_data: &[u8],
+        out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        guard("ioctl", || {
+            if cmd != MQ_IOC_STAMP || flags.contains(IoctlFlags::FUSE_IOCTL_DIR) {
+                return reply.error(fuser::Errno::ENOTTY);
+            }
+            if (out_size as usize) < STAMP_SIZE {
+                return reply.error(fuser::Errno::EINVAL);
+            }
+            match self.engine.stamp(fh.0) {
+                Ok(Some(received)) => {
+                    let time = received.stamp.time.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+                    let stamp = MqStamp {
+                        version: STAMP_VERSION,
+                        deliveries: received.deliveries,
+                        seq: received.seq,
+                        group_seq: received.stamp.group_seq,
+                        time: u64::try_from(time.as_nanos()).unwrap_or(u64::MAX),
+                        pid: received.stamp.pid,
+                        uid: received.stamp.uid,
+                        gid: received.stamp.gid,
+                        reserved: 0,
+                    };
+                    reply.ioctl(0, &stamp.to_bytes());
+                }
+                Ok(None) => reply.error(fuser::Errno::ENODATA),
+                Err(e) => reply.error(errno(e)),
+            }
         })
     }
 

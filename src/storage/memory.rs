@@ -2,14 +2,15 @@
 //! memory; nothing survives the daemon. Its catalogue ([`MemoryCatalogue`]) saves nothing.
 //!
 //! Messages are appended back to back into segments (one contiguous buffer each) with a
-//! 4-byte end offset per message and, in a stamped log (one that may move to a disk store),
-//! its stamp, so a retained message costs its payload plus 4 bytes (32 stamped) and no heap
-//! allocation of its own. A message of
-//! [`SEGMENT_BYTES`] or more gets a segment of its own, a shared buffer that readers are
-//! handed slices of without a copy (an assembled message becomes one as it is). Messages are
-//! numbered by a sequence number that never repeats within a log. History is dropped from the
-//! front one message at a time, but memory is returned a whole segment at once, when its last
-//! message goes.
+//! 4-byte end offset and a 12-byte stamp per message (its group number and time as offsets
+//! from the segment's first message's, and which of the segment's writers wrote it), so a
+//! retained message costs its payload plus 16 bytes and no heap allocation of its own. A
+//! message of [`SEGMENT_BYTES`] or more gets a segment of its own, a shared buffer that
+//! readers are handed slices of without a copy (an assembled message becomes one as it is).
+//! Messages are numbered by a sequence number that never repeats within a log. History is
+//! dropped from the front one message at a time, but memory is returned a whole segment at
+//! once, when its last message goes. A segment's index grows by doubling while it fills and
+//! gives back what it does not use when it is sealed.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -24,37 +25,36 @@ use super::{
 /// segment of exactly its own size.
 pub const SEGMENT_BYTES: usize = 64 * 1024;
 
-/// A segment is sealed once it holds this many messages, which bounds its index's growth.
+/// A segment is sealed once it holds this many messages, which bounds its index's growth
+/// (and its writers' table, indexed by 16 bits).
 const SEGMENT_MESSAGES: usize = 4096;
 
 /// The largest message the index can hold: its end offset is 4 bytes (4 GiB - 1).
 pub const MAX_MESSAGE: u64 = u32::MAX as u64;
 
-/// A stamp as a stamped log keeps it: nanoseconds since the epoch and the group sequence
-/// number (two words each), pid, uid, gid.
-type Packed = [u32; 7];
+/// A message's stamp within its segment: its group number's offset from the segment's
+/// first message's; its time's offset in nanoseconds (48 bits, 78 hours) and the index of
+/// its writer in the segment's table (16 bits). A stamp that does not fit (the clock went
+/// back, the stream moved to another group, a segment older than 78 hours) opens a new
+/// segment.
+type Packed = [u32; 3];
 
-/// What a retained message costs besides its payload: its end offset, and in a stamped log
-/// its stamp.
+/// A writer as a segment's table holds it: pid, uid, gid.
+type Writer = [u32; 3];
+
+/// What a retained message costs besides its payload: its end offset and its stamp; and
+/// a writer in a segment's table.
 const END_BYTES: usize = 4;
-pub const STAMP_BYTES: usize = std::mem::size_of::<Packed>();
+const STAMP_BYTES: usize = std::mem::size_of::<Packed>();
+const WRITER_BYTES: usize = std::mem::size_of::<Writer>();
+const ENTRY_BYTES: usize = END_BYTES + STAMP_BYTES;
 
-fn pack(stamp: &Stamp) -> Packed {
-    let time = stamp.time.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    let time = u64::try_from(time.as_nanos()).unwrap_or(u64::MAX);
-    let seq = stamp.group_seq;
-    [time as u32, (time >> 32) as u32, seq as u32, (seq >> 32) as u32, stamp.pid, stamp.uid, stamp.gid]
-}
+/// The time offsets a packed stamp holds: 48 bits of nanoseconds.
+const TIME_BITS: u32 = 48;
 
-fn unpack(packed: &Packed) -> Stamp {
-    let word = |low: u32, high: u32| u64::from(low) | (u64::from(high) << 32);
-    Stamp {
-        time: SystemTime::UNIX_EPOCH + Duration::from_nanos(word(packed[0], packed[1])),
-        group_seq: word(packed[2], packed[3]),
-        pid: packed[4],
-        uid: packed[5],
-        gid: packed[6],
-    }
+fn nanos(time: SystemTime) -> u64 {
+    let time = time.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(time.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// A segment's payload: small messages back to back, or one large message, shared.
@@ -87,11 +87,21 @@ struct Segment {
     data: Data,
     /// `ends[i]` is the end offset in `data` of message `base + i`.
     ends: Vec<u32>,
-    /// `stamps[i]` is its stamp, in a stamped log (else empty; grown as `ends` is).
+    /// `stamps[i]` is its stamp, packed (grown as `ends` is).
     stamps: Vec<Packed>,
+    /// The group number and time (nanoseconds since the epoch) of the segment's first
+    /// message, which its stamps are offsets from.
+    origin: (u64, u64),
+    /// The writers of its messages, each once, in the order they first wrote.
+    writers: Vec<Writer>,
 }
 
 impl Segment {
+    fn new(base: u64, start: u64, data: Data, stamp: &Stamp) -> Segment {
+        let origin = (stamp.group_seq, nanos(stamp.time));
+        Segment { base, start, data, ends: Vec::new(), stamps: Vec::new(), origin, writers: Vec::new() }
+    }
+
     fn range(&self, index: usize) -> std::ops::Range<usize> {
         let start = if index == 0 { 0 } else { self.ends[index - 1] as usize };
         start..self.ends[index] as usize
@@ -99,6 +109,15 @@ impl Segment {
 
     fn next_seq(&self) -> u64 {
         self.base + self.ends.len() as u64
+    }
+
+    /// Message `index`: a slice of a large segment, a copy out of a small one.
+    fn message(&self, index: usize) -> Bytes {
+        let range = self.range(index);
+        match &self.data {
+            Data::Large(data) => Bytes::shared(data, range),
+            Data::Small(data) => Bytes::from(data[range].to_vec()),
+        }
     }
 
     fn has_room_for(&self, len: usize) -> bool {
@@ -110,19 +129,56 @@ impl Segment {
         }
     }
 
-    /// Heap bytes the segment holds.
-    fn allocated(&self) -> u64 {
-        (self.data.capacity() + self.ends.capacity() * END_BYTES + self.stamps.capacity() * STAMP_BYTES)
-            as u64
+    /// `stamp` packed for this segment, if it fits (see [`Packed`]); a writer not yet in
+    /// the table gets the next index.
+    fn pack(&self, stamp: &Stamp) -> Option<Packed> {
+        let seq = u32::try_from(stamp.group_seq.checked_sub(self.origin.0)?).ok()?;
+        let time = nanos(stamp.time).checked_sub(self.origin.1).filter(|time| time >> TIME_BITS == 0)?;
+        let writer = [stamp.pid, stamp.uid, stamp.gid];
+        let who = self.writers.iter().rposition(|w| *w == writer).unwrap_or(self.writers.len());
+        Some([seq, time as u32, (time >> 32) as u32 | (who as u32) << 16])
     }
 
-    /// Indexes a message ending at `end`, its index grown to `capacity` entries.
-    fn index(&mut self, end: u32, stamp: Option<&Stamp>, capacity: usize) {
+    fn unpack(&self, packed: &Packed) -> Stamp {
+        let time = u64::from(packed[1]) | (u64::from(packed[2] & 0xffff) << 32);
+        let [pid, uid, gid] = self.writers[(packed[2] >> 16) as usize];
+        Stamp {
+            time: SystemTime::UNIX_EPOCH + Duration::from_nanos(self.origin.1 + time),
+            group_seq: self.origin.0 + u64::from(packed[0]),
+            pid,
+            uid,
+            gid,
+        }
+    }
+
+    /// Heap bytes the segment holds.
+    fn allocated(&self) -> u64 {
+        (self.data.capacity()
+            + self.ends.capacity() * END_BYTES
+            + self.stamps.capacity() * STAMP_BYTES
+            + self.writers.capacity() * WRITER_BYTES) as u64
+    }
+
+    /// The most bytes indexing one more message can allocate: its entry, and a writer.
+    fn index_growth(&self) -> usize {
+        let entries =
+            grown(self.ends.capacity(), self.ends.len() + 1, SEGMENT_MESSAGES) - self.ends.capacity();
+        let writers = grown(self.writers.capacity(), self.writers.len() + 1, SEGMENT_MESSAGES)
+            - self.writers.capacity();
+        entries * ENTRY_BYTES + writers * WRITER_BYTES
+    }
+
+    /// Indexes a message ending at `end` with its packed stamp (and its writer, if new).
+    fn index(&mut self, end: u32, packed: Packed, stamp: &Stamp) {
+        let capacity = grown(self.ends.capacity(), self.ends.len() + 1, SEGMENT_MESSAGES);
         self.ends.reserve_exact(capacity - self.ends.len());
         self.ends.push(end);
-        if let Some(stamp) = stamp {
-            self.stamps.reserve_exact(capacity - self.stamps.len());
-            self.stamps.push(pack(stamp));
+        self.stamps.reserve_exact(capacity - self.stamps.len());
+        self.stamps.push(packed);
+        if (packed[2] >> 16) as usize == self.writers.len() {
+            let capacity = grown(self.writers.capacity(), self.writers.len() + 1, SEGMENT_MESSAGES);
+            self.writers.reserve_exact(capacity - self.writers.len());
+            self.writers.push([stamp.pid, stamp.uid, stamp.gid]);
         }
     }
 }
@@ -137,56 +193,38 @@ fn grown(capacity: usize, needed: usize, cap: usize) -> usize {
 }
 
 /// One channel's history in memory.
+#[derive(Default)]
 pub struct MemoryLog {
-    /// Whether messages keep their stamps (a log that may move to a disk store).
-    stamped: bool,
     segments: VecDeque<Segment>,
     extent: Extent,
     /// Bytes of segment memory allocated (capacity), for the memory ceiling.
     allocated: u64,
 }
 
-impl Default for MemoryLog {
-    /// A log that keeps its messages' stamps.
-    fn default() -> Self {
-        MemoryLog { stamped: true, ..MemoryLog::unstamped() }
-    }
-}
-
 impl MemoryLog {
-    /// A log that keeps no stamps, as on a memory mount, where nothing can read them: its
-    /// messages cost their payload and an end offset (`stamp` answers None).
-    pub fn unstamped() -> Self {
-        MemoryLog { stamped: false, segments: VecDeque::new(), extent: Extent::default(), allocated: 0 }
-    }
-
     /// The most appending a message of `len` bytes can allocate to any memory log, whatever
-    /// it holds then: a large message gets a segment of its own size and one entry; a small
-    /// one at worst doubles the last segment's buffer (to at most the segment size) and its
-    /// index (to at most `SEGMENT_MESSAGES` entries).
+    /// it holds then: a large message gets a segment of its own size, one entry and one
+    /// writer; a small one at worst doubles the last segment's buffer (to at most the
+    /// segment size), its index and its writers (to at most `SEGMENT_MESSAGES` entries).
     pub fn most_growth(len: usize) -> u64 {
-        let entry = END_BYTES + STAMP_BYTES;
         if len >= SEGMENT_BYTES {
-            (len + entry) as u64
+            (len + ENTRY_BYTES + WRITER_BYTES) as u64
         } else {
-            (SEGMENT_BYTES + SEGMENT_MESSAGES / 2 * entry) as u64
+            (SEGMENT_BYTES + SEGMENT_MESSAGES / 2 * (ENTRY_BYTES + WRITER_BYTES)) as u64
         }
     }
 
-    /// What one message's index entry costs in this log.
-    fn entry_bytes(&self) -> usize {
-        END_BYTES + if self.stamped { STAMP_BYTES } else { 0 }
-    }
-
-    /// A new segment for a message of `len` bytes, charged.
-    fn open_segment(&mut self, data: Data) -> &mut Segment {
-        let segment = Segment {
-            base: self.extent.next,
-            start: self.extent.appended,
-            data,
-            ends: Vec::new(),
-            stamps: Vec::new(),
-        };
+    /// A new segment whose first message is stamped `stamp`, charged. The last one is
+    /// sealed: its index, grown by doubling, gives back what it will not use.
+    fn open_segment(&mut self, data: Data, stamp: &Stamp) -> &mut Segment {
+        if let Some(last) = self.segments.back_mut() {
+            let before = last.allocated();
+            last.ends.shrink_to_fit();
+            last.stamps.shrink_to_fit();
+            last.writers.shrink_to_fit();
+            self.allocated -= before - last.allocated();
+        }
+        let segment = Segment::new(self.extent.next, self.extent.appended, data, stamp);
         self.allocated += segment.allocated();
         self.segments.push_back(segment);
         self.segments.back_mut().expect("a segment was just pushed")
@@ -215,6 +253,8 @@ impl Log for MemoryLog {
             return Err(Errno::EFBIG);
         }
         let end = u32::try_from(len).expect("checked against MAX_MESSAGE");
+        // The first message of a segment is its stamps' origin, and its first writer.
+        const FIRST: Packed = [0; 3];
         if len >= SEGMENT_BYTES {
             // A segment of its own: the assembled buffer as it is, or an exact copy.
             let mut data = match message {
@@ -222,15 +262,18 @@ impl Log for MemoryLog {
                 Message::Borrowed(bytes) => bytes.to_vec(),
             };
             data.shrink_to_fit();
-            let stamp = self.stamped.then_some(stamp);
-            let segment = self.open_segment(Data::Large(Arc::new(data)));
-            segment.index(end, stamp, 1);
-            self.allocated += self.entry_bytes() as u64;
+            let segment = self.open_segment(Data::Large(Arc::new(data)), stamp);
+            segment.index(end, FIRST, stamp);
+            self.allocated += (ENTRY_BYTES + WRITER_BYTES) as u64;
         } else {
-            if !self.segments.back().is_some_and(|s| s.has_room_for(len)) {
-                self.open_segment(Data::Small(Vec::new()));
-            }
-            let stamp = self.stamped.then_some(stamp);
+            let packed =
+                match self.segments.back().filter(|s| s.has_room_for(len)).and_then(|s| s.pack(stamp)) {
+                    Some(packed) => packed,
+                    None => {
+                        self.open_segment(Data::Small(Vec::new()), stamp);
+                        FIRST
+                    }
+                };
             let segment = self.segments.back_mut().expect("a segment was just ensured");
             let before = segment.allocated();
             let Data::Small(data) = &mut segment.data else { unreachable!("has room: small") };
@@ -239,8 +282,7 @@ impl Log for MemoryLog {
             data.reserve_exact(grown(data.capacity(), data.len() + len, SEGMENT_BYTES) - data.len());
             data.extend_from_slice(message.as_slice());
             let end = u32::try_from(data.len()).expect("a segment is smaller than MAX_MESSAGE");
-            let capacity = grown(segment.ends.capacity(), segment.ends.len() + 1, SEGMENT_MESSAGES);
-            segment.index(end, stamp, capacity);
+            segment.index(end, packed, stamp);
             self.allocated += segment.allocated() - before;
         }
         self.extent.bytes += len as u64;
@@ -257,6 +299,7 @@ impl Log for MemoryLog {
         }
         let range = segment.range(segment.ends.len() - 1);
         segment.ends.pop();
+        // A writer it added stays in the table, unused: the next message may well be its.
         segment.stamps.pop();
         if let Data::Small(data) = &mut segment.data {
             data.truncate(range.start);
@@ -271,16 +314,17 @@ impl Log for MemoryLog {
     }
 
     fn get(&self, seq: u64) -> Result<Option<Bytes>, Errno> {
-        let Some((segment, index)) = self.locate(seq) else { return Ok(None) };
-        let range = segment.range(index);
-        Ok(Some(match &segment.data {
-            Data::Large(data) => Bytes::shared(data, range),
-            Data::Small(data) => Bytes::from(data[range].to_vec()),
-        }))
+        Ok(self.locate(seq).map(|(segment, index)| segment.message(index)))
     }
 
     fn stamp(&self, seq: u64) -> Result<Option<Stamp>, Errno> {
-        Ok(self.locate(seq).and_then(|(segment, index)| segment.stamps.get(index)).map(unpack))
+        Ok(self.locate(seq).map(|(segment, index)| segment.unpack(&segment.stamps[index])))
+    }
+
+    fn get_stamped(&self, seq: u64) -> Result<Option<(Bytes, Stamp)>, Errno> {
+        Ok(self
+            .locate(seq)
+            .map(|(segment, index)| (segment.message(index), segment.unpack(&segment.stamps[index]))))
     }
 
     fn read_at(&self, position: u64, size: usize, out: &mut Vec<u8>) -> Result<(), Errno> {
@@ -328,15 +372,18 @@ impl Log for MemoryLog {
         self.allocated
     }
 
+    /// At most what the append allocates: in the last segment, or in a new one if the
+    /// message's stamp does not fit the last (which is known only once it is stamped).
     fn growth(&self, len: usize) -> u64 {
-        let (data, entries) = match self.segments.back().filter(|s| s.has_room_for(len)) {
-            Some(Segment { data: Data::Small(data), ends, .. }) => (
-                grown(data.capacity(), data.len() + len, SEGMENT_BYTES) - data.capacity(),
-                grown(ends.capacity(), ends.len() + 1, SEGMENT_MESSAGES) - ends.capacity(),
-            ),
-            _ => (len, 1),
+        let new_segment = len + ENTRY_BYTES + WRITER_BYTES;
+        let in_last = match self.segments.back().filter(|s| s.has_room_for(len)) {
+            Some(segment @ Segment { data: Data::Small(data), .. }) => {
+                grown(data.capacity(), data.len() + len, SEGMENT_BYTES) - data.capacity()
+                    + segment.index_growth()
+            }
+            _ => 0,
         };
-        (data + entries * self.entry_bytes()) as u64
+        in_last.max(new_segment) as u64
     }
 
     fn sync(&self, done: SyncCallback) {
@@ -351,7 +398,7 @@ pub struct MemoryStore;
 
 impl Store for MemoryStore {
     fn log(&self, _id: LogId, _placement: Placement, _policy: SyncPolicy) -> Result<Box<dyn Log>, Errno> {
-        Ok(Box::new(MemoryLog::unstamped()))
+        Ok(Box::new(MemoryLog::default()))
     }
 
     fn remove_log(&self, _id: LogId) {}
@@ -453,21 +500,16 @@ mod tests {
 
     #[test]
     fn small_messages_share_segments() {
-        let mut log = MemoryLog::unstamped();
+        let mut log = MemoryLog::default();
         for _ in 0..10_000 {
             append(&mut log, &[7u8; 100]).unwrap();
         }
         // 1 MB of payload in 64 KiB segments: about 16 segments, not 10,000 allocations.
         assert!(log.segments.len() <= 17, "{} segments", log.segments.len());
-        let overhead = log.allocated() as f64 / log.bytes() as f64;
-        assert!(overhead < 1.3, "allocated/payload = {overhead}");
-        // A stamped log pays a stamp per message besides.
-        let mut stamped = MemoryLog::default();
-        for _ in 0..10_000 {
-            append(&mut stamped, &[7u8; 100]).unwrap();
-        }
-        let extra = stamped.allocated() - log.allocated();
-        assert!(extra >= 10_000 * STAMP_BYTES as u64 && extra < 10_000 * 2 * STAMP_BYTES as u64, "{extra}");
+        // Each message costs its payload and 16 bytes of index and stamp, and a segment's
+        // buffers grow by doubling.
+        let overhead = log.allocated() as f64 / (log.bytes() + 10_000 * ENTRY_BYTES as u64) as f64;
+        assert!(overhead < 1.15, "allocated/(payload + index) = {overhead}");
     }
 
     #[test]
@@ -600,8 +642,11 @@ mod tests {
         }
         for (seq, stamp) in stamps.iter().enumerate() {
             assert_eq!(log.stamp(seq as u64), Ok(Some(*stamp)));
+            let (bytes, with) = log.get_stamped(seq as u64).unwrap().expect("retained");
+            assert_eq!((bytes.to_vec(), with), (get(&log, seq as u64).unwrap(), *stamp));
         }
         assert_eq!(log.stamp(3), Ok(None));
+        assert!(log.get_stamped(3).unwrap().is_none());
     }
 
     #[test]
@@ -625,22 +670,72 @@ mod tests {
     }
 
     #[test]
-    fn growth_tells_what_an_append_allocates() {
-        for mut log in [MemoryLog::default(), MemoryLog::unstamped()] {
-            for len in [1, 5, 700, 40_000, 30_000, SEGMENT_BYTES, 3, 0, 0, 100] {
-                let (predicted, before) = (log.growth(len), log.allocated());
-                append(&mut log, &vec![1; len]).unwrap();
-                assert_eq!(log.allocated() - before, predicted, "a message of {len} bytes");
-            }
+    fn growth_tells_the_most_an_append_allocates() {
+        let mut log = MemoryLog::default();
+        let late = SystemTime::now();
+        for (i, len) in [1, 5, 700, 40_000, 30_000, SEGMENT_BYTES, 3, 0, 0, 100, 7, 9].into_iter().enumerate()
+        {
+            // A new writer, and a time the last segment's stamps cannot reach, now and then.
+            let time = if i % 4 == 3 { late } else { SystemTime::UNIX_EPOCH };
+            let stamp = Stamp { time, pid: i as u32 % 3, ..Stamp::default() };
+            let (predicted, before) = (log.growth(len), log.allocated());
+            log.append(Message::Borrowed(&vec![1; len]), &stamp).unwrap();
+            let took = log.allocated() - before;
+            assert!(took <= predicted, "a message of {len} bytes took {took}, not at most {predicted}");
+            assert!(predicted <= took.max((len + ENTRY_BYTES + WRITER_BYTES) as u64), "{len}: {predicted}");
         }
     }
 
     #[test]
-    fn an_unstamped_log_keeps_no_stamps() {
-        let mut log = MemoryLog::unstamped();
-        append(&mut log, b"m").unwrap();
-        assert_eq!(log.stamp(0), Ok(None));
-        assert_eq!(get(&log, 0), Some(b"m".to_vec()));
+    fn every_message_keeps_its_stamp_whoever_wrote_it_and_whenever() {
+        let mut log = MemoryLog::default();
+        let now = SystemTime::UNIX_EPOCH + Duration::from_nanos(1_700_000_000_123_456_789);
+        let hours = |h: u64| Duration::from_secs(h * 3600);
+        let mut stamps = Vec::new();
+        for i in 0..10_000u64 {
+            let time = match i % 5 {
+                0 => now + Duration::from_nanos(i),
+                1 => now - Duration::from_nanos(i), // the clock went back
+                2 => now + hours(100),              // past what an offset holds
+                _ => now + Duration::from_micros(i),
+            };
+            let group_seq = match i % 7 {
+                3 => i + (1 << 33), // farther than an offset reaches
+                4 => 5,             // moved to another group
+                _ => i,
+            };
+            let (pid, uid, gid) = ((i % 13) as u32 + 100, (i % 2) as u32 + 1000, (i % 3) as u32);
+            stamps.push(Stamp { time, group_seq, pid, uid, gid });
+        }
+        for (i, stamp) in stamps.iter().enumerate() {
+            let len = if i % 1000 == 999 { SEGMENT_BYTES + 1 } else { i % 50 };
+            log.append(Message::Borrowed(&vec![1; len]), stamp).unwrap();
+        }
+        for _ in 0..3000 {
+            log.pop_front();
+        }
+        for (seq, stamp) in stamps.iter().enumerate() {
+            let want = if seq < 3000 { None } else { Some(*stamp) };
+            assert_eq!(log.stamp(seq as u64), Ok(want), "message {seq}");
+        }
+    }
+
+    #[test]
+    fn a_stamp_costs_twelve_bytes_whatever_its_writers() {
+        for writers in [1u32, 20] {
+            let mut log = MemoryLog::default();
+            let now = SystemTime::now();
+            for i in 0..SEGMENT_MESSAGES as u32 {
+                let stamp =
+                    Stamp { time: now, group_seq: u64::from(i) * 3, pid: i % writers, uid: 1, gid: 2 };
+                log.append(Message::Borrowed(&[0; 8]), &stamp).unwrap();
+            }
+            assert_eq!(log.segments.len(), 1, "{writers} writers");
+            let segment = &log.segments[0];
+            let index = segment.ends.capacity() * END_BYTES + segment.stamps.capacity() * STAMP_BYTES;
+            assert_eq!(index, SEGMENT_MESSAGES * 16);
+            assert_eq!(segment.writers.len(), writers as usize);
+        }
     }
 
     #[test]

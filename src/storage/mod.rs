@@ -117,9 +117,14 @@ pub trait Log: Send {
     /// The message with sequence number `seq`, if it is retained (EIO if its file cannot be
     /// read back).
     fn get(&self, seq: u64) -> Result<Option<Bytes>, Errno>;
-    /// The stamp of message `seq`, if it is retained (and the log keeps stamps: a memory
-    /// mount's logs keep none, nothing could read them).
+    /// The stamp of message `seq`, if it is retained (EIO as `get`).
     fn stamp(&self, seq: u64) -> Result<Option<Stamp>, Errno>;
+    /// Message `seq` and its stamp, if it is retained: what a read returns and keeps (a
+    /// log that reads both at once says so, rather than read the message twice).
+    fn get_stamped(&self, seq: u64) -> Result<Option<(Bytes, Stamp)>, Errno> {
+        let Some(bytes) = self.get(seq)? else { return Ok(None) };
+        Ok(self.stamp(seq)?.map(|stamp| (bytes, stamp)))
+    }
     /// Appends to `out` up to `size` bytes of the history read as one file, from `position`
     /// (not before `start`); nothing at or past `end`.
     fn read_at(&self, position: u64, size: usize, out: &mut Vec<u8>) -> Result<(), Errno>;

@@ -1,34 +1,39 @@
-//! Reading several streams of a group in the order their messages were written, as `mq-cat`
-//! does and `mq-pin` viewers do.
+//! Reading several streams of a group in the order they were written, as `mq-cat` does and
+//! `mq-pin` viewers do.
 //!
-//! A group's `order` stream holds one message, the stream's name and a newline, for every
-//! message committed to one of its streams, in commit order (a write appends to its stream and
-//! to `order` under the group's lock). So: read an entry of `order`; if it names one of the
-//! wanted streams, read exactly one message from that stream; repeat.
+//! Every message carries its group number, the place of its write among all writes to the
+//! group, which a reader gets with the `MQ_IOC_STAMP` ioctl after reading it
+//! (`crate::ioctl`); `order` holds one line per write, stamped with the same number. The
+//! reader merges the streams by that number: of the messages read ahead (at most one per
+//! stream), it gives the one with the lowest. So what `depth` dropped of a stream or of
+//! `order` leaves the rest exact.
 //!
-//! Every stream is opened before `order`, all non-blocking. Under `replay all` each of them
-//! starts at its oldest retained message, so the streams and `order` agree from the start
-//! (as long as `depth` has dropped nothing: it drops independently per stream and in `order`).
-//! Under `replay off` a write racing the opens can be in a stream but not in `order`: that
-//! stream's messages then come one entry late (and the last one when the stream is removed).
+//! A message may be given only once every message with a lower number has been read, and
+//! `order` tells how far that holds: a write appends to its stream and to `order` under the
+//! group's lock, so once `order`'s line numbered N is read, every message numbered up to N
+//! can be read from its stream. The reader reads `order` to its end, takes the number of its
+//! newest line as the bound, reads each stream until its next message is past the bound or
+//! it has nothing more, and gives the messages up to the bound in their order.
 //!
-//! When following, the reader waits in `poll(2)` on `order` and on every wanted stream. A
-//! stream that becomes readable while `order` has nothing new is read ahead (its entry is
-//! about to show, or it was removed and reports end-of-file); read-ahead messages are used
-//! when their entries come. Following ends once every wanted stream has been removed (its
-//! reader reached end-of-file), or when the group itself is gone (`order` at end-of-file).
+//! `order` is opened before the streams, all non-blocking, so that every message a stream's
+//! reader gets has its line in what `order`'s reader gets. Without following, the bound is
+//! taken once, at the start: the reader ends where `order` ended then. When following, the
+//! reader waits in `poll(2)` on `order` and on every wanted stream it has read to the end
+//! (one that is removed reports end-of-file), and moves the bound on as `order` grows.
+//! Following ends once every wanted stream has been removed and read to its end, or when the
+//! group itself is gone (`order` at end-of-file: what its streams still hold is given, then
+//! the end).
 
-use std::collections::VecDeque;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io;
 use std::os::fd::AsFd;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use nix::poll::{PollFd, PollFlags};
 
 use super::sys;
+use crate::ioctl::MqStamp;
 
 /// The largest message read in one piece: the default `max_message` (64 MiB) plus one byte,
 /// so that a read filling the buffer means the message is longer. The buffer is allocated
@@ -39,8 +44,10 @@ pub const MESSAGE_BUFFER: usize = 64 * 1024 * 1024 + 1;
 struct Input {
     name: OsString,
     file: File,
-    /// Messages read ahead of their `order` entries.
-    pending: VecDeque<Vec<u8>>,
+    /// Its next message, read ahead, and the message's group number.
+    next: Option<(Vec<u8>, u64)>,
+    /// Read to the end for the current bound: it had nothing more.
+    drained: bool,
     /// The stream was removed and its reader reached end-of-file.
     ended: bool,
 }
@@ -50,8 +57,8 @@ pub enum Item<'a> {
     /// The next message, of the stream with this index (in the order the names were given).
     Message(usize, &'a [u8]),
     /// Messages were dropped before this reader got them (`ENOBUFS`, see mqfs(5)): of the
-    /// stream with this index, or of `order` (None). Reading goes on.
-    Lost(Option<usize>),
+    /// stream with this index. Reading goes on.
+    Lost(usize),
 }
 
 /// Why [`Ordered::open`] failed: which path, and the error.
@@ -59,14 +66,6 @@ pub enum Item<'a> {
 pub struct OpenError {
     pub path: PathBuf,
     pub error: io::Error,
-}
-
-/// What a step of [`Ordered::next_item`] found, before anything is borrowed for the caller.
-enum Step {
-    InBuffer(usize, usize),
-    InCurrent(usize),
-    Lost(Option<usize>),
-    End,
 }
 
 /// What one message read found.
@@ -88,21 +87,22 @@ pub struct Ordered {
     follow: bool,
     buf: Vec<u8>,
     current: Vec<u8>,
+    /// The group number up to which every message can be read: `order`'s newest line's
+    /// (None before any; every number once the group is gone).
+    bound: Option<u64>,
+    /// `order` was read to its end once (without following, the bound is final).
+    started: bool,
     /// `order` reached end-of-file: the group was removed.
     order_ended: bool,
-    /// Every input had ended, and `order` has been read once more since.
-    drained: bool,
-    /// The end was reached; what is left are read-ahead messages without entries.
-    flushing: bool,
 }
 
 impl Ordered {
-    /// Opens the streams `names` of `group` (names, not paths; repeated names count once), then
-    /// its `order`. With `follow`, [`Ordered::next_item`] waits for new messages until the streams
+    /// Opens the `order` of `group`, then its streams `names` (names, not paths; repeated
+    /// names count once). With `follow`, [`Ordered::next_item`] waits for new messages until the streams
     /// are removed; without, it ends where `order` ends now.
     ///
     /// The group must be in `data message` mode (the default): other modes do not keep
-    /// message boundaries, so one message per `order` entry cannot be read.
+    /// message boundaries, so messages cannot be told apart.
     pub fn open(group: &Path, names: &[OsString], follow: bool) -> Result<Ordered, OpenError> {
         let fail = |path: &Path, error: io::Error| OpenError { path: path.to_path_buf(), error };
         let meta = std::fs::metadata(group).map_err(|e| fail(group, e))?;
@@ -117,6 +117,9 @@ impl Ordered {
                 return Err(fail(group, io::Error::new(io::ErrorKind::InvalidInput, why)));
             }
         }
+        // `order` first: whatever a stream's reader gets then has its line in `order`.
+        let order_path = group.join("order");
+        let order = sys::open_reader(&order_path).map_err(|e| fail(&order_path, e))?;
         let mut inputs: Vec<Input> = Vec::new();
         for name in names {
             if inputs.iter().any(|s| &s.name == name) {
@@ -132,19 +135,17 @@ impl Ordered {
                 return Err(fail(&path, e));
             }
             let file = sys::open_reader(&path).map_err(|e| fail(&path, e))?;
-            inputs.push(Input { name: name.clone(), file, pending: VecDeque::new(), ended: false });
+            inputs.push(Input { name: name.clone(), file, next: None, drained: false, ended: false });
         }
-        let order_path = group.join("order");
-        let order = sys::open_reader(&order_path).map_err(|e| fail(&order_path, e))?;
         Ok(Ordered {
             order,
             inputs,
             follow,
             buf: vec![0; MESSAGE_BUFFER],
             current: Vec::new(),
+            bound: None,
+            started: false,
             order_ended: false,
-            drained: false,
-            flushing: false,
         })
     }
 
@@ -155,142 +156,108 @@ impl Ordered {
 
     /// The next message in write order, or None at the end (see [`Ordered::open`]).
     pub fn next_item(&mut self) -> io::Result<Option<Item<'_>>> {
-        Ok(match self.step()? {
-            Step::InBuffer(i, n) => Some(Item::Message(i, &self.buf[..n])),
-            Step::InCurrent(i) => Some(Item::Message(i, &self.current)),
-            Step::Lost(which) => Some(Item::Lost(which)),
-            Step::End => None,
-        })
-    }
-
-    fn step(&mut self) -> io::Result<Step> {
-        let mut entry = [0u8; 4096];
         loop {
-            if self.flushing {
-                // Read-ahead messages that never got an entry (a replay mismatch): print them
-                // rather than lose them.
-                for (i, input) in self.inputs.iter_mut().enumerate() {
-                    if let Some(message) = input.pending.pop_front() {
-                        self.current = message;
-                        return Ok(Step::InCurrent(i));
-                    }
+            // Read ahead every stream that may still hold a message within the bound.
+            for i in 0..self.inputs.len() {
+                let input = &self.inputs[i];
+                if input.next.is_some() || input.drained || input.ended {
+                    continue;
                 }
-                return Ok(Step::End);
-            }
-            if !self.order_ended {
-                match sys::read(&self.order, &mut entry) {
-                    Ok(0) => {
-                        self.order_ended = true;
-                        continue;
-                    }
-                    Ok(n) => {
-                        let name = entry[..n].strip_suffix(b"\n").unwrap_or(&entry[..n]);
-                        let Some(i) = self.inputs.iter().position(|s| s.name.as_bytes() == name) else {
-                            continue;
-                        };
-                        if let Some(message) = self.inputs[i].pending.pop_front() {
-                            self.current = message;
-                            return Ok(Step::InCurrent(i));
-                        }
-                        if self.inputs[i].ended {
-                            continue;
-                        }
-                        match self.read_for_entry(i) {
-                            Ok(Got::InBuffer(n)) => return Ok(Step::InBuffer(i, n)),
-                            Ok(Got::InCurrent) => return Ok(Step::InCurrent(i)),
-                            Ok(Got::Nothing) => continue,
-                            Ok(Got::End) => {
-                                self.inputs[i].ended = true;
-                                continue;
-                            }
-                            Err(e) if sys::is(&e, libc::ENOBUFS) => return Ok(Step::Lost(Some(i))),
-                            Err(e) => return Err(e),
-                        }
-                    }
-                    Err(e) if sys::is(&e, libc::EAGAIN) => {}
-                    Err(e) if sys::is(&e, libc::ENOBUFS) => return Ok(Step::Lost(None)),
+                match self.read_next(i) {
+                    Ok(()) => {}
+                    Err(e) if sys::is(&e, libc::ENOBUFS) => return Ok(Some(Item::Lost(i))),
                     Err(e) => return Err(e),
                 }
             }
-            // `order` has nothing more for now.
-            if self.order_ended {
-                // The group is gone: take what its streams still hold, then end.
-                for i in 0..self.inputs.len() {
-                    while !self.inputs[i].ended {
-                        match self.read_ahead(i) {
-                            Ok(true) => {}
-                            Ok(false) => break,
-                            Err(e) if sys::is(&e, libc::ENOBUFS) => {}
-                            Err(e) => return Err(e),
-                        }
-                    }
-                }
-                self.flushing = true;
-                continue;
+            // The lowest-numbered message within the bound goes first.
+            let bound = if self.inputs.iter().all(|s| s.ended) { Some(u64::MAX) } else { self.bound };
+            let lowest = (self.inputs.iter().enumerate())
+                .filter_map(|(i, s)| s.next.as_ref().map(|(_, seq)| (*seq, i)))
+                .filter(|&(seq, _)| bound.is_some_and(|bound| seq <= bound))
+                .min();
+            if let Some((_, i)) = lowest {
+                let (message, _) = self.inputs[i].next.take().expect("it was the lowest");
+                self.current = message;
+                return Ok(Some(Item::Message(i, &self.current)));
             }
-            if !self.follow {
-                return Ok(Step::End);
+            // Nothing more within the bound.
+            let ended = self.order_ended || self.inputs.iter().all(|s| s.ended);
+            if ended || (self.started && !self.follow) {
+                return Ok(None);
             }
-            if self.inputs.iter().all(|s| s.ended) {
-                if self.drained {
-                    self.flushing = true;
-                } else {
-                    // Entries of the last messages may have come after the last look.
-                    self.drained = true;
-                }
-                continue;
-            }
-            let live: Vec<usize> = (0..self.inputs.len()).filter(|&i| !self.inputs[i].ended).collect();
-            let ready: Vec<bool> = {
-                let files = std::iter::once(&self.order).chain(live.iter().map(|&i| &self.inputs[i].file));
-                let mut fds: Vec<PollFd<'_>> =
-                    files.map(|f| PollFd::new(f.as_fd(), PollFlags::POLLIN)).collect();
-                sys::poll(&mut fds, None)?;
-                fds.iter().map(sys::ready).collect()
-            };
-            if ready[0] {
-                continue;
-            }
-            for (k, &i) in live.iter().enumerate() {
-                if ready[k + 1] {
-                    match self.read_ahead(i) {
-                        Ok(_) => {}
-                        Err(e) if sys::is(&e, libc::ENOBUFS) => return Ok(Step::Lost(Some(i))),
-                        Err(e) => return Err(e),
-                    }
-                }
+            if !self.read_order()? && self.follow {
+                self.wait()?;
             }
         }
     }
 
-    /// Reads the message an `order` entry named: it is there already (the entry was
-    /// committed with it), unless the streams and `order` disagree; when following, wait.
-    fn read_for_entry(&mut self, i: usize) -> io::Result<Got> {
+    /// Reads `order` to its end and moves the bound to its newest line's number; false if
+    /// it had nothing new.
+    fn read_order(&mut self) -> io::Result<bool> {
+        let mut line = [0u8; 4096];
+        let mut read = false;
         loop {
-            let got = read_one(&self.inputs[i].file, &mut self.buf, &mut self.current)?;
-            if !matches!(got, Got::Nothing) || !self.follow {
-                return Ok(got);
+            match sys::read(&self.order, &mut line) {
+                Ok(0) => {
+                    self.order_ended = true;
+                    self.bound = Some(u64::MAX);
+                    read = true;
+                    break;
+                }
+                Ok(_) => read = true,
+                Err(e) if sys::is(&e, libc::EAGAIN) => break,
+                // Lines dropped before they were read: the newest line still bounds.
+                Err(e) if sys::is(&e, libc::ENOBUFS) => {}
+                Err(e) => return Err(e),
             }
-            sys::wait_readable(&self.inputs[i].file)?;
         }
+        self.started = true;
+        if read && !self.order_ended {
+            self.bound = Some(MqStamp::of(self.order.as_fd())?.group_seq);
+        }
+        if read || self.order_ended {
+            for input in &mut self.inputs {
+                input.drained = false;
+            }
+        }
+        Ok(read)
     }
 
-    /// Reads one message of stream `i` ahead of its entry, if there is one now. Returns
-    /// whether it read one.
-    fn read_ahead(&mut self, i: usize) -> io::Result<bool> {
-        match read_one(&self.inputs[i].file, &mut self.buf, &mut self.current)? {
-            Got::InBuffer(n) => self.inputs[i].pending.push_back(self.buf[..n].to_vec()),
-            Got::InCurrent => {
-                let message = std::mem::take(&mut self.current);
-                self.inputs[i].pending.push_back(message);
+    /// Waits until `order` or a stream read to its end can be read.
+    fn wait(&mut self) -> io::Result<()> {
+        let waiting: Vec<usize> = (0..self.inputs.len()).filter(|&i| self.inputs[i].drained).collect();
+        let ready: Vec<bool> = {
+            let files = std::iter::once(&self.order).chain(waiting.iter().map(|&i| &self.inputs[i].file));
+            let mut fds: Vec<PollFd<'_>> = files.map(|f| PollFd::new(f.as_fd(), PollFlags::POLLIN)).collect();
+            sys::poll(&mut fds, None)?;
+            fds.iter().map(sys::ready).collect()
+        };
+        for (k, &i) in waiting.iter().enumerate() {
+            if ready[k + 1] {
+                self.inputs[i].drained = false;
             }
-            Got::Nothing => return Ok(false),
+        }
+        Ok(())
+    }
+
+    /// Reads stream `i`'s next message and its group number, if it has one now.
+    fn read_next(&mut self, i: usize) -> io::Result<()> {
+        let input = &self.inputs[i];
+        let message = match read_one(&input.file, &mut self.buf, &mut self.current)? {
+            Got::InBuffer(n) => self.buf[..n].to_vec(),
+            Got::InCurrent => std::mem::take(&mut self.current),
+            Got::Nothing => {
+                self.inputs[i].drained = true;
+                return Ok(());
+            }
             Got::End => {
                 self.inputs[i].ended = true;
-                return Ok(false);
+                return Ok(());
             }
-        }
-        Ok(true)
+        };
+        let seq = MqStamp::of(input.file.as_fd())?.group_seq;
+        self.inputs[i].next = Some((message, seq));
+        Ok(())
     }
 }
 

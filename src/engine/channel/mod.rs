@@ -245,8 +245,7 @@ impl Channel {
         }
         for seq in first..self.log.next_seq() {
             let message = self.log.get(seq)?.ok_or(Errno::EIO)?;
-            // A log that keeps no stamps (a memory mount's) moves to another such log.
-            let stamp = self.log.stamp(seq)?.unwrap_or_default();
+            let stamp = self.log.stamp(seq)?.ok_or(Errno::EIO)?;
             log.append(Message::Borrowed(&message), &stamp)?;
         }
         let old = std::mem::replace(&mut self.log, log);
@@ -379,7 +378,7 @@ impl Channel {
         self.modified
     }
 
-    /// When the newest retained message was written, if the log keeps stamps.
+    /// When the newest retained message was written.
     pub fn last_written(&self) -> Option<SystemTime> {
         let seq = self.log.next_seq().checked_sub(1).filter(|&seq| seq >= self.log.first_seq())?;
         Some(self.log.stamp(seq).ok()??.time)

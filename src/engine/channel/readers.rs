@@ -1,11 +1,15 @@
 //! Reader cursors and parking: where each reader is (the message it is on, how much of it
 //! it has had), how many readers stand at each message, and the reads and pollers waiting
-//! for the next append.
+//! for the next append; and the message each reader's last read returned bytes of, with its
+//! stamp (sender identity).
 
 use super::{Channel, PollCallback, ReadCallback, ReadMode, ReadResult, ReaderId, Ticket, Wakeups};
 use crate::engine::config::DataMode;
 use crate::engine::errno::{Errno, Result};
-use crate::storage::Bytes;
+use crate::storage::{Bytes, Stamp};
+
+/// A message by its number, with its stamp.
+pub(super) type Stamped = (u64, Stamp);
 
 /// A parked read.
 pub(super) struct Waiter {
@@ -25,6 +29,9 @@ pub(super) struct Reader {
     /// Armed by the latest poll that asked to be told; the next append (or the close) tells
     /// it and drops it.
     pub(super) poller: Option<PollCallback>,
+    /// The message the last read returned bytes of, and its stamp, kept here because the
+    /// log may drop it as soon as it was read.
+    pub(super) last: Option<Stamped>,
 }
 
 impl Reader {
@@ -105,11 +112,14 @@ impl Channel {
             // A message-mode read(2) ends with its message.
             return Some(Ok(Bytes::default()));
         }
-        let (out, next, offset) = match self.cut(next, offset, size, data) {
+        let (out, next, offset, last) = match self.cut(next, offset, size, data) {
             Ok(cut) => cut,
             Err(errno) => return Some(Err(errno)),
         };
         self.move_reader(id, next, offset);
+        if last.is_some() {
+            self.readers.get_mut(&id).expect("reader exists").last = last;
+        }
         if !out.is_empty() || self.closed || mode == ReadMode::Continuation || size == 0 {
             Some(Ok(out))
         } else if mode == ReadMode::NonBlock {
@@ -119,20 +129,22 @@ impl Channel {
         }
     }
 
-    /// The bytes a read of `size` gets from `offset` of message `next` on, and where the
-    /// reader is after them: a slice of one message, shared with the log, or (coalescing
-    /// across messages) their bytes together.
+    /// The bytes a read of `size` gets from `offset` of message `next` on, where the reader
+    /// is after them, and the message they end in with its stamp: a slice of one message,
+    /// shared with the log, or (coalescing across messages) their bytes together.
     fn cut(
         &self,
         mut next: u64,
         mut offset: usize,
         size: usize,
         data: DataMode,
-    ) -> Result<(Bytes, u64, usize)> {
+    ) -> Result<(Bytes, u64, usize, Option<Stamped>)> {
         let mut parts: Vec<Bytes> = Vec::new();
         let mut len = 0;
+        let mut last = None;
         while len < size {
-            let Some(message) = self.log.get(next)? else { break };
+            let Some((message, stamp)) = self.log.get_stamped(next)? else { break };
+            last = Some((next, stamp));
             let end = message.len().min(offset + size - len);
             parts.push(message.slice(offset..end));
             len += end - offset;
@@ -151,7 +163,18 @@ impl Channel {
             1 => parts.pop().expect("one part"),
             _ => Bytes::from(parts.iter().flat_map(|part| part.iter().copied()).collect::<Vec<u8>>()),
         };
-        Ok((out, next, offset))
+        Ok((out, next, offset, last))
+    }
+
+    /// The message reader `id`'s last read returned bytes of, and how many times it has
+    /// been delivered: once, to a reader of a fan-out stream, which gets every message.
+    pub fn last_delivered(&self, id: ReaderId) -> Option<(u64, u32)> {
+        self.readers.get(&id)?.last.map(|(seq, _)| (seq, 1))
+    }
+
+    /// The stamp of that message.
+    pub fn last_stamp(&self, id: ReaderId) -> Option<Stamp> {
+        self.readers.get(&id)?.last.map(|(_, stamp)| stamp)
     }
 
     fn move_reader(&mut self, id: ReaderId, next: u64, offset: usize) {
@@ -190,6 +213,40 @@ mod tests {
         let (parked, wakeups) = channel.read(id, 100, ReadMode::Block, ticket, Box::new(|_| {}), config);
         assert_eq!(parked, Some(ticket));
         drop(wakeups);
+    }
+
+    #[test]
+    fn a_reader_keeps_the_stamp_of_the_message_its_last_read_returned_bytes_of() {
+        let mut config = GroupConfig { replay: crate::engine::config::Replay::All, ..GroupConfig::default() };
+        let mut channel = Channel::new(Box::new(MemoryLog::default()), Arc::new(Memory::new(1 << 20)));
+        for (i, message) in [&b"first"[..], b"second", b"third"].into_iter().enumerate() {
+            let stamp = Stamp { group_seq: 10 + i as u64, pid: 100 + i as u32, ..Stamp::default() };
+            let appended = channel.append(Message::Borrowed(message), &stamp, false, &config).unwrap();
+            drop(channel.deliver(appended, &config));
+        }
+        let reader = channel.open_reader(config.replay);
+        let read = |channel: &mut Channel, size: usize, config: &GroupConfig| {
+            let got = Arc::new(parking_lot::Mutex::new(None));
+            let sink = got.clone();
+            let callback = Box::new(move |result: ReadResult| *sink.lock() = Some(result));
+            drop(channel.read(reader, size, ReadMode::NonBlock, 0, callback, config));
+            let result = got.lock().take().expect("a non-blocking read completes at once");
+            result.map(|bytes| bytes.to_vec())
+        };
+        assert_eq!(channel.last_delivered(reader), None, "nothing read yet");
+        // Part of a message: that message; the rest of it: still that one.
+        assert_eq!(read(&mut channel, 2, &config), Ok(b"fi".to_vec()));
+        assert_eq!(channel.last_delivered(reader), Some((0, 1)));
+        assert_eq!(read(&mut channel, 100, &config), Ok(b"rst".to_vec()));
+        assert_eq!(channel.last_stamp(reader).map(|s| (s.group_seq, s.pid)), Some((10, 100)));
+        // Coalescing across messages: the last one it returned bytes of.
+        config.data = DataMode::Coalesce;
+        assert_eq!(read(&mut channel, 9, &config), Ok(b"secondthi".to_vec()));
+        assert_eq!(channel.last_delivered(reader), Some((2, 1)));
+        assert_eq!(read(&mut channel, 100, &config), Ok(b"rd".to_vec()));
+        // A read that finds nothing keeps it.
+        assert_eq!(read(&mut channel, 100, &config), Err(Errno::EAGAIN));
+        assert_eq!(channel.last_stamp(reader).map(|s| (s.group_seq, s.pid)), Some((12, 102)));
     }
 
     #[test]

@@ -310,6 +310,10 @@ impl Log for DiskLog {
         Ok(self.read(seq)?.map(|(_, stamp)| stamp))
     }
 
+    fn get_stamped(&self, seq: u64) -> Result<Option<(Bytes, Stamp)>, Errno> {
+        self.read(seq)
+    }
+
     fn read_at(&self, position: u64, size: usize, out: &mut Vec<u8>) -> Result<(), Errno> {
         debug_assert!(position >= self.start(), "bytes before the oldest retained one were dropped");
         let end = self.extent.appended.min(position.saturating_add(size as u64));

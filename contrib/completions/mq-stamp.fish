@@ -1,0 +1,7 @@
+complete -c mq-stamp -l completions -d 'Print a completion script for SHELL (bash, zsh, fish, ...) and exit' -r -f -a "bash\t''
+elvish\t''
+fish\t''
+powershell\t''
+zsh\t''"
+complete -c mq-stamp -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c mq-stamp -s V -l version -d 'Print version'
