@@ -2,10 +2,10 @@
 //! every write is a message fanned out to every reader.
 //!
 //! The library's layers: `engine` holds the semantics and knows nothing of FUSE; `fuse` maps
-//! kernel requests onto it; `tools` is the library side of `mq-cat` and `mq-pin`. Beside them,
+//! kernel requests onto it; `tools` is the library side of `mq-cat`, `mq-pin`, `mq-call`, `mq-serve` and `mqfs-stat`. Beside them,
 //! `logger` (where log lines go; the FUSE glue taps it), `mountinfo` (the mount table) and
 //! `completions` (the commands' shell completion scripts). The commands are in `src/bin/`: `mqfs/` (parse, check, mount,
-//! daemonize, serve), `mq-cat.rs`, `mq-pin.rs`.
+//! daemonize, serve), `mq-cat.rs`, `mq-pin.rs`, `mq-call.rs`, `mq-serve.rs`, `mqfs-stat.rs`.
 
 pub mod completions;
 pub mod engine;
