@@ -1,7 +1,8 @@
 //! `mq-call`, `mq-serve` and `mqfs-stat` on real mounts: a request answered by `/bin/cat` and
 //! by a shell one-liner, each of concurrent clients getting its own reply from `-j 4` servers
 //! running at once, failing commands logged and still answered, a clean stop on SIGTERM that
-//! finishes the request in progress, `-t` giving up with its message and exit status 124,
+//! finishes the request in progress and a second one that hands it to another server, a
+//! server ending when its stream goes, `-t` giving up with its message and exit status 124,
 //! usage errors, the `user.mq.*` extended attributes and the table mqfs-stat prints of them.
 //!
 //! Request/reply needs a `deliver one` group (the queue engine): the tests that serve say so
@@ -13,6 +14,7 @@ use common::{Mount, Proc, TempDir, wait_until};
 use std::ffi::CString;
 use std::fs;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
@@ -202,6 +204,35 @@ fn serves_until_sigterm_then_finishes_the_request_in_progress() {
 }
 
 #[test]
+fn serves_until_a_second_sigterm_abandons_the_request_to_another_server() {
+    let m = Mount::new();
+    let svc = service_group(&m).join("svc");
+    let dir = TempDir::new();
+    let started = dir.join("started");
+    let never = format!(
+        "touch {}; i=0; while [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; echo by A",
+        started.display()
+    );
+    let mut first = serve(&svc, 1, &["sh", "-c", &never]);
+    let client = {
+        let svc = svc.clone();
+        std::thread::spawn(move || call(&svc, &["job"]))
+    };
+    wait_until("the first server's command runs", T, || started.exists());
+    first.signal(libc::SIGTERM);
+    wait_until("the first server says it finishes", T, || {
+        String::from_utf8_lossy(&first.stderr_output()).contains("finishing the requests in progress")
+    });
+    first.signal(libc::SIGTERM);
+    let status = first.wait_exit(T).expect("a second SIGTERM ends the server");
+    assert_eq!(status.signal(), Some(libc::SIGTERM), "it dies of the signal, so mqfs takes the request back");
+    let _second = serve(&svc, 1, &["sh", "-c", "read job; echo \"$job by B\""]);
+    let (status, out, err) = client.join().unwrap();
+    assert!(status.success(), "{err}");
+    assert_eq!(out, "job by B\n", "the abandoned request was redelivered to the other server");
+}
+
+#[test]
 fn serves_nothing_so_a_call_times_out_with_status_124() {
     let m = Mount::new();
     let nobody = service_group(&m).join("nobody");
@@ -231,6 +262,26 @@ fn a_call_blocked_in_its_write_times_out_with_status_124() {
     assert!(started.elapsed() >= Duration::from_millis(500));
     assert_eq!(out, "");
     assert_eq!(err, format!("mq-call: {}: no reply within 0.5 s\n", s.display()));
+}
+
+#[test]
+fn mq_serve_opens_n_descriptors_stops_on_sigterm_and_fails_when_its_stream_goes() {
+    let m = Mount::new();
+    let s = m.join("s");
+    let mut server = serve(&s, 3, &["cat"]);
+    server.signal(libc::SIGTERM);
+    let status = server.wait_exit(T).expect("SIGTERM stops an idle server");
+    assert_eq!(status.code(), Some(0));
+    let log = String::from_utf8_lossy(&server.stderr_output()).into_owned();
+    assert_eq!(log, "mq-serve: SIGTERM: finishing the requests in progress (again to abandon them)\n");
+    wait_until("its descriptors are closed", T, || xattr(&s, "readers") == Some(0));
+
+    let mut server = serve(&s, 2, &["cat"]);
+    fs::remove_file(&s).unwrap();
+    let status = server.wait_exit(T).expect("the server ends once its stream is removed");
+    assert_eq!(status.code(), Some(1));
+    let log = String::from_utf8_lossy(&server.stderr_output()).into_owned();
+    assert_eq!(log, format!("mq-serve: {}: the stream was removed\n", s.display()).repeat(2));
 }
 
 #[test]
