@@ -62,13 +62,13 @@ pub fn call(stream: &Path, request: &[u8]) -> Result<(), Failure> {
     endpoint.send(request).map_err(fail)?;
     let reply = match endpoint.receive(None).map_err(fail)? {
         Received::Message(reply) => reply,
-        Received::Removed => {
+        // (Never Stopped: there is no stop descriptor.)
+        Received::Removed | Received::Stopped => {
             return Err(Failure {
                 message: format!("{}: the stream was removed before the reply came", stream.display()),
                 status: 1,
             });
         }
-        Received::Stopped => unreachable!("no stop descriptor"),
     };
     match sys::write_all(io::stdout(), reply) {
         Err(e) if !sys::is(&e, libc::EPIPE) => {
