@@ -1,6 +1,6 @@
 //! Shell completion scripts (`--completions SHELL`) of the commands mqfs ships — `mqfs`,
-//! `mq-cat`, `mq-pin`, `mq-stamp` — generated from their clap definitions, so they never go stale.
-
+//! `mq-cat`, `mq-pin`, `mq-stamp`, `mq-call`, `mq-serve`, `mqfs-stat` — generated from their clap
+//! definitions, so they never go stale.
 use clap::Command;
 use clap_complete::Shell;
 

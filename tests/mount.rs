@@ -952,6 +952,9 @@ fn the_service_unit_verifies_and_its_command_notifies_and_stops_on_sigterm() {
 // What the installer puts in place
 // ---------------------------------------------------------------------------
 
+/// Every command the installer puts in place, in the order it names them.
+const COMMANDS: [&str; 7] = ["mqfs", "mq-cat", "mq-pin", "mq-stamp", "mq-call", "mq-serve", "mqfs-stat"];
+
 #[test]
 fn man_pages_and_completions_are_installed_and_current() {
     installed();
@@ -961,7 +964,9 @@ fn man_pages_and_completions_are_installed_and_current() {
         ("mq-cat.1", "man1"),
         ("mq-pin.1", "man1"),
         ("mq-stamp.1", "man1"),
-    ];
+        ("mq-call.1", "man1"),
+        ("mq-serve.1", "man1"),
+        ("mqfs-stat.1", "man1"),    ];
     for (page, section) in pages {
         let source = std::fs::read(format!("{REPO}/docs/man/{page}")).unwrap();
         let installed = std::fs::read(format!("/usr/local/share/man/{section}/{page}")).unwrap();
@@ -985,7 +990,7 @@ fn man_pages_and_completions_are_installed_and_current() {
     // Completions are generated from each command's CLI definition: the installed ones and
     // the copies in contrib/completions are what the binary prints.
     let bins = Path::new(MQFS_BIN).parent().unwrap();
-    for command in ["mqfs", "mq-cat", "mq-pin", "mq-stamp"] {
+    for command in COMMANDS {
         for (shell, installed, shipped) in [
             (
                 "bash",
@@ -1038,7 +1043,7 @@ fn the_installer_puts_every_command_in_place_and_names_it() {
     let mut files =
         vec![sbin.join("mount.mqfs"), sbin.join("mount.fuse.mqfs"), prefix.join("share/man/man5/mqfs.5")];
     assert!(said.contains(s(&sbin.join("mount.fuse.mqfs"))), "{said}");
-    for command in ["mqfs", "mq-cat", "mq-pin", "mq-stamp"] {
+    for command in COMMANDS {
         assert!(said.contains(&format!("{}/bin/{command}", s(&prefix))), "{said}");
         assert!(said.contains(&format!("{command}(1)")), "the message lacks {command}(1): {said}");
         files.extend([
@@ -1050,7 +1055,7 @@ fn the_installer_puts_every_command_in_place_and_names_it() {
         ]);
     }
     assert!(
-        said.contains("mqfs(5)") && said.contains("completions for mqfs mq-cat mq-pin mq-stamp"),
+        said.contains("mqfs(5)") && said.contains(&format!("completions for {}", COMMANDS.join(" "))),
         "{said}"
     );
     for file in &files {
@@ -1072,8 +1077,7 @@ fn man_pages_render_without_stray_escapes_and_show_the_real_errors() {
     if !need("man", "man-db") || !need("groff", "groff-base") {
         return;
     }
-    for page in ["mqfs.1", "mqfs.5", "mq-cat.1", "mq-pin.1", "mq-stamp.1"] {
-        for line in rendered(page).lines() {
+    for page in ["mqfs.1", "mqfs.5", "mq-cat.1", "mq-pin.1", "mq-stamp.1", "mq-call.1", "mq-serve.1", "mqfs-stat.1"] {        for line in rendered(page).lines() {
             // A backslash shows only as the key Ctrl-\ (or ^\).
             let stray = line
                 .match_indices('\\')

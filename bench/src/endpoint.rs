@@ -72,6 +72,14 @@ impl Endpoint {
         })
     }
 
+    /// The file a `File` endpoint names.
+    pub fn file(&self) -> Option<&std::path::Path> {
+        match self {
+            Endpoint::File(path) => Some(path),
+            _ => None,
+        }
+    }
+
     /// The endpoint of reader number `i` of a template.
     pub fn nth(&self, i: usize) -> Endpoint {
         let text = self.to_arg().replace("{i}", &i.to_string());

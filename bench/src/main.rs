@@ -1,6 +1,7 @@
 //! mqfs-bench: measures mqfs side by side with the FUSE ceiling, kernel FIFOs (and tee), an
 //! inotify tail, a msgfs-style directory bus and Redis pub/sub (issue 7), and its disk store
-//! beside Redis's append-only file and NATS JetStream (issue 13), and writes
+//! beside Redis's append-only file and NATS JetStream (issue 13), work queues and
+//! request/reply beside Redis lists and a Unix socket (issue 14), and writes
 //! docs/benchmarks.md with SVG plots.
 //!
 //! `cargo run --release -p mqfs-bench` runs everything (about 12 minutes on 2 cores, a quarter of it the disk store's);
@@ -14,6 +15,7 @@ mod endpoint;
 mod hist;
 mod message;
 mod procs;
+mod queue_workers;
 mod report;
 mod results;
 mod scenarios;
@@ -40,17 +42,18 @@ usage: mqfs-bench [--quick] [--install] [--out DIR] [--mqfs PATH] [--mqfs-option
   --mqfs PATH  use this mqfs binary instead of building target/release/mqfs
   --mqfs-options OPTS  extra -o options for every mqfs mount (e.g. threads=2)
   --only LIST  run only these scenarios, comma-separated: throughput, threads, fanout, paced,
-               pingpong, writers, blocked, memory, durable, startup, history
+               pingpong, writers, blocked, memory, durable, startup, history, queues
   --systems LIST  measure only these systems, comma-separated: ceiling, mqfs,
                mqfs-coalesce, fifo, fifo-tee, tail, msgfs, redis, mqfs-disk, mqfs-always,
                redis-always, redis-everysec, jetstream
 
 The disk-store scenarios (mqfs-disk, mqfs-always, startup, history) mount `mqfs STORE DIR`;
-an mqfs without a disk store makes them \"not measured\", not failed.
+an mqfs without a disk store makes them \"not measured\", not failed. So does an mqfs without
+work queues (`deliver one`) the queues scenario.
 
 Needs root and /dev/fuse. Mounts and processes are cleaned up on exit, panic or Ctrl-C.";
 
-const SCENARIOS: [&str; 11] = [
+const SCENARIOS: [&str; 12] = [
     "throughput",
     "threads",
     "fanout",
@@ -62,6 +65,7 @@ const SCENARIOS: [&str; 11] = [
     "durable",
     "startup",
     "history",
+    "queues",
 ];
 
 struct Options {
@@ -236,6 +240,10 @@ fn run(options: &Options) -> Result<(), String> {
     if options.wants("history") {
         results.history =
             timed(&mut results, "7. history on disk", || scenarios::memory::history(&env, &budget));
+    }
+    if options.wants("queues") {
+        results.queues =
+            timed(&mut results, "8. work queues and request/reply", || scenarios::queues::run(&env, &budget));
     }
 
     let notes = env.notes.clone();

@@ -1,10 +1,13 @@
 //! The 24-byte header every benchmark message starts with: when it was sent
 //! (CLOCK_MONOTONIC ns), its sequence number within its writer, the writer's number and flags
-//! (END closes a writer's run). The rest of a message is filler up to the message size.
+//! (END closes a writer's run, REPLY marks a server's answer). The rest of a message is filler up to the message size.
 
 pub const HEADER_LEN: usize = 24;
 /// The writer is done: readers count ENDs to know when every writer has finished.
 pub const FLAG_END: u32 = 1;
+/// A request/reply server's answer: the request's own bytes with this flag, so that a client
+/// cannot take its own request, read back, for the reply.
+pub const FLAG_REPLY: u32 = 2;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {

@@ -168,6 +168,43 @@ pub struct Startup {
     pub caveat: Option<String>,
 }
 
+/// Request/reply round trips, one client in a loop against one server.
+#[derive(Clone, Debug)]
+pub struct RoundTrips {
+    pub per_s: f64,
+    pub latency: Latency,
+}
+
+/// Work queues, request/reply and redelivery (issue 14).
+#[derive(Debug)]
+pub struct Queues {
+    /// 1 producer → 4 competing consumers, 64 B: jobs per second.
+    pub work: Cell<Throughput>,
+    /// 1 → 1 fan-out, 64 B, on the same mount, measured beside it.
+    pub fanout: Cell<Throughput>,
+    /// Round trips through each transport: (its name, what it did).
+    pub rpc: Vec<(&'static str, Cell<RoundTrips>)>,
+    /// From a consumer's kill to its message in flight read by another consumer.
+    pub redelivery: Cell<Latency>,
+}
+
+impl Queues {
+    fn errors(&self) -> Vec<String> {
+        let mut cells: Vec<(String, Option<&String>)> = vec![
+            ("work queue".into(), self.work.as_ref().err()),
+            ("work queue's fan-out".into(), self.fanout.as_ref().err()),
+            ("redelivery".into(), self.redelivery.as_ref().err()),
+        ];
+        cells.extend(
+            self.rpc.iter().map(|(name, cell)| (format!("request/reply {name}"), cell.as_ref().err())),
+        );
+        cells
+            .into_iter()
+            .filter_map(|(name, e)| e.filter(|e| !excused(e)).map(|e| format!("{name}: {e}")))
+            .collect()
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Results {
     pub throughput: Option<Grid<Throughput>>,
@@ -184,6 +221,8 @@ pub struct Results {
     pub startup: Option<Cell<Startup>>,
     /// A disk stream retaining gigabytes of 64 KiB messages.
     pub history: Option<Cell<Memory>>,
+    /// Work queues, request/reply and redelivery (issue 14).
+    pub queues: Option<Queues>,
     /// (scenario, seconds it took)
     pub timings: Vec<(String, f64)>,
     /// Scenarios that panicked.
@@ -217,6 +256,9 @@ impl Results {
         }
         if let Some(g) = &self.durable {
             out.extend(g.errors("durable writes"));
+        }
+        if let Some(q) = &self.queues {
+            out.extend(q.errors());
         }
         for (name, cell) in [
             ("memory", self.memory.as_ref().map(|c| c.as_ref().err())),

@@ -4,13 +4,15 @@
 //! - `read`: THREADS readers (each its own open file, in its own thread with a 64 KiB stack)
 //!   read fixed-size messages, check each writer's sequence, and record delivery latency
 //!   (now − the send time in the header). They stop at every writer's END, after `count:N`
-//!   messages, or after `time:MS` of reading as fast as they can (the ceiling's mode, which
+//!   messages, at their first END (`queue`: competing consumers, each reading its share), or after `time:MS` of reading as fast as they can (the ceiling's mode, which
 //!   counts reads without looking at the bytes).
 //! - `write`: sends messages, as fast as it can or at `rate` per second, until `count` or
-//!   `duration_ms`, then an END message; with `start_ns`, from that CLOCK_MONOTONIC instant
+//!   `duration_ms`, then `end` END messages (default 1; a queue's readers take one each); with `start_ns`, from that CLOCK_MONOTONIC instant
 //!   on (so that several writer processes write over the same window).
 //! - `ping` / `pong`: one message in flight between two streams; ping records round trips.
 //!   With `check=0` ping alone writes then reads (the ceiling's round trip, nobody echoes).
+//!
+//! - `rpc-serve`, `rpc-call`, `hold`, `await`: the queue scenarios' (see `queue_workers`).
 //!
 //! A worker prints `ready` once its endpoints are open, then one `result key=value...` line.
 
@@ -24,6 +26,7 @@ use crate::clock::{now_ns, sleep_until_ns};
 use crate::endpoint::{Endpoint, Source};
 use crate::hist::Histogram;
 use crate::message::{FLAG_END, HEADER_LEN, Header};
+use crate::queue_workers;
 
 const READER_STACK: usize = 64 * 1024;
 
@@ -41,6 +44,7 @@ pub fn main(args: &[String]) -> ! {
         "write" => write(&params),
         "ping" => ping(&params),
         "pong" => pong(&params),
+        "rpc-serve" | "rpc-call" | "hold" | "await" => queue_role(role, &params),
         _ => Err(format!("unknown worker role {role:?}")),
     };
     let code = match result {
@@ -53,7 +57,30 @@ pub fn main(args: &[String]) -> ! {
     std::process::exit(code);
 }
 
-fn say(line: &str) {
+/// The queue scenarios' roles (see `queue_workers`).
+fn queue_role(role: &str, params: &Params) -> Result<(), String> {
+    let stream = || params.text("stream").map(std::path::PathBuf::from);
+    match role {
+        "hold" => queue_workers::hold(&stream()?),
+        "await" => queue_workers::await_one(&stream()?),
+        _ => {
+            let rpc = queue_workers::Rpc::parse(params.text("service")?)?;
+            let size = params.number("size", None)? as usize;
+            if role == "rpc-serve" {
+                queue_workers::serve(&rpc, size)
+            } else {
+                queue_workers::call(
+                    &rpc,
+                    size,
+                    params.number("warmup", Some(0))?,
+                    params.number("count", None)?,
+                )
+            }
+        }
+    }
+}
+
+pub fn say(line: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
@@ -82,6 +109,9 @@ impl Params {
 pub enum Stop {
     /// After an END from every writer.
     End,
+    /// A competing consumer of a queue: after its first END, having read its share of the
+    /// messages, whose sequence numbers rise with gaps (the other readers' shares).
+    Queue,
     /// After this many messages.
     Count(u64),
     /// After reading this long (counting reads, not parsing).
@@ -92,14 +122,17 @@ impl Stop {
     pub fn to_arg(self) -> String {
         match self {
             Stop::End => "end".into(),
+            Stop::Queue => "queue".into(),
             Stop::Count(n) => format!("count:{n}"),
             Stop::Time(d) => format!("time:{}", d.as_millis()),
         }
     }
 
     fn parse(text: &str) -> Result<Stop, String> {
-        if text == "end" {
-            return Ok(Stop::End);
+        match text {
+            "end" => return Ok(Stop::End),
+            "queue" => return Ok(Stop::Queue),
+            _ => {}
         }
         let (kind, n) = text.split_once(':').ok_or_else(|| format!("bad stop {text}"))?;
         let n: u64 = n.parse().map_err(|_| format!("bad stop {text}"))?;
@@ -346,9 +379,10 @@ fn read_messages(source: &mut dyn Source, spec: &ReadSpec, tally: &Mutex<Tally>)
 /// Counts one message; true when the reader is done.
 fn take(t: &mut Tally, message: &[u8], spec: &ReadSpec, now: u64) -> bool {
     let header = Header::read_from(message);
+    let queue = spec.stop == Stop::Queue;
     if header.flags & FLAG_END != 0 {
         t.ends += 1;
-        t.done = t.ends >= spec.writers as u64;
+        t.done = queue || t.ends >= spec.writers as u64;
         return t.done;
     }
     t.messages += 1;
@@ -360,7 +394,7 @@ fn take(t: &mut Tally, message: &[u8], spec: &ReadSpec, now: u64) -> bool {
     t.hist.record(now.saturating_sub(header.sent_ns));
     match t.expected.get_mut(header.writer as usize) {
         Some(expected) => {
-            if header.seq != *expected {
+            if header.seq < *expected || (!queue && header.seq != *expected) {
                 t.order_errors += 1;
             }
             *expected = header.seq + 1;
@@ -378,7 +412,7 @@ fn write(params: &Params) -> Result<(), String> {
     let duration_ns = params.number("duration_ms", Some(0))? * 1_000_000;
     let rate = params.number("rate", Some(0))?;
     let id = params.number("id", Some(0))? as u32;
-    let end_marker = params.number("end", Some(1))? != 0;
+    let ends = params.number("end", Some(1))?;
     let start_ns = params.number("start_ns", Some(0))?;
     if size < HEADER_LEN {
         return Err(format!("messages must be at least {HEADER_LEN} bytes"));
@@ -404,7 +438,7 @@ fn write(params: &Params) -> Result<(), String> {
         sent += 1;
     }
     let end = now_ns();
-    if end_marker {
+    for _ in 0..ends {
         Header { sent_ns: end, seq: sent, writer: id, flags: FLAG_END }.write_to(&mut message);
         sink.send(&message).map_err(|e| format!("write END: {e}"))?;
     }
@@ -476,4 +510,46 @@ fn ping(params: &Params) -> Result<(), String> {
     }
     say(&format!("result samples={} hist={}", hist.count(), hist.encode()));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(seq: u64, flags: u32) -> Vec<u8> {
+        let mut m = vec![0u8; HEADER_LEN];
+        Header { sent_ns: 1, seq, writer: 0, flags }.write_to(&mut m);
+        m
+    }
+
+    #[test]
+    fn a_queue_reader_takes_gaps_but_not_going_back_and_stops_at_its_first_end() {
+        let spec = ReadSpec { size: HEADER_LEN, buf: HEADER_LEN, writers: 2, stop: Stop::Queue };
+        let mut t = Tally { expected: vec![0; 2], ..Tally::default() };
+        for seq in [0, 3, 7] {
+            assert!(!take(&mut t, &message(seq, 0), &spec, 2));
+        }
+        assert_eq!(t.order_errors, 0, "other consumers' shares leave gaps");
+        assert!(!take(&mut t, &message(5, 0), &spec, 2));
+        assert_eq!(t.order_errors, 1, "a job older than one already read");
+        assert!(
+            take(&mut t, &message(8, FLAG_END), &spec, 2),
+            "one END ends a consumer, however many writers"
+        );
+        assert_eq!(t.messages, 4);
+    }
+
+    #[test]
+    fn a_fan_out_reader_counts_gaps_and_waits_for_every_writers_end() {
+        let spec = ReadSpec { size: HEADER_LEN, buf: HEADER_LEN, writers: 2, stop: Stop::End };
+        let mut t = Tally { expected: vec![0; 2], ..Tally::default() };
+        assert!(!take(&mut t, &message(0, 0), &spec, 2));
+        assert!(!take(&mut t, &message(2, 0), &spec, 2));
+        assert_eq!(t.order_errors, 1);
+        assert!(!take(&mut t, &message(3, FLAG_END), &spec, 2));
+        assert!(take(&mut t, &message(3, FLAG_END), &spec, 2));
+        for stop in [Stop::End, Stop::Queue, Stop::Count(5), Stop::Time(Duration::from_millis(7))] {
+            assert_eq!(Stop::parse(&stop.to_arg()), Ok(stop));
+        }
+    }
 }

@@ -29,6 +29,8 @@ impl Errno {
     /// A reader fell behind and messages it had not read were dropped (as netlink reports
     /// an overrun receive queue).
     pub const ENOBUFS: Errno = Errno(libc::ENOBUFS);
+    /// No such extended attribute (getxattr of a name the node does not have).
+    pub const ENODATA: Errno = Errno(libc::ENODATA);
 }
 
 impl fmt::Display for Errno {

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::{RwLock, RwLockWriteGuard};
 
 use channel::Wakeups;
-pub use channel::{PollCallback, ReadCallback, ReadMode, ReadResult, Ticket, WriteCallback};
+pub use channel::{PollCallback, ReadCallback, ReadMode, ReadResult, Stats, Ticket, WriteCallback};
 use config::Frame;
 pub use config::{DataMode, GroupConfig};
 pub use errno::{Errno, Result};
@@ -500,6 +500,16 @@ impl Engine {
                     return;
                 }
             }
+        }
+    }
+
+    /// The numbers of stream `ino` (see `Stats`); ENODATA for any other node, which has none.
+    pub fn stream_stats(&self, ino: Ino) -> Result<Stats> {
+        let tree = self.tree.read();
+        tree.node(tree::Special::node(ino))?;
+        match tree.stream(ino) {
+            Ok(stream) if Special::of(ino) == Special::Node(ino) => Ok(stream.state.lock().channel.stats()),
+            _ => Err(Errno::ENODATA),
         }
     }
 

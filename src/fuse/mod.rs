@@ -20,8 +20,7 @@ use fuser::{
     FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo, IoctlFlags, KernelConfig,
     LockOwner, OpenAccMode, OpenFlags, PollEvents, PollFlags, PollNotifier, RenameFlags, ReplyAttr,
     ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyOpen, ReplyPoll,
-    ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
-};
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,};
 
 use crate::engine::{self, Attr, Caller, Engine, Entry, Kind, OpenKind, ReadMode, SetAttr, WriteRequest};
 use crate::ioctl::{MQ_IOC_STAMP, MqStamp, STAMP_SIZE, STAMP_VERSION};
@@ -34,6 +33,10 @@ use workarounds::{dispatch_trace, killed_writer};
 const ENTRY_TTL: Duration = Duration::from_secs(1);
 const ATTR_TTL: Duration = Duration::ZERO;
 const PAGE: usize = 4096;
+/// The extended attributes of a stream that show its numbers (`Engine::stream_stats`): this
+/// prefix and a number's name, its value the number in decimal. They are all a node has: any
+/// other name is ENODATA, and setxattr and removexattr stay unimplemented (EOPNOTSUPP).
+const STATS_XATTR: &[u8] = b"user.mq.";
 
 pub struct MqFs {
     engine: Arc<Engine>,
@@ -149,6 +152,17 @@ fn reply_entry(reply: ReplyEntry, result: engine::Result<Attr>) {
 fn reply_empty(reply: ReplyEmpty, result: engine::Result<()>) {
     match result {
         Ok(()) => reply.ok(),
+        Err(e) => reply.error(errno(e)),
+    }
+}
+
+/// Answers getxattr or listxattr with `value`: its size if the caller asked (`size` 0),
+/// else the value if it fits (ERANGE if not).
+fn reply_xattr(reply: ReplyXattr, size: u32, value: engine::Result<Vec<u8>>) {
+    match value {
+        Ok(value) if size == 0 => reply.size(value.len() as u32),
+        Ok(value) if value.len() > size as usize => reply.error(fuser::Errno::ERANGE),
+        Ok(value) => reply.data(&value),
         Err(e) => reply.error(errno(e)),
     }
 }
@@ -505,6 +519,37 @@ impl Filesystem for MqFs {
             // Inodes are not a limited resource: report plenty free.
             let files = usage.nodes + u32::MAX as u64;
             reply.statfs(blocks, free, free, files, files - usage.nodes, PAGE as u32, 255, PAGE as u32);
+        })
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        guard("getxattr", || {
+            let field = name.as_bytes().strip_prefix(STATS_XATTR).ok_or(engine::Errno::ENODATA);
+            let value = field.and_then(|field| {
+                let stats = self.engine.stream_stats(ino.0)?;
+                let (_, number) = stats
+                    .named()
+                    .into_iter()
+                    .find(|(name, _)| name.as_bytes() == field)
+                    .ok_or(engine::Errno::ENODATA)?;
+                Ok(number.to_string().into_bytes())
+            });
+            reply_xattr(reply, size, value);
+        })
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        guard("listxattr", || {
+            let names = match self.engine.stream_stats(ino.0) {
+                Ok(stats) => Ok(stats
+                    .named()
+                    .iter()
+                    .flat_map(|(name, _)| [STATS_XATTR, name.as_bytes(), b"\0"].concat())
+                    .collect()),
+                Err(engine::Errno::ENODATA) => Ok(Vec::new()),
+                Err(e) => Err(e),
+            };
+            reply_xattr(reply, size, names);
         })
     }
 

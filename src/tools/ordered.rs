@@ -69,7 +69,7 @@ pub struct OpenError {
 }
 
 /// What one message read found.
-enum Got {
+pub(super) enum Got {
     /// A whole message in `buf[..n]`.
     InBuffer(usize),
     /// A whole message, larger than the buffer, in `current`.
@@ -264,7 +264,7 @@ impl Ordered {
 /// Reads one message from a non-blocking stream. A read returns at most one message; one that
 /// fills the whole buffer may continue, so the following reads are added until one is short
 /// or finds nothing.
-fn read_one(file: &File, buf: &mut [u8], current: &mut Vec<u8>) -> io::Result<Got> {
+pub(super) fn read_one(file: &File, buf: &mut [u8], current: &mut Vec<u8>) -> io::Result<Got> {
     let n = match sys::read(file, buf) {
         Ok(0) => return Ok(Got::End),
         Ok(n) => n,

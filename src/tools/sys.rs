@@ -1,4 +1,4 @@
-//! Thin wrappers over the system calls `mq-cat` and `mq-pin` use (through `nix`): reads and
+//! Thin wrappers over the system calls the tools use (through `nix`, or `libc` for getxattr): reads and
 //! writes that retry on `EINTR`, `poll`, error texts without Rust's "(os error N)" suffix.
 
 use std::fs::{File, OpenOptions};
@@ -164,4 +164,20 @@ pub fn kill(pid: i32, sig: Signal) {
 /// is in use).
 pub fn unmount(dir: &Path) -> io::Result<()> {
     Ok(nix::mount::umount2(dir, MntFlags::empty())?)
+}
+
+/// The value of extended attribute `name` of `path` (following symbolic links), at most 64
+/// bytes: ERANGE if longer.
+pub fn getxattr(path: &Path, name: &str) -> io::Result<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes()).map_err(|_| errno(libc::EINVAL))?;
+    let name = std::ffi::CString::new(name).map_err(|_| errno(libc::EINVAL))?;
+    let mut value = [0u8; 64];
+    // SAFETY: both strings are NUL-terminated and outlive the call; the value buffer is
+    // writable for its whole length, which is what the call is given.
+    let n = unsafe { libc::getxattr(path.as_ptr(), name.as_ptr(), value.as_mut_ptr().cast(), value.len()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(value[..n as usize].to_vec())
 }

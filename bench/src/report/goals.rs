@@ -1,4 +1,4 @@
-//! The goals of issues 7 and 13, each with what this run measured and whether it is met.
+//! The goals of issues 7, 13 and 14 (those in `queues`), each with what this run measured and whether it is met.
 
 use super::format::{fmt_bytes, fmt_rate, fmt_us, percent, times};
 use super::{Context, Goal};
@@ -175,6 +175,7 @@ pub fn goals(ctx: &Context, results: &Results) -> Vec<Goal> {
         _ => unmeasured(&goal),
     });
     disk_goals(ctx, results, &mut goals);
+    goals.extend(super::queues::goals(results.queues.as_ref()));
     goals
 }
 

@@ -9,6 +9,7 @@ mod format;
 mod goals;
 pub mod machine;
 mod prose;
+mod queues;
 mod sections;
 pub mod svg;
 mod table;
@@ -126,7 +127,7 @@ fn document(ctx: &Context, results: &Results, goals: &[Goal], images: &[String])
     }
 
     out.push_str(
-        "## Goals\n\nThe targets of issues 7 and 13, against this run's figures (they are not CI assertions).\n\n",
+        "## Goals\n\nThe targets of issues 7, 13 and 14, against this run's figures (they are not CI assertions).\n\n",
     );
     let rows: Vec<Vec<String>> = goals
         .iter()
@@ -170,6 +171,9 @@ fn document(ctx: &Context, results: &Results, goals: &[Goal], images: &[String])
     }
     if results.durable.is_some() || results.startup.is_some() || results.history.is_some() {
         disk::section_disk(&mut out, results, images);
+    }
+    if let Some(q) = &results.queues {
+        queues::section_queues(&mut out, q);
     }
     prose::section_ceiling(&mut out, results);
     if !results.timings.is_empty() {

@@ -62,6 +62,10 @@ Systems, all on this machine, each set up fresh for each scenario:
   stream with file storage per bench stream; the NATS protocol spoken by hand over loopback TCP, as
   Redis's is, each publish waiting for its acknowledgement. nats-server 2.9 fsyncs its files only
   periodically (`sync_interval: always` came in 2.10).
+- **Redis lists** and a **Unix socket** (issue 14, section 8): request/reply as the message switch
+  does it over Redis (LPUSH onto a service's list, BRPOP of the client's reply list) on the pub/sub
+  server, and the same ping-pong over a Unix stream socket. mqfs's queues are streams of a `deliver
+  one` group of the in-memory mount; a binary without `deliver one` makes section 8 \"not measured\".
 
 How it measures:
 

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use super::format::times;
-use crate::results::{Blocked, Cell, Fanout, Grid, Latency, ManyWriters, Memory, Throughput};
+use crate::results::{Blocked, Cell, Fanout, Grid, Latency, ManyWriters, Memory, RoundTrips, Throughput};
 use crate::systems::System;
 
 pub trait Caveat {
@@ -21,6 +21,12 @@ macro_rules! caveat {
     )*};
 }
 caveat!(Throughput, Fanout, Latency, ManyWriters, Blocked, Memory);
+
+impl Caveat for RoundTrips {
+    fn caveat(&self) -> Option<&str> {
+        self.latency.caveat.as_deref()
+    }
+}
 
 /// Footnotes under a table: caveats and errors of its cells.
 #[derive(Default)]

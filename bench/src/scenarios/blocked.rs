@@ -73,7 +73,7 @@ fn one(lab: &mut Lab, system: System, budget: &Budget) -> Cell<Blocked> {
         duration: Duration::ZERO,
         rate: 0,
         stop: Stop::Count(1),
-        end_marker: false,
+        ends: 0,
         deadline: Duration::from_secs(30),
     };
     let server = plumbing.server;

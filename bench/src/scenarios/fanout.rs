@@ -71,7 +71,7 @@ fn flat_out(lab: &mut Lab, system: System, readers: usize, budget: &Budget) -> C
         duration: budget.run,
         rate: 0,
         stop: Stop::End,
-        end_marker: true,
+        ends: 1,
         deadline: budget.run + budget.grace,
     };
     let outcome = run_stream(&plumbing, &run, &mut |_| Ok(()))?;
@@ -117,7 +117,7 @@ fn at_rate(lab: &mut Lab, system: System, readers: usize, rate: u64, budget: &Bu
         duration: std::time::Duration::ZERO,
         rate,
         stop: Stop::End,
-        end_marker: true,
+        ends: 1,
         deadline: budget.paced + budget.grace,
     };
     let outcome = run_stream(&plumbing, &run, &mut |_| Ok(()))?;

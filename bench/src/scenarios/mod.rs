@@ -7,6 +7,7 @@ pub mod durable;
 pub mod fanout;
 pub mod latency;
 pub mod memory;
+pub mod queues;
 pub mod startup;
 pub mod throughput;
 pub mod writers;
@@ -42,6 +43,8 @@ pub struct Budget {
     pub startup_messages: u64,
     /// Bytes of history retained in one disk stream.
     pub history_bytes: u64,
+    /// Consumers killed with a message in flight, each timed until another reads it.
+    pub redeliveries: u64,
     /// How long readers may keep draining after the writers stopped.
     pub grace: Duration,
     /// Flat-out runs are repeated this many times; each cell keeps its best.
@@ -64,6 +67,7 @@ impl Budget {
                 retained: 100_000,
                 startup_messages: 1_000_000,
                 history_bytes: 512 << 20,
+                redeliveries: 10,
                 grace: Duration::from_secs(5),
                 rounds: 1,
                 systems: Vec::new(),
@@ -80,6 +84,7 @@ impl Budget {
                 retained: 1_000_000,
                 startup_messages: 10_000_000,
                 history_bytes: 4 << 30,
+                redeliveries: 100,
                 grace: Duration::from_secs(12),
                 rounds: 2,
                 systems: Vec::new(),
@@ -142,7 +147,9 @@ pub struct StreamRun {
     /// Messages per second per writer (zero: as fast as it can).
     pub rate: u64,
     pub stop: Stop,
-    pub end_marker: bool,
+    /// END messages each writer sends once done: 1 for fan-out (every reader gets it), one
+    /// per reader for a queue (each goes to one reader, which then stops), or none.
+    pub ends: u64,
     /// How long readers may read, from when they are ready.
     pub deadline: Duration,
 }
@@ -317,7 +324,7 @@ pub fn run_stream(
             format!("duration_ms={}", run.duration.as_millis()),
             format!("rate={}", run.rate),
             format!("id={id}"),
-            format!("end={}", u8::from(run.end_marker)),
+            format!("end={}", run.ends),
         ];
         writers.push(Proc::worker(&format!("writer {id}"), &args)?);
     }

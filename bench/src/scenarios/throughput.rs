@@ -46,7 +46,8 @@ pub fn run(env: &Env, budget: &Budget) -> Grid<Throughput> {
     grid
 }
 
-fn one(lab: &mut Lab, system: System, size: usize, budget: &Budget) -> Cell<Throughput> {
+/// One 1→1 run of `size`-byte messages on `system` (the ceiling: its pair rate).
+pub fn one(lab: &mut Lab, system: System, size: usize, budget: &Budget) -> Cell<Throughput> {
     let plumbing = lab.plumb(system, 1, size)?;
     if system == System::Ceiling {
         let rates = run_ceiling(&plumbing, 1, 1, size, budget.run)?;
@@ -61,7 +62,7 @@ fn one(lab: &mut Lab, system: System, size: usize, budget: &Budget) -> Cell<Thro
         duration: budget.run,
         rate: 0,
         stop: Stop::End,
-        end_marker: true,
+        ends: 1,
         deadline: budget.run + budget.grace,
     };
     let outcome = run_stream(&plumbing, &run, &mut |_| Ok(()))?;

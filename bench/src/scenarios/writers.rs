@@ -58,7 +58,7 @@ fn one(lab: &mut Lab, system: System, budget: &Budget) -> Cell<ManyWriters> {
         duration: budget.run,
         rate: 0,
         stop: Stop::End,
-        end_marker: true,
+        ends: 1,
         deadline: budget.run + budget.grace,
     };
     let outcome = run_stream(&plumbing, &run, &mut |_| Ok(()))?;

@@ -373,7 +373,7 @@ impl<'e> Lab<'e> {
         Ok(self.ceiling.as_ref().expect("just started"))
     }
 
-    fn redis(&mut self, persistence: redis::Persistence) -> Result<&redis::RedisServer, String> {
+    pub fn redis(&mut self, persistence: redis::Persistence) -> Result<&redis::RedisServer, String> {
         let index = match self.redis.iter().position(|(p, _)| *p == persistence) {
             Some(index) => index,
             None => {
@@ -395,6 +395,28 @@ impl<'e> Lab<'e> {
             self.nats = Some(nats::NatsServer::start(&bin, &dir)?);
         }
         Ok(self.nats.as_ref().expect("just started"))
+    }
+
+    /// A fresh stream of a `deliver one` group (a queue: each message to one reader) on the
+    /// in-memory mqfs. An mqfs whose ctl refuses `deliver one` has no queues: "not measured".
+    pub fn plumb_queue(&mut self, size: usize) -> Result<Plumbing, String> {
+        self.next += 1;
+        let name = format!("q{}", self.next);
+        let mqfs = self.mqfs()?;
+        let dir = mqfs.group("queue", "deliver one\n").map_err(|e| {
+            format!("not measured: this mqfs has no work queues (its ctl refused `deliver one`: {e})")
+        })?;
+        let stream = dir.join(&name);
+        std::fs::File::create(&stream).map_err(|e| format!("{}: {e}", stream.display()))?;
+        let endpoint = Endpoint::File(stream.clone());
+        Ok(Plumbing {
+            writer: endpoint.clone(),
+            reader: endpoint,
+            read_buf: size,
+            server: Some(mqfs.pid()),
+            helper: None,
+            remove: vec![stream],
+        })
     }
 
     /// A fresh stream on `system` for `readers` readers of `size`-byte messages.

@@ -2,7 +2,7 @@
 //! subscribers so none is dropped), without persistence for pub/sub or with its append-only
 //! file for durable writes, and RESP spoken by hand over TCP: PUBLISH waiting for each reply,
 //! SUBSCRIBE and a push-message parser, and XADD (a Redis stream keeps what it is sent; the
-//! AOF makes it durable) waiting for each reply.
+//! AOF makes it durable) waiting for each reply, and LPUSH/BRPOP for request/reply.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -215,5 +215,49 @@ impl Source for Subscriber {
         buf.copy_from_slice(&self.rest[..buf.len()]);
         self.rest_at = buf.len();
         Ok(buf.len())
+    }
+}
+
+/// List commands on one connection, for the message switch's RPC pattern over Redis: a
+/// client LPUSHes a request (naming its own reply list) onto the service's list, a server
+/// BRPOPs it and LPUSHes the reply onto the client's list, which the client BRPOPs.
+pub struct Lists {
+    stream: TcpStream,
+    replies: Resp,
+    command: Vec<u8>,
+}
+
+impl Lists {
+    pub fn open(addr: &str) -> io::Result<Lists> {
+        let stream = connect(addr)?;
+        Ok(Lists { replies: Resp::new(stream.try_clone()?), stream, command: Vec::new() })
+    }
+
+    fn send(&mut self, arguments: &[&[u8]]) -> io::Result<()> {
+        self.command.clear();
+        self.command.extend_from_slice(format!("*{}\r\n", arguments.len()).as_bytes());
+        for argument in arguments {
+            bulk(&mut self.command, argument);
+        }
+        self.stream.write_all(&self.command)
+    }
+
+    /// LPUSH `key` `value`, waiting for the reply (the list's new length).
+    pub fn lpush(&mut self, key: &[u8], value: &[u8]) -> io::Result<()> {
+        self.send(&[b"LPUSH", key, value])?;
+        self.replies.number(b':').map(drop)
+    }
+
+    /// BRPOP `key` 0: waits for the oldest value of the list and puts it in `value`.
+    pub fn brpop(&mut self, key: &[u8], value: &mut Vec<u8>) -> io::Result<()> {
+        self.send(&[b"BRPOP", key, b"0"])?;
+        // *2, $n key, $len value
+        self.replies.number(b'*')?;
+        let len = self.replies.number(b'$')?;
+        self.replies.skip(len + 2)?;
+        let len = self.replies.number(b'$')?;
+        value.resize(len, 0);
+        self.replies.reader.read_exact(value)?;
+        self.replies.skip(2)
     }
 }

@@ -11,10 +11,11 @@
 //!
 //! Here: `Channel` and its entry points (open and close a reader, append, deliver, take
 //! back, read, poll, cancel, close, sync, move the history to another log). Its parts: reader cursors and parking ([`readers`]), blocked writers
-//! ([`writers`]), what the log keeps and is charged for ([`retention`]).
+//! ([`writers`]), what the log keeps and is charged for ([`retention`]), the numbers `mqfs-stat` shows ([`stats`]).
 
 mod readers;
 mod retention;
+mod stats;
 mod writers;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -28,6 +29,7 @@ use super::errno::{Errno, Result};
 use super::memory::Memory;
 use crate::storage::{Bytes, Log, Message, Stamp, SyncCallback, memory};
 use readers::{Reader, Waiter};
+pub use stats::Stats;
 use writers::BlockedWriter;
 
 /// What a read delivers: bytes (empty at end-of-file), shared with the log where they are

@@ -1,6 +1,6 @@
 //! Engine behaviour through its public operations, without FUSE: the shared helpers here,
 //! the tests in one file per subject (tree, writing, reading, retention, ctl, order, removal,
-//! modes, links, catalogue).
+//! modes, links, catalogue, stats).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -253,6 +253,7 @@ mod order;
 mod reading;
 mod removal;
 mod retention;
+mod stats;
 mod storage;
 mod tree;
 mod writing;
