@@ -966,7 +966,8 @@ fn man_pages_and_completions_are_installed_and_current() {
         ("mq-stamp.1", "man1"),
         ("mq-call.1", "man1"),
         ("mq-serve.1", "man1"),
-        ("mqfs-stat.1", "man1"),    ];
+        ("mqfs-stat.1", "man1"),
+    ];
     for (page, section) in pages {
         let source = std::fs::read(format!("{REPO}/docs/man/{page}")).unwrap();
         let installed = std::fs::read(format!("/usr/local/share/man/{section}/{page}")).unwrap();
@@ -1077,7 +1078,10 @@ fn man_pages_render_without_stray_escapes_and_show_the_real_errors() {
     if !need("man", "man-db") || !need("groff", "groff-base") {
         return;
     }
-    for page in ["mqfs.1", "mqfs.5", "mq-cat.1", "mq-pin.1", "mq-stamp.1", "mq-call.1", "mq-serve.1", "mqfs-stat.1"] {        for line in rendered(page).lines() {
+    for page in
+        ["mqfs.1", "mqfs.5", "mq-cat.1", "mq-pin.1", "mq-stamp.1", "mq-call.1", "mq-serve.1", "mqfs-stat.1"]
+    {
+        for line in rendered(page).lines() {
             // A backslash shows only as the key Ctrl-\ (or ^\).
             let stray = line
                 .match_indices('\\')
