@@ -183,7 +183,7 @@ fn writers_along_a_chain_and_namespace_changes_do_not_deadlock() {
     for ino in streams {
         let (e, done) = (e.clone(), done.clone());
         thread::spawn(move || {
-            for _ in 0..2000 {
+            for _ in 0..10_000 {
                 publish(&e, ino, &[b"m"]);
             }
             done.send(()).unwrap();
@@ -191,12 +191,12 @@ fn writers_along_a_chain_and_namespace_changes_do_not_deadlock() {
     }
     let (e2, done2) = (e.clone(), done);
     thread::spawn(move || {
-        for _ in 0..200 {
+        for _ in 0..1000 {
             ctl(&e2, alice, "follow none");
             ctl(&e2, alice, "follow parent");
-            // The chain's middle moves up and back: the inbox's copies change parents.
-            e2.rename(alice, b"inbox", news, b"inbox", false).unwrap();
-            e2.rename(news, b"inbox", alice, b"inbox", false).unwrap();
+            // The chain's end moves up, before alice among news's followers, and back.
+            e2.rename(alice, b"inbox", news, b"a", false).unwrap();
+            e2.rename(news, b"a", alice, b"inbox", false).unwrap();
         }
         done2.send(()).unwrap();
     });
