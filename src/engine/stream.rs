@@ -69,9 +69,9 @@ pub struct StreamState {
     pub followers: Vec<Follower>,
 }
 
-/// A stream a write is copied into, and the group it was in when the tree wired it. A
-/// copy goes to it only while it is still there: a move or removal unwires it, but may be
-/// made while a write holds the stream the wiring belongs to.
+/// A stream a write is copied into, and its group. The tree unwires it before it moves or
+/// goes (which waits for the writes holding the list), so while listed it stays in that
+/// group, open.
 #[derive(Clone)]
 pub struct Follower {
     pub group: Arc<Group>,
@@ -79,12 +79,15 @@ pub struct Follower {
 }
 
 impl Follower {
-    /// Locks its group and then the stream, if it is still there and open.
-    fn lock(&self) -> Option<LockedCopy<'_>> {
+    /// Locks its group and then the stream.
+    fn lock(&self) -> LockedCopy<'_> {
         let group = self.group.state.lock();
         let stream = self.stream.state.lock();
-        let there = Arc::ptr_eq(&stream.group, &self.group) && !stream.channel.is_closed();
-        there.then_some(LockedCopy { group, stream, appended: None })
+        debug_assert!(
+            Arc::ptr_eq(&stream.group, &self.group) && !stream.channel.is_closed(),
+            "unwired first"
+        );
+        LockedCopy { group, stream, appended: None }
     }
 }
 
@@ -252,7 +255,7 @@ impl Stream {
             Channel::indexes(message.len())?;
             // Locked after the stream, parents before children, as they were wired.
             let followers = state.followers.clone();
-            let mut copies: Vec<LockedCopy> = followers.iter().filter_map(Follower::lock).collect();
+            let mut copies: Vec<LockedCopy> = followers.iter().map(Follower::lock).collect();
             // The stream's log and the group's order both grow, and each copy's; what they
             // take is charged to the ceiling by the append, and held under it meanwhile by a
             // reservation.

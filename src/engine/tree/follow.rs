@@ -15,12 +15,12 @@
 //! - a stream or group about to move, or a stream being removed, is first unwired, and a
 //!   group that stops following is unwired.
 //!
-//! Unwiring before a move, while the tree is still as it was, keeps every list true to the
-//! tree: a writer holding a stream's lock holds its list, and no list names a stream or
-//! group anywhere but where it is. Locks are therefore always taken down the tree (a group,
-//! its stream, then the groups below that follow), and a chain of followers cannot deadlock
-//! with its parts' own writers. A stream whose group was changed by a move that had yet to
-//! unwire it, or one that was closed, is skipped by the write (`Follower::lock`).
+//! Unwiring before a move or removal, while the tree is still as it was, keeps every list
+//! true to the tree: setting a list waits for the write holding it, so no list names a
+//! stream or group anywhere but where it is, nor a removed stream. Every write therefore
+//! locks down the tree (a group, its stream, then the groups below that follow and their
+//! streams, in the one order all lists share), and a chain of followers cannot deadlock with
+//! its parts' own writers. Wiring the new place after a move only adds to lists.
 
 use super::{Body, Caller, Ino, ROOT, Tree};
 use crate::engine::config::Follow;
