@@ -173,6 +173,23 @@ fn a_write_of_several_requests_reserves_the_cost_of_its_copies() {
 }
 
 #[test]
+fn a_whole_file_message_reserves_the_cost_of_its_copies_too() {
+    let e = engine();
+    let (news, s) = news(&e);
+    ctl(&e, news, "frame close");
+    follower(&e, news, "alice");
+    follower(&e, news, "bob");
+    let w = open_writer(&e, s);
+    let before = e.usage().memory_used;
+    assert_eq!(write(&e, w, b"whole"), Ok(5));
+    assert_eq!(e.usage().memory_used - before, 3 * stream::most_cost(5));
+    e.flush(w, CLOSER, OWNER, || false, |_| None).unwrap();
+    e.release(w);
+    let alice_s = open_reader(&e, child(&e, child(&e, news, "alice"), "s"));
+    assert_eq!(read_all(&e, alice_s), ["whole"]);
+}
+
+#[test]
 fn writers_along_a_chain_and_namespace_changes_do_not_deadlock() {
     let e = Arc::new(engine());
     let (news, s) = news(&e);
