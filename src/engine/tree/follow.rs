@@ -34,8 +34,8 @@ impl Tree {
     /// configured `follow parent`.
     fn followed(&self, group: Ino) -> Option<Ino> {
         let node = self.nodes.get(&group).filter(|node| !node.removed && group != ROOT)?;
-        let Body::Group(shared) = &node.body else { return None };
-        (shared.shared.state.lock().config.follow == Follow::Parent).then_some(node.home.parent)
+        let Body::Group(group_node) = &node.body else { return None };
+        (group_node.shared.state.lock().config.follow == Follow::Parent).then_some(node.home.parent)
     }
 
     /// The subgroups of `group` that follow it, by name, other than `except`.
