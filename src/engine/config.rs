@@ -51,6 +51,16 @@ pub enum Replay {
     All,
 }
 
+/// Whether a group receives a copy of every message of its parent's streams (a durable
+/// subscription: see `tree/follow.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Follow {
+    None,
+    /// Every message committed in a stream of the parent group is also committed in the
+    /// group's stream of the same name.
+    Parent,
+}
+
 /// A bound on a stream's retained messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Depth {
@@ -81,6 +91,8 @@ pub struct GroupConfig {
     pub store: Placement,
     /// When its appends reach stable storage.
     pub sync: SyncPolicy,
+    /// Whether it receives copies of its parent's messages.
+    pub follow: Follow,
 }
 
 impl Default for GroupConfig {
@@ -93,6 +105,7 @@ impl Default for GroupConfig {
             frame: Frame::Write,
             store: Placement::Memory,
             sync: SyncPolicy::Never,
+            follow: Follow::None,
         }
     }
 }
@@ -143,6 +156,7 @@ words!(Replay { Off = "off", Last = "last", All = "all", All = "on" });
 words!(WriteMode { NonBlock = "nonblock", One = "one", All = "all" });
 words!(Frame { Write = "write", Close = "close" });
 words!(Placement { Memory = "memory", Disk = "disk" });
+words!(Follow { None = "none", Parent = "parent" });
 
 /// One setting of a group's configuration, as every interface spells it.
 pub struct Setting {
@@ -210,6 +224,7 @@ pub const SETTINGS: &[Setting] = &[
         set: |config, word| SyncPolicy::parse(word).map(|sync| config.sync = sync).is_some(),
         get: |config| config.sync.to_string(),
     },
+    word_setting!(follow: Follow),
 ];
 
 /// The setting called `name`.

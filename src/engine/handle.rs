@@ -11,7 +11,7 @@ use super::channel::{
 use super::config::{DataMode, Frame, GroupConfig};
 use super::errno::{Errno, Result};
 use super::memory::{Memory, Reservation};
-use super::stream::{Author, Group, Stream, WriteWaiter, most_cost};
+use super::stream::{Author, Group, Stream, WriteWaiter};
 use super::synced::Join;
 use super::tree::Ino;
 use super::{OpenKind, Received, WriteRequest};
@@ -167,8 +167,10 @@ impl Handle {
         };
         let nonblock = waiter.nonblock;
         let would_wait = || stream.state.lock().would_wait(nonblock);
+        let cost = |len| stream.state.lock().most_cost(len);
         let author = Author { pid: request.pid, uid: request.uid, gid: request.gid };
-        match writing.take(request, size_of_call, call_id, would_wait, max_message, memory) {
+        let admission = Admission { would_wait, cost, max_message, memory };
+        match writing.take(request, size_of_call, call_id, admission) {
             Ok(Step::Message(message, reservation)) => {
                 stream.publish(message, author, Some(waiter), reservation).unwrap_or(None)
             }
@@ -330,6 +332,18 @@ struct Call {
     missing: u64,
 }
 
+/// What a write(2) is admitted by, on its first request.
+pub struct Admission<'m, W, C> {
+    /// Asked for a message of several requests: whether it must be refused EAGAIN (its
+    /// non-blocking writer would have to wait for a reader).
+    pub would_wait: W,
+    /// The most a message of so many bytes can cost once published (`stream::most_cost`
+    /// for it and each of its copies), which a message of several requests reserves.
+    pub cost: C,
+    pub max_message: u64,
+    pub memory: &'m Arc<Memory>,
+}
+
 /// What a request completed.
 pub enum Step<'a> {
     /// Nothing to publish yet.
@@ -349,16 +363,13 @@ impl Writing {
     /// published). `call_id(writer)`, asked for a write(2) of several requests on its first
     /// request and on each that would continue it: an identity of the system call `writer`
     /// is in now (None: it cannot be told, so the request does not continue a write(2)).
-    /// `would_wait`, asked for a message of several requests: whether it must be refused
-    /// EAGAIN (its non-blocking writer would have to wait for a reader).
+    /// `admission` admits the write(2) on its first request.
     pub fn take<'a>(
         &self,
         request: &WriteRequest<'a>,
         size_of_call: impl FnOnce() -> Option<u64>,
         call_id: impl Fn(u64) -> Option<u64>,
-        would_wait: impl FnOnce() -> bool,
-        max_message: u64,
-        memory: &Arc<Memory>,
+        admission: Admission<impl FnOnce() -> bool, impl Fn(usize) -> u64>,
     ) -> Result<Step<'a>> {
         let mut assembly = self.state.lock();
         let len = request.data.len() as u64;
@@ -372,7 +383,7 @@ impl Writing {
             self.end_call(&mut assembly);
             let total = size_of_call().ok_or(Errno::EINTR)?.max(len);
             let id = if total > len { Some(call_id(request.writer).ok_or(Errno::EINTR)?) } else { None };
-            let step = self.begin(&mut assembly, request, total, would_wait, max_message, memory)?;
+            let step = self.begin(&mut assembly, request, total, admission)?;
             if let (Step::More, Some(id)) = (&step, id) {
                 let next_offset = request.offset + len;
                 assembly.call = Some(Call { writer: request.writer, id, next_offset, missing: total - len });
@@ -421,10 +432,9 @@ impl Writing {
         assembly: &mut Assembly,
         request: &WriteRequest<'a>,
         total: u64,
-        would_wait: impl FnOnce() -> bool,
-        max_message: u64,
-        memory: &Arc<Memory>,
+        admission: Admission<impl FnOnce() -> bool, impl Fn(usize) -> u64>,
     ) -> Result<Step<'a>> {
+        let Admission { would_wait, cost, max_message, memory } = admission;
         let len = request.data.len() as u64;
         match self.frame {
             Frame::Write => {
@@ -438,7 +448,7 @@ impl Writing {
                 if would_wait() {
                     return Err(Errno::EAGAIN);
                 }
-                let reservation = memory.reserve(most_cost(total as usize)).ok_or(Errno::ENOSPC)?;
+                let reservation = memory.reserve(cost(total as usize)).ok_or(Errno::ENOSPC)?;
                 let mut data = Vec::with_capacity(total as usize);
                 data.extend_from_slice(request.data);
                 *assembly = Assembly { data, reservation: Some(reservation), ..Assembly::default() };
@@ -451,7 +461,7 @@ impl Writing {
                 if whole > max_message {
                     return Err(self.refuse(assembly, Errno::EFBIG));
                 }
-                if !Self::make_room(assembly, whole as usize, memory) {
+                if !Self::make_room(assembly, whole as usize, memory, cost) {
                     return Err(self.refuse(assembly, Errno::ENOSPC));
                 }
                 assembly.data.extend_from_slice(request.data);
@@ -462,8 +472,13 @@ impl Writing {
 
     /// Under `frame close`: makes the buffer hold `whole` bytes, doubling it where the
     /// ceiling allows, and reserves what it holds and the message will cost.
-    fn make_room(assembly: &mut Assembly, whole: usize, memory: &Arc<Memory>) -> bool {
-        // Invariant: the reservation covers the buffer's capacity and `most_cost` of any
+    fn make_room(
+        assembly: &mut Assembly,
+        whole: usize,
+        memory: &Arc<Memory>,
+        cost: impl Fn(usize) -> u64,
+    ) -> bool {
+        // Invariant: the reservation covers the buffer's capacity and the cost of any
         // message that fits in it.
         let capacity = assembly.data.capacity();
         if whole <= capacity && assembly.reservation.is_some() {
@@ -476,7 +491,7 @@ impl Writing {
         let doubled = whole.max(capacity * 2);
         let room = [doubled, whole]
             .into_iter()
-            .find(|&room| reservation.grow_to(most_cost(whole) + (room - whole) as u64));
+            .find(|&room| reservation.grow_to(cost(whole) + (room - whole) as u64));
         let Some(room) = room else { return false };
         assembly.data.reserve_exact(room - assembly.data.len());
         true

@@ -7,14 +7,19 @@
 //! were committed, and a write either reaches both or (failing, its stream's append taken
 //! back) neither. The namespace (names, inodes, permissions) lives in the tree and is not
 //! needed to write or read.
+//!
+//! A stream of a followed group also has followers (durable subscriptions, wired by the tree:
+//! `tree/follow.rs`): the streams of the same name in the groups that follow it, theirs in
+//! turn, and so on. A write commits a copy in each, with its own number in its group, as one
+//! commit: every log takes its append, or the write fails and every append is taken back.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 
-use super::channel::{Channel, Ticket, Wakeups, WriteCallback};
+use super::channel::{Appended, Channel, Ticket, Wakeups, WriteCallback};
 use super::config::{GroupConfig, WriteMode};
 use super::errno::{Errno, Result};
 use super::memory::{Memory, Reservation};
@@ -59,6 +64,81 @@ pub struct StreamState {
     pub group: Arc<Group>,
     /// What a write appends to the group's `order`: the stream's name and a newline.
     order_line: Vec<u8>,
+    /// The streams a write is copied into, parents before children (the order they are
+    /// locked in): set by the tree (`tree/follow.rs`).
+    pub followers: Vec<Follower>,
+}
+
+/// A stream a write is copied into, and its group. The tree unwires it before it moves or
+/// goes (which waits for the writes holding the list), so while listed it stays in that
+/// group, open.
+#[derive(Clone)]
+pub struct Follower {
+    pub group: Arc<Group>,
+    pub stream: Arc<Stream>,
+}
+
+impl Follower {
+    /// Locks its group and then the stream.
+    fn lock(&self) -> LockedCopy<'_> {
+        let group = self.group.state.lock();
+        let stream = self.stream.state.lock();
+        debug_assert!(
+            Arc::ptr_eq(&stream.group, &self.group) && !stream.channel.is_closed(),
+            "unwired first"
+        );
+        LockedCopy { group, stream, appended: None }
+    }
+}
+
+/// A copy of a write being committed, under its stream's and group's locks.
+struct LockedCopy<'a> {
+    group: MutexGuard<'a, GroupState>,
+    stream: MutexGuard<'a, StreamState>,
+    /// Its appends to the stream and to `order`, until delivered or taken back.
+    appended: Option<(Appended, Appended)>,
+}
+
+impl LockedCopy<'_> {
+    /// What the copy's logs grow by.
+    fn growth(&self, len: usize) -> u64 {
+        self.stream.channel.growth(len) + self.group.order.growth(self.stream.order_line.len())
+    }
+
+    /// Appends the copy to its stream and its group's `order`, stamped as `original` but
+    /// numbered in its own group; on failure nothing of it is appended.
+    fn append(&mut self, message: &[u8], original: &Stamp) -> Result<()> {
+        let stamp = Stamp { group_seq: self.group.order.next_seq(), ..*original };
+        let config = self.stream.config;
+        let appended = self.stream.channel.append(Message::Borrowed(message), &stamp, false, &config)?;
+        let order_config = self.group.config;
+        let line = Message::Borrowed(&self.stream.order_line);
+        match self.group.order.append(line, &stamp, false, &order_config) {
+            Ok(ordered) => {
+                self.appended = Some((appended, ordered));
+                Ok(())
+            }
+            Err(errno) => {
+                self.stream.channel.unappend(appended);
+                Err(errno)
+            }
+        }
+    }
+
+    fn take_back(&mut self) {
+        if let Some((appended, ordered)) = self.appended.take() {
+            self.stream.channel.unappend(appended);
+            self.group.order.unappend(ordered);
+        }
+    }
+
+    fn deliver(&mut self, wakeups: &mut Wakeups) {
+        if let Some((appended, ordered)) = self.appended.take() {
+            let (config, order_config) = (self.stream.config, self.group.config);
+            wakeups.merge(self.stream.channel.deliver(appended, &config));
+            wakeups.merge(self.group.order.deliver(ordered, &order_config));
+        }
+    }
 }
 
 /// The most a message of `len` bytes can cost when published: its log's growth and its
@@ -68,6 +148,12 @@ pub fn most_cost(len: usize) -> u64 {
 }
 
 impl StreamState {
+    /// The most a message of `len` bytes written to this stream can cost: `most_cost` for
+    /// it and for each of its copies.
+    pub fn most_cost(&self, len: usize) -> u64 {
+        most_cost(len) * (1 + self.followers.len() as u64)
+    }
+
     /// The stream's name as its group's `order` gives it (without the newline).
     pub fn order_name(&self) -> &[u8] {
         self.order_line.strip_suffix(b"\n").unwrap_or(&self.order_line)
@@ -107,10 +193,12 @@ impl Stream {
     /// A stream whose channel has history already (restored at mount).
     pub fn with_channel(group: Arc<Group>, config: GroupConfig, name: &[u8], channel: Channel) -> Arc<Self> {
         let order_line = [name, b"\n"].concat();
-        Arc::new(Stream { state: Mutex::new(StreamState { channel, config, group, order_line }) })
+        let state = StreamState { channel, config, group, order_line, followers: Vec::new() };
+        Arc::new(Stream { state: Mutex::new(state) })
     }
 
-    /// Commits one message: to the stream's readers and to its group's `order`.
+    /// Commits one message: to the stream's readers and to its group's `order`, and a copy
+    /// to each of its followers'.
     ///
     /// Without a waiter (a close publishing a whole-file message) the outcome is returned
     /// and nothing waits. With one, every outcome reaches its callback: under `write one` or
@@ -118,10 +206,12 @@ impl Stream {
     /// write is returned.
     ///
     /// A message admitted beforehand brings its `reservation` (of at least `most_cost`), so
-    /// it cannot fail for space, nor with EAGAIN: that was decided when it was admitted. It
-    /// can still fail as the logs' appends do (ENOSPC, EIO from a disk store).
+    /// it cannot fail for space, nor with EAGAIN: that was decided when it was admitted
+    /// (unless a follower was wired since: then the reservation grows, or the write fails
+    /// with ENOSPC). It can still fail as the logs' appends do (ENOSPC, EIO from a disk store).
     ///
-    /// Under `sync always` a waiter's reply waits for both logs' syncs too.
+    /// Under `sync always` a waiter's reply waits for its stream's log's sync too, and for
+    /// that of each copy in a `sync always` group.
     pub fn publish(
         &self,
         message: Message<'_>,
@@ -141,8 +231,8 @@ impl Stream {
         result
     }
 
-    /// Appends to the stream and to `order` under both locks, then delivers to both. Takes
-    /// the waiter unless the message is refused.
+    /// Appends to the stream and to `order` under both locks, and each copy under its own,
+    /// then delivers to all. Takes the waiter unless the message is refused.
     fn commit(
         &self,
         message: Message<'_>,
@@ -163,10 +253,15 @@ impl Stream {
                 return Err(Errno::EPIPE);
             }
             Channel::indexes(message.len())?;
-            // The stream's log and the group's order both grow; what they take is charged to
-            // the ceiling by the append, and held under it meanwhile by a reservation.
-            let growth =
-                state.channel.growth(message.len()) + group_state.order.growth(state.order_line.len());
+            // Locked after the stream, parents before children, as they were wired.
+            let followers = state.followers.clone();
+            let mut copies: Vec<LockedCopy> = followers.iter().map(Follower::lock).collect();
+            // The stream's log and the group's order both grow, and each copy's; what they
+            // take is charged to the ceiling by the append, and held under it meanwhile by a
+            // reservation.
+            let growth = state.channel.growth(message.len())
+                + group_state.order.growth(state.order_line.len())
+                + copies.iter().map(|copy| copy.growth(message.len())).sum::<u64>();
             let _held = match reservation {
                 // Within `most_cost`, which the reservation holds: growing takes nothing.
                 Some(mut held) => held.grow_to(growth).then_some(held),
@@ -191,13 +286,25 @@ impl Stream {
             // was open, or a blocked write answered early, still delivers.
             let awaited = config.write == WriteMode::One && waiter.is_some();
             let blocks = waiter.as_ref().is_some_and(|w| config.write != WriteMode::NonBlock && !w.nonblock);
-            let appended = state.channel.append(message, &stamp, awaited || blocks, &config)?;
+            // The copies first: the stream's append may take the message's buffer.
+            let copied = copies.iter_mut().try_for_each(|copy| copy.append(message.as_slice(), &stamp));
+            let take_back = |copies: &mut Vec<LockedCopy>, errno| {
+                copies.iter_mut().for_each(LockedCopy::take_back);
+                Err(errno)
+            };
+            if let Err(errno) = copied {
+                return take_back(&mut copies, errno);
+            }
+            let appended = match state.channel.append(message, &stamp, awaited || blocks, &config) {
+                Ok(appended) => appended,
+                Err(errno) => return take_back(&mut copies, errno),
+            };
             let line = Message::Borrowed(&state.order_line);
             let ordered = match group_state.order.append(line, &stamp, false, &order_config) {
                 Ok(ordered) => ordered,
                 Err(errno) => {
                     state.channel.unappend(appended);
-                    return Err(errno);
+                    return take_back(&mut copies, errno);
                 }
             };
             // Committed: from here on nothing fails.
@@ -208,11 +315,18 @@ impl Stream {
             let blocked = match waiter.take() {
                 Some(w) => {
                     let mut callback = w.callback;
-                    if config.sync == SyncPolicy::Always {
+                    let always = |config: &GroupConfig| config.sync == SyncPolicy::Always;
+                    if always(&config) || copies.iter().any(|copy| always(&copy.stream.config)) {
                         // Answered once its stream's log synced (`policy_of` says why not
-                        // `order`'s), as well as when it would be.
+                        // `order`'s), and each copy's in a `sync always` group, as well as
+                        // when it would be.
                         let join = Join::new(callback);
-                        state.channel.sync(join.part());
+                        if always(&config) {
+                            state.channel.sync(join.part());
+                        }
+                        for copy in copies.iter().filter(|copy| always(&copy.stream.config)) {
+                            copy.stream.channel.sync(join.part());
+                        }
                         callback = join.done();
                     }
                     if blocks {
@@ -227,6 +341,7 @@ impl Stream {
             };
             wakeups.merge(state.channel.deliver(appended, &config));
             wakeups.merge(group_state.order.deliver(ordered, &order_config));
+            copies.iter_mut().for_each(|copy| copy.deliver(wakeups));
             return Ok(blocked.filter(|&ticket| state.channel.is_blocked(ticket)));
         }
     }

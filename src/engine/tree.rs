@@ -19,10 +19,15 @@
 //! is its oldest remaining name: that group's configuration applies to it and its `order`
 //! records its writes under that name; its other names are just names.
 //!
+//! A group that follows its parent (`follow parent`) receives a copy of each of its
+//! parent's messages; [`follow`] keeps the streams' lists of where a write is copied in step
+//! with the namespace.
+//!
 //! Every change to what the catalogue keeps marks the nodes it changed or removed, which the
 //! engine takes after the operation and saves ([`saved`]: the records, and the tree rebuilt
 //! from them at mount).
 
+mod follow;
 mod saved;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -505,7 +510,9 @@ impl Tree {
         self.check_free(parent, name)?;
         let order = log_of(&*self.store, self.next_ino, true, &config)?;
         let shared = Group::new(config, order, self.memory.clone());
-        self.insert(parent, name, perm, caller, Body::Group(Box::new(GroupNode::new(shared))))
+        let ino = self.insert(parent, name, perm, caller, Body::Group(Box::new(GroupNode::new(shared))))?;
+        self.group_arrived(ino);
+        Ok(ino)
     }
 
     /// Creates a symbolic link to `target` under `parent`.
@@ -589,7 +596,9 @@ impl Tree {
         self.check_free(parent, name)?;
         let log = log_of(&*self.store, self.next_ino, false, &config)?;
         let stream = Stream::new(group, config, name, log, self.memory.clone());
-        self.insert(parent, name, perm, caller, Body::Stream(stream))
+        let ino = self.insert(parent, name, perm, caller, Body::Stream(stream))?;
+        self.stream_arrived(ino);
+        Ok(ino)
     }
 
     /// Whether `name` may be given to something new in `parent`.
@@ -681,10 +690,11 @@ impl Tree {
             return Err(Errno::EINVAL);
         }
         let mut wakeups = Wakeups::default();
-        if let Ok(target) = self.lookup(new_parent, new_name) {
-            if target == ino {
-                return Ok(wakeups);
-            }
+        let target = self.lookup(new_parent, new_name).ok();
+        if target == Some(ino) {
+            return Ok(wakeups);
+        }
+        if let Some(target) = target {
             if no_replace {
                 return Err(Errno::EEXIST);
             }
@@ -697,13 +707,22 @@ impl Tree {
                 (_, true) => return Err(Errno::ENOTDIR),
                 (_, false) => {}
             }
+        }
+        // Nothing fails from here on. What moves by its home is unwired first, while the
+        // tree is as its lists say (`follow`).
+        let node = &self.nodes[&ino];
+        let is_home = node.home.parent == parent && node.home.name == name;
+        if is_home && moving_group && self.follows(ino) {
+            self.unfollow(ino);
+        } else if is_home {
+            self.stream_leaving(ino);
+        }
+        if let Some(target) = target {
             wakeups = self.remove_name(target, new_parent, new_name);
         }
-        // Unhook from the old place, hook into the new one: both groups were looked up
-        // above, so nothing fails from here on.
+        // Unhook from the old place, hook into the new one: both groups were looked up above.
         let node = self.nodes.get_mut(&ino).expect("node looked up above");
         node.meta.ctime = SystemTime::now();
-        let is_home = node.home.parent == parent && node.home.name == name;
         let link = std::iter::once(&mut node.home)
             .chain(self.more_names.get_mut(&ino).into_iter().flatten())
             .find(|link| link.parent == parent && link.name == name)
@@ -714,8 +733,11 @@ impl Tree {
         self.group_mut(parent).expect("the old parent was looked up above").unhook(name, entry, moving_group);
         let new = self.group_mut(new_parent).expect("the new parent was looked up above");
         new.hook(new_name, entry, ino, moving_group);
-        if is_home {
+        if is_home && moving_group {
+            self.group_arrived(ino);
+        } else if is_home {
             wakeups.merge(self.rehome(ino));
+            self.stream_arrived(ino);
         }
         self.mark(ino);
         self.touch(parent);
@@ -797,6 +819,10 @@ impl Tree {
     /// home it was moves to the oldest of them (its group's configuration and `order`).
     /// Without, the node is detached.
     fn remove_name(&mut self, ino: Ino, parent: Ino, name: &[u8]) -> Wakeups {
+        let home = &self.nodes[&ino].home;
+        if home.parent == parent && home.name == name {
+            self.stream_leaving(ino);
+        }
         let Some(others) = self.more_names.get_mut(&ino) else { return self.detach(ino) };
         let node = self.nodes.get_mut(&ino).expect("a named node exists");
         node.meta.ctime = SystemTime::now();
@@ -813,7 +839,12 @@ impl Tree {
         self.group_mut(parent).expect("a name's parent is a group").unhook(name, gone.entry, false);
         self.mark(ino);
         self.touch(parent);
-        if is_home { self.rehome(ino) } else { Wakeups::default() }
+        if !is_home {
+            return Wakeups::default();
+        }
+        let wakeups = self.rehome(ino);
+        self.stream_arrived(ino);
+        wakeups
     }
 
     /// The name of `ino` that its group lists at `entry`.

@@ -6,8 +6,8 @@ use crate::engine::channel::Channel;
 use crate::engine::config::GroupConfig;
 use crate::engine::delivery::Wakeups;
 use crate::engine::errno::Result;
-use crate::engine::handle::{CtlFile, Step};
-use crate::engine::stream::{move_history, policy_of};
+use crate::engine::handle::{Admission, CtlFile, Step};
+use crate::engine::stream::{most_cost, move_history, policy_of};
 use crate::engine::tree::Tree;
 use crate::engine::{CTL_MAX, Engine, Errno, Ino, WriteRequest, ctl};
 use crate::storage::LogId;
@@ -47,7 +47,9 @@ impl Engine {
         call_id: impl Fn(u64) -> Option<u64>,
     ) -> Result<()> {
         let CtlFile { group, uid, error, writing, .. } = ctl;
-        let parsed = match writing.take(request, size_of_call, call_id, || false, CTL_MAX, &self.memory) {
+        let admission =
+            Admission { would_wait: || false, cost: most_cost, max_message: CTL_MAX, memory: &self.memory };
+        let parsed = match writing.take(request, size_of_call, call_id, admission) {
             Ok(Step::Message(text, _reservation)) => {
                 ctl::parse(text.as_slice()).map_err(|error| error.to_string())
             }
@@ -70,6 +72,19 @@ impl Engine {
         };
         *error.lock() = None;
         tree.group(*group)?.shared.state.lock().ctl_errors.remove(uid);
+        if commands.iter().any(|command| matches!(command, ctl::Command::Set { setting: "follow", .. })) {
+            // Following or not changes the namespace (`tree/follow.rs`).
+            drop(tree);
+            let mut tree = self.tree.write();
+            let followed = tree.follows(*group);
+            let owed = Self::ctl_apply(&tree, *group, commands);
+            if owed.is_ok() {
+                tree.follow_set(*group, followed);
+            }
+            self.save_changes(tree);
+            drop(owed?);
+            return Ok(());
+        }
         let owed = Self::ctl_apply(&tree, *group, commands);
         // The queue is taken before the record is made: records join it in the order of the
         // states they show.

@@ -146,6 +146,25 @@ fn a_restored_engine_shows_the_tree_that_was_saved() {
 }
 
 #[test]
+fn a_restored_engine_copies_into_the_followers_saved() {
+    let kept = Kept::default();
+    let e = engine_on(&kept);
+    ctl(&e, ROOT, "replay all");
+    let news = mkdir(&e, ROOT, "news");
+    let s = create(&e, news, "s");
+    let alice = mkdir(&e, news, "alice");
+    // The ctl write that makes the copy saves it, and the group's configuration.
+    ctl(&e, alice, "follow parent");
+    let alice_s = e.lookup(alice, b"s").unwrap().ino;
+    drop(e);
+    let e = engine_on(&kept);
+    assert!(ctl_read(&e, alice).contains("follow parent\n"));
+    let reader = open_reader(&e, alice_s);
+    publish(&e, s, &[b"after the restore"]);
+    expect_read(&e, reader, 100, b"after the restore");
+}
+
+#[test]
 fn each_change_is_saved_as_it_is_made() {
     let kept = Kept::default();
     let e = engine_on(&kept);

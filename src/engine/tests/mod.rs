@@ -1,6 +1,6 @@
 //! Engine behaviour through its public operations, without FUSE: the shared helpers here,
 //! the tests in one file per subject (tree, writing, reading, retention, ctl, order, removal,
-//! modes, links, catalogue, stats).
+//! modes, links, catalogue, stats, follow).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -247,6 +247,7 @@ fn read_static(e: &Engine, fh: u64, offset: u64, size: u32) -> Read {
 
 mod catalogue;
 mod ctl;
+mod follow;
 mod links;
 mod modes;
 mod order;

@@ -1,7 +1,8 @@
 //! The engine over its storage interface: a fake store whose logs can refuse appends and
-//! hold their syncs shows that a write reaches both of its logs or neither, that `sync
-//! always` writes and fsync(2) answer only once the logs synced, what stamps record, and
-//! that history moves when a group's `store` changes.
+//! hold their syncs shows that a write reaches both of its logs or neither (and its copies'
+//! in following groups, or none), that `sync always` writes and fsync(2) answer only once
+//! the logs synced, what stamps record (a copy's too), and that history moves when a
+//! group's `store` changes.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +15,8 @@ use crate::storage::{Bytes, Extent, Log, LogId, Message, Placement, Stamp, Store
 struct Faults {
     /// `order` logs refuse appends with this.
     failing_order: Option<Errno>,
+    /// This log refuses appends with this.
+    failing: Option<(LogId, Errno)>,
     /// Sync callbacks are kept here instead of being called.
     holding: bool,
     held: Vec<SyncCallback>,
@@ -66,6 +69,9 @@ struct FakeLog {
 impl Log for FakeLog {
     fn append(&mut self, message: Message<'_>, stamp: &Stamp) -> Result<u64> {
         if let (true, Some(errno)) = (self.id.order, self.store.faults().failing_order) {
+            return Err(errno);
+        }
+        if let Some((_, errno)) = self.store.faults().failing.filter(|&(id, _)| id == self.id) {
             return Err(errno);
         }
         let seq = self.inner.append(message, stamp)?;
@@ -334,4 +340,93 @@ fn readers_of_a_large_message_share_its_bytes() {
     }
     assert_eq!(&*got[0], &big[..]);
     assert_eq!(got[0].as_ptr(), got[1].as_ptr(), "one buffer, not a copy per reader");
+}
+
+/// `news/s` with followers `news/alice` and `news/bob`: the groups and their `s` streams.
+fn followed(e: &Engine) -> [(Ino, Ino); 3] {
+    ctl(e, ROOT, "replay all");
+    let news = mkdir(e, ROOT, "news");
+    let s = create(e, news, "s");
+    let mut groups = vec![(news, s)];
+    for name in [&b"alice"[..], b"bob"] {
+        let group = e.mkdir(news, name, 0o755, OWNER).unwrap().ino;
+        ctl(e, group, "follow parent");
+        groups.push((group, e.lookup(group, b"s").unwrap().ino));
+    }
+    groups.try_into().unwrap()
+}
+
+#[test]
+fn a_write_one_of_its_copies_refuses_is_taken_back_from_every_log() {
+    let store = FakeStore::default();
+    let e = engine_on(&store);
+    let groups = followed(&e);
+    let readers: Vec<(u64, u64)> = groups
+        .iter()
+        .map(|&(group, s)| (open_reader(&e, s), open_reader(&e, order_ino(&e, group))))
+        .collect();
+    let w = open_writer(&e, groups[0].1);
+    assert_eq!(write(&e, w, b"first"), Ok(5));
+    let (bob, bob_s) = groups[2];
+    for (log, errno) in [
+        (stream_log(bob_s), Errno::ENOSPC),
+        (order_log(bob), Errno::EIO),
+        (stream_log(groups[1].1), Errno::EIO),
+    ] {
+        store.faults().failing = Some((log, errno));
+        let (slot, ticket) = start_write(&e, w, b"lost", false);
+        assert_eq!((write_outcome(&slot), ticket), (Some(Err(errno)), None), "{log:?} refused");
+    }
+    store.faults().failing = None;
+    assert_eq!(write(&e, w, b"second"), Ok(6));
+    for (&(_, s), &(reader, order)) in groups.iter().zip(&readers) {
+        expect_read(&e, reader, 100, b"first");
+        expect_read(&e, reader, 100, b"second");
+        expect_errno(&e, reader, Errno::EAGAIN);
+        expect_read(&e, order, 100, b"s\n");
+        expect_read(&e, order, 100, b"s\n");
+        expect_errno(&e, order, Errno::EAGAIN);
+        assert_eq!(store.stamps(stream_log(s)).len(), 2, "stream {s} kept two messages");
+    }
+}
+
+#[test]
+fn a_copy_keeps_its_writer_and_time_and_is_numbered_in_its_own_group() {
+    let store = FakeStore::default();
+    let e = engine_on(&store);
+    let [(news, s), (alice, alice_s), _] = followed(&e);
+    let own = create(&e, alice, "own");
+    for (ino, pid) in [(s, 10), (own, 11), (s, 12)] {
+        let fh = open_writer(&e, ino);
+        let request =
+            WriteRequest { data: b"m", writer: 1, offset: 0, nonblock: false, pid, uid: 500, gid: 600 };
+        let outcome = Arc::new(Mutex::new(None));
+        let slot = outcome.clone();
+        e.write(fh, &request, || Some(1), |_| Some(1), Box::new(move |r| *slot.lock().unwrap() = Some(r)));
+        assert_eq!(*outcome.lock().unwrap(), Some(Ok(())));
+        e.release(fh);
+    }
+    let seqs = |id| store.stamps(id).iter().map(|s| (s.group_seq, s.pid, s.uid, s.gid)).collect::<Vec<_>>();
+    assert_eq!(seqs(stream_log(s)), [(0, 10, 500, 600), (1, 12, 500, 600)]);
+    assert_eq!(seqs(stream_log(alice_s)), [(0, 10, 500, 600), (2, 12, 500, 600)]);
+    assert_eq!(seqs(order_log(alice)), [(0, 10, 500, 600), (1, 11, 500, 600), (2, 12, 500, 600)]);
+    assert_eq!(seqs(order_log(news)), [(0, 10, 500, 600), (1, 12, 500, 600)]);
+    let times = |id| store.stamps(id).iter().map(|s| s.time).collect::<Vec<_>>();
+    assert_eq!(times(stream_log(alice_s)), times(stream_log(s)), "the original's time");
+}
+
+#[test]
+fn a_write_returns_once_its_copies_in_sync_always_groups_synced() {
+    let store = FakeStore::default();
+    let e = engine_on(&store);
+    let [(_, s), (alice, alice_s), _] = followed(&e);
+    ctl(&e, alice, "sync always");
+    let w = open_writer(&e, s);
+    store.faults().holding = true;
+    let (slot, _) = start_write(&e, w, b"durable copy", false);
+    assert_eq!(write_outcome(&slot), None, "the write waits for alice's copy");
+    assert_eq!(store.faults().held.len(), 1, "alice's stream's log alone");
+    expect_read(&e, open_reader(&e, alice_s), 100, b"durable copy");
+    store.release_syncs();
+    assert_eq!(write_outcome(&slot), Some(Ok(())));
 }

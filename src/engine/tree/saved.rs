@@ -1,5 +1,6 @@
 //! The tree as the catalogue keeps it: a node's [`NodeRecord`], the changes an operation
-//! made (taken by the engine after it, to save), and the tree rebuilt from saved records.
+//! made (taken by the engine after it, to save), and the tree rebuilt from saved records,
+//! its streams wired to their followers again (`follow.rs`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -232,6 +233,7 @@ impl Tree {
             group.hook(&name.name, name.entry, ino, is_group);
         }
         tree.check_rooted()?;
+        tree.wire_all();
         Ok(tree)
     }
 
