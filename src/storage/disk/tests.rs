@@ -36,9 +36,12 @@ impl Drop for Scratch {
 }
 
 const STREAM: LogId = LogId { node: 7, order: false };
+/// A small journal, so that tests go round it (its laps end, checkpointed) often.
+const JOURNAL_BYTES: u64 = 64 << 10;
 
 fn open(dir: &Path, layer: Arc<dyn FileLayer>, segment_bytes: u64) -> (DiskStore, RecoveryReport) {
-    let (store, report) = DiskStore::open_on(dir, layer, segment_bytes).unwrap_or_else(|e| panic!("{e}"));
+    let (store, report) =
+        DiskStore::open_on(dir, layer, segment_bytes, JOURNAL_BYTES).unwrap_or_else(|e| panic!("{e}"));
     store.start().expect("the sync thread starts");
     (store, report)
 }
