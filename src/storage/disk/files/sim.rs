@@ -1,8 +1,11 @@
 //! A simulated disk for tests: files are real (what the page cache would show), but the
 //! layer remembers, per file, what was last fdatasynced, and the writes not synced since
 //! in the order they were made, so that [`SimDisk::power_loss`] can put every file back to
-//! its durable state plus a random prefix of those writes (the last one torn). It can also refuse writes (ENOSPC) and
-//! counts fdatasyncs, which take as long as it is told. Directory entries are not simulated: a created file stays.
+//! its durable state plus a random prefix of those writes (the last one torn), or
+//! ([`SimDisk::power_loss_reordered`]) a random choice of them, some torn, as the
+//! kernel's writeback in any order leaves a file. It can also refuse writes (ENOSPC) and
+//! counts fdatasyncs, which take as long as it is told. Directory entries are not
+//! simulated: a created file stays.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -89,6 +92,31 @@ impl SimDisk {
             let change = Change::Write { offset: *offset, bytes: bytes[..torn].to_vec() };
             change.apply(state.durable.get_mut(path).expect("tracked"));
         }
+        Self::restore(&state);
+    }
+
+    /// The power goes after the kernel wrote back a random choice of the writes not synced
+    /// (chosen by `seed`), in any order, some of them torn: a file may keep a later write
+    /// and lose an earlier one.
+    pub fn power_loss_reordered(&self, seed: u64) {
+        let mut state = self.state.lock();
+        state.dead = true;
+        let mut random = Random(seed | 1);
+        for (path, change) in std::mem::take(&mut state.pending) {
+            let durable = state.durable.get_mut(&path).expect("tracked");
+            match (random.below(4), change) {
+                (0, Change::Write { offset, bytes }) => {
+                    let torn = random.below(bytes.len() as u64 + 1) as usize;
+                    Change::Write { offset, bytes: bytes[..torn].to_vec() }.apply(durable);
+                }
+                (1, _) => {}
+                (_, change) => change.apply(durable),
+            }
+        }
+        Self::restore(&state);
+    }
+
+    fn restore(state: &State) {
         for (path, content) in &state.durable {
             if path.exists() {
                 std::fs::write(path, content).expect("restore a simulated file");
