@@ -23,7 +23,8 @@ use super::segment::{self, RECORD_HEADER};
 use crate::storage::LogId;
 
 pub const NAME: &str = "journal";
-/// The journal's size unless the file is larger already.
+/// The journal's size unless the file is larger already, or the file system small (it
+/// takes at most an eighth of the space free when it is made).
 pub const JOURNAL_BYTES: u64 = 16 << 20;
 const MAGIC: [u8; 8] = *b"MQFSJRNL";
 const VERSION: u32 = 1;
@@ -75,7 +76,8 @@ pub struct Journal {
 
 impl Journal {
     /// Opens (or makes) the journal of store `dir`, `capacity` bytes unless the file is
-    /// larger, and reads back the entries of its current lap, oldest first. The lap goes
+    /// larger or the file system has less than eight times that free, and reads back the
+    /// entries of its current lap, oldest first. The lap goes
     /// on only once [`Journal::start`] is called, after they were replayed.
     pub fn open(
         dir: &Path,
@@ -91,10 +93,13 @@ impl Journal {
             Some(lap) => (lap, read_entries(&bytes, lap)),
             None => (0, Vec::new()),
         };
+        let stat = nix::sys::statvfs::fstatvfs(&file).map_err(io::Error::from)?;
+        let free = stat.blocks_available() as u64 * stat.fragment_size() as u64;
+        let capacity = (capacity.min(free / 8) & !(DATA_START - 1)).max(len).max(DATA_START * 2);
         let journal = Journal {
             file: DataFile::new(file, path, layer.clone()),
             layer: layer.clone(),
-            capacity: capacity.max(len).max(DATA_START * 2),
+            capacity,
             lap: Mutex::new(Lap { number, offset: DATA_START, files: Vec::new() }),
             written: AtomicU64::new(0),
             synced: AtomicU64::new(0),
