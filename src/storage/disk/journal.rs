@@ -8,6 +8,7 @@
 //! longer needed. At open the entries of the current lap are read back for recovery to
 //! replay what the segment files lack.
 
+use std::collections::HashSet;
 use std::fs::OpenOptions;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -61,6 +62,8 @@ struct Lap {
     offset: u64,
     /// The segment files this lap holds records of.
     files: Vec<Arc<DataFile>>,
+    /// The logs it holds records of.
+    logs: HashSet<LogId>,
 }
 
 pub struct Journal {
@@ -100,7 +103,7 @@ impl Journal {
             file: DataFile::new(file, path, layer.clone()),
             layer: layer.clone(),
             capacity,
-            lap: Mutex::new(Lap { number, offset: DATA_START, files: Vec::new() }),
+            lap: Mutex::new(Lap { number, offset: DATA_START, files: Vec::new(), logs: HashSet::new() }),
             written: AtomicU64::new(0),
             synced: AtomicU64::new(0),
         };
@@ -154,6 +157,7 @@ impl Journal {
             encode_entry(&mut batch, lap.number, record);
             if record.file.lap.swap(lap.number, Ordering::AcqRel) != lap.number {
                 lap.files.push(record.file.clone());
+                lap.logs.insert(record.log);
             }
         }
         self.file.write_at(&[&batch], lap.offset)?;
@@ -170,9 +174,20 @@ impl Journal {
             file.sync()?;
         }
         lap.files.clear();
+        lap.logs.clear();
         self.begin_lap(lap)?;
         self.synced.fetch_max(written, Ordering::AcqRel);
         Ok(())
+    }
+
+    /// Log `id` is gone: a log made with its number starts at message 0 again, and must
+    /// not be given its records at the next recovery, so a lap that holds some ends now.
+    pub fn forget(&self, id: LogId) -> io::Result<()> {
+        let mut lap = self.lap.lock();
+        match lap.logs.contains(&id) {
+            true => self.checkpoint(&mut lap),
+            false => Ok(()),
+        }
     }
 
     pub fn is_synced(&self, target: u64) -> bool {

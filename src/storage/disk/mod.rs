@@ -363,6 +363,9 @@ impl Store for DiskStore {
             }
             _ => {}
         }
+        if let Err(e) = self.journal.forget(id) {
+            ::log::error!("{}: cannot end the journal's lap: {e}", self.journal.path().display());
+        }
     }
 }
 

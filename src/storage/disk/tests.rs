@@ -352,6 +352,30 @@ fn a_hole_the_journal_covers_is_filled_from_it_not_taken_for_damage() {
 }
 
 #[test]
+fn a_log_removed_and_made_again_is_not_given_its_old_records() {
+    let scratch = Scratch::new();
+    let sim = Arc::new(SimDisk::default());
+    {
+        let (store, _) = open(&scratch.0, sim.clone(), 1 << 20);
+        let mut old = log(&store, SyncPolicy::Always);
+        for seq in 0..10 {
+            append(&mut *old, seq);
+            sync(&*old).expect("synced");
+        }
+        drop(old);
+        store.remove_log(STREAM);
+        let mut new = log(&store, SyncPolicy::Always);
+        for seq in 0..3 {
+            append(&mut *new, seq);
+            sync(&*new).expect("synced");
+        }
+        sim.power_loss(0);
+    }
+    let (store, _) = open(&scratch.0, Arc::new(Os), 1 << 20);
+    check(&*log(&store, SyncPolicy::Never), 0, 3);
+}
+
+#[test]
 fn a_version_1_store_is_read_and_upgraded_and_a_later_one_refused() {
     let scratch = Scratch::new();
     {

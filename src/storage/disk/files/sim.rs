@@ -5,7 +5,8 @@
 //! ([`SimDisk::power_loss_reordered`]) a random choice of them, some torn, as the
 //! kernel's writeback in any order leaves a file. It can also refuse writes (ENOSPC) and
 //! counts fdatasyncs, which take as long as it is told. Directory entries are not
-//! simulated: a created file stays.
+//! simulated: a created file stays (a file made again under a tracked name is tracked
+//! afresh).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -43,6 +44,8 @@ impl Change {
 struct State {
     /// What each file touched through the layer holds on stable storage.
     durable: HashMap<PathBuf, Vec<u8>>,
+    /// The inode each tracked path had: a file made again under the name starts afresh.
+    inodes: HashMap<PathBuf, u64>,
     /// Changes not synced yet, oldest first.
     pending: Vec<(PathBuf, Change)>,
     /// Writes fail with this errno (after writing half their bytes).
@@ -125,8 +128,11 @@ impl SimDisk {
     }
 
     fn track(state: &mut State, file: &File, path: &Path) -> io::Result<()> {
-        if !state.durable.contains_key(path) {
-            let mut durable = vec![0; file.metadata()?.len() as usize];
+        let metadata = file.metadata()?;
+        let inode = std::os::unix::fs::MetadataExt::ino(&metadata);
+        if state.inodes.insert(path.to_path_buf(), inode) != Some(inode) {
+            state.pending.retain(|(changed, _)| changed != path);
+            let mut durable = vec![0; metadata.len() as usize];
             file.read_exact_at(&mut durable, 0)?;
             state.durable.insert(path.to_path_buf(), durable);
         }
