@@ -127,7 +127,12 @@ impl Drop for Syncer {
     }
 }
 
+/// The longest a round waits for the writers of the round before it.
+const GATHER: Duration = Duration::from_micros(200);
+
 fn run(shared: &Shared) {
+    // How many requests the last round answered, and how long its syncs took.
+    let (mut answered, mut took) = (0, Duration::ZERO);
     loop {
         let (requests, timed, last) = {
             let mut queue = shared.queue.lock();
@@ -140,6 +145,16 @@ fn run(shared: &Shared) {
                 match queue.timed.iter().map(|(at, _)| *at).min() {
                     Some(at) => drop(shared.wake.wait_until(&mut queue, at)),
                     None => shared.wake.wait(&mut queue),
+                }
+            }
+            // The writers the last round answered are on their way back with their next
+            // writes: a round that starts without them makes them wait for the one after.
+            // So it waits for as many as the last one answered, a little (half a sync, at
+            // most GATHER).
+            let by = Instant::now() + (took / 2).min(GATHER);
+            while queue.now.len() < answered && !queue.stopped {
+                if shared.wake.wait_until(&mut queue, by).timed_out() {
+                    break;
                 }
             }
             let now = Instant::now();
@@ -161,7 +176,9 @@ fn run(shared: &Shared) {
         // One store, one journal.
         let journal =
             requests.iter().find_map(|r| r.wait.journal.as_ref().map(|(journal, _)| journal.clone()));
+        let began = Instant::now();
         let (failed, journal_failed) = sync_together(&files, journal.as_deref());
+        (answered, took) = (requests.len(), began.elapsed());
         for request in requests {
             let error =
                 request.wait.files.iter().find_map(|f| failed.iter().find(|(p, _)| *p == Arc::as_ptr(f)));
