@@ -44,8 +44,9 @@ impl Change {
 struct State {
     /// What each file touched through the layer holds on stable storage.
     durable: HashMap<PathBuf, Vec<u8>>,
-    /// The inode each tracked path had: a file made again under the name starts afresh.
-    inodes: HashMap<PathBuf, u64>,
+    /// The file each tracked path named (inode number and birth time: a number is reused
+    /// at once): a file made again under the name starts afresh.
+    inodes: HashMap<PathBuf, (u64, Option<std::time::SystemTime>)>,
     /// Changes not synced yet, oldest first.
     pending: Vec<(PathBuf, Change)>,
     /// Writes fail with this errno (after writing half their bytes).
@@ -129,7 +130,7 @@ impl SimDisk {
 
     fn track(state: &mut State, file: &File, path: &Path) -> io::Result<()> {
         let metadata = file.metadata()?;
-        let inode = std::os::unix::fs::MetadataExt::ino(&metadata);
+        let inode = (std::os::unix::fs::MetadataExt::ino(&metadata), metadata.created().ok());
         if state.inodes.insert(path.to_path_buf(), inode) != Some(inode) {
             state.pending.retain(|(changed, _)| changed != path);
             let mut durable = vec![0; metadata.len() as usize];
