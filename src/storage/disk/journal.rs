@@ -66,6 +66,7 @@ struct Lap {
     logs: HashSet<LogId>,
 }
 
+/// A store's commit journal, open.
 pub struct Journal {
     file: DataFile,
     layer: Arc<dyn FileLayer>,
@@ -80,8 +81,8 @@ pub struct Journal {
 impl Journal {
     /// Opens (or makes) the journal of store `dir`, `capacity` bytes unless the file is
     /// larger or the file system has less than eight times that free, and reads back the
-    /// entries of its current lap, oldest first. The lap goes
-    /// on only once [`Journal::start`] is called, after they were replayed.
+    /// entries of its current lap, oldest first. Nothing is written to it before
+    /// [`Journal::start`], which is called once they were replayed.
     pub fn open(
         dir: &Path,
         layer: &Arc<dyn FileLayer>,
