@@ -1,9 +1,10 @@
 //! Group commit: one thread per store makes the fdatasyncs. It takes every queued sync
 //! request at once, syncs the commit journal once if any of them waits for it and each
 //! distinct file they name once, answers them all, and goes round again (waiting a little
-//! for as many requests as it last answered), so writers asking together share the syncs (`sync always` writers share one fdatasync of the journal,
-//! whatever logs they wrote to). Files of `sync` interval logs are queued with a deadline
-//! instead. No lock an append needs is held across an fsync.
+//! for as many requests as it last answered), so writers asking together share the syncs
+//! (`sync always` writers share one fdatasync of the journal, whatever logs they wrote to).
+//! Files of `sync` interval logs are queued with a deadline instead. No lock an append needs
+//! is held across an fsync.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
