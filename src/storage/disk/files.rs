@@ -77,6 +77,8 @@ pub struct DataFile {
     synced: AtomicU64,
     /// A timed sync of this file is queued (`SyncPolicy::Interval`).
     pub timed: AtomicBool,
+    /// The last lap of the commit journal that holds records of this file (`journal`).
+    pub lap: AtomicU64,
 }
 
 impl DataFile {
@@ -88,17 +90,22 @@ impl DataFile {
             written: AtomicU64::new(0),
             synced: AtomicU64::new(0),
             timed: AtomicBool::new(false),
+            lap: AtomicU64::new(0),
         }
     }
 
+    // A change is counted once it is made (whether or not it worked: a refused write may
+    // leave part of its bytes): a sync that loaded the count before then may not cover it.
     pub fn write_at(&self, bufs: &[&[u8]], offset: u64) -> io::Result<()> {
+        let written = self.layer.write_at(&self.file, &self.path, bufs, offset);
         self.written.fetch_add(1, Ordering::AcqRel);
-        self.layer.write_at(&self.file, &self.path, bufs, offset)
+        written
     }
 
     pub fn set_len(&self, len: u64) -> io::Result<()> {
+        let done = self.layer.set_len(&self.file, &self.path, len);
         self.written.fetch_add(1, Ordering::AcqRel);
-        self.layer.set_len(&self.file, &self.path, len)
+        done
     }
 
     /// Counts a change made outside the layer: a name created in a directory.

@@ -7,7 +7,12 @@
 //! deletes its file. The first retained seq is saved in the `head` file when a segment goes,
 //! at once on `clear`, and when the log is dropped; after a crash a few messages dropped
 //! since the last save may come back, and the engine's retention trims them again.
+//!
+//! A `sync always` log's sync writes the records appended since its last sync to the
+//! store's commit journal (`journal`) and waits for the journal alone; its segment files
+//! are synced when the journal's lap ends, or when the log is closed.
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::fs::OpenOptions;
 use std::path::PathBuf;
@@ -15,10 +20,11 @@ use std::sync::Arc;
 
 use super::files::{DataFile, FileLayer, errno};
 use super::head::Head;
+use super::journal::{self, Journal};
 use super::segment::{self, FILE_HEADER, FileHeader, RECORD_HEADER, RecordHeader};
-use super::syncer::SyncHandle;
+use super::syncer::{SyncHandle, Wait};
 use crate::engine::Errno;
-use crate::storage::{Bytes, Extent, Log, Message, Stamp, SyncCallback, SyncPolicy};
+use crate::storage::{Bytes, Extent, Log, LogId, Message, Stamp, SyncCallback, SyncPolicy};
 
 /// The newest messages kept in memory, in payload bytes (a larger message is not kept).
 pub const CACHE_BYTES: usize = 256 * 1024;
@@ -99,9 +105,11 @@ struct Cached {
 
 /// Where a log's files are and how it reaches the disk.
 pub struct Place {
+    pub id: LogId,
     pub dir: PathBuf,
     pub layer: Arc<dyn FileLayer>,
     pub syncer: SyncHandle,
+    pub journal: Arc<Journal>,
     /// A segment is sealed once it would grow past this many bytes.
     pub segment_bytes: u64,
 }
@@ -115,6 +123,12 @@ pub struct DiskLog {
     extent: Extent,
     cache: VecDeque<Cached>,
     cache_bytes: usize,
+    /// The first message no sync has been asked for yet.
+    unsynced: Cell<u64>,
+    /// What the journal must reach for the messages this log wrote to it to be durable.
+    journaled: Cell<u64>,
+    /// The last sync asked for went to the segment files, not the journal.
+    direct: Cell<bool>,
 }
 
 impl DiskLog {
@@ -134,7 +148,74 @@ impl DiskLog {
             extent: Extent { first: head.first, next: head.next, bytes: retained, appended: head.end },
             cache: VecDeque::new(),
             cache_bytes: 0,
+            unsynced: Cell::new(head.next),
+            journaled: Cell::new(0),
+            direct: Cell::new(false),
         })
+    }
+
+    /// Starts an empty log with no segment at message `seq`, at `position` (replaying a
+    /// journal whose records begin past what the segments and head tell).
+    pub fn restart_at(&mut self, seq: u64, position: u64) {
+        debug_assert!(self.segments.is_empty(), "only a log without segments restarts");
+        self.extent = Extent { first: seq, next: seq, bytes: 0, appended: position };
+        self.unsynced.set(seq);
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Syncs every file not known to be durable, in the caller's thread.
+    pub fn sync_now(&self) -> std::io::Result<()> {
+        self.dirty_files().iter().try_for_each(|f| f.sync())
+    }
+
+    /// Writes the messages appended since the last sync to the journal; what the journal
+    /// must reach then. None if they cannot go there (not all in the cache, or too large):
+    /// the segment files are synced instead.
+    fn journal(&self) -> Option<u64> {
+        let (from, next) = (self.unsynced.get(), self.extent.next);
+        if from == next {
+            return Some(self.journaled.get());
+        }
+        let oldest = self.cache.front().filter(|c| c.seq <= from)?.seq;
+        let tail = &self.cache.range((from - oldest) as usize..);
+        if tail.len() as u64 != next - from {
+            return None; // a message skipped, never stored
+        }
+        let size: u64 =
+            tail.clone().map(|c| journal::ENTRY_HEADER + RECORD_HEADER + c.bytes.len() as u64).sum();
+        if !self.place.journal.takes(size) {
+            return None;
+        }
+        let records: Vec<journal::Record<'_>> = tail
+            .clone()
+            .map(|cached| {
+                let (segment, index) = self.locate(cached.seq);
+                let len = cached.bytes.len() as u32;
+                journal::Record {
+                    log: self.place.id,
+                    position: segment.position(index),
+                    header: RecordHeader { len, seq: cached.seq, stamp: cached.stamp }.encode(&cached.bytes),
+                    payload: &cached.bytes,
+                    file: &segment.file,
+                }
+            })
+            .collect();
+        match self.place.journal.write(&records) {
+            Ok(to) => {
+                self.journaled.set(to);
+                Some(to)
+            }
+            Err(e) => {
+                log::warn!(
+                    "{}: cannot write to the journal, syncing the log's files: {e}",
+                    self.place.journal.path().display()
+                );
+                None
+            }
+        }
     }
 
     fn head(&self) -> Head {
@@ -183,7 +264,8 @@ impl DiskLog {
         let mut written = file.write_at(&[&header], 0);
         self.dir.touched();
         match self.policy {
-            SyncPolicy::Always if written.is_ok() => written = self.dir.sync(),
+            // The header and the name durable now: the journal's records need the file.
+            SyncPolicy::Always if written.is_ok() => written = file.sync().and_then(|()| self.dir.sync()),
             SyncPolicy::Interval(within) => self.place.syncer.sync_within(&self.dir, within),
             _ => {}
         }
@@ -293,6 +375,7 @@ impl Log for DiskLog {
             log::error!("{}: cannot take back the last record: {e}", segment.file.path.display());
         }
         self.extent.next -= 1;
+        self.unsynced.set(self.unsynced.get().min(self.extent.next));
         if self.cache.back().is_some_and(|c| c.seq == self.extent.next) {
             let cached = self.cache.pop_back().expect("checked");
             self.cache_bytes -= cached.bytes.len();
@@ -394,17 +477,30 @@ impl Log for DiskLog {
     }
 
     fn sync(&self, done: SyncCallback) {
-        let files = self.dirty_files();
-        if files.is_empty() {
-            return done(Ok(()));
-        }
-        self.place.syncer.sync(files, done);
+        let journaled = match self.policy {
+            SyncPolicy::Always if !self.direct.get() || self.unsynced.get() < self.extent.next => {
+                self.journal()
+            }
+            _ => None,
+        };
+        self.unsynced.set(self.extent.next);
+        self.direct.set(journaled.is_none());
+        let wait = match journaled {
+            // The segment files wait for the journal's lap to end; a new segment's
+            // directory was synced when it was made.
+            Some(to) => Wait {
+                files: self.dirty_files().into_iter().filter(|f| Arc::ptr_eq(f, &self.dir)).collect(),
+                journal: Some((self.place.journal.clone(), to)),
+            },
+            None => Wait { files: self.dirty_files(), journal: None },
+        };
+        self.place.syncer.sync(wait, done);
     }
 
     fn close(&mut self, done: SyncCallback) {
         let mut files = self.dirty_files();
         files.extend(self.save_head());
-        self.place.syncer.sync(files, done);
+        self.place.syncer.sync(Wait { files, journal: None }, done);
     }
 
     fn set_policy(&mut self, policy: SyncPolicy) {
@@ -419,6 +515,6 @@ impl Drop for DiskLog {
         }
         let mut files = self.dirty_files();
         files.extend(self.save_head());
-        self.place.syncer.sync(files, Box::new(|_| {}));
+        self.place.syncer.sync(Wait { files, journal: None }, Box::new(|_| {}));
     }
 }

@@ -3,16 +3,19 @@
 //!
 //! `DIR/format` says what the directory is; `DIR/lock` is held (flock) while a daemon has
 //! the store open; `DIR/logs/<node>` and `DIR/logs/<node>.order` hold each log's segments;
-//! `DIR/damaged/` receives what recovery could not explain.
+//! `DIR/journal` is the commit journal of `sync always` logs; `DIR/damaged/` receives what
+//! recovery could not explain.
 //!
-//! [`DiskStore::open`] locks and recovers the directory and says what it found (a
-//! [`RecoveryReport`], one log line); the store then hands out each log once, and syncs
-//! with one thread for all of them (`syncer`). Under `sync always` the caller waits for
-//! each write with [`Log::sync`]: concurrent waits share fdatasyncs.
+//! [`DiskStore::open`] locks and recovers the directory (the logs, then what the journal
+//! holds that they lack) and says what it found (a [`RecoveryReport`], one log line); the
+//! store then hands out each log once, and syncs with one thread for all of them
+//! (`syncer`). Under `sync always` the caller waits for each write with [`Log::sync`]:
+//! concurrent waits share one fdatasync of the journal.
 
 pub mod catalogue;
 mod files;
 mod head;
+mod journal;
 mod lock;
 mod log;
 mod recovery;
@@ -32,6 +35,7 @@ use parking_lot::Mutex;
 
 use self::files::{FileLayer, Os};
 use self::head::Head;
+use self::journal::{Entry, Journal};
 use self::lock::StoreLock;
 use self::log::DiskLog;
 use self::log::Place;
@@ -43,7 +47,10 @@ use crate::storage::{Log, LogId, Placement, Store, SyncPolicy};
 /// The segment size limit of `DiskStore::open`.
 pub const SEGMENT_BYTES: u64 = 16 << 20;
 /// What `DIR/format` holds: the magic and the format's version.
-const FORMAT: &str = "mqfs store\nversion 1\n";
+const FORMAT: &str = "mqfs store\nversion 2\n";
+/// Version 1, from before the journal: read as a version 2 store whose journal is empty,
+/// and upgraded when opened.
+const FORMAT_1: &str = "mqfs store\nversion 1\n";
 
 /// Why a store directory cannot be opened.
 #[derive(Debug)]
@@ -94,6 +101,8 @@ pub struct RecoveryReport {
     pub seconds: f64,
     /// Bytes of torn tails cut off.
     pub cut: u64,
+    /// Messages written back to their logs from the journal.
+    pub replayed: u64,
     /// Each damaged place (file and offset), its bytes moved under `DIR/damaged/`.
     pub damaged: Vec<String>,
 }
@@ -111,6 +120,9 @@ impl fmt::Display for RecoveryReport {
         )?;
         if self.cut > 0 {
             write!(f, "; {} bytes of torn tails cut", self.cut)?;
+        }
+        if self.replayed > 0 {
+            write!(f, "; {} messages replayed from the journal", self.replayed)?;
         }
         if !self.damaged.is_empty() {
             write!(
@@ -137,6 +149,7 @@ pub struct DiskStore {
     // lock goes last.
     logs: Mutex<Logs>,
     syncer: Syncer,
+    journal: Arc<Journal>,
     dir: PathBuf,
     layer: Arc<dyn FileLayer>,
     segment_bytes: u64,
@@ -147,14 +160,16 @@ impl DiskStore {
     /// Opens (creating it if `dir` is missing or empty) and locks the store in `dir`, and
     /// recovers every log in it.
     pub fn open(dir: &Path) -> Result<(DiskStore, RecoveryReport), OpenError> {
-        DiskStore::open_on(dir, Arc::new(Os), SEGMENT_BYTES)
+        DiskStore::open_on(dir, Arc::new(Os), SEGMENT_BYTES, journal::JOURNAL_BYTES)
     }
 
-    /// `open` over the file layer `layer`, sealing segments at `segment_bytes`.
+    /// `open` over the file layer `layer`, sealing segments at `segment_bytes`, with a
+    /// journal of `journal_bytes`.
     fn open_on(
         dir: &Path,
         layer: Arc<dyn FileLayer>,
         segment_bytes: u64,
+        journal_bytes: u64,
     ) -> Result<(DiskStore, RecoveryReport), OpenError> {
         let began = Instant::now();
         std::fs::create_dir_all(dir).map_err(|e| OpenError::io(dir, e))?;
@@ -173,26 +188,43 @@ impl DiskStore {
             made.map_err(|e| OpenError::io(&format, e))?;
         }
         let found = std::fs::read_to_string(&format).map_err(|e| OpenError::io(&format, e))?;
-        if found != FORMAT {
-            let why = format!("{} says {found:?}, this mqfs reads {FORMAT:?}", format.display());
+        if found != FORMAT && found != FORMAT_1 {
+            let why =
+                format!("{} says {found:?}, this mqfs reads {FORMAT:?} and {FORMAT_1:?}", format.display());
             return Err(OpenError::NotAStore { dir: dir.to_path_buf(), why });
         }
-        let syncer = Syncer::new();
+        let journal_path = dir.join(journal::NAME);
+        let (journal, entries) =
+            Journal::open(dir, &layer, journal_bytes).map_err(|e| OpenError::io(&journal_path, e))?;
         let mut store = DiskStore {
             logs: Mutex::default(),
-            syncer,
+            syncer: Syncer::new(),
+            journal: Arc::new(journal),
             dir: dir.to_path_buf(),
             layer,
             segment_bytes,
             _lock: lock,
         };
         let mut report = RecoveryReport { dir: dir.to_path_buf(), ..RecoveryReport::default() };
-        store.recover_logs(&mut report)?;
+        store.recover_logs(entries, &mut report)?;
+        // What the journal held is in the logs' files now, synced: a new lap may overwrite it.
+        store.journal.start(dir).map_err(|e| OpenError::io(&journal_path, e))?;
+        if found == FORMAT_1 {
+            write_format(dir, &*store.layer).map_err(|e| OpenError::io(&format, e))?;
+        }
         report.seconds = began.elapsed().as_secs_f64();
         Ok((store, report))
     }
 
-    fn recover_logs(&mut self, report: &mut RecoveryReport) -> Result<(), OpenError> {
+    fn recover_logs(
+        &mut self,
+        entries: Vec<(LogId, Entry)>,
+        report: &mut RecoveryReport,
+    ) -> Result<(), OpenError> {
+        let mut journaled: HashMap<LogId, Vec<Entry>> = HashMap::new();
+        for (id, entry) in entries {
+            journaled.entry(id).or_default().push(entry);
+        }
         let logs = self.dir.join("logs");
         for entry in std::fs::read_dir(&logs).map_err(|e| OpenError::io(&logs, e))? {
             let entry = entry.map_err(|e| OpenError::io(&logs, e))?;
@@ -203,10 +235,20 @@ impl DiskStore {
                 continue;
             };
             let quarantine = self.dir.join("damaged").join(&name);
-            let recovered = recovery::recover(&entry.path(), &quarantine, &self.layer)
+            let entries = journaled.remove(&id).unwrap_or_default();
+            let holds = |seq: u64| entries.binary_search_by_key(&seq, |e| e.seq).is_ok();
+            let recovered = recovery::recover(&entry.path(), &quarantine, &self.layer, &holds)
                 .map_err(|e| OpenError::io(&entry.path(), e))?;
-            let log = DiskLog::new(self.place(id), recovered.segments, recovered.head)
+            let mut log = DiskLog::new(self.place(id), recovered.segments, recovered.head)
                 .map_err(|e| OpenError::io(&entry.path(), e))?;
+            match recovery::replay(&mut log, &entries) {
+                Ok(replayed) => report.replayed += replayed,
+                Err(why) => {
+                    ::log::error!("{}: {why}: the log ends before it", entry.path().display());
+                    report.damaged.push(format!("{} (journal): {why}", entry.path().display()));
+                }
+            }
+            log.sync_now().map_err(|e| OpenError::io(&entry.path(), e))?;
             report.logs += 1;
             report.messages += log.len();
             report.bytes += log.bytes();
@@ -224,9 +266,11 @@ impl DiskStore {
 
     fn place(&self, id: LogId) -> Place {
         Place {
+            id,
             dir: self.log_dir(id),
             layer: self.layer.clone(),
             syncer: self.syncer.handle(),
+            journal: self.journal.clone(),
             segment_bytes: self.segment_bytes,
         }
     }
@@ -318,6 +362,9 @@ impl Store for DiskStore {
                 ::log::warn!("{}: cannot delete the log: {e}", dir.display());
             }
             _ => {}
+        }
+        if let Err(e) = self.journal.forget(id) {
+            ::log::error!("{}: cannot end the journal's lap: {e}", self.journal.path().display());
         }
     }
 }

@@ -5,7 +5,10 @@
 //! segment files with it. A bad record that a crash cannot explain (a valid record follows
 //! it) is damage: the log ends just before it, and the bytes from there and every later
 //! segment file are moved to the store's `damaged/` directory under their own names, with
-//! an error line.
+//! an error line. A bad record the commit journal holds is torn, whatever follows it (the
+//! segment files of a `sync always` log are synced lazily, so the kernel may have written
+//! back a later page and not an earlier one): the journal's records are then replayed
+//! into the log from there (`replay`).
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
@@ -16,7 +19,8 @@ use std::sync::Arc;
 
 use super::files::{DataFile, FileLayer};
 use super::head::Head;
-use super::log::Segment;
+use super::journal::Entry;
+use super::log::{DiskLog, Segment};
 use super::segment::{self, FILE_HEADER, FileHeader, Frame, RECORD_HEADER};
 
 /// Bytes read at a time.
@@ -42,8 +46,14 @@ struct Scan {
     bad: Option<&'static str>,
 }
 
-/// Recovers the log in `dir`; damage goes to `quarantine` (created when needed).
-pub fn recover(dir: &Path, quarantine: &Path, layer: &Arc<dyn FileLayer>) -> io::Result<Recovered> {
+/// Recovers the log in `dir`; damage goes to `quarantine` (created when needed). `journaled`
+/// says whether the journal holds message `seq` of the log.
+pub fn recover(
+    dir: &Path,
+    quarantine: &Path,
+    layer: &Arc<dyn FileLayer>,
+    journaled: &dyn Fn(u64) -> bool,
+) -> io::Result<Recovered> {
     let mut names = Vec::new();
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
@@ -96,7 +106,8 @@ pub fn recover(dir: &Path, quarantine: &Path, layer: &Arc<dyn FileLayer>) -> io:
             continue;
         };
         let seq = segment.as_ref().map_or(expected.map_or(*base, |e| e.0), |s| s.next_seq());
-        if out_of_place || valid_record_in(&file.file, at, len, later, seq)? {
+        // Where the journal takes over, whatever is wrong here: its records are put back.
+        if !journaled(seq) && (out_of_place || valid_record_in(&file.file, at, len, later, seq)?) {
             let moved = move_damage(&file, at, len, later, quarantine, layer)?;
             log::error!(
                 "{}: damaged record at offset {at} ({why}): the log ends before it; {moved} moved to {}",
@@ -307,4 +318,35 @@ fn free_name(dir: &Path, name: &std::ffi::OsStr) -> PathBuf {
         .map(|n| if n == 1 { path.clone() } else { dir.join(format!("{}.{n}", name.to_string_lossy())) })
         .find(|p| !p.exists())
         .expect("some name is free")
+}
+
+/// Appends to `log` the journal's records of it that its files lack (`entries` in the
+/// order they were journaled, so by sequence number); says how many, or why it stopped.
+pub fn replay(log: &mut DiskLog, entries: &[Entry]) -> Result<u64, String> {
+    use crate::storage::{Log, Message};
+    let mut replayed = 0;
+    for entry in entries {
+        if entry.seq < log.next_seq() {
+            continue; // in the files already
+        }
+        if entry.seq > log.next_seq() && log.segment_count() == 0 {
+            // What the files told was dropped since (or never made durable in them).
+            log.restart_at(entry.seq, entry.position);
+        }
+        if (entry.seq, entry.position) != (log.next_seq(), log.end()) {
+            return Err(format!(
+                "the journal's message {} at position {} cannot follow message {} ending at {}",
+                entry.seq,
+                entry.position,
+                log.next_seq(),
+                log.end()
+            ));
+        }
+        let (header, _) = segment::RecordHeader::decode(&entry.record).expect("checked when read");
+        let payload = &entry.record[RECORD_HEADER as usize..];
+        log.append(Message::Borrowed(payload), &header.stamp)
+            .map_err(|e| format!("message {} cannot be written back: {e}", entry.seq))?;
+        replayed += 1;
+    }
+    Ok(replayed)
 }

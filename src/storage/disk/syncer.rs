@@ -1,7 +1,10 @@
 //! Group commit: one thread per store makes the fdatasyncs. It takes every queued sync
-//! request at once, syncs each distinct file they name once, answers them all, and goes
-//! round again, so writers asking together share the syncs. Files of `sync` interval logs
-//! are queued with a deadline instead. No lock an append needs is held across an fsync.
+//! request at once, syncs the commit journal once if any of them waits for it and each
+//! distinct file they name once, answers them all, and goes round again (waiting a little
+//! for as many requests as it last answered), so writers asking together share the syncs
+//! (`sync always` writers share one fdatasync of the journal, whatever logs they wrote to).
+//! Files of `sync` interval logs are queued with a deadline instead. No lock an append needs
+//! is held across an fsync.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -10,10 +13,24 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use super::files::{DataFile, errno};
-use crate::storage::SyncCallback;
+use super::journal::Journal;
+use crate::storage::{Errno, SyncCallback};
+
+/// What a sync request waits for: files, and the journal reaching a point.
+#[derive(Default)]
+pub struct Wait {
+    pub files: Vec<Arc<DataFile>>,
+    pub journal: Option<(Arc<Journal>, u64)>,
+}
+
+impl Wait {
+    fn is_done(&self) -> bool {
+        self.files.is_empty() && self.journal.as_ref().is_none_or(|(journal, to)| journal.is_synced(*to))
+    }
+}
 
 struct Request {
-    files: Vec<Arc<DataFile>>,
+    wait: Wait,
     done: SyncCallback,
 }
 
@@ -39,15 +56,20 @@ struct Shared {
 pub struct SyncHandle(Arc<Shared>);
 
 impl SyncHandle {
-    /// Calls `done` once `files` are synced. Unless the thread runs, the caller syncs.
-    pub fn sync(&self, files: Vec<Arc<DataFile>>, done: SyncCallback) {
+    /// Calls `done` once what `wait` names is synced. Unless the thread runs, the caller
+    /// syncs.
+    pub fn sync(&self, wait: Wait, done: SyncCallback) {
+        if wait.is_done() {
+            return done(Ok(()));
+        }
         let mut queue = self.0.queue.lock();
         if queue.stopped || !queue.running {
             drop(queue);
-            let result = sync_all(&files);
-            return done(result);
+            let journal = wait.journal.as_ref().map(|(journal, _)| &**journal);
+            let (failed, journal_failed) = sync_together(&wait.files, journal);
+            return done(failed.first().map(|(_, e)| *e).or(journal_failed).map_or(Ok(()), Err));
         }
-        queue.now.push(Request { files, done });
+        queue.now.push(Request { wait, done });
         self.0.wake.notify_one();
     }
 
@@ -106,7 +128,12 @@ impl Drop for Syncer {
     }
 }
 
+/// The longest a round waits for the writers of the round before it.
+const GATHER: Duration = Duration::from_micros(200);
+
 fn run(shared: &Shared) {
+    // How many requests the last round answered, and how long its syncs took.
+    let (mut answered, mut took) = (0, Duration::ZERO);
     loop {
         let (requests, timed, last) = {
             let mut queue = shared.queue.lock();
@@ -119,6 +146,16 @@ fn run(shared: &Shared) {
                 match queue.timed.iter().map(|(at, _)| *at).min() {
                     Some(at) => drop(shared.wake.wait_until(&mut queue, at)),
                     None => shared.wake.wait(&mut queue),
+                }
+            }
+            // The writers the last round answered are on their way back with their next
+            // writes: a round that starts without them makes them wait for the one after.
+            // So it waits for as many as the last one answered, a little (half a sync, at
+            // most GATHER).
+            let by = Instant::now() + (took / 2).min(GATHER);
+            while queue.now.len() < answered && !queue.stopped {
+                if shared.wake.wait_until(&mut queue, by).timed_out() {
+                    break;
                 }
             }
             let now = Instant::now();
@@ -134,13 +171,20 @@ fn run(shared: &Shared) {
             file.timed.store(false, std::sync::atomic::Ordering::Release);
             files.push(file);
         }
-        files.extend(requests.iter().flat_map(|r| r.files.iter().cloned()));
+        files.extend(requests.iter().flat_map(|r| r.wait.files.iter().cloned()));
         files.sort_by_key(Arc::as_ptr);
         files.dedup_by_key(|f| Arc::as_ptr(f));
-        let failed = sync_together(&files);
+        // One store, one journal.
+        let journal =
+            requests.iter().find_map(|r| r.wait.journal.as_ref().map(|(journal, _)| journal.clone()));
+        let began = Instant::now();
+        let (failed, journal_failed) = sync_together(&files, journal.as_deref());
+        (answered, took) = (requests.len(), began.elapsed());
         for request in requests {
-            let error = request.files.iter().find_map(|f| failed.iter().find(|(p, _)| *p == Arc::as_ptr(f)));
-            (request.done)(error.map_or(Ok(()), |(_, e)| Err(*e)));
+            let error =
+                request.wait.files.iter().find_map(|f| failed.iter().find(|(p, _)| *p == Arc::as_ptr(f)));
+            let error = error.map(|(_, e)| *e).or(journal_failed.filter(|_| request.wait.journal.is_some()));
+            (request.done)(error.map_or(Ok(()), Err));
         }
         if last {
             return;
@@ -148,27 +192,38 @@ fn run(shared: &Shared) {
     }
 }
 
-/// Syncs `files` at the same time, one thread each but the first: the file system then
-/// commits its journal once for all of them (on ext4 each fdatasync of a grown file waits
-/// for a journal commit). Returns the files that failed, with why.
-fn sync_together(files: &[Arc<DataFile>]) -> Vec<(*const DataFile, crate::storage::Errno)> {
-    let sync = |f: &Arc<DataFile>| f.sync().err().map(|e| report(f, &e));
-    let Some((first, others)) = files.split_first() else { return Vec::new() };
-    let errors: Vec<Option<crate::storage::Errno>> = std::thread::scope(|scope| {
+/// Syncs `files` and `journal` at the same time, one thread each but the journal (or the
+/// first file): the file system then commits its own journal once for all of them (on
+/// ext4 each fdatasync of a grown file waits for a journal commit). Returns the files that
+/// failed, with why, and why the journal failed.
+fn sync_together(
+    files: &[Arc<DataFile>],
+    journal: Option<&Journal>,
+) -> (Vec<(*const DataFile, Errno)>, Option<Errno>) {
+    let sync = |f: &Arc<DataFile>| f.sync().err().map(|e| report(&f.path, &e));
+    let sync_journal = || journal.and_then(|j| j.sync().err().map(|e| report(j.path(), &e)));
+    let (mine, others) = match journal {
+        Some(_) => (None, files),
+        None => match files.split_first() {
+            Some((first, others)) => (Some(first), others),
+            None => return (Vec::new(), None),
+        },
+    };
+    let (errors, journal_failed) = std::thread::scope(|scope| {
         let others: Vec<_> = others.iter().map(|f| scope.spawn(move || sync(f))).collect();
-        let first = sync(first);
-        std::iter::once(first)
+        let journal_failed = sync_journal();
+        let errors: Vec<Option<Errno>> = mine
+            .map(sync)
+            .into_iter()
             .chain(others.into_iter().map(|t| t.join().expect("a sync thread panicked")))
-            .collect()
+            .collect();
+        (errors, journal_failed)
     });
-    files.iter().zip(errors).filter_map(|(f, error)| Some((Arc::as_ptr(f), error?))).collect()
+    let failed = files.iter().zip(errors).filter_map(|(f, error)| Some((Arc::as_ptr(f), error?))).collect();
+    (failed, journal_failed)
 }
 
-fn sync_all(files: &[Arc<DataFile>]) -> Result<(), crate::storage::Errno> {
-    files.iter().try_for_each(|f| f.sync().map_err(|e| report(f, &e)))
-}
-
-fn report(file: &DataFile, error: &std::io::Error) -> crate::storage::Errno {
-    log::error!("{}: fdatasync failed: {error}", file.path.display());
+fn report(path: &std::path::Path, error: &std::io::Error) -> Errno {
+    log::error!("{}: fdatasync failed: {error}", path.display());
     errno(error)
 }

@@ -1,13 +1,12 @@
 //! The disk store alone: round trips across reopen, recovery of torn and damaged files,
-//! refused writes, power loss, group commit, memory bounds and the store lock.
+//! refused writes, power loss (amid concurrent writers too), the journal's group commit and
+//! replay, format versions, memory bounds and the store lock.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, SystemTime};
-
-use parking_lot::Mutex;
 
 use super::files::sim::SimDisk;
 use super::files::{FileLayer, Os};
@@ -36,9 +35,12 @@ impl Drop for Scratch {
 }
 
 const STREAM: LogId = LogId { node: 7, order: false };
+/// A small journal, so that tests go round it (its laps end, checkpointed) often.
+const JOURNAL_BYTES: u64 = 64 << 10;
 
 fn open(dir: &Path, layer: Arc<dyn FileLayer>, segment_bytes: u64) -> (DiskStore, RecoveryReport) {
-    let (store, report) = DiskStore::open_on(dir, layer, segment_bytes).unwrap_or_else(|e| panic!("{e}"));
+    let (store, report) =
+        DiskStore::open_on(dir, layer, segment_bytes, JOURNAL_BYTES).unwrap_or_else(|e| panic!("{e}"));
     store.start().expect("the sync thread starts");
     (store, report)
 }
@@ -250,35 +252,149 @@ fn after_power_loss_every_synced_message_is_there_once_in_order() {
     }
 }
 
+/// Appends message after message to log `node` (under `sync always`), each waiting for its
+/// sync, counting in `acked` those whose sync answered Ok, until one fails or `count` are.
+fn write_synced(store: &DiskStore, node: u64, count: u64, acked: &AtomicU64) {
+    let id = LogId { node, order: false };
+    let mut log = store.log(id, Placement::Disk, SyncPolicy::Always).expect("a disk log");
+    for seq in 0..count {
+        if log.append(Message::Owned(message(seq)), &stamp(seq)).is_err() || sync(&*log).is_err() {
+            return;
+        }
+        acked.store(seq + 1, Ordering::SeqCst);
+    }
+}
+
 #[test]
-fn concurrent_writers_share_fdatasyncs() {
+fn writers_to_many_logs_share_one_fdatasync_of_the_journal() {
     let scratch = Scratch::new();
     let sim = Arc::new(SimDisk::slow(Duration::from_millis(2)));
     let (store, _) = open(&scratch.0, sim.clone(), 1 << 20);
-    let log = Arc::new(Mutex::new(log(&store, SyncPolicy::Always)));
     let before = sim.syncs();
-    let writers: Vec<_> = (0..8)
-        .map(|writer| {
-            let log = log.clone();
-            std::thread::spawn(move || {
-                for n in 0..25 {
-                    let receiver = {
-                        let mut log = log.lock();
-                        log.append(Message::Owned(format!("{writer}:{n}").into_bytes()), &Stamp::default())
-                            .expect("append");
-                        let (tx, rx) = mpsc::channel();
-                        log.sync(Box::new(move |result| tx.send(result).expect("waited for")));
-                        rx
-                    };
-                    receiver.recv_timeout(Duration::from_secs(10)).expect("answered").expect("synced");
-                }
-            })
-        })
-        .collect();
-    writers.into_iter().for_each(|w| w.join().expect("writer"));
+    let acked: Vec<AtomicU64> = (0..8).map(|_| AtomicU64::new(0)).collect();
+    std::thread::scope(|scope| {
+        for (node, acked) in (10..).zip(&acked) {
+            let store = &store;
+            scope.spawn(move || write_synced(store, node, 25, acked));
+        }
+    });
+    assert!(acked.iter().all(|a| a.load(Ordering::SeqCst) == 25));
+    // A round syncing each log's segment file would make one fdatasync per write (a writer
+    // has one write in each round); one of the journal serves them all.
     let made = sim.syncs() - before;
-    assert!(made < 8 * 25, "{made} fdatasyncs for {} syncs", 8 * 25);
-    assert_eq!(log.lock().len(), 8 * 25);
+    assert!(made < 8 * 25 / 2, "{made} fdatasyncs for {} synced writes", 8 * 25);
+}
+
+#[test]
+fn after_power_loss_amid_writers_every_acknowledged_message_is_there_once_in_order() {
+    for seed in 1..=12 {
+        let scratch = Scratch::new();
+        let sim = Arc::new(SimDisk::slow(Duration::from_micros(200)));
+        let acked: Vec<AtomicU64> = (0..8).map(|_| AtomicU64::new(0)).collect();
+        {
+            // Small segments and a small journal: segments are made and laps end meanwhile.
+            let (store, _) = open(&scratch.0, sim.clone(), 2048);
+            std::thread::scope(|scope| {
+                for (node, acked) in (10..).zip(&acked) {
+                    let store = &store;
+                    scope.spawn(move || write_synced(store, node, u64::MAX, acked));
+                }
+                let total = || acked.iter().map(|a| a.load(Ordering::SeqCst)).sum::<u64>();
+                let deadline = std::time::Instant::now() + Duration::from_secs(30);
+                while total() < 400 + 100 * seed {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "seed {seed}: writers stalled at {}",
+                        total()
+                    );
+                    std::thread::yield_now();
+                }
+                sim.power_loss_reordered(seed);
+            });
+        }
+        let (store, report) = open(&scratch.0, Arc::new(Os), 2048);
+        for (node, acked) in (10..).zip(&acked) {
+            let log =
+                store.log(LogId { node, order: false }, Placement::Disk, SyncPolicy::Never).expect("log");
+            let acked = acked.load(Ordering::SeqCst);
+            assert!(
+                log.next_seq() >= acked,
+                "seed {seed}: log {node} has {} of {acked}: {report}",
+                log.next_seq()
+            );
+            check(&*log, 0, log.next_seq());
+        }
+    }
+}
+
+#[test]
+fn a_hole_the_journal_covers_is_filled_from_it_not_taken_for_damage() {
+    let scratch = Scratch::new();
+    {
+        let (store, _) = open(&scratch.0, Arc::new(Os), 1 << 20);
+        let mut log = log(&store, SyncPolicy::Always);
+        for seq in 0..20 {
+            append(&mut *log, seq);
+            sync(&*log).expect("synced");
+        }
+    }
+    // A page of the segment never written back, a later one written.
+    let file = &segment_files(&scratch.0)[0];
+    let mut bytes = std::fs::read(file).expect("segment");
+    let fifth =
+        FILE_HEADER as usize + (0..5).map(|s| RECORD_HEADER as usize + message(s).len()).sum::<usize>();
+    bytes[fifth..fifth + 100].fill(0);
+    std::fs::write(file, &bytes).expect("hole");
+    let (store, report) = open(&scratch.0, Arc::new(Os), 1 << 20);
+    assert!(report.damaged.is_empty(), "{report}");
+    assert_eq!(report.replayed, 15, "{report}");
+    check(&*log(&store, SyncPolicy::Never), 0, 20);
+}
+
+#[test]
+fn a_log_removed_and_made_again_is_not_given_its_old_records() {
+    let scratch = Scratch::new();
+    let sim = Arc::new(SimDisk::default());
+    {
+        let (store, _) = open(&scratch.0, sim.clone(), 1 << 20);
+        let mut old = log(&store, SyncPolicy::Always);
+        for seq in 0..10 {
+            append(&mut *old, seq);
+            sync(&*old).expect("synced");
+        }
+        drop(old);
+        store.remove_log(STREAM);
+        let mut new = log(&store, SyncPolicy::Always);
+        for seq in 0..3 {
+            append(&mut *new, seq);
+            sync(&*new).expect("synced");
+        }
+        sim.power_loss(0);
+    }
+    let (store, _) = open(&scratch.0, Arc::new(Os), 1 << 20);
+    check(&*log(&store, SyncPolicy::Never), 0, 3);
+}
+
+#[test]
+fn a_version_1_store_is_read_and_upgraded_and_a_later_one_refused() {
+    let scratch = Scratch::new();
+    {
+        let (store, _) = open(&scratch.0, Arc::new(Os), 4096);
+        let mut log = log(&store, SyncPolicy::Never);
+        (0..10).for_each(|seq| append(&mut *log, seq));
+    }
+    std::fs::write(scratch.0.join("format"), super::FORMAT_1).expect("version 1");
+    std::fs::remove_file(scratch.0.join("journal")).expect("version 1 had no journal");
+    {
+        let (store, report) = open(&scratch.0, Arc::new(Os), 4096);
+        assert_eq!(report.messages, 10);
+        check(&*log(&store, SyncPolicy::Never), 0, 10);
+    }
+    assert_eq!(std::fs::read_to_string(scratch.0.join("format")).expect("format"), super::FORMAT);
+    assert!(scratch.0.join("journal").exists());
+    std::fs::write(scratch.0.join("format"), "mqfs store\nversion 3\n").expect("a later version");
+    let error = DiskStore::open(&scratch.0).err().expect("refused");
+    assert!(error.to_string().contains("version 3"), "{error}");
 }
 
 #[test]

@@ -1,8 +1,12 @@
 //! A simulated disk for tests: files are real (what the page cache would show), but the
 //! layer remembers, per file, what was last fdatasynced, and the writes not synced since
 //! in the order they were made, so that [`SimDisk::power_loss`] can put every file back to
-//! its durable state plus a random prefix of those writes (the last one torn). It can also refuse writes (ENOSPC) and
-//! counts fdatasyncs, which take as long as it is told. Directory entries are not simulated: a created file stays.
+//! its durable state plus a random prefix of those writes (the last one torn), or
+//! ([`SimDisk::power_loss_reordered`]) a random choice of them, some torn, as the
+//! kernel's writeback in any order leaves a file. It can also refuse writes (ENOSPC) and
+//! counts fdatasyncs, which take as long as it is told. Directory entries are not
+//! simulated: a created file stays (a file made again under a tracked name is tracked
+//! afresh).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -40,6 +44,9 @@ impl Change {
 struct State {
     /// What each file touched through the layer holds on stable storage.
     durable: HashMap<PathBuf, Vec<u8>>,
+    /// The file each tracked path named (inode number and birth time: a number is reused
+    /// at once): a file made again under the name starts afresh.
+    inodes: HashMap<PathBuf, (u64, Option<std::time::SystemTime>)>,
     /// Changes not synced yet, oldest first.
     pending: Vec<(PathBuf, Change)>,
     /// Writes fail with this errno (after writing half their bytes).
@@ -89,6 +96,31 @@ impl SimDisk {
             let change = Change::Write { offset: *offset, bytes: bytes[..torn].to_vec() };
             change.apply(state.durable.get_mut(path).expect("tracked"));
         }
+        Self::restore(&state);
+    }
+
+    /// The power goes after the kernel wrote back a random choice of the writes not synced
+    /// (chosen by `seed`), in any order, some of them torn: a file may keep a later write
+    /// and lose an earlier one.
+    pub fn power_loss_reordered(&self, seed: u64) {
+        let mut state = self.state.lock();
+        state.dead = true;
+        let mut random = Random(seed | 1);
+        for (path, change) in std::mem::take(&mut state.pending) {
+            let durable = state.durable.get_mut(&path).expect("tracked");
+            match (random.below(4), change) {
+                (0, Change::Write { offset, bytes }) => {
+                    let torn = random.below(bytes.len() as u64 + 1) as usize;
+                    Change::Write { offset, bytes: bytes[..torn].to_vec() }.apply(durable);
+                }
+                (1, _) => {}
+                (_, change) => change.apply(durable),
+            }
+        }
+        Self::restore(&state);
+    }
+
+    fn restore(state: &State) {
         for (path, content) in &state.durable {
             if path.exists() {
                 std::fs::write(path, content).expect("restore a simulated file");
@@ -97,8 +129,11 @@ impl SimDisk {
     }
 
     fn track(state: &mut State, file: &File, path: &Path) -> io::Result<()> {
-        if !state.durable.contains_key(path) {
-            let mut durable = vec![0; file.metadata()?.len() as usize];
+        let metadata = file.metadata()?;
+        let inode = (std::os::unix::fs::MetadataExt::ino(&metadata), metadata.created().ok());
+        if state.inodes.insert(path.to_path_buf(), inode) != Some(inode) {
+            state.pending.retain(|(changed, _)| changed != path);
+            let mut durable = vec![0; metadata.len() as usize];
             file.read_exact_at(&mut durable, 0)?;
             state.durable.insert(path.to_path_buf(), durable);
         }
