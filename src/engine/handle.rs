@@ -9,12 +9,13 @@ use super::channel::{
     Channel, PollCallback, ReadCallback, ReadMode, ReaderId, Ticket, Wakeups, WriteCallback,
 };
 use super::config::{DataMode, Frame, GroupConfig};
+use super::dead::Graveyard;
 use super::errno::{Errno, Result};
 use super::memory::{Memory, Reservation};
 use super::stream::{Author, Group, Stream, WriteWaiter, most_cost};
 use super::synced::Join;
 use super::tree::Ino;
-use super::{OpenKind, WriteRequest};
+use super::{Delivery, OpenKind, WriteRequest};
 use crate::storage::{Bytes, Message};
 
 /// The channel an open file reads: a stream's, or a group's `order`.
@@ -44,6 +45,8 @@ impl Source {
 pub enum Handle {
     /// A stream or `order` read as a stream: each reader has its own cursor.
     Channel {
+        /// The file's inode number: a stream's dead messages go beside it.
+        ino: Ino,
         source: Source,
         /// The cursor of a handle opened for reading.
         reader: Option<ReaderId>,
@@ -76,7 +79,7 @@ pub struct CtlFile {
 impl Handle {
     /// Opens a stream or `order`; its `data static` and frame modes are the group's now,
     /// for as long as the file stays open.
-    pub fn open(source: Source, read: bool) -> (Handle, OpenKind) {
+    pub fn open(ino: Ino, source: Source, read: bool) -> (Handle, OpenKind) {
         let (config, reader) = source.with(|channel, config| {
             let reader =
                 (read && config.data != DataMode::Static).then(|| channel.open_reader(config.replay));
@@ -87,7 +90,7 @@ impl Handle {
             DataMode::Static => {
                 (Handle::Static { source, writing, resume: Mutex::default() }, OpenKind::Static)
             }
-            _ => (Handle::Channel { source, reader, writing }, OpenKind::Stream),
+            _ => (Handle::Channel { ino, source, reader, writing }, OpenKind::Stream),
         }
     }
 
@@ -185,15 +188,30 @@ impl Handle {
 
     /// At a close by thread `closer`: ends a write(2) through the file that its writer left
     /// (see `Writing::at_close`), and publishes what was written under `frame close` as one
-    /// message by `author`, unless the writer is `dying` (asked only when there is something
-    /// to publish).
+    /// message by `author`, unless the writer is `dying`. A queue's reader that is `dying`
+    /// gives its message in flight back (to the front of the line, or to the `graveyard`).
+    /// `dying` is asked only when there is something to publish or give back.
     pub fn flush(
         &self,
         closer: u64,
         author: Author,
         dying: impl FnOnce() -> bool,
         call_id: impl Fn(u64) -> Option<u64>,
+        graveyard: &Graveyard,
     ) -> Result<()> {
+        let mut dying = Some(dying);
+        let mut known = None;
+        let mut dying = move || *known.get_or_insert_with(|| dying.take().is_some_and(|dying| dying()));
+        if let Handle::Channel { ino, source: source @ Source::Stream(stream), reader: Some(reader), .. } =
+            self
+            && stream.state.lock().channel.holds(*reader)
+            && dying()
+        {
+            let (wakeups, dead) = source.with(|channel, config| channel.abandon(*reader, config));
+            drop(wakeups);
+            log::info!("a reader of stream {ino} died: its message in flight is given back");
+            graveyard.bury(*ino, dead);
+        }
         let (Handle::Channel { source: Source::Stream(stream), writing, .. }
         | Handle::Static { source: Source::Stream(stream), writing, .. }) = self
         else {
@@ -209,6 +227,15 @@ impl Handle {
                 stream.publish(Message::Owned(data), author, None, reservation).map(|_| ())
             }
         }
+    }
+
+    /// What the handle's reader last got bytes of (see `Engine::last_delivered`).
+    pub fn last_delivered(&self) -> Option<Delivery> {
+        let Handle::Channel { source, reader: Some(reader), .. } = self else { return None };
+        source.with(|channel, _| {
+            let (seq, deliveries) = channel.last_delivered(*reader)?;
+            Some(Delivery { seq, deliveries, stamp: channel.log().stamp(seq).ok().flatten() })
+        })
     }
 
     /// Calls `done` once what was committed to the handle's channel is on stable storage

@@ -61,6 +61,9 @@ pub struct StreamState {
     order_line: Vec<u8>,
 }
 
+/// What the name of a stream of dead messages ends with, after its stream's name.
+pub const DEAD_SUFFIX: &[u8] = b".dead";
+
 /// The most a message of `len` bytes can cost when published: its log's growth and its
 /// `order` line's, whatever either log holds by then.
 pub fn most_cost(len: usize) -> u64 {
@@ -88,7 +91,15 @@ impl StreamState {
         self.group = group;
         self.config = config;
         self.order_line = [name, b"\n"].concat();
+        self.follow_deliver();
         self.channel.retain(&self.config)
+    }
+
+    /// Makes the channel a queue or not, as the configuration's `deliver` says; a stream of
+    /// dead messages (`NAME.dead`) keeps the messages that fail in it.
+    pub fn follow_deliver(&mut self) {
+        let buries = !self.order_name().ends_with(DEAD_SUFFIX);
+        self.channel.set_deliver(self.config.deliver, buries);
     }
 }
 
@@ -107,7 +118,9 @@ impl Stream {
     /// A stream whose channel has history already (restored at mount).
     pub fn with_channel(group: Arc<Group>, config: GroupConfig, name: &[u8], channel: Channel) -> Arc<Self> {
         let order_line = [name, b"\n"].concat();
-        Arc::new(Stream { state: Mutex::new(StreamState { channel, config, group, order_line }) })
+        let mut state = StreamState { channel, config, group, order_line };
+        state.follow_deliver();
+        Arc::new(Stream { state: Mutex::new(state) })
     }
 
     /// Commits one message: to the stream's readers and to its group's `order`.

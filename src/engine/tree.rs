@@ -35,7 +35,7 @@ use super::config::{DataMode, GroupConfig};
 use super::errno::{Errno, Result};
 use super::memory::Memory;
 use super::presets::Presets;
-use super::stream::{Group, Stream, move_history, policy_of};
+use super::stream::{DEAD_SUFFIX, Group, Stream, move_history, policy_of};
 use crate::storage::{Log, LogId, Store};
 
 pub use saved::Changes;
@@ -590,6 +590,18 @@ impl Tree {
         let log = log_of(&*self.store, self.next_ino, false, &config)?;
         let stream = Stream::new(group, config, name, log, self.memory.clone());
         self.insert(parent, name, perm, caller, Body::Stream(stream))
+    }
+
+    /// The stream of dead messages beside stream `ino`: `NAME.dead` in its home group, made
+    /// on first use with the stream's owner and mode.
+    pub fn dead_stream(&mut self, ino: Ino) -> Result<Ino> {
+        let node = self.node(ino)?;
+        let (parent, name) = (node.home.parent, [&node.home.name[..], DEAD_SUFFIX].concat());
+        let (perm, owner) = (node.meta.perm, Caller { uid: node.meta.uid, gid: node.meta.gid });
+        match self.lookup(parent, &name) {
+            Err(Errno::ENOENT) => self.create(parent, &name, perm, owner),
+            found => found,
+        }
     }
 
     /// Whether `name` may be given to something new in `parent`.

@@ -13,6 +13,7 @@
 //! back, read, poll, cancel, close, sync, move the history to another log). Its parts: reader cursors and parking ([`readers`]), blocked writers
 //! ([`writers`]), what the log keeps and is charged for ([`retention`]).
 
+mod queue;
 mod readers;
 mod retention;
 mod writers;
@@ -27,6 +28,8 @@ pub use super::delivery::Wakeups;
 use super::errno::{Errno, Result};
 use super::memory::Memory;
 use crate::storage::{Bytes, Log, Message, Stamp, SyncCallback, memory};
+use queue::Queue;
+pub use queue::{Alarm, Dead, Stats};
 use readers::{Reader, Waiter};
 use writers::BlockedWriter;
 
@@ -90,6 +93,10 @@ pub struct Channel {
     memory: Arc<Memory>,
     /// The part of `memory` this channel's log is charged for.
     charged: u64,
+    /// Under `deliver one`: the queue (see [`queue`]); readers then have no positions.
+    queue: Option<Queue>,
+    /// Called to have in-flight messages checked in time (`ackwait`).
+    alarm: Option<Alarm>,
 }
 
 impl Channel {
@@ -108,6 +115,8 @@ impl Channel {
             next_reader: 0,
             closed: false,
             modified: SystemTime::now(),
+            queue: None,
+            alarm: None,
         };
         channel.account();
         channel
@@ -125,11 +134,14 @@ impl Channel {
         let id = self.next_reader;
         self.next_reader += 1;
         self.readers.insert(id, Reader { next, ..Reader::default() });
-        *self.positions.entry(next).or_default() += 1;
+        if self.queue.is_none() {
+            *self.positions.entry(next).or_default() += 1;
+        }
         id
     }
 
-    /// Removes a reader; what only it still needed is released.
+    /// Removes a reader; what only it still needed is released, and a queue's reader's
+    /// message is acknowledged.
     pub fn close_reader(&mut self, id: ReaderId, config: &GroupConfig) -> Wakeups {
         let mut wakeups = Wakeups::default();
         let unparked = self.park(id, |reader| {
@@ -138,7 +150,11 @@ impl Channel {
         });
         let Some(waiters) = unparked else { return wakeups };
         let reader = self.readers.remove(&id).expect("the reader was there to unpark");
-        self.leave_position(reader.next);
+        if self.queue.is_some() {
+            self.release_held(id);
+        } else {
+            self.leave_position(reader.next);
+        }
         for waiter in waiters {
             wakeups.complete_read(waiter.callback, Ok(Bytes::default()));
         }
@@ -181,6 +197,7 @@ impl Channel {
             && self.writers.is_empty()
             && self.awaited.is_empty()
             && self.log.is_empty()
+            && self.queue.is_none()
         {
             // Nobody can ever read it: counted when delivered, nothing kept.
             return Ok(Appended { seq, skipped: Some(message.len()), time: stamp.time });
@@ -203,10 +220,16 @@ impl Channel {
             self.log.skip(len);
             return Wakeups::default();
         }
+        self.serve_waiting(config)
+    }
+
+    /// Serves the readers that wait, in the order they began to wait (a queue's message goes
+    /// to the first), then retains what is still needed.
+    fn serve_waiting(&mut self, config: &GroupConfig) -> Wakeups {
         let mut wakeups = Wakeups::default();
-        // An append only ends waits: the readers that still wait stay listed, in their order.
+        // Serving only ends waits: the readers that still wait stay listed, in their order.
         let mut waiting = std::mem::take(&mut self.waiting);
-        waiting.retain(|&id| self.serve(id, config.data, &mut wakeups));
+        waiting.retain(|&id| self.serve(id, config, &mut wakeups));
         self.waiting = waiting;
         wakeups.merge(self.retain(config));
         wakeups
@@ -271,7 +294,7 @@ impl Channel {
             return (None, wakeups);
         }
         let parked = {
-            let result = self.take(id, size, mode, config.data);
+            let result = self.take(id, size, mode, config);
             self.settle_writers(&mut wakeups);
             match result {
                 Some(result) => {
@@ -332,12 +355,19 @@ impl Channel {
         while self.log.first_seq() < self.slowest() {
             self.log.pop_front();
         }
+        self.trim_queue();
         self.account();
         wakeups
     }
 
     pub fn is_closed(&self) -> bool {
         self.closed
+    }
+
+    /// The message reader `id` last got bytes of and how many times it was handed out (a
+    /// fan-out reader's: 1).
+    pub fn last_delivered(&self, id: ReaderId) -> Option<(u64, u32)> {
+        self.readers.get(&id)?.last
     }
 
     pub fn readers(&self) -> u64 {

@@ -3,7 +3,7 @@
 //! for the next append.
 
 use super::{Channel, PollCallback, ReadCallback, ReadMode, ReadResult, ReaderId, Ticket, Wakeups};
-use crate::engine::config::DataMode;
+use crate::engine::config::{DataMode, GroupConfig};
 use crate::engine::errno::{Errno, Result};
 use crate::storage::Bytes;
 
@@ -25,6 +25,8 @@ pub(super) struct Reader {
     /// Armed by the latest poll that asked to be told; the next append (or the close) tells
     /// it and drops it.
     pub(super) poller: Option<PollCallback>,
+    /// The message this reader last got bytes of, and its delivery count.
+    pub(super) last: Option<(u64, u32)>,
 }
 
 impl Reader {
@@ -58,6 +60,7 @@ impl Channel {
 
     pub(super) fn readable(&self, id: ReaderId) -> bool {
         match self.readers.get(&id) {
+            Some(_) if self.queue.is_some() => self.readable_queued(id),
             Some(reader) => self.closed || reader.next < self.log.next_seq(),
             None => true,
         }
@@ -65,13 +68,13 @@ impl Channel {
 
     /// Tells `id`'s poller and completes as many of its parked reads as there is data for;
     /// returns whether it still waits.
-    pub(super) fn serve(&mut self, id: ReaderId, data: DataMode, wakeups: &mut Wakeups) -> bool {
+    pub(super) fn serve(&mut self, id: ReaderId, config: &GroupConfig, wakeups: &mut Wakeups) -> bool {
         let Some(reader) = self.readers.get_mut(&id) else { return false };
         wakeups.notify(reader.poller.take());
         let waiters = std::mem::take(&mut reader.waiters);
         let mut still_parked = Vec::new();
         for waiter in waiters {
-            match self.take(id, waiter.size, ReadMode::Block, data) {
+            match self.take(id, waiter.size, ReadMode::Block, config) {
                 Some(result) => wakeups.complete_read(waiter.callback, result),
                 None => still_parked.push(waiter),
             }
@@ -87,8 +90,12 @@ impl Channel {
         id: ReaderId,
         size: usize,
         mode: ReadMode,
-        data: DataMode,
+        config: &GroupConfig,
     ) -> Option<ReadResult> {
+        if self.queue.is_some() {
+            return self.take_queued(id, size, mode, config);
+        }
+        let data = config.data;
         let (next, offset) = {
             let reader = &self.readers[&id];
             (reader.next, reader.offset)
@@ -105,11 +112,16 @@ impl Channel {
             // A message-mode read(2) ends with its message.
             return Some(Ok(Bytes::default()));
         }
-        let (out, next, offset) = match self.cut(next, offset, size, data) {
+        let (out, next_after, offset_after) = match self.cut(next, offset, size, data) {
             Ok(cut) => cut,
             Err(errno) => return Some(Err(errno)),
         };
-        self.move_reader(id, next, offset);
+        if !out.is_empty() {
+            // The last message of the read's bytes: the one it ends in, or the one before.
+            let last = if offset_after > 0 { next_after } else { next_after - 1 };
+            self.readers.get_mut(&id).expect("reader exists").last = Some((last, 1));
+        }
+        self.move_reader(id, next_after, offset_after);
         if !out.is_empty() || self.closed || mode == ReadMode::Continuation || size == 0 {
             Some(Ok(out))
         } else if mode == ReadMode::NonBlock {

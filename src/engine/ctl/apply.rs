@@ -106,6 +106,7 @@ impl Engine {
         for (ino, stream) in tree.streams(group)? {
             let mut state = stream.state.lock();
             let old = std::mem::replace(&mut state.config, config);
+            state.follow_deliver();
             let id = LogId { node: ino, order: false };
             wakeups.merge(Self::reconfigure(tree, &mut state.channel, id, &old, &config, clear));
         }

@@ -250,6 +250,7 @@ mod ctl;
 mod links;
 mod modes;
 mod order;
+mod queues;
 mod reading;
 mod removal;
 mod retention;
