@@ -1,0 +1,138 @@
+//! Work queues on real mounts (docs/semantics.md, "Work queues"): competing `cat`s each get
+//! distinct jobs, none lost; a shell worker killed mid-job has its job redelivered, once; a
+//! stopped worker's job goes to another after `ackwait`; a poison message stops circulating
+//! after `maxdeliver` and waits in `jobs.dead`; a disk store's queue survives a remount.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{Mount, Proc, TempDir, blocked_in_syscall, run_ok, sh, wait_until};
+
+/// Liveness deadline for things that should happen promptly (not a contract bound).
+const T: Duration = Duration::from_secs(20);
+
+/// A mount whose group `q` is a queue with `settings`, and its stream `jobs`.
+fn queue_mount(settings: &str) -> Mount {
+    let m = Mount::new();
+    run_ok(&format!("mkdir q && printf 'deliver one\\n{settings}' > q/ctl && touch q/jobs"), &m.path);
+    m
+}
+
+/// Writes each job as one message.
+fn publish(m: &Mount, jobs: &[String]) {
+    let script: String = jobs.iter().map(|job| format!("echo '{job}' >> q/jobs\n")).collect();
+    run_ok(&script, &m.path);
+}
+
+fn output_lines(p: &Proc) -> Vec<String> {
+    String::from_utf8_lossy(&p.output()).lines().map(str::to_string).collect()
+}
+
+/// A shell worker: `while read` over the queue, `body` run per job (`$j`).
+fn worker(dir: &Path, body: &str) -> Proc {
+    sh(&format!("while read j; do echo \"start $j\"; {body} echo \"done $j\"; done < q/jobs"), dir)
+}
+
+#[test]
+fn competing_cats_each_get_distinct_jobs_and_none_is_lost() {
+    let m = queue_mount("");
+    let cats: Vec<Proc> =
+        (0..3).map(|_| Proc::spawn(Command::new("cat").arg(m.join("q/jobs")).current_dir(&m.path))).collect();
+    wait_until("three cats blocked in read", T, || {
+        cats.iter().all(|cat| blocked_in_syscall(cat.pid(), libc::SYS_read))
+    });
+    let jobs: Vec<String> = (1..=30).map(|i| format!("job {i}")).collect();
+    publish(&m, &jobs);
+    wait_until("all 30 jobs printed", T, || {
+        cats.iter().map(|cat| output_lines(cat).len()).sum::<usize>() >= 30
+    });
+    let printed: Vec<Vec<String>> = cats.iter().map(output_lines).collect();
+    let all: Vec<&String> = printed.iter().flatten().collect();
+    assert_eq!(all.len(), 30, "each job exactly once: {printed:?}");
+    assert_eq!(
+        all.iter().map(|s| s.as_str()).collect::<BTreeSet<_>>(),
+        jobs.iter().map(String::as_str).collect()
+    );
+    assert!(printed.iter().all(|got| !got.is_empty()), "spread across the ready readers: {printed:?}");
+    for got in &printed {
+        let numbers: Vec<u32> = got.iter().map(|job| job[4..].parse().unwrap()).collect();
+        assert!(numbers.windows(2).all(|w| w[0] < w[1]), "commit order per reader: {got:?}");
+    }
+}
+
+#[test]
+fn a_worker_killed_mid_job_has_its_job_redelivered_once() {
+    let m = queue_mount("");
+    publish(&m, &["job1".into(), "job2".into(), "job3".into()]);
+    let mut first = worker(&m.path, "[ \"$j\" = job2 ] && sleep 1000;");
+    first.wait_output_contains(b"start job2\n", T);
+    first.signal_group(libc::SIGKILL);
+    first.wait_exit(T).expect("the worker died");
+    assert_eq!(output_lines(&first), ["start job1", "done job1", "start job2"]);
+    let second = worker(&m.path, "");
+    second.wait_output_contains(b"done job3\n", T);
+    assert_eq!(output_lines(&second), ["start job2", "done job2", "start job3", "done job3"]);
+}
+
+#[test]
+fn ackwait_gives_a_stopped_workers_job_to_another() {
+    let m = queue_mount("ackwait 300ms\n");
+    publish(&m, &["slow".into()]);
+    // It stops itself holding the job, as a worker wedged mid-job.
+    let mut stopped = worker(&m.path, "kill -STOP $$;");
+    stopped.wait_output_contains(b"start slow\n", T);
+    wait_until("the worker stopped", T, || stopped.state() == Some('T'));
+    let other = Proc::spawn(Command::new("cat").arg(m.join("q/jobs")));
+    other.wait_output_contains(b"slow\n", T);
+    // Resumed, it finishes and acknowledges late; nobody gets the job a third time.
+    stopped.signal(libc::SIGCONT);
+    stopped.wait_output_contains(b"done slow\n", T);
+    publish(&m, &["next".into()]);
+    wait_until("next printed by one of them", T, || {
+        other.output_contains(b"next\n") || stopped.output_contains(b"start next\n")
+    });
+    let (cat, worker) =
+        (String::from_utf8_lossy(&other.output()).into_owned(), output_lines(&stopped).join("\n"));
+    assert_eq!((cat.matches("slow").count(), worker.matches("start slow").count()), (1, 1));
+    assert_eq!(cat.matches("next").count() + worker.matches("start next").count(), 1, "{cat:?} {worker:?}");
+}
+
+#[test]
+fn a_poison_message_moves_to_the_dead_stream_after_maxdeliver_deliveries() {
+    let m = queue_mount("maxdeliver 2\n");
+    run_ok("chmod 640 q/jobs", &m.path);
+    publish(&m, &["poison".into(), "fine".into()]);
+    for _ in 0..2 {
+        // Each worker crashes on the job it gets.
+        let out = run_ok("sh -c 'read j; echo \"$j\"; kill -9 $$' < q/jobs || true", &m.path);
+        assert_eq!(out, "poison\n");
+    }
+    let mode = fs::metadata(m.join("q/jobs.dead")).expect("q/jobs.dead made").permissions();
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777, 0o640);
+    assert_eq!(run_ok("head -n1 q/jobs", &m.path), "fine\n");
+    assert_eq!(run_ok("head -n1 q/jobs.dead", &m.path), "poison\n");
+}
+
+#[test]
+fn a_disk_queue_keeps_what_is_not_acknowledged_across_a_remount() {
+    let store = TempDir::new();
+    {
+        let m = Mount::on_store(&store.path, "");
+        run_ok("mkdir q && echo 'deliver one' > q/ctl", &m.path);
+        publish(&m, &["job1".into(), "job2".into(), "job3".into()]);
+        // job1 done and acknowledged; job2 in flight with a worker stopped when the mount ends.
+        let mut stopped = worker(&m.path, "[ \"$j\" = job2 ] && kill -STOP $$;");
+        stopped.wait_output_contains(b"start job2\n", T);
+        wait_until("the worker stopped", T, || stopped.state() == Some('T'));
+        drop(stopped);
+    }
+    let m = Mount::on_store(&store.path, "");
+    let cat = Proc::spawn(Command::new("cat").arg(m.join("q/jobs")));
+    cat.wait_output_contains(b"job3\n", T);
+    assert_eq!(String::from_utf8_lossy(&cat.output()), "job2\njob3\n", "job1 was acknowledged");
+}
