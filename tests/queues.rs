@@ -136,3 +136,63 @@ fn a_disk_queue_keeps_what_is_not_acknowledged_across_a_remount() {
     cat.wait_output_contains(b"job3\n", T);
     assert_eq!(String::from_utf8_lossy(&cat.output()), "job2\njob3\n", "job1 was acknowledged");
 }
+
+/// A mount whose group `svc` is a queue with stream `time`, served by `servers` shell
+/// servers answering each request `R` with `reply to R` (after `body`).
+fn service(servers: usize, body: &str) -> (Mount, Vec<Proc>) {
+    let m = Mount::new();
+    run_ok("mkdir svc && echo 'deliver one' > svc/ctl && touch svc/time", &m.path);
+    let script = format!(
+        "exec 3<>svc/time; while read -r req <&3; do echo \"got $req\"; {body} echo \"reply to $req\" >&3 && echo \"sent $req\"; done"
+    );
+    let servers = (0..servers).map(|_| sh(&script, &m.path)).collect();
+    (m, servers)
+}
+
+/// One client: a request on a read-write descriptor, then its reply.
+fn call(request: &str) -> String {
+    format!("exec 3<>svc/time; echo '{request}' >&3; head -n1 <&3")
+}
+
+#[test]
+fn twenty_clients_of_four_servers_each_get_their_own_reply() {
+    let (m, servers) = service(4, "");
+    let clients: String =
+        (1..=20).map(|i| format!("(echo \"$({}) for {i}\") &\n", call(&format!("req {i}")))).collect();
+    let out = run_ok(&format!("{clients}wait"), &m.path);
+    let mut got: Vec<&str> = out.lines().collect();
+    got.sort_unstable();
+    let mut want: Vec<String> = (1..=20).map(|i| format!("reply to req {i} for {i}")).collect();
+    want.sort_unstable();
+    assert_eq!(got, want);
+    let served: usize =
+        servers.iter().map(|s| String::from_utf8_lossy(&s.output()).matches("sent ").count()).sum();
+    assert_eq!(served, 20, "each request served once");
+    assert_eq!(fs::metadata(m.join("svc/time")).unwrap().len(), 0, "replies are not in the stream");
+}
+
+#[test]
+fn a_client_that_closes_first_has_its_reply_dropped_and_the_server_goes_on() {
+    let (m, servers) = service(1, "");
+    run_ok("exec 3<>svc/time; echo 'bye' >&3; exec 3>&-", &m.path);
+    servers[0].wait_output_contains(b"sent bye\n", T);
+    assert_eq!(run_ok(&call("hello"), &m.path), "reply to hello\n", "nothing else reaches the next client");
+    assert!(
+        servers[0].stderr_output().is_empty(),
+        "{:?}",
+        String::from_utf8_lossy(&servers[0].stderr_output())
+    );
+}
+
+#[test]
+fn a_server_killed_mid_request_has_the_request_answered_by_another() {
+    let (m, mut servers) = service(1, "case $req in slow) sleep 1000;; esac;");
+    let client = sh(&call("slow"), &m.path);
+    servers[0].wait_output_contains(b"got slow\n", T);
+    let replacement =
+        sh("exec 3<>svc/time; while read -r req <&3; do echo \"reply to $req\" >&3; done", &m.path);
+    servers[0].signal_group(libc::SIGKILL);
+    servers[0].wait_exit(T).expect("the server died");
+    client.wait_output_contains(b"reply to slow\n", T);
+    drop(replacement);
+}

@@ -44,8 +44,12 @@ impl Graveyard {
             }
         };
         for Dead { message, stamp } in dead {
-            let author =
-                stamp.map_or_else(Author::default, |s| Author { pid: s.pid, uid: s.uid, gid: s.gid });
+            let author = stamp.map_or_else(Author::default, |s| Author {
+                pid: s.pid,
+                uid: s.uid,
+                gid: s.gid,
+                reader: None,
+            });
             if let Err(errno) = stream.publish(Message::Borrowed(&message), author, None, None) {
                 log::error!("stream {ino}: a dead message of {} bytes lost: {errno}", message.len());
             }

@@ -170,8 +170,16 @@ impl Handle {
         };
         let nonblock = waiter.nonblock;
         let would_wait = || stream.state.lock().would_wait(nonblock);
-        let author = Author { pid: request.pid, uid: request.uid, gid: request.gid };
+        let reader = match self {
+            Handle::Channel { reader, .. } => *reader,
+            _ => None,
+        };
+        let author = Author { pid: request.pid, uid: request.uid, gid: request.gid, reader };
         match writing.take(request, size_of_call, call_id, would_wait, max_message, memory) {
+            Ok(Step::Message(message, _)) if reader.is_some_and(|reader| stream.reply(reader, &message)) => {
+                (waiter.callback)(Ok(()));
+                None
+            }
             Ok(Step::Message(message, reservation)) => {
                 stream.publish(message, author, Some(waiter), reservation).unwrap_or(None)
             }

@@ -448,7 +448,7 @@ impl Engine {
         dying: impl FnOnce() -> bool,
         call_id: impl Fn(u64) -> Option<u64>,
     ) -> Result<()> {
-        let author = Author { pid: closer as u32, uid: caller.uid, gid: caller.gid };
+        let author = Author { pid: closer as u32, uid: caller.uid, gid: caller.gid, reader: None };
         self.handle(fh)?.flush(closer, author, dying, call_id, &self.graveyard)
     }
 

@@ -14,7 +14,7 @@ use std::time::SystemTime;
 
 use parking_lot::Mutex;
 
-use super::channel::{Channel, Ticket, Wakeups, WriteCallback};
+use super::channel::{Channel, ReaderId, Ticket, Wakeups, WriteCallback};
 use super::config::{GroupConfig, WriteMode};
 use super::errno::{Errno, Result};
 use super::memory::{Memory, Reservation};
@@ -215,6 +215,9 @@ impl Stream {
             };
             // Committed: from here on nothing fails.
             let seq = appended.seq;
+            if let Some(reader) = author.reader {
+                state.channel.remember_origin(seq, reader);
+            }
             if awaited {
                 state.channel.await_delivery(seq);
             }
@@ -242,6 +245,17 @@ impl Stream {
             wakeups.merge(group_state.order.deliver(ordered, &order_config));
             return Ok(blocked.filter(|&ticket| state.channel.is_blocked(ticket)));
         }
+    }
+
+    /// Takes `message`, written through the descriptor of `reader`, if it is a reply (see
+    /// `Channel::reply`): then it is delivered or dropped, and true is returned.
+    pub fn reply(&self, reader: ReaderId, message: &Message<'_>) -> bool {
+        let mut state = self.state.lock();
+        let config = state.config;
+        let Some(wakeups) = state.channel.reply(reader, message.as_slice(), &config) else { return false };
+        drop(state);
+        drop(wakeups);
+        true
     }
 
     /// Calls `done` once everything committed to the stream and its group's `order` is on
@@ -295,12 +309,15 @@ pub fn policy_of(id: LogId, sync: SyncPolicy) -> SyncPolicy {
     }
 }
 
-/// Who wrote a message: what its stamp records besides when and where.
+/// Who wrote a message: what its stamp records besides when and where, and the reader of
+/// the descriptor it was written through, if that reads the stream too (opened read-write:
+/// in a queue, a request's reply goes back to it).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Author {
     pub pid: u32,
     pub uid: u32,
     pub gid: u32,
+    pub reader: Option<ReaderId>,
 }
 
 /// A write that may have to wait for its message to be received.

@@ -15,6 +15,7 @@
 
 mod queue;
 mod readers;
+mod replies;
 mod retention;
 mod writers;
 

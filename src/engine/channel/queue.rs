@@ -16,6 +16,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::replies::Client;
 use super::{Channel, ReadMode, ReadResult, ReaderId, Wakeups};
 use crate::engine::config::{Deliver, GroupConfig};
 use crate::engine::errno::Errno;
@@ -59,6 +60,10 @@ pub(super) struct Queue {
     pub(super) front: u64,
     /// The message each reader's reads return bytes of, and how much of it they returned.
     held: HashMap<ReaderId, Held>,
+    /// The reader whose descriptor wrote each request not yet acknowledged (see `replies`).
+    pub(super) origins: HashMap<u64, ReaderId>,
+    /// The reply side of each read-write descriptor that wrote requests.
+    pub(super) clients: HashMap<ReaderId, Client>,
     redelivered: u64,
     dead: u64,
     /// Whether a message that failed `maxdeliver` deliveries moves on (not in a stream of
@@ -90,6 +95,8 @@ impl Queue {
             acked: BTreeSet::new(),
             front: start,
             held: HashMap::new(),
+            origins: HashMap::new(),
+            clients: HashMap::new(),
             redelivered: 0,
             dead: 0,
             buries,
@@ -119,6 +126,7 @@ impl Queue {
             return;
         }
         self.in_flight.remove(&seq);
+        self.origins.remove(&seq);
         self.line.retain(|&(s, _)| s != seq);
         while self.acked.remove(&self.front) {
             self.front += 1;
@@ -135,12 +143,18 @@ impl Queue {
         None
     }
 
+    /// The message reader `id` reads.
+    pub(super) fn held_seq(&self, id: ReaderId) -> Option<u64> {
+        self.held.get(&id).map(|held| held.seq)
+    }
+
     /// Messages before `first` were dropped (depth, clear, removal).
     fn dropped_before(&mut self, first: u64) {
         self.next = self.next.max(first);
         self.front = self.front.max(first);
         self.line.retain(|&(seq, _)| seq >= first);
         self.in_flight.retain(|&seq, _| seq >= first);
+        self.origins.retain(|&seq, _| seq >= first);
         self.acked = self.acked.split_off(&first);
         while self.acked.remove(&self.front) {
             self.front += 1;
@@ -197,6 +211,9 @@ impl Channel {
         mode: ReadMode,
         config: &GroupConfig,
     ) -> Option<ReadResult> {
+        if size == 0 {
+            return Some(Ok(Bytes::default()));
+        }
         let queue = self.queue.as_mut().expect("a queue");
         if let Some(held) = queue.held.get(&id).copied() {
             let message = match self.log.get(held.seq) {
@@ -226,15 +243,19 @@ impl Channel {
                 }
             }
         }
-        if mode == ReadMode::Continuation || size == 0 {
+        let nothing = |closed: bool| match mode {
+            _ if closed => Some(Ok(Bytes::default())),
+            ReadMode::NonBlock => Some(Err(Errno::EAGAIN)),
+            _ => None,
+        };
+        if let Some(client) = queue.clients.get_mut(&id).filter(|client| client.reads_replies()) {
+            return client.take(size, mode).or_else(|| nothing(self.closed));
+        }
+        if mode == ReadMode::Continuation {
             return Some(Ok(Bytes::default()));
         }
         let Some((seq, before)) = queue.pick(self.log.first_seq(), self.log.next_seq()) else {
-            return match mode {
-                _ if self.closed => Some(Ok(Bytes::default())),
-                ReadMode::NonBlock => Some(Err(Errno::EAGAIN)),
-                _ => None,
-            };
+            return nothing(self.closed);
         };
         let message = match self.log.get(seq) {
             Ok(Some(message)) => message,
@@ -264,6 +285,9 @@ impl Channel {
     /// Whether a queue's reader `id` would read at once.
     pub(super) fn readable_queued(&self, id: ReaderId) -> bool {
         let queue = self.queue.as_ref().expect("a queue");
+        if let Some(client) = queue.clients.get(&id).filter(|client| client.reads_replies()) {
+            return client.has_reply() || self.closed;
+        }
         let unread = queue.held.get(&id).is_some_and(|held| {
             self.log.get(held.seq).ok().flatten().is_none_or(|message| held.offset < message.len())
         });
@@ -274,11 +298,11 @@ impl Channel {
     }
 
     /// A queue's reader closes: its message is acknowledged (a close by a process that was
-    /// not killed; one that was is `abandon`ed first, at its FLUSH).
+    /// not killed; one that was is `abandon`ed first, at its FLUSH), its replies dropped.
     pub(super) fn release_held(&mut self, id: ReaderId) {
-        if let Some(queue) = &mut self.queue
-            && let Some(held) = queue.held.remove(&id)
-        {
+        let Some(queue) = &mut self.queue else { return };
+        queue.clients.remove(&id);
+        if let Some(held) = queue.held.remove(&id) {
             queue.acknowledge(held.seq);
         }
     }

@@ -132,3 +132,63 @@ fn a_queue_keeps_messages_for_a_later_reader_and_fan_out_readers_count_one_deliv
     assert_eq!((delivery.seq, delivery.deliveries), (1, 1));
     assert_eq!(e.stream_stats(q).unwrap(), Stats { readers: 1, backlog: 1, ..Stats::default() });
 }
+
+fn open_rw(e: &Engine, ino: Ino) -> u64 {
+    e.open(ino, true, true, OWNER).expect("open read-write").0
+}
+
+#[test]
+fn a_reply_goes_to_the_requesting_descriptor_alone() {
+    let e = engine();
+    let (_, svc) = queue_group(&e, "");
+    let (client, other, server) = (open_rw(&e, svc), open_rw(&e, svc), open_rw(&e, svc));
+    assert_eq!(write(&e, client, b"now?"), Ok(4));
+    assert_eq!(write(&e, other, b"date?"), Ok(5));
+    // The clients read replies now: nothing yet, and not each other's requests.
+    expect_errno(&e, client, Errno::EAGAIN);
+    let (waiting, _) = start_read(&e, other, 100, ReadMode::Block);
+    expect_read(&e, server, 100, b"now?");
+    assert_eq!(write(&e, server, b"12:00"), Ok(5));
+    expect_read(&e, server, 100, b"date?");
+    assert_eq!(write(&e, server, b"1 Dec"), Ok(5));
+    assert_eq!(taken(&waiting), Some(Ok(b"1 Dec".to_vec())));
+    expect_read(&e, client, 2, b"12");
+    expect_read(&e, client, 100, b":00");
+    assert_eq!(size(&e, svc), 5, "date? in flight (now? acknowledged): the replies are not in the log");
+    // Its reply read, the client reads requests again: none left (the server took both).
+    expect_errno(&e, client, Errno::EAGAIN);
+    assert_eq!(e.stream_stats(svc).unwrap().in_flight, 1, "date? until the server's next read");
+}
+
+#[test]
+fn a_reply_to_a_closed_requester_is_dropped_and_the_write_succeeds() {
+    let e = engine();
+    let (_, svc) = queue_group(&e, "");
+    let (client, server) = (open_rw(&e, svc), open_rw(&e, svc));
+    assert_eq!(write(&e, client, b"ping"), Ok(4));
+    e.release(client);
+    expect_read(&e, server, 100, b"ping");
+    assert_eq!(write(&e, server, b"pong"), Ok(4));
+    let late = open_rw(&e, svc);
+    expect_errno(&e, late, Errno::EAGAIN);
+    // A write-only requester gets no reply: the server's write is a new message.
+    let writer = open_writer(&e, svc);
+    assert_eq!(write(&e, writer, b"anon"), Ok(4));
+    expect_read(&e, server, 100, b"anon");
+    assert_eq!(write(&e, server, b"answer"), Ok(6));
+    expect_read(&e, late, 100, b"answer");
+}
+
+#[test]
+fn a_request_whose_server_dies_is_answered_by_another() {
+    let e = engine();
+    let (_, svc) = queue_group(&e, "");
+    let (client, dying, server) = (open_rw(&e, svc), open_rw(&e, svc), open_rw(&e, svc));
+    assert_eq!(write(&e, client, b"job"), Ok(3));
+    expect_read(&e, dying, 100, b"job");
+    assert_eq!(e.flush(dying, CLOSER, OWNER, || true, |_| None), Ok(()));
+    e.release(dying);
+    expect_read(&e, server, 100, b"job");
+    assert_eq!(write(&e, server, b"done"), Ok(4));
+    expect_read(&e, client, 100, b"done");
+}
