@@ -196,3 +196,32 @@ fn a_server_killed_mid_request_has_the_request_answered_by_another() {
     client.wait_output_contains(b"reply to slow\n", T);
     drop(replacement);
 }
+
+#[test]
+fn a_disk_queue_never_redelivers_a_job_acknowledged_out_of_order_after_a_remount() {
+    let store = TempDir::new();
+    {
+        let m = Mount::on_store(&store.path, "");
+        run_ok("mkdir q && echo 'deliver one' > q/ctl", &m.path);
+        publish(&m, &["job1".into(), "job2".into(), "job3".into()]);
+        // job1 in flight with a stopped worker while job2 is done and acknowledged.
+        let mut stopped = worker(&m.path, "kill -STOP $$;");
+        stopped.wait_output_contains(b"start job1\n", T);
+        wait_until("the worker stopped", T, || stopped.state() == Some('T'));
+        assert_eq!(run_ok("head -n1 q/jobs", &m.path), "job2\n");
+        drop(stopped);
+    }
+    assert!(
+        store
+            .path
+            .join("logs")
+            .read_dir()
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().ends_with(".acks"))
+    );
+    let m = Mount::on_store(&store.path, "");
+    let cat = Proc::spawn(Command::new("cat").arg(m.join("q/jobs")));
+    cat.wait_output_contains(b"job3\n", T);
+    assert_eq!(String::from_utf8_lossy(&cat.output()), "job1\njob3\n", "job2 was acknowledged");
+}

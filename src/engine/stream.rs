@@ -15,13 +15,13 @@ use std::time::SystemTime;
 use parking_lot::Mutex;
 
 use super::channel::{Channel, ReaderId, Ticket, Wakeups, WriteCallback};
-use super::config::{GroupConfig, WriteMode};
+use super::config::{Deliver, GroupConfig, WriteMode};
 use super::errno::{Errno, Result};
 use super::memory::{Memory, Reservation};
 use super::synced::Join;
 use super::tree::NAME_MAX;
 use crate::storage::memory::MemoryLog;
-use crate::storage::{Log, LogId, Message, Placement, Stamp, Store, SyncPolicy};
+use crate::storage::{Log, LogId, LogKind, Message, Placement, Stamp, Store, SyncPolicy};
 
 pub struct Group {
     pub state: Mutex<GroupState>,
@@ -93,6 +93,29 @@ impl StreamState {
         self.order_line = [name, b"\n"].concat();
         self.follow_deliver();
         self.channel.retain(&self.config)
+    }
+
+    /// Keeps stream `ino`'s acknowledgements where its configuration says: in an ack log of
+    /// `store` for a `deliver one` stream kept on disk (the one kept before a remount, if
+    /// any), else in memory only (an ack log it had is removed).
+    pub fn place_acks(&mut self, store: &dyn Store, ino: u64) {
+        let id = LogId { node: ino, kind: LogKind::Acks };
+        let wanted = self.config.deliver == Deliver::One && self.config.store == Placement::Disk;
+        let policy = policy_of(id, self.config.sync);
+        match (wanted, self.channel.ack_log_mut()) {
+            (true, Some(log)) => log.set_policy(policy),
+            (true, None) => match store.log(id, Placement::Disk, policy) {
+                Ok(log) => self.channel.keep_acks(log),
+                Err(errno) => {
+                    log::warn!("stream {ino}: no ack log ({errno}): acknowledgements kept in memory")
+                }
+            },
+            (false, Some(_)) => {
+                drop(self.channel.drop_acks());
+                store.remove_log(id);
+            }
+            (false, None) => {}
+        }
     }
 
     /// Makes the channel a queue or not, as the configuration's `deliver` says; a stream of
@@ -299,12 +322,13 @@ pub fn move_history(
 pub const ORDER_SYNC: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// When log `id` syncs on its own under its group's `sync`: as it says, but a `sync always`
-/// group's `order` within [`ORDER_SYNC`]. A write waits for its stream's log alone: its
+/// group's `order` and ack logs within [`ORDER_SYNC`] (nothing waits for an ack's sync: a
+/// power loss at worst delivers a message again). A write waits for its stream's log alone: its
 /// record carries its number in the group, from which recovery rebuilds the `order` lines a
 /// power loss took (`recovery.rs`), so a write pays one fdatasync, not two.
 pub fn policy_of(id: LogId, sync: SyncPolicy) -> SyncPolicy {
     match sync {
-        SyncPolicy::Always if id.order => SyncPolicy::Interval(ORDER_SYNC),
+        SyncPolicy::Always if id.kind != LogKind::Stream => SyncPolicy::Interval(ORDER_SYNC),
         sync => sync,
     }
 }

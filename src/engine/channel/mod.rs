@@ -13,6 +13,7 @@
 //! back, read, poll, cancel, close, sync, move the history to another log). Its parts: reader cursors and parking ([`readers`]), blocked writers
 //! ([`writers`]), what the log keeps and is charged for ([`retention`]).
 
+mod acks;
 mod queue;
 mod readers;
 mod replies;
@@ -28,6 +29,7 @@ use super::config::{GroupConfig, Replay};
 pub use super::delivery::Wakeups;
 use super::errno::{Errno, Result};
 use super::memory::Memory;
+use super::synced::Join;
 use crate::storage::{Bytes, Log, Message, Stamp, SyncCallback, memory};
 use queue::Queue;
 pub use queue::{Alarm, Dead, Stats};
@@ -98,6 +100,9 @@ pub struct Channel {
     queue: Option<Queue>,
     /// Called to have in-flight messages checked in time (`ackwait`).
     alarm: Option<Alarm>,
+    /// Under `deliver one` on disk: where acknowledgements out of order are kept (see
+    /// [`acks`]).
+    acks: Option<Box<dyn Log>>,
 }
 
 impl Channel {
@@ -118,6 +123,7 @@ impl Channel {
             modified: SystemTime::now(),
             queue: None,
             alarm: None,
+            acks: None,
         };
         channel.account();
         channel
@@ -416,9 +422,14 @@ impl Channel {
         Some(self.log.stamp(seq).ok()??.time)
     }
 
-    /// The mount ends: see `Log::close`.
+    /// The mount ends: see `Log::close` (of the ack log too).
     pub fn close_log(&mut self, done: SyncCallback) {
-        self.log.close(done);
+        let join = Join::new(done);
+        self.log.close(join.part());
+        if let Some(acks) = &mut self.acks {
+            acks.close(join.part());
+        }
+        join.done()(Ok(()));
     }
 
     /// The log itself, to look at (recovery).

@@ -112,7 +112,11 @@ impl Queue {
                 return Some((seq, deliveries));
             }
         }
-        self.next = self.next.max(first);
+        // Past messages acknowledged before a remount, never handed out since.
+        self.next = self.next.max(first).max(self.front);
+        while self.acked.contains(&self.next) {
+            self.next += 1;
+        }
         (self.next < end).then(|| {
             self.next += 1;
             (self.next - 1, 0)
@@ -120,17 +124,36 @@ impl Queue {
     }
 
     /// Message `seq` was acknowledged (or moved on), by whichever reader: it is in flight,
-    /// in line or held no more.
-    fn acknowledge(&mut self, seq: u64) {
+    /// in line or held no more. False if it was already, or was never handed out.
+    pub(super) fn acknowledge(&mut self, seq: u64) -> bool {
         if seq < self.front || seq >= self.next || !self.acked.insert(seq) {
-            return;
+            return false;
         }
         self.in_flight.remove(&seq);
         self.origins.remove(&seq);
         self.line.retain(|&(s, _)| s != seq);
+        self.advance();
+        true
+    }
+
+    /// Moves the front over the messages acknowledged.
+    fn advance(&mut self) {
         while self.acked.remove(&self.front) {
             self.front += 1;
         }
+    }
+
+    /// Message `seq` was acknowledged before a remount (its ack log says so).
+    pub(super) fn restore_ack(&mut self, seq: u64) {
+        if seq >= self.front {
+            self.acked.insert(seq);
+            self.advance();
+        }
+    }
+
+    /// The acknowledgements out of order: those after the front.
+    pub(super) fn acked(&self) -> impl Iterator<Item = u64> + '_ {
+        self.acked.iter().copied()
     }
 
     /// Delivery of `seq` failed: first in line again, or None if it is to move on (dead).
@@ -156,9 +179,7 @@ impl Queue {
         self.in_flight.retain(|&seq, _| seq >= first);
         self.origins.retain(|&seq, _| seq >= first);
         self.acked = self.acked.split_off(&first);
-        while self.acked.remove(&self.front) {
-            self.front += 1;
-        }
+        self.advance();
     }
 }
 
@@ -239,10 +260,11 @@ impl Channel {
                 // Read whole, and this read starts after: acknowledged.
                 Some(_) => {
                     queue.held.remove(&id);
-                    queue.acknowledge(held.seq);
+                    self.ack(held.seq);
                 }
             }
         }
+        let queue = self.queue.as_mut().expect("a queue");
         let nothing = |closed: bool| match mode {
             _ if closed => Some(Ok(Bytes::default())),
             ReadMode::NonBlock => Some(Err(Errno::EAGAIN)),
@@ -303,7 +325,7 @@ impl Channel {
         let Some(queue) = &mut self.queue else { return };
         queue.clients.remove(&id);
         if let Some(held) = queue.held.remove(&id) {
-            queue.acknowledge(held.seq);
+            self.ack(held.seq);
         }
     }
 
@@ -371,9 +393,8 @@ impl Channel {
                 Ok(None) => {}
                 Err(errno) => log::error!("a dead message could not be read back ({errno}): it is lost"),
             }
-            let queue = self.queue.as_mut().expect("a queue");
-            queue.acknowledge(seq);
-            queue.dead += 1;
+            self.ack(seq);
+            self.queue.as_mut().expect("a queue").dead += 1;
         }
         dead
     }
@@ -392,6 +413,7 @@ impl Channel {
         let first = self.log.first_seq();
         if let Some(queue) = &mut self.queue {
             queue.dropped_before(first);
+            self.compact_acks();
         }
     }
 
@@ -407,7 +429,9 @@ impl Channel {
         match &self.queue {
             Some(queue) => Stats {
                 readers: self.readers(),
-                backlog: queue.line.len() as u64 + end - queue.next.max(first),
+                backlog: queue.line.len() as u64 + end
+                    - queue.next.max(first).min(end)
+                    - queue.acked.range(queue.next..).count() as u64,
                 in_flight: queue.in_flight.len() as u64,
                 redelivered: queue.redelivered,
                 dead: queue.dead,
@@ -429,8 +453,8 @@ mod tests {
     use super::*;
     use crate::engine::config::Depth;
     use crate::engine::memory::Memory;
-    use crate::storage::Message;
     use crate::storage::memory::MemoryLog;
+    use crate::storage::{Log, Message};
 
     fn queue_config() -> GroupConfig {
         GroupConfig { deliver: Deliver::One, ..GroupConfig::default() }
@@ -658,5 +682,51 @@ mod tests {
             "from the oldest not acknowledged"
         );
         assert_eq!(read(&mut channel, id, 100, &config).as_deref(), Ok("c"));
+    }
+
+    /// The message numbers an ack log holds.
+    fn entries(log: &dyn Log) -> Vec<u64> {
+        let entry = |seq| u64::from_le_bytes((*log.get(seq).unwrap().unwrap()).try_into().unwrap());
+        (log.first_seq()..log.next_seq()).map(entry).collect()
+    }
+
+    #[test]
+    fn acknowledgements_out_of_order_are_kept_in_the_ack_log_across_a_remount() {
+        let config = queue_config();
+        let mut channel = queue(true);
+        channel.keep_acks(Box::new(MemoryLog::default()));
+        for message in ["a", "b", "c", "d"] {
+            append(&mut channel, message, &config);
+        }
+        let (slow, fast) = (channel.open_reader(config.replay), channel.open_reader(config.replay));
+        assert_eq!(read(&mut channel, slow, 100, &config).as_deref(), Ok("a"));
+        assert_eq!(read(&mut channel, fast, 100, &config).as_deref(), Ok("b"));
+        assert_eq!(read(&mut channel, fast, 100, &config).as_deref(), Ok("c"), "b acknowledged out of order");
+        drop(channel.close_reader(fast, &config));
+        let acks = channel.drop_acks().expect("an ack log");
+        assert_eq!(entries(&*acks), [1, 2]);
+        // The mount ends with a in flight: a new channel over the same logs.
+        let log = channel.relog(Box::new(MemoryLog::default())).expect("relogged");
+        let mut remounted = Channel::new(log, Arc::new(Memory::new(1 << 20)));
+        remounted.set_deliver(Deliver::One, true);
+        remounted.keep_acks(acks);
+        let reader = remounted.open_reader(config.replay);
+        assert_eq!(read(&mut remounted, reader, 100, &config).as_deref(), Ok("a"));
+        assert_eq!(read(&mut remounted, reader, 100, &config).as_deref(), Ok("d"), "b and c never again");
+        assert_eq!(remounted.messages(), 1, "a acknowledged: the front passed b and c");
+        assert_eq!(entries(&*remounted.drop_acks().unwrap()), Vec::<u64>::new(), "compacted");
+    }
+
+    #[test]
+    fn an_acknowledgement_in_order_moves_the_front_and_is_not_logged() {
+        let config = queue_config();
+        let mut channel = queue(true);
+        channel.keep_acks(Box::new(MemoryLog::default()));
+        append(&mut channel, "a", &config);
+        let id = channel.open_reader(config.replay);
+        assert_eq!(read(&mut channel, id, 100, &config).as_deref(), Ok("a"));
+        drop(channel.close_reader(id, &config));
+        assert_eq!(channel.messages(), 0);
+        assert!(channel.drop_acks().unwrap().is_empty());
     }
 }

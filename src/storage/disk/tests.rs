@@ -14,7 +14,7 @@ use super::files::{FileLayer, Os};
 use super::segment::{self, FILE_HEADER, RECORD_HEADER};
 use super::{DiskStore, RecoveryReport};
 use crate::engine::Errno;
-use crate::storage::{Log, LogId, Message, Placement, Stamp, Store, SyncPolicy};
+use crate::storage::{Log, LogId, LogKind, Message, Placement, Stamp, Store, SyncPolicy};
 
 /// A fresh directory, deleted when dropped.
 struct Scratch(PathBuf);
@@ -35,7 +35,7 @@ impl Drop for Scratch {
     }
 }
 
-const STREAM: LogId = LogId { node: 7, order: false };
+const STREAM: LogId = LogId { node: 7, kind: LogKind::Stream };
 
 fn open(dir: &Path, layer: Arc<dyn FileLayer>, segment_bytes: u64) -> (DiskStore, RecoveryReport) {
     let (store, report) = DiskStore::open_on(dir, layer, segment_bytes).unwrap_or_else(|e| panic!("{e}"));
