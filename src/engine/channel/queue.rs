@@ -84,6 +84,8 @@ struct Flight {
 struct Held {
     seq: u64,
     offset: usize,
+    /// The reader whose descriptor wrote it, if it is a request (see `replies`).
+    origin: Option<ReaderId>,
 }
 
 impl Queue {
@@ -166,9 +168,9 @@ impl Queue {
         None
     }
 
-    /// The message reader `id` reads.
-    pub(super) fn held_seq(&self, id: ReaderId) -> Option<u64> {
-        self.held.get(&id).map(|held| held.seq)
+    /// The requester of the message reader `id` reads, if that is a request.
+    pub(super) fn requester(&self, id: ReaderId) -> Option<ReaderId> {
+        self.held.get(&id)?.origin
     }
 
     /// Messages before `first` were dropped (depth, clear, removal).
@@ -253,7 +255,7 @@ impl Channel {
                 // More of it: the byte-by-byte reads of a shell's `read` go on with it.
                 Some(message) if held.offset < message.len() => {
                     let end = message.len().min(held.offset + size);
-                    queue.held.insert(id, Held { seq: held.seq, offset: end });
+                    queue.held.insert(id, Held { offset: end, ..held });
                     return Some(Ok(message.slice(held.offset..end)));
                 }
                 Some(_) if mode == ReadMode::Continuation => return Some(Ok(Bytes::default())),
@@ -294,7 +296,8 @@ impl Channel {
             queue.redelivered += 1;
         }
         let end = message.len().min(size);
-        queue.held.insert(id, Held { seq, offset: end });
+        let origin = queue.origins.get(&seq).copied();
+        queue.held.insert(id, Held { seq, offset: end, origin });
         if let Some(reader) = self.readers.get_mut(&id) {
             reader.last = Some((seq, deliveries));
         }

@@ -71,8 +71,7 @@ impl Channel {
     /// wake-ups it owes are returned. None: it is no reply, to be published.
     pub fn reply(&mut self, id: ReaderId, message: &[u8], config: &GroupConfig) -> Option<Wakeups> {
         let queue = self.queue.as_mut()?;
-        let request = queue.held_seq(id)?;
-        let client = *queue.origins.get(&request)?;
+        let client = queue.requester(id)?;
         match queue.clients.get_mut(&client).filter(|_| self.readers.contains_key(&client)) {
             Some(waiting) => waiting.replies.push_back(Bytes::from(message.to_vec())),
             None => {

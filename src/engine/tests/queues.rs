@@ -192,3 +192,20 @@ fn a_request_whose_server_dies_is_answered_by_another() {
     assert_eq!(write(&e, server, b"done"), Ok(4));
     expect_read(&e, client, 100, b"done");
 }
+
+#[test]
+fn a_wedged_servers_late_reply_still_reaches_its_requester() {
+    let e = engine();
+    let (_, svc) = queue_group(&e, "ackwait 20ms\n");
+    let (client, wedged, server) = (open_rw(&e, svc), open_rw(&e, svc), open_rw(&e, svc));
+    assert_eq!(write(&e, client, b"req"), Ok(3));
+    expect_read(&e, wedged, 100, b"req");
+    let (slot, _) = start_read(&e, server, 100, ReadMode::Block);
+    assert_eq!(wait_for(&slot), Ok(b"req".to_vec()), "handed to the other server after ackwait");
+    assert_eq!(write(&e, server, b"first"), Ok(5));
+    expect_errno(&e, server, Errno::EAGAIN);
+    assert_eq!(write(&e, wedged, b"late"), Ok(4));
+    expect_read(&e, client, 100, b"first");
+    expect_read(&e, client, 100, b"late");
+    assert_eq!(size(&e, svc), 0, "the late reply is no new request");
+}
