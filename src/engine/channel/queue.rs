@@ -222,10 +222,6 @@ impl Channel {
         }
     }
 
-    pub fn is_queue(&self) -> bool {
-        self.queue.is_some()
-    }
-
     /// A queue's read for `id`: see [`Channel::take`].
     pub(super) fn take_queued(
         &mut self,
@@ -283,10 +279,10 @@ impl Channel {
         };
         let message = match self.log.get(seq) {
             Ok(Some(message)) => message,
-            // Not read: it stays first in line.
-            Ok(None) | Err(_) => {
+            // Not read (a disk log's EIO): it stays first in line.
+            failed => {
                 queue.line.push_front((seq, before));
-                return Some(Err(Errno::EIO));
+                return Some(Err(failed.err().unwrap_or(Errno::EIO)));
             }
         };
         let deliveries = before + 1;
