@@ -176,12 +176,14 @@ impl Handle {
         };
         let author = Author { pid: request.pid, uid: request.uid, gid: request.gid, reader };
         match writing.take(request, size_of_call, call_id, would_wait, max_message, memory) {
-            Ok(Step::Message(message, _)) if reader.is_some_and(|reader| stream.reply(reader, &message)) => {
-                (waiter.callback)(Ok(()));
-                None
-            }
             Ok(Step::Message(message, reservation)) => {
-                stream.publish(message, author, Some(waiter), reservation).unwrap_or(None)
+                match reader.and_then(|reader| stream.reply(reader, &message)) {
+                    Some(outcome) => {
+                        (waiter.callback)(outcome);
+                        None
+                    }
+                    None => stream.publish(message, author, Some(waiter), reservation).unwrap_or(None),
+                }
             }
             Ok(Step::More) => {
                 (waiter.callback)(Ok(()));

@@ -271,14 +271,14 @@ impl Stream {
     }
 
     /// Takes `message`, written through the descriptor of `reader`, if it is a reply (see
-    /// `Channel::reply`): then it is delivered or dropped, and true is returned.
-    pub fn reply(&self, reader: ReaderId, message: &Message<'_>) -> bool {
+    /// `Channel::reply`): then it is delivered or dropped, and the write's outcome is
+    /// returned. None: it is no reply.
+    pub fn reply(&self, reader: ReaderId, message: &Message<'_>) -> Option<Result<()>> {
         let mut state = self.state.lock();
         let config = state.config;
-        let Some(wakeups) = state.channel.reply(reader, message.as_slice(), &config) else { return false };
+        let outcome = state.channel.reply(reader, message.as_slice(), &config)?;
         drop(state);
-        drop(wakeups);
-        true
+        Some(outcome.map(drop))
     }
 
     /// Calls `done` once everything committed to the stream and its group's `order` is on

@@ -3,12 +3,14 @@
 //! that holds such a request is its reply: it goes to that descriptor's private reply queue
 //! only (not the log, not `order`), or nowhere if that descriptor was closed. A descriptor
 //! reads replies while it has replies queued or requests it has not read a reply to, and
-//! requests otherwise.
+//! requests otherwise. A queued reply is charged to the mount's memory ceiling until read.
 
 use std::collections::VecDeque;
 
 use super::{Channel, ReadMode, ReadResult, ReaderId, Wakeups};
 use crate::engine::config::GroupConfig;
+use crate::engine::errno::{Errno, Result};
+use crate::engine::memory::Reservation;
 use crate::storage::Bytes;
 
 /// The reply side of a read-write descriptor that wrote requests.
@@ -16,7 +18,8 @@ use crate::storage::Bytes;
 pub(super) struct Client {
     /// Requests written whose reply has not been read yet.
     awaiting: u64,
-    replies: VecDeque<Bytes>,
+    /// Each with what it holds of the memory ceiling.
+    replies: VecDeque<(Bytes, Reservation)>,
     /// The reply being read, and how much of it was returned.
     reading: Option<(Bytes, usize)>,
 }
@@ -39,7 +42,7 @@ impl Client {
             if mode == ReadMode::Continuation {
                 return Some(Ok(Bytes::default()));
             }
-            let reply = self.replies.pop_front()?;
+            let (reply, _charged) = self.replies.pop_front()?;
             self.awaiting = self.awaiting.saturating_sub(1);
             self.reading = Some((reply, 0));
         }
@@ -67,18 +70,24 @@ impl Channel {
 
     /// A write of `message` through reader `id`'s descriptor, if it is a reply: the reader
     /// holds a request whose writer reads the stream. Then it is queued for that writer
-    /// alone, or dropped if the writer closed (the write succeeds either way), and the
-    /// wake-ups it owes are returned. None: it is no reply, to be published.
-    pub fn reply(&mut self, id: ReaderId, message: &[u8], config: &GroupConfig) -> Option<Wakeups> {
+    /// alone (`ENOSPC` if the memory ceiling has no room for it), or dropped if the writer
+    /// closed (the write succeeds), and the wake-ups it owes are returned. None: it is no
+    /// reply, to be published.
+    pub fn reply(&mut self, id: ReaderId, message: &[u8], config: &GroupConfig) -> Option<Result<Wakeups>> {
         let queue = self.queue.as_mut()?;
         let client = queue.requester(id)?;
         match queue.clients.get_mut(&client).filter(|_| self.readers.contains_key(&client)) {
-            Some(waiting) => waiting.replies.push_back(Bytes::from(message.to_vec())),
+            Some(waiting) => {
+                let Some(charged) = self.memory.reserve(message.len() as u64) else {
+                    return Some(Err(Errno::ENOSPC));
+                };
+                waiting.replies.push_back((Bytes::from(message.to_vec()), charged));
+            }
             None => {
                 log::debug!("a reply of {} bytes dropped: its requester closed", message.len());
-                return Some(Wakeups::default());
+                return Some(Ok(Wakeups::default()));
             }
         }
-        Some(self.serve_waiting(config))
+        Some(Ok(self.serve_waiting(config)))
     }
 }

@@ -209,3 +209,18 @@ fn a_wedged_servers_late_reply_still_reaches_its_requester() {
     expect_read(&e, client, 100, b"late");
     assert_eq!(size(&e, svc), 0, "the late reply is no new request");
 }
+
+#[test]
+fn a_queued_reply_is_charged_to_the_memory_ceiling_until_read() {
+    let e = engine_with(Limits { max_message: MIB, memory: 512 << 10 });
+    let (_, svc) = queue_group(&e, "");
+    let (client, server) = (open_rw(&e, svc), open_rw(&e, svc));
+    assert_eq!(write(&e, client, b"req"), Ok(3));
+    expect_read(&e, server, 100, b"req");
+    let before = e.usage().memory_used;
+    assert_eq!(write(&e, server, &vec![b'x'; 600 << 10]), Err(Errno::ENOSPC), "more than the ceiling");
+    assert_eq!(write(&e, server, &[b'y'; 1000]), Ok(1000));
+    assert_eq!(e.usage().memory_used, before + 1000);
+    expect_read(&e, client, 2000, &[b'y'; 1000]);
+    assert_eq!(e.usage().memory_used, before, "released once read");
+}
