@@ -224,3 +224,23 @@ fn a_queued_reply_is_charged_to_the_memory_ceiling_until_read() {
     expect_read(&e, client, 2000, &[b'y'; 1000]);
     assert_eq!(e.usage().memory_used, before, "released once read");
 }
+
+#[test]
+fn a_stream_renamed_out_of_a_queue_group_fans_out_from_its_oldest_unacknowledged_message() {
+    let e = engine();
+    let (group, q) = queue_group(&e, "");
+    let fanout = mkdir(&e, ROOT, "fan");
+    publish(&e, q, &[b"a", b"b"]);
+    let fh = open_reader(&e, q);
+    expect_read(&e, fh, 100, b"a");
+    e.rename(group, b"q", fanout, b"q", false).unwrap();
+    assert_eq!(e.stream_stats(q).unwrap().in_flight, 0, "no longer a queue");
+    let other = open_reader(&e, q);
+    expect_read(&e, fh, 100, b"a");
+    expect_read(&e, fh, 100, b"b");
+    expect_errno(&e, other, Errno::EAGAIN);
+    e.rename(fanout, b"q", group, b"q", false).unwrap();
+    publish(&e, q, &[b"c"]);
+    expect_read(&e, other, 100, b"c");
+    expect_errno(&e, fh, Errno::EAGAIN);
+}
