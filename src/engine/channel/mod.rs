@@ -8,10 +8,13 @@
 //! run under the channel's lock: operations return them in a [`Wakeups`], which runs them when
 //! dropped, after the caller released the lock.
 //! What the log retains follows the group's replay mode and depth, and the slowest reader.
+//! Under `deliver one` the channel is a queue instead: each message to one reader, which
+//! acknowledges it ([`queue`]).
 //!
 //! Here: `Channel` and its entry points (open and close a reader, append, deliver, take
 //! back, read, poll, cancel, close, sync, move the history to another log). Its parts: reader cursors and parking ([`readers`]), blocked writers
-//! ([`writers`]), what the log keeps and is charged for ([`retention`]).
+//! ([`writers`]), what the log keeps and is charged for ([`retention`]), the queue
+//! ([`queue`]), its durable acknowledgements ([`acks`]) and request/reply ([`replies`]).
 
 mod acks;
 mod queue;
