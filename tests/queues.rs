@@ -1,7 +1,10 @@
-//! Work queues on real mounts (docs/semantics.md, "Work queues"): competing `cat`s each get
-//! distinct jobs, none lost; a shell worker killed mid-job has its job redelivered, once; a
-//! stopped worker's job goes to another after `ackwait`; a poison message stops circulating
-//! after `maxdeliver` and waits in `jobs.dead`; a disk store's queue survives a remount.
+//! Work queues and request/reply on real mounts (docs/semantics.md, "Work queues",
+//! "Request/reply"): competing `cat`s each get distinct jobs, none lost; a shell worker
+//! killed mid-job has its job redelivered, once; a stopped worker's job goes to another after
+//! `ackwait`; a poison message stops circulating after `maxdeliver` and waits in `jobs.dead`;
+//! a disk store's queue survives a remount, a job acknowledged out of order never coming
+//! back; 20 shell clients of 4 servers each get their own reply; a client that closes first
+//! has its reply dropped; a server killed mid-request has the request answered by another.
 
 mod common;
 
