@@ -92,7 +92,7 @@ fn ctl_shows_the_default_config_and_counts() {
     assert_eq!(
         ctl(&m.path),
         format!(
-            "data message\nreplay off\ndepth 0\nwrite nonblock\nframe write\nstore memory\nsync never\nfollow none\n{}",
+            "data message\nreplay off\ndepth 0\nwrite nonblock\nframe write\nstore memory\nsync never\ndeliver all\nackwait 0\nmaxdeliver 0\nfollow none\n{}",
             status_text(0, 0, 0, 0, 0)
         )
     );
@@ -103,7 +103,7 @@ fn ctl_shows_the_default_config_and_counts() {
     assert_eq!(
         ctl(&m.path),
         format!(
-            "data message\nreplay off\ndepth 0\nwrite nonblock\nframe write\nstore memory\nsync never\nfollow none\n{}",
+            "data message\nreplay off\ndepth 0\nwrite nonblock\nframe write\nstore memory\nsync never\ndeliver all\nackwait 0\nmaxdeliver 0\nfollow none\n{}",
             status_text(2, 1, 1, 0, 0)
         )
     );
@@ -116,14 +116,14 @@ fn ctl_shows_the_default_config_and_counts() {
     assert_eq!(
         ctl(&m.path),
         format!(
-            "data message\nreplay all\ndepth 0\nwrite nonblock\nframe write\nstore memory\nsync never\nfollow none\n{}",
+            "data message\nreplay all\ndepth 0\nwrite nonblock\nframe write\nstore memory\nsync never\ndeliver all\nackwait 0\nmaxdeliver 0\nfollow none\n{}",
             status_text(2, 1, 1, 3, 11)
         )
     );
     assert_eq!(
         ctl(&m.join("sub")),
         format!(
-            "data message\nreplay all\ndepth 0\nwrite nonblock\nframe write\nstore memory\nsync never\nfollow none\n{}",
+            "data message\nreplay all\ndepth 0\nwrite nonblock\nframe write\nstore memory\nsync never\ndeliver all\nackwait 0\nmaxdeliver 0\nfollow none\n{}",
             status_text(1, 0, 0, 1, 12)
         )
     );
@@ -143,18 +143,18 @@ fn ctl_commands_take_effect() {
     run_ok("echo replay all > ctl", &m.path);
     assert_eq!(
         config_of(&ctl(&m.path)),
-        "data message\nreplay all\ndepth 0\nwrite nonblock\nframe write\nstore memory\nsync never\nfollow none\n"
+        "data message\nreplay all\ndepth 0\nwrite nonblock\nframe write\nstore memory\nsync never\ndeliver all\nackwait 0\nmaxdeliver 0\nfollow none\n"
     );
     run_ok("printf 'data coalesce\\ndepth 64K\\n' > ctl", &m.path);
     assert_eq!(
         config_of(&ctl(&m.path)),
-        "data coalesce\nreplay all\ndepth 64K\nwrite nonblock\nframe write\nstore memory\nsync never\nfollow none\n"
+        "data coalesce\nreplay all\ndepth 64K\nwrite nonblock\nframe write\nstore memory\nsync never\ndeliver all\nackwait 0\nmaxdeliver 0\nfollow none\n"
     );
     // `on` is mq(4)'s spelling of all; comments and blank lines are ignored.
     run_ok("printf '# a comment\\n\\nreplay off\\n  replay on  \\ndepth 10B\\n' > ctl", &m.path);
     assert_eq!(
         config_of(&ctl(&m.path)),
-        "data coalesce\nreplay all\ndepth 10B\nwrite nonblock\nframe write\nstore memory\nsync never\nfollow none\n"
+        "data coalesce\nreplay all\ndepth 10B\nwrite nonblock\nframe write\nstore memory\nsync never\ndeliver all\nackwait 0\nmaxdeliver 0\nfollow none\n"
     );
     // And the configuration is not just displayed: replay all keeps history.
     run_ok("echo one >> s", &m.path);
@@ -172,18 +172,18 @@ fn saved_ctl_text_restores_the_config() {
     run_ok("printf 'data coalesce\\nreplay all\\ndepth 16M\\n' > ctl", &m.path);
     assert_eq!(
         config_of(&ctl(&m.path)),
-        "data coalesce\nreplay all\ndepth 16M\nwrite nonblock\nframe write\nstore memory\nsync never\nfollow none\n"
+        "data coalesce\nreplay all\ndepth 16M\nwrite nonblock\nframe write\nstore memory\nsync never\ndeliver all\nackwait 0\nmaxdeliver 0\nfollow none\n"
     );
     run_ok(&format!("cat {} > ctl", saved.display()), &m.path);
     assert_eq!(
         config_of(&ctl(&m.path)),
-        "data message\nreplay last\ndepth 7\nwrite nonblock\nframe write\nstore memory\nsync never\nfollow none\n"
+        "data message\nreplay last\ndepth 7\nwrite nonblock\nframe write\nstore memory\nsync never\ndeliver all\nackwait 0\nmaxdeliver 0\nfollow none\n"
     );
     // Written back onto itself, ctl stays as it is.
     run_ok("cat ctl > ctl", &m.path);
     assert_eq!(
         config_of(&ctl(&m.path)),
-        "data message\nreplay last\ndepth 7\nwrite nonblock\nframe write\nstore memory\nsync never\nfollow none\n"
+        "data message\nreplay last\ndepth 7\nwrite nonblock\nframe write\nstore memory\nsync never\ndeliver all\nackwait 0\nmaxdeliver 0\nfollow none\n"
     );
     assert_healthy(&m);
 }
@@ -273,7 +273,7 @@ fn clear_empties_the_group_and_only_it() {
     assert!(text.contains("# streams 2\n") && text.ends_with("# messages 0\n# bytes 0\n"), "{text}");
     assert_eq!(
         config_of(&ctl(&g)),
-        "data message\nreplay all\ndepth 0\nwrite nonblock\nframe write\nstore memory\nsync never\nfollow none\n",
+        "data message\nreplay all\ndepth 0\nwrite nonblock\nframe write\nstore memory\nsync never\ndeliver all\nackwait 0\nmaxdeliver 0\nfollow none\n",
         "clear is not a setting"
     );
     // Another group keeps its history.

@@ -61,6 +61,15 @@ pub enum Follow {
     Parent,
 }
 
+/// Who a stream's messages go to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deliver {
+    /// Every reader gets every message (fan-out).
+    All,
+    /// Each message goes to one reader, which acknowledges it (a work queue).
+    One,
+}
+
 /// A bound on a stream's retained messages.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Depth {
@@ -91,6 +100,13 @@ pub struct GroupConfig {
     pub store: Placement,
     /// When its appends reach stable storage.
     pub sync: SyncPolicy,
+    pub deliver: Deliver,
+    /// Under `deliver one`, how long a message may stay in flight unacknowledged before it
+    /// is handed to another reader (zero: for ever).
+    pub ackwait: Duration,
+    /// Under `deliver one`, how many unacknowledged deliveries a message gets before it is
+    /// moved to the stream of dead messages beside its own (0: no limit).
+    pub maxdeliver: u64,
     /// Whether it receives copies of its parent's messages.
     pub follow: Follow,
 }
@@ -105,6 +121,9 @@ impl Default for GroupConfig {
             frame: Frame::Write,
             store: Placement::Memory,
             sync: SyncPolicy::Never,
+            deliver: Deliver::All,
+            ackwait: Duration::ZERO,
+            maxdeliver: 0,
             follow: Follow::None,
         }
     }
@@ -157,6 +176,7 @@ words!(WriteMode { NonBlock = "nonblock", One = "one", All = "all" });
 words!(Frame { Write = "write", Close = "close" });
 words!(Placement { Memory = "memory", Disk = "disk" });
 words!(Follow { None = "none", Parent = "parent" });
+words!(Deliver { All = "all", One = "one" });
 
 /// One setting of a group's configuration, as every interface spells it.
 pub struct Setting {
@@ -224,6 +244,21 @@ pub const SETTINGS: &[Setting] = &[
         set: |config, word| SyncPolicy::parse(word).map(|sync| config.sync = sync).is_some(),
         get: |config| config.sync.to_string(),
     },
+    word_setting!(deliver: Deliver),
+    Setting {
+        name: "ackwait",
+        forms: || vec!["0", "DURATION"],
+        hint: " (0 for never, or such as 500ms or 30s)",
+        set: |config, word| parse_wait(word).map(|wait| config.ackwait = wait).is_some(),
+        get: |config| wait_word(config.ackwait),
+    },
+    Setting {
+        name: "maxdeliver",
+        forms: || vec!["N"],
+        hint: " (0 for no limit)",
+        set: |config, word| word.parse().map(|n| config.maxdeliver = n).is_ok(),
+        get: |config| config.maxdeliver.to_string(),
+    },
     word_setting!(follow: Follow),
 ];
 
@@ -260,15 +295,38 @@ impl SyncPolicy {
             "always" => return Some(SyncPolicy::Always),
             _ => {}
         }
-        let (digits, unit) = word.split_at(word.find(|c: char| !c.is_ascii_digit())?);
-        let n: u64 = digits.parse().ok()?;
-        let interval = match unit {
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            _ => return None,
-        };
+        let interval = parse_duration(word)?;
         (!interval.is_zero()).then_some(SyncPolicy::Interval(interval))
     }
+}
+
+/// A duration in milliseconds or seconds: `100ms`, `2s`.
+fn parse_duration(word: &str) -> Option<Duration> {
+    let (digits, unit) = word.split_at(word.find(|c: char| !c.is_ascii_digit())?);
+    let n: u64 = digits.parse().ok()?;
+    match unit {
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => Some(Duration::from_secs(n)),
+        _ => None,
+    }
+}
+
+/// A duration as `parse_duration` reads it: whole seconds as `2s`, else milliseconds.
+fn duration_word(duration: Duration) -> String {
+    if duration.subsec_millis() == 0 {
+        format!("{}s", duration.as_secs())
+    } else {
+        format!("{}ms", duration.as_millis())
+    }
+}
+
+/// `ackwait`: `0` (never), or a duration.
+fn parse_wait(word: &str) -> Option<Duration> {
+    if word == "0" { Some(Duration::ZERO) } else { parse_duration(word) }
+}
+
+fn wait_word(wait: Duration) -> String {
+    if wait.is_zero() { "0".into() } else { duration_word(wait) }
 }
 
 impl fmt::Display for SyncPolicy {
@@ -276,10 +334,7 @@ impl fmt::Display for SyncPolicy {
         match *self {
             SyncPolicy::Never => f.write_str("never"),
             SyncPolicy::Always => f.write_str("always"),
-            SyncPolicy::Interval(interval) if interval.subsec_millis() == 0 => {
-                write!(f, "{}s", interval.as_secs())
-            }
-            SyncPolicy::Interval(interval) => write!(f, "{}ms", interval.as_millis()),
+            SyncPolicy::Interval(interval) => f.write_str(&duration_word(interval)),
         }
     }
 }
@@ -362,6 +417,29 @@ mod tests {
         for bad in ["", "0s", "0ms", "5", "ms", "1.5s", "3m", "-1s", "99999999999999999999s"] {
             assert_eq!(SyncPolicy::parse(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn queue_settings_parse_and_print() {
+        let mut config = GroupConfig::default();
+        assert!((setting("deliver").unwrap().set)(&mut config, "one"));
+        assert_eq!(config.deliver, Deliver::One);
+        let ackwait = setting("ackwait").unwrap();
+        assert!((ackwait.set)(&mut config, "1500ms"));
+        assert_eq!(config.ackwait, Duration::from_millis(1500));
+        assert_eq!((ackwait.get)(&config), "1500ms");
+        assert!((ackwait.set)(&mut config, "30s"));
+        assert_eq!((ackwait.get)(&config), "30s");
+        assert!((ackwait.set)(&mut config, "0"));
+        assert_eq!(config.ackwait, Duration::ZERO);
+        for bad in ["", "5", "0x", "1.5s", "-1s"] {
+            assert!(!(ackwait.set)(&mut config, bad), "{bad:?}");
+        }
+        let maxdeliver = setting("maxdeliver").unwrap();
+        assert!((maxdeliver.set)(&mut config, "3"));
+        assert_eq!(config.maxdeliver, 3);
+        assert!(!(maxdeliver.set)(&mut config, "-1"));
+        assert_eq!((maxdeliver.get)(&config), "3");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use super::channel::{
     Channel, PollCallback, ReadCallback, ReadMode, ReaderId, Ticket, Wakeups, WriteCallback,
 };
 use super::config::{DataMode, Frame, GroupConfig};
+use super::dead::Graveyard;
 use super::errno::{Errno, Result};
 use super::memory::{Memory, Reservation};
 use super::stream::{Author, Group, Stream, WriteWaiter};
@@ -44,6 +45,8 @@ impl Source {
 pub enum Handle {
     /// A stream or `order` read as a stream: each reader has its own cursor.
     Channel {
+        /// The file's inode number: a stream's dead messages go beside it.
+        ino: Ino,
         source: Source,
         /// The cursor of a handle opened for reading.
         reader: Option<ReaderId>,
@@ -76,7 +79,7 @@ pub struct CtlFile {
 impl Handle {
     /// Opens a stream or `order`; its `data static` and frame modes are the group's now,
     /// for as long as the file stays open.
-    pub fn open(source: Source, read: bool) -> (Handle, OpenKind) {
+    pub fn open(ino: Ino, source: Source, read: bool) -> (Handle, OpenKind) {
         let (config, reader) = source.with(|channel, config| {
             let reader =
                 (read && config.data != DataMode::Static).then(|| channel.open_reader(config.replay));
@@ -87,7 +90,7 @@ impl Handle {
             DataMode::Static => {
                 (Handle::Static { source, writing, resume: Mutex::default() }, OpenKind::Static)
             }
-            _ => (Handle::Channel { source, reader, writing }, OpenKind::Stream),
+            _ => (Handle::Channel { ino, source, reader, writing }, OpenKind::Stream),
         }
     }
 
@@ -168,11 +171,21 @@ impl Handle {
         let nonblock = waiter.nonblock;
         let would_wait = || stream.state.lock().would_wait(nonblock);
         let cost = |len| stream.state.lock().most_cost(len);
-        let author = Author { pid: request.pid, uid: request.uid, gid: request.gid };
+        let reader = match self {
+            Handle::Channel { reader, .. } => *reader,
+            _ => None,
+        };
+        let author = Author { pid: request.pid, uid: request.uid, gid: request.gid, reader };
         let admission = Admission { would_wait, cost, max_message, memory };
         match writing.take(request, size_of_call, call_id, admission) {
             Ok(Step::Message(message, reservation)) => {
-                stream.publish(message, author, Some(waiter), reservation).unwrap_or(None)
+                match reader.and_then(|reader| stream.reply(reader, &message)) {
+                    Some(outcome) => {
+                        (waiter.callback)(outcome);
+                        None
+                    }
+                    None => stream.publish(message, author, Some(waiter), reservation).unwrap_or(None),
+                }
             }
             Ok(Step::More) => {
                 (waiter.callback)(Ok(()));
@@ -187,15 +200,30 @@ impl Handle {
 
     /// At a close by thread `closer`: ends a write(2) through the file that its writer left
     /// (see `Writing::at_close`), and publishes what was written under `frame close` as one
-    /// message by `author`, unless the writer is `dying` (asked only when there is something
-    /// to publish).
+    /// message by `author`, unless the writer is `dying`. A queue's reader that is `dying`
+    /// gives its message in flight back (to the front of the line, or to the `graveyard`).
+    /// `dying` is asked only when there is something to publish or give back.
     pub fn flush(
         &self,
         closer: u64,
         author: Author,
         dying: impl FnOnce() -> bool,
         call_id: impl Fn(u64) -> Option<u64>,
+        graveyard: &Graveyard,
     ) -> Result<()> {
+        let mut dying = Some(dying);
+        let mut known = None;
+        let mut dying = move || *known.get_or_insert_with(|| dying.take().is_some_and(|dying| dying()));
+        if let Handle::Channel { ino, source: source @ Source::Stream(stream), reader: Some(reader), .. } =
+            self
+            && stream.state.lock().channel.holds(*reader)
+            && dying()
+        {
+            let (wakeups, dead) = source.with(|channel, config| channel.abandon(*reader, config));
+            drop(wakeups);
+            log::info!("a reader of stream {ino} died: its message in flight is given back");
+            graveyard.bury(*ino, dead);
+        }
         let (Handle::Channel { source: Source::Stream(stream), writing, .. }
         | Handle::Static { source: Source::Stream(stream), writing, .. }) = self
         else {

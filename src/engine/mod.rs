@@ -2,9 +2,11 @@
 //! file-system-shaped operations. It knows nothing of FUSE; `crate::fuse` maps kernel
 //! requests onto it.
 
+mod ackwait;
 pub mod channel;
 pub mod config;
 pub mod ctl;
+mod dead;
 pub mod delivery;
 pub mod errno;
 mod handle;
@@ -22,10 +24,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{RwLock, RwLockWriteGuard};
 
+use ackwait::Timer;
 use channel::Wakeups;
 pub use channel::{PollCallback, ReadCallback, ReadMode, ReadResult, Stats, Ticket, WriteCallback};
 use config::Frame;
 pub use config::{DataMode, GroupConfig};
+use dead::Graveyard;
 pub use errno::{Errno, Result};
 use handle::{CtlFile, Handle, Source, Writing};
 use memory::Memory;
@@ -99,14 +103,18 @@ pub struct Usage {
 }
 
 pub struct Engine {
-    tree: RwLock<Tree>,
+    tree: Arc<RwLock<Tree>>,
     handles: RwLock<HashMap<u64, Arc<Handle>>>,
     next_handle: AtomicU64,
     next_ticket: AtomicU64,
     memory: Arc<Memory>,
     limits: Limits,
     /// Where the namespace is saved (none: it is not, and the tree tracks no changes).
-    saving: Option<Saving>,
+    saving: Option<Arc<Saving>>,
+    /// Where a queue's dead messages go.
+    graveyard: Graveyard,
+    /// Rings the queues whose messages in flight are due (`ackwait`).
+    timer: Arc<Timer>,
     /// `close` was called: the mount ends.
     closed: std::sync::atomic::AtomicBool,
 }
@@ -157,8 +165,13 @@ impl Engine {
     }
 
     fn build(tree: Tree, memory: Arc<Memory>, limits: Limits, saving: Option<Saving>) -> Engine {
+        let tree = Arc::new(RwLock::new(tree));
+        let saving = saving.map(Arc::new);
+        let graveyard = Graveyard { tree: Arc::downgrade(&tree), saving: saving.clone() };
         Engine {
-            tree: RwLock::new(tree),
+            tree,
+            timer: Timer::new(graveyard.clone()),
+            graveyard,
             handles: RwLock::new(HashMap::new()),
             next_handle: AtomicU64::new(1),
             next_ticket: AtomicU64::new(1),
@@ -170,15 +183,8 @@ impl Engine {
     }
 
     /// Saves what the operation that holds `tree` changed, after releasing the tree.
-    fn save_changes(&self, mut tree: RwLockWriteGuard<Tree>) {
-        let Some(saving) = &self.saving else { return };
-        let changes = tree.take_changes();
-        if changes.is_empty() {
-            return;
-        }
-        saving.queue().add(changes);
-        drop(tree);
-        saving.save();
+    fn save_changes(&self, tree: RwLockWriteGuard<Tree>) {
+        saving::save_changes(self.saving.as_deref(), tree);
     }
 
     /// Sets what groups created from now on at given paths start with.
@@ -295,7 +301,13 @@ impl Engine {
     pub fn open(&self, ino: Ino, read: bool, write: bool, caller: Caller) -> Result<(u64, OpenKind)> {
         let tree = self.tree.read();
         let source = match Special::of(ino) {
-            Special::Node(ino) => Source::Stream(tree.stream(ino)?.clone()),
+            Special::Node(ino) => {
+                let stream = tree.stream(ino)?;
+                if read {
+                    stream.state.lock().channel.set_alarm(|| self.timer.alarm(ino, stream));
+                }
+                Source::Stream(stream.clone())
+            }
             Special::Order(group) => {
                 if write {
                     return Err(Errno::EPERM);
@@ -316,7 +328,7 @@ impl Engine {
                 return Ok((fh, OpenKind::Ctl));
             }
         };
-        let (handle, kind) = Handle::open(source, read);
+        let (handle, kind) = Handle::open(ino, source, read);
         Ok((self.insert_handle(handle), kind))
     }
 
@@ -441,8 +453,8 @@ impl Engine {
         dying: impl FnOnce() -> bool,
         call_id: impl Fn(u64) -> Option<u64>,
     ) -> Result<()> {
-        let author = Author { pid: closer as u32, uid: caller.uid, gid: caller.gid };
-        self.handle(fh)?.flush(closer, author, dying, call_id)
+        let author = Author { pid: closer as u32, uid: caller.uid, gid: caller.gid, reader: None };
+        self.handle(fh)?.flush(closer, author, dying, call_id, &self.graveyard)
     }
 
     /// fsync(2) of `fh`: `callback` gets the outcome once everything committed to its stream

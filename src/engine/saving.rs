@@ -8,10 +8,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use parking_lot::{Mutex, MutexGuard};
+use parking_lot::{Mutex, MutexGuard, RwLockWriteGuard};
 
 use super::Ino;
-use super::tree::Changes;
+use super::tree::{Changes, Tree};
 use crate::storage::catalogue::NodeRecord;
 use crate::storage::{Catalogue, LogId, Store};
 
@@ -44,6 +44,19 @@ impl Pending {
         self.logs.extend(changes.purged);
         self.durable |= changes.durable;
     }
+}
+
+/// Saves what the operation that holds `tree` changed, after releasing the tree (nothing
+/// without `saving`).
+pub(super) fn save_changes(saving: Option<&Saving>, mut tree: RwLockWriteGuard<Tree>) {
+    let Some(saving) = saving else { return };
+    let changes = tree.take_changes();
+    if changes.is_empty() {
+        return;
+    }
+    saving.queue().add(changes);
+    drop(tree);
+    saving.save();
 }
 
 impl Saving {

@@ -19,14 +19,14 @@ use std::time::SystemTime;
 
 use parking_lot::{Mutex, MutexGuard};
 
-use super::channel::{Appended, Channel, Ticket, Wakeups, WriteCallback};
-use super::config::{GroupConfig, WriteMode};
+use super::channel::{Appended, Channel, ReaderId, Ticket, Wakeups, WriteCallback};
+use super::config::{Deliver, GroupConfig, WriteMode};
 use super::errno::{Errno, Result};
 use super::memory::{Memory, Reservation};
 use super::synced::Join;
 use super::tree::NAME_MAX;
 use crate::storage::memory::MemoryLog;
-use crate::storage::{Log, LogId, Message, Placement, Stamp, Store, SyncPolicy};
+use crate::storage::{Log, LogId, LogKind, Message, Placement, Stamp, Store, SyncPolicy};
 
 pub struct Group {
     pub state: Mutex<GroupState>,
@@ -141,6 +141,9 @@ impl LockedCopy<'_> {
     }
 }
 
+/// What the name of a stream of dead messages ends with, after its stream's name.
+pub const DEAD_SUFFIX: &[u8] = b".dead";
+
 /// The most a message of `len` bytes can cost when published: its log's growth and its
 /// `order` line's, whatever either log holds by then.
 pub fn most_cost(len: usize) -> u64 {
@@ -174,7 +177,38 @@ impl StreamState {
         self.group = group;
         self.config = config;
         self.order_line = [name, b"\n"].concat();
+        self.follow_deliver();
         self.channel.retain(&self.config)
+    }
+
+    /// Keeps stream `ino`'s acknowledgements where its configuration says: in an ack log of
+    /// `store` for a `deliver one` stream kept on disk (the one kept before a remount, if
+    /// any), else in memory only (an ack log it had is removed).
+    pub fn place_acks(&mut self, store: &dyn Store, ino: u64) {
+        let id = LogId { node: ino, kind: LogKind::Acks };
+        let wanted = self.config.deliver == Deliver::One && self.config.store == Placement::Disk;
+        let policy = policy_of(id, self.config.sync);
+        match (wanted, self.channel.ack_log_mut()) {
+            (true, Some(log)) => log.set_policy(policy),
+            (true, None) => match store.log(id, Placement::Disk, policy) {
+                Ok(log) => self.channel.keep_acks(log),
+                Err(errno) => {
+                    log::warn!("stream {ino}: no ack log ({errno}): acknowledgements kept in memory")
+                }
+            },
+            (false, Some(_)) => {
+                drop(self.channel.drop_acks());
+                store.remove_log(id);
+            }
+            (false, None) => {}
+        }
+    }
+
+    /// Makes the channel a queue or not, as the configuration's `deliver` says; a stream of
+    /// dead messages (`NAME.dead`) keeps the messages that fail in it.
+    pub fn follow_deliver(&mut self) {
+        let buries = !self.order_name().ends_with(DEAD_SUFFIX);
+        self.channel.set_deliver(self.config.deliver, buries);
     }
 }
 
@@ -193,7 +227,8 @@ impl Stream {
     /// A stream whose channel has history already (restored at mount).
     pub fn with_channel(group: Arc<Group>, config: GroupConfig, name: &[u8], channel: Channel) -> Arc<Self> {
         let order_line = [name, b"\n"].concat();
-        let state = StreamState { channel, config, group, order_line, followers: Vec::new() };
+        let mut state = StreamState { channel, config, group, order_line, followers: Vec::new() };
+        state.follow_deliver();
         Arc::new(Stream { state: Mutex::new(state) })
     }
 
@@ -309,6 +344,9 @@ impl Stream {
             };
             // Committed: from here on nothing fails.
             let seq = appended.seq;
+            if let Some(reader) = author.reader {
+                state.channel.remember_origin(seq, reader);
+            }
             if awaited {
                 state.channel.await_delivery(seq);
             }
@@ -344,6 +382,17 @@ impl Stream {
             copies.iter_mut().for_each(|copy| copy.deliver(wakeups));
             return Ok(blocked.filter(|&ticket| state.channel.is_blocked(ticket)));
         }
+    }
+
+    /// Takes `message`, written through the descriptor of `reader`, if it is a reply (see
+    /// `Channel::reply`): then it is delivered or dropped, and the write's outcome is
+    /// returned. None: it is no reply.
+    pub fn reply(&self, reader: ReaderId, message: &Message<'_>) -> Option<Result<()>> {
+        let mut state = self.state.lock();
+        let config = state.config;
+        let outcome = state.channel.reply(reader, message.as_slice(), &config)?;
+        drop(state);
+        Some(outcome.map(drop))
     }
 
     /// Calls `done` once everything committed to the stream and its group's `order` is on
@@ -387,22 +436,26 @@ pub fn move_history(
 pub const ORDER_SYNC: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// When log `id` syncs on its own under its group's `sync`: as it says, but a `sync always`
-/// group's `order` within [`ORDER_SYNC`]. A write waits for its stream's log alone: its
+/// group's `order` and ack logs within [`ORDER_SYNC`] (nothing waits for an ack's sync: a
+/// power loss at worst delivers a message again). A write waits for its stream's log alone: its
 /// record carries its number in the group, from which recovery rebuilds the `order` lines a
 /// power loss took (`recovery.rs`), so a write pays one fdatasync, not two.
 pub fn policy_of(id: LogId, sync: SyncPolicy) -> SyncPolicy {
     match sync {
-        SyncPolicy::Always if id.order => SyncPolicy::Interval(ORDER_SYNC),
+        SyncPolicy::Always if id.kind != LogKind::Stream => SyncPolicy::Interval(ORDER_SYNC),
         sync => sync,
     }
 }
 
-/// Who wrote a message: what its stamp records besides when and where.
+/// Who wrote a message: what its stamp records besides when and where, and the reader of
+/// the descriptor it was written through, if that reads the stream too (opened read-write:
+/// in a queue, a request's reply goes back to it).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Author {
     pub pid: u32,
     pub uid: u32,
     pub gid: u32,
+    pub reader: Option<ReaderId>,
 }
 
 /// A write that may have to wait for its message to be received.

@@ -40,8 +40,8 @@ use super::config::{DataMode, GroupConfig};
 use super::errno::{Errno, Result};
 use super::memory::Memory;
 use super::presets::Presets;
-use super::stream::{Group, Stream, move_history, policy_of};
-use crate::storage::{Log, LogId, Store};
+use super::stream::{DEAD_SUFFIX, Group, Stream, move_history, policy_of};
+use crate::storage::{Log, LogId, LogKind, Store};
 
 pub use saved::Changes;
 use saved::Tracked;
@@ -296,10 +296,10 @@ fn check_new_name(name: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// A new channel's log: a stream's (`order` false) or a group's `order`, kept where and as
-/// the group's configuration says.
-fn log_of(store: &dyn Store, node: Ino, order: bool, config: &GroupConfig) -> Result<Box<dyn Log>> {
-    let id = LogId { node, order };
+/// A new channel's log: a stream's or a group's `order`, kept where and as the group's
+/// configuration says.
+fn log_of(store: &dyn Store, node: Ino, kind: LogKind, config: &GroupConfig) -> Result<Box<dyn Log>> {
+    let id = LogId { node, kind };
     store.log(id, config.store, policy_of(id, config.sync))
 }
 
@@ -322,7 +322,7 @@ impl Tree {
         memory: Arc<Memory>,
         store: Arc<dyn Store>,
     ) -> Result<Tree> {
-        let order = log_of(&*store, ROOT, true, &root_config)?;
+        let order = log_of(&*store, ROOT, LogKind::Order, &root_config)?;
         let body = Body::Group(Box::new(GroupNode::new(Group::new(root_config, order, memory.clone()))));
         let root =
             Node::new(Link { parent: ROOT, name: Vec::new(), entry: ROOT }, Meta::new(perm, owner), body);
@@ -508,7 +508,7 @@ impl Tree {
             config = self.presets.apply(&path, config);
         }
         self.check_free(parent, name)?;
-        let order = log_of(&*self.store, self.next_ino, true, &config)?;
+        let order = log_of(&*self.store, self.next_ino, LogKind::Order, &config)?;
         let shared = Group::new(config, order, self.memory.clone());
         let ino = self.insert(parent, name, perm, caller, Body::Group(Box::new(GroupNode::new(shared))))?;
         self.group_arrived(ino);
@@ -594,11 +594,24 @@ impl Tree {
         let group = self.live_group(parent)?.shared.clone();
         let config = group.state.lock().config;
         self.check_free(parent, name)?;
-        let log = log_of(&*self.store, self.next_ino, false, &config)?;
+        let log = log_of(&*self.store, self.next_ino, LogKind::Stream, &config)?;
         let stream = Stream::new(group, config, name, log, self.memory.clone());
+        stream.state.lock().place_acks(&*self.store, self.next_ino);
         let ino = self.insert(parent, name, perm, caller, Body::Stream(stream))?;
         self.stream_arrived(ino);
         Ok(ino)
+    }
+
+    /// The stream of dead messages beside stream `ino`: `NAME.dead` in its home group, made
+    /// on first use with the stream's owner and mode.
+    pub fn dead_stream(&mut self, ino: Ino) -> Result<Ino> {
+        let node = self.node(ino)?;
+        let (parent, name) = (node.home.parent, [&node.home.name[..], DEAD_SUFFIX].concat());
+        let (perm, owner) = (node.meta.perm, Caller { uid: node.meta.uid, gid: node.meta.gid });
+        match self.lookup(parent, &name) {
+            Err(Errno::ENOENT) => self.create(parent, &name, perm, owner),
+            found => found,
+        }
     }
 
     /// Whether `name` may be given to something new in `parent`.
@@ -862,11 +875,13 @@ impl Tree {
         let config = group.state.lock().config;
         let mut state = stream.state.lock();
         if state.config.store != config.store {
-            let id = LogId { node: ino, order: false };
+            let id = LogId { node: ino, kind: LogKind::Stream };
             let from = state.config.store;
             move_history(&mut state.channel, &*self.store, id, from, &config);
         }
-        state.rehome(group, config, &node.home.name)
+        let wakeups = state.rehome(group, config, &node.home.name);
+        state.place_acks(&*self.store, ino);
+        wakeups
     }
 
     /// Takes a node's last name out of its group; a stream is closed, a group's `order`
@@ -913,8 +928,13 @@ impl Tree {
         if self.nodes.get(&ino).is_some_and(|n| n.removed && n.known.load(Ordering::Relaxed) == 0) {
             let node = self.nodes.remove(&ino).expect("the node was found above");
             match node.body {
-                Body::Group(_) => self.mark_purged(LogId { node: ino, order: true }),
-                Body::Stream(_) => self.mark_purged(LogId { node: ino, order: false }),
+                Body::Group(_) => self.mark_purged(LogId { node: ino, kind: LogKind::Order }),
+                Body::Stream(stream) => {
+                    self.mark_purged(LogId { node: ino, kind: LogKind::Stream });
+                    if stream.state.lock().channel.has_ack_log() {
+                        self.mark_purged(LogId { node: ino, kind: LogKind::Acks });
+                    }
+                }
                 Body::Symlink(_) | Body::Plain { .. } => {}
             }
         }

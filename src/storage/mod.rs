@@ -184,12 +184,24 @@ pub trait Log: Send {
     }
 }
 
-/// Which channel a log belongs to: a stream, or a group's `order` (by the node's inode
-/// number, which the catalogue keeps across remounts).
+/// Which log this is: a node's (by its inode number, which the catalogue keeps across
+/// remounts) of a given kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LogId {
     pub node: u64,
-    pub order: bool,
+    pub kind: LogKind,
+}
+
+/// What a log holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum LogKind {
+    /// A stream's messages.
+    Stream,
+    /// A group's `order` lines.
+    Order,
+    /// A `deliver one` stream's acknowledgements out of order: 8-byte little-endian
+    /// message numbers.
+    Acks,
 }
 
 /// Where a group keeps its history (the `store` setting).

@@ -8,12 +8,19 @@
 //! run under the channel's lock: operations return them in a [`Wakeups`], which runs them when
 //! dropped, after the caller released the lock.
 //! What the log retains follows the group's replay mode and depth, and the slowest reader.
+//! Under `deliver one` the channel is a queue instead: each message to one reader, which
+//! acknowledges it ([`queue`]).
 //!
 //! Here: `Channel` and its entry points (open and close a reader, append, deliver, take
 //! back, read, poll, cancel, close, sync, move the history to another log). Its parts: reader cursors and parking ([`readers`]), blocked writers
-//! ([`writers`]), what the log keeps and is charged for ([`retention`]), the numbers `mqfs-stat` shows ([`stats`]).
+//! ([`writers`]), what the log keeps and is charged for ([`retention`]), the queue
+//! ([`queue`]), its durable acknowledgements ([`acks`]), request/reply ([`replies`]) and the
+//! numbers `mqfs-stat` shows ([`stats`]).
 
+mod acks;
+mod queue;
 mod readers;
+mod replies;
 mod retention;
 mod stats;
 mod writers;
@@ -27,7 +34,10 @@ use super::config::{GroupConfig, Replay};
 pub use super::delivery::Wakeups;
 use super::errno::{Errno, Result};
 use super::memory::Memory;
+use super::synced::Join;
 use crate::storage::{Bytes, Log, Message, Stamp, SyncCallback, memory};
+use queue::Queue;
+pub use queue::{Alarm, Dead};
 use readers::{Reader, Waiter};
 pub use stats::Stats;
 use writers::BlockedWriter;
@@ -92,6 +102,13 @@ pub struct Channel {
     memory: Arc<Memory>,
     /// The part of `memory` this channel's log is charged for.
     charged: u64,
+    /// Under `deliver one`: the queue (see [`queue`]); readers then have no positions.
+    queue: Option<Queue>,
+    /// Called to have in-flight messages checked in time (`ackwait`).
+    alarm: Option<Alarm>,
+    /// Under `deliver one` on disk: where acknowledgements out of order are kept (see
+    /// [`acks`]).
+    acks: Option<Box<dyn Log>>,
 }
 
 impl Channel {
@@ -110,6 +127,9 @@ impl Channel {
             next_reader: 0,
             closed: false,
             modified: SystemTime::now(),
+            queue: None,
+            alarm: None,
+            acks: None,
         };
         channel.account();
         channel
@@ -127,11 +147,14 @@ impl Channel {
         let id = self.next_reader;
         self.next_reader += 1;
         self.readers.insert(id, Reader { next, ..Reader::default() });
-        *self.positions.entry(next).or_default() += 1;
+        if self.queue.is_none() {
+            *self.positions.entry(next).or_default() += 1;
+        }
         id
     }
 
-    /// Removes a reader; what only it still needed is released.
+    /// Removes a reader; what only it still needed is released, and a queue's reader's
+    /// message is acknowledged.
     pub fn close_reader(&mut self, id: ReaderId, config: &GroupConfig) -> Wakeups {
         let mut wakeups = Wakeups::default();
         let unparked = self.park(id, |reader| {
@@ -140,7 +163,11 @@ impl Channel {
         });
         let Some(waiters) = unparked else { return wakeups };
         let reader = self.readers.remove(&id).expect("the reader was there to unpark");
-        self.leave_position(reader.next);
+        if self.queue.is_some() {
+            self.release_held(id);
+        } else {
+            self.leave_position(reader.next);
+        }
         for waiter in waiters {
             wakeups.complete_read(waiter.callback, Ok(Bytes::default()));
         }
@@ -183,6 +210,7 @@ impl Channel {
             && self.writers.is_empty()
             && self.awaited.is_empty()
             && self.log.is_empty()
+            && self.queue.is_none()
         {
             // Nobody can ever read it: counted when delivered, nothing kept.
             return Ok(Appended { seq, skipped: Some(message.len()), time: stamp.time });
@@ -205,10 +233,16 @@ impl Channel {
             self.log.skip(len);
             return Wakeups::default();
         }
+        self.serve_waiting(config)
+    }
+
+    /// Serves the readers that wait, in the order they began to wait (a queue's message goes
+    /// to the first), then retains what is still needed.
+    fn serve_waiting(&mut self, config: &GroupConfig) -> Wakeups {
         let mut wakeups = Wakeups::default();
-        // An append only ends waits: the readers that still wait stay listed, in their order.
+        // Serving only ends waits: the readers that still wait stay listed, in their order.
         let mut waiting = std::mem::take(&mut self.waiting);
-        waiting.retain(|&id| self.serve(id, config.data, &mut wakeups));
+        waiting.retain(|&id| self.serve(id, config, &mut wakeups));
         self.waiting = waiting;
         wakeups.merge(self.retain(config));
         wakeups
@@ -272,7 +306,7 @@ impl Channel {
             return (None, wakeups);
         }
         let parked = {
-            let result = self.take(id, size, mode, config.data);
+            let result = self.take(id, size, mode, config);
             self.settle_writers(&mut wakeups);
             match result {
                 Some(result) => {
@@ -333,6 +367,7 @@ impl Channel {
         while self.log.first_seq() < self.slowest() {
             self.log.pop_front();
         }
+        self.trim_queue();
         self.account();
         wakeups
     }
@@ -386,9 +421,14 @@ impl Channel {
         Some(self.log.stamp(seq).ok()??.time)
     }
 
-    /// The mount ends: see `Log::close`.
+    /// The mount ends: see `Log::close` (of the ack log too).
     pub fn close_log(&mut self, done: SyncCallback) {
-        self.log.close(done);
+        let join = Join::new(done);
+        self.log.close(join.part());
+        if let Some(acks) = &mut self.acks {
+            acks.close(join.part());
+        }
+        join.done()(Ok(()));
     }
 
     /// The log itself, to look at (recovery).

@@ -4,12 +4,21 @@
 //! stamp (sender identity).
 
 use super::{Channel, PollCallback, ReadCallback, ReadMode, ReadResult, ReaderId, Ticket, Wakeups};
-use crate::engine::config::DataMode;
+use crate::engine::config::{DataMode, GroupConfig};
 use crate::engine::errno::{Errno, Result};
 use crate::storage::{Bytes, Stamp};
 
 /// A message by its number, with its stamp.
 pub(super) type Stamped = (u64, Stamp);
+
+/// The message a reader's last read returned bytes of: its number and stamp, and how many
+/// times it has been delivered (more than once only in a queue: redeliveries).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Last {
+    pub(super) seq: u64,
+    pub(super) stamp: Stamp,
+    pub(super) deliveries: u32,
+}
 
 /// A parked read.
 pub(super) struct Waiter {
@@ -29,9 +38,9 @@ pub(super) struct Reader {
     /// Armed by the latest poll that asked to be told; the next append (or the close) tells
     /// it and drops it.
     pub(super) poller: Option<PollCallback>,
-    /// The message the last read returned bytes of, and its stamp, kept here because the
-    /// log may drop it as soon as it was read.
-    pub(super) last: Option<Stamped>,
+    /// The message the last read returned bytes of, kept here because the log may drop it
+    /// as soon as it was read.
+    pub(super) last: Option<Last>,
 }
 
 impl Reader {
@@ -65,6 +74,7 @@ impl Channel {
 
     pub(super) fn readable(&self, id: ReaderId) -> bool {
         match self.readers.get(&id) {
+            Some(_) if self.queue.is_some() => self.readable_queued(id),
             Some(reader) => self.closed || reader.next < self.log.next_seq(),
             None => true,
         }
@@ -72,13 +82,13 @@ impl Channel {
 
     /// Tells `id`'s poller and completes as many of its parked reads as there is data for;
     /// returns whether it still waits.
-    pub(super) fn serve(&mut self, id: ReaderId, data: DataMode, wakeups: &mut Wakeups) -> bool {
+    pub(super) fn serve(&mut self, id: ReaderId, config: &GroupConfig, wakeups: &mut Wakeups) -> bool {
         let Some(reader) = self.readers.get_mut(&id) else { return false };
         wakeups.notify(reader.poller.take());
         let waiters = std::mem::take(&mut reader.waiters);
         let mut still_parked = Vec::new();
         for waiter in waiters {
-            match self.take(id, waiter.size, ReadMode::Block, data) {
+            match self.take(id, waiter.size, ReadMode::Block, config) {
                 Some(result) => wakeups.complete_read(waiter.callback, result),
                 None => still_parked.push(waiter),
             }
@@ -94,8 +104,12 @@ impl Channel {
         id: ReaderId,
         size: usize,
         mode: ReadMode,
-        data: DataMode,
+        config: &GroupConfig,
     ) -> Option<ReadResult> {
+        if self.queue.is_some() {
+            return self.take_queued(id, size, mode, config);
+        }
+        let data = config.data;
         let (next, offset) = {
             let reader = &self.readers[&id];
             (reader.next, reader.offset)
@@ -117,8 +131,9 @@ impl Channel {
             Err(errno) => return Some(Err(errno)),
         };
         self.move_reader(id, next, offset);
-        if last.is_some() {
-            self.readers.get_mut(&id).expect("reader exists").last = last;
+        if let Some((seq, stamp)) = last {
+            // A fan-out reader gets every message once.
+            self.readers.get_mut(&id).expect("reader exists").last = Some(Last { seq, stamp, deliveries: 1 });
         }
         if !out.is_empty() || self.closed || mode == ReadMode::Continuation || size == 0 {
             Some(Ok(out))
@@ -167,14 +182,15 @@ impl Channel {
     }
 
     /// The message reader `id`'s last read returned bytes of, and how many times it has
-    /// been delivered: once, to a reader of a fan-out stream, which gets every message.
+    /// been delivered: once to a reader of a fan-out stream, which gets every message; in a
+    /// queue, more than once for a redelivery.
     pub fn last_delivered(&self, id: ReaderId) -> Option<(u64, u32)> {
-        self.readers.get(&id)?.last.map(|(seq, _)| (seq, 1))
+        self.readers.get(&id)?.last.map(|last| (last.seq, last.deliveries))
     }
 
     /// The stamp of that message.
     pub fn last_stamp(&self, id: ReaderId) -> Option<Stamp> {
-        self.readers.get(&id)?.last.map(|(_, stamp)| stamp)
+        self.readers.get(&id)?.last.map(|last| last.stamp)
     }
 
     fn move_reader(&mut self, id: ReaderId, next: u64, offset: usize) {

@@ -6,13 +6,18 @@ use crate::engine::config::{GroupConfig, Replay};
 
 impl Channel {
     /// Where the slowest reader is (the end of the log without readers).
+    /// Under `deliver one`, the oldest message not acknowledged.
     pub(super) fn slowest(&self) -> u64 {
+        if let Some(queue) = &self.queue {
+            return queue.front;
+        }
         self.positions.keys().next().copied().unwrap_or(self.log.next_seq())
     }
 
     /// Drops all history.
     pub fn clear(&mut self) {
         self.log.clear();
+        self.trim_queue();
         self.account();
     }
 
@@ -25,7 +30,8 @@ impl Channel {
         // A closed channel (its stream removed) gets no new reader: whatever the replay
         // mode, it keeps only what its readers have still to read, though the tree may keep
         // the stream a while (a removed node the kernel still knows).
-        let replay = if self.closed { Replay::Off } else { config.replay };
+        // A queue keeps what is not acknowledged, whatever the replay mode.
+        let replay = if self.closed || self.queue.is_some() { Replay::Off } else { config.replay };
         let keep_from = match replay {
             Replay::All => self.log.first_seq(),
             Replay::Last => needed.min(self.log.next_seq().saturating_sub(1)),
@@ -37,6 +43,7 @@ impl Channel {
         while config.depth.exceeded(self.log.len(), self.log.bytes()) {
             self.log.pop_front();
         }
+        self.trim_queue();
         self.account();
         let mut wakeups = Wakeups::default();
         self.settle_writers(&mut wakeups);

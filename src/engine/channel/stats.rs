@@ -43,16 +43,17 @@ impl Stats {
 impl Channel {
     /// The channel's numbers now.
     pub fn stats(&self) -> Stats {
-        let backlog = match self.positions.keys().next() {
-            Some(&slowest) => self.log.next_seq() - slowest.max(self.log.first_seq()),
-            None => 0,
-        };
-        Stats {
+        let (first, end) = (self.log.first_seq(), self.log.next_seq());
+        let mut stats = Stats {
             readers: self.readers(),
-            backlog,
             messages: self.messages(),
             bytes: self.bytes(),
             ..Stats::default()
+        };
+        match &self.queue {
+            Some(queue) => queue.count(first, end, &mut stats),
+            None => stats.backlog = end - self.slowest().max(first).min(end),
         }
+        stats
     }
 }

@@ -61,8 +61,10 @@ impl Channel {
         let first = self.log.first_seq();
         // Every message before the furthest reader was received by it (a reader skips a
         // message only when it is dropped, and then it is before `first`).
-        let furthest = self.positions.keys().next_back().copied().unwrap_or(0);
+        // A queue's message is received when handed out.
+        let furthest = self.handed().or_else(|| self.positions.keys().next_back().copied()).unwrap_or(0);
         let passed = first.max(furthest);
+        let queue = self.queue.is_some();
         while self.awaited.front().is_some_and(|&seq| seq < passed) {
             self.awaited.pop_front();
         }
@@ -73,8 +75,8 @@ impl Channel {
             std::mem::take(&mut self.writers).into_iter().partition(|writer| {
                 writer.seq < first
                     || match &writer.readers {
-                        None => writer.seq < passed,
-                        Some(ids) => ids.iter().all(|id| received(&self.readers, id, writer.seq)),
+                        Some(ids) if !queue => ids.iter().all(|id| received(&self.readers, id, writer.seq)),
+                        _ => writer.seq < passed,
                     }
             });
         self.writers = waiting;

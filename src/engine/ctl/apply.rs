@@ -10,7 +10,7 @@ use crate::engine::handle::{Admission, CtlFile, Step};
 use crate::engine::stream::{most_cost, move_history, policy_of};
 use crate::engine::tree::Tree;
 use crate::engine::{CTL_MAX, Engine, Errno, Ino, WriteRequest, ctl};
-use crate::storage::LogId;
+use crate::storage::{LogId, LogKind};
 
 impl Engine {
     /// The text of a group's ctl, its configuration and status, and why `uid`'s last ctl
@@ -116,12 +116,14 @@ impl Engine {
             clear |= !command.configure(&mut config);
         }
         let old = std::mem::replace(&mut group_state.config, config);
-        let order_id = LogId { node: group, order: true };
+        let order_id = LogId { node: group, kind: LogKind::Order };
         let mut wakeups = Self::reconfigure(tree, &mut group_state.order, order_id, &old, &config, clear);
         for (ino, stream) in tree.streams(group)? {
             let mut state = stream.state.lock();
             let old = std::mem::replace(&mut state.config, config);
-            let id = LogId { node: ino, order: false };
+            state.follow_deliver();
+            state.place_acks(tree.store(), ino);
+            let id = LogId { node: ino, kind: LogKind::Stream };
             wakeups.merge(Self::reconfigure(tree, &mut state.channel, id, &old, &config, clear));
         }
         Ok(wakeups)

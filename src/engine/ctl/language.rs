@@ -126,7 +126,9 @@ pub fn render(config: &GroupConfig, status: &Status) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::config::{DataMode, Depth, Follow, Frame, Placement, Replay, SyncPolicy, WriteMode};
+    use crate::engine::config::{
+        DataMode, Deliver, Depth, Follow, Frame, Placement, Replay, SyncPolicy, WriteMode,
+    };
 
     fn set(name: &'static str, value: &str) -> Command {
         Command::Set { setting: name, value: value.into() }
@@ -184,6 +186,9 @@ mod tests {
             frame: Frame::Close,
             store: Placement::Disk,
             sync: SyncPolicy::Interval(std::time::Duration::from_millis(250)),
+            deliver: Deliver::One,
+            ackwait: std::time::Duration::from_secs(30),
+            maxdeliver: 5,
             follow: Follow::Parent,
         };
         let status = Status { streams: 2, groups: 1, readers: 3, messages: 4, bytes: 5 };

@@ -8,7 +8,7 @@ use std::sync::atomic::AtomicBool;
 use super::*;
 use crate::storage::catalogue::NodeRecord;
 use crate::storage::memory::MemoryStore;
-use crate::storage::{Catalogue, Log, LogId, Placement, Store, SyncPolicy};
+use crate::storage::{Catalogue, Log, LogId, LogKind, Placement, Store, SyncPolicy};
 
 /// A catalogue that keeps records in memory, shared with the test; it refuses saves while
 /// `failing` is set.
@@ -197,6 +197,22 @@ fn each_change_is_saved_as_it_is_made() {
 }
 
 #[test]
+fn a_disk_queues_ack_log_goes_with_it_or_when_it_stops_being_a_queue() {
+    let kept = Kept::default();
+    let store = Arc::new(Removals::default());
+    let e = engine_with(&kept, store.clone()).expect("a new engine");
+    let group = mkdir(&e, ROOT, "g");
+    ctl(&e, group, "store disk\ndeliver one\n");
+    let (stream, other) = (create(&e, group, "s"), create(&e, group, "t"));
+    let acks = |node| LogId { node, kind: LogKind::Acks };
+    e.unlink(group, b"s").unwrap();
+    e.forget(stream, 1);
+    assert_eq!(*store.0.lock().unwrap(), [LogId { node: stream, kind: LogKind::Stream }, acks(stream)]);
+    ctl(&e, group, "deliver all\n");
+    assert_eq!(store.0.lock().unwrap().last(), Some(&acks(other)));
+}
+
+#[test]
 fn a_removed_nodes_log_is_deleted_once_the_kernel_forgets_it() {
     let kept = Kept::default();
     let store = Arc::new(Removals::default());
@@ -212,7 +228,7 @@ fn a_removed_nodes_log_is_deleted_once_the_kernel_forgets_it() {
     e.forget(group, 1);
     assert_eq!(
         *removed.lock().unwrap(),
-        [LogId { node: stream, order: false }, LogId { node: group, order: true }]
+        [LogId { node: stream, kind: LogKind::Stream }, LogId { node: group, kind: LogKind::Order }]
     );
 }
 

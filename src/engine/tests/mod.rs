@@ -251,6 +251,7 @@ mod follow;
 mod links;
 mod modes;
 mod order;
+mod queues;
 mod reading;
 mod removal;
 mod retention;

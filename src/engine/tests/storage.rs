@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 
 use super::*;
 use crate::storage::memory::{MemoryLog, MemoryStore};
-use crate::storage::{Bytes, Extent, Log, LogId, Message, Placement, Stamp, Store, SyncCallback, SyncPolicy};
+use crate::storage::{
+    Bytes, Extent, Log, LogId, LogKind, Message, Placement, Stamp, Store, SyncCallback, SyncPolicy,
+};
 
 /// What the fake store's logs do and have seen.
 #[derive(Default)]
@@ -68,7 +70,7 @@ struct FakeLog {
 
 impl Log for FakeLog {
     fn append(&mut self, message: Message<'_>, stamp: &Stamp) -> Result<u64> {
-        if let (true, Some(errno)) = (self.id.order, self.store.faults().failing_order) {
+        if let (true, Some(errno)) = (self.id.kind == LogKind::Order, self.store.faults().failing_order) {
             return Err(errno);
         }
         if let Some((_, errno)) = self.store.faults().failing.filter(|&(id, _)| id == self.id) {
@@ -141,11 +143,11 @@ fn engine_on(store: &FakeStore) -> Engine {
 }
 
 fn stream_log(ino: Ino) -> LogId {
-    LogId { node: ino, order: false }
+    LogId { node: ino, kind: LogKind::Stream }
 }
 
 fn order_log(group: Ino) -> LogId {
-    LogId { node: group, order: true }
+    LogId { node: group, kind: LogKind::Order }
 }
 
 #[test]

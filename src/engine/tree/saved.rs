@@ -14,7 +14,7 @@ use crate::engine::memory::Memory;
 use crate::engine::presets::Presets;
 use crate::engine::stream::{Group, Stream, policy_of};
 use crate::storage::catalogue::{Name, NodeBody, NodeRecord};
-use crate::storage::{LogId, Store, SyncPolicy};
+use crate::storage::{LogId, LogKind, Store, SyncPolicy};
 
 /// What operations changed since the engine last took it.
 #[derive(Debug, Default)]
@@ -168,7 +168,7 @@ impl Tree {
             let ino = record.ino;
             let fail = |what: String| format!("catalogue: node {ino}: {what}");
             let Some((home, more)) = record.names.split_first() else { return Err(fail("no name".into())) };
-            let log = |order| LogId { node: ino, order };
+            let log = |kind| LogId { node: ino, kind };
             let body = match record.body {
                 NodeBody::Group { config: text } => {
                     let mut config = defaults;
@@ -177,17 +177,21 @@ impl Tree {
                     {
                         command.configure(&mut config);
                     }
-                    let order = channel(log(true), &config).map_err(|e| fail(format!("order: {e}")))?;
+                    let order =
+                        channel(log(LogKind::Order), &config).map_err(|e| fail(format!("order: {e}")))?;
                     Body::Group(Box::new(GroupNode::new(Group::with_order(config, order))))
                 }
                 NodeBody::Stream => {
                     let group = tree.group(home.parent).map_err(|_| fail("its home is no group".into()))?;
                     let group = group.shared.clone();
                     let config = group.state.lock().config;
-                    let mut log = channel(log(false), &config).map_err(|e| fail(format!("log: {e}")))?;
+                    let mut log =
+                        channel(log(LogKind::Stream), &config).map_err(|e| fail(format!("log: {e}")))?;
                     // Saved at the last namespace change; a message since moved it on.
                     log.set_modified(log.last_written().map_or(record.mtime, |last| last.max(record.mtime)));
-                    Body::Stream(Stream::with_channel(group, config, &home.name, log))
+                    let stream = Stream::with_channel(group, config, &home.name, log);
+                    stream.state.lock().place_acks(&*store, ino);
+                    Body::Stream(stream)
                 }
                 NodeBody::Symlink { target } => Body::Symlink(Box::new(target)),
                 NodeBody::Fifo => Body::Plain { kind: Kind::Fifo, rdev: 0 },

@@ -21,7 +21,7 @@ use parking_lot::Mutex;
 
 use super::files::{DataFile, FileLayer};
 use super::segment::{self, RECORD_HEADER};
-use crate::storage::LogId;
+use crate::storage::{LogId, LogKind};
 
 pub const NAME: &str = "journal";
 /// The journal's size unless the file is larger already, or the file system small (it
@@ -237,7 +237,7 @@ fn encode_entry(out: &mut Vec<u8>, lap: u64, record: &Record<'_>) {
     out.extend_from_slice(&lap.to_le_bytes());
     out.extend_from_slice(&record.log.node.to_le_bytes());
     out.extend_from_slice(&record.position.to_le_bytes());
-    out.extend_from_slice(&u32::from(record.log.order).to_le_bytes());
+    out.extend_from_slice(&kind_code(record.log.kind).to_le_bytes());
     out.extend_from_slice(&[0; 4]);
     out.extend_from_slice(&record.header);
     out.extend_from_slice(record.payload);
@@ -253,20 +253,29 @@ fn read_entries(bytes: &[u8], lap: u64) -> Vec<(LogId, Entry)> {
     while let Some(header) = bytes.get(at..at + ENTRY_HEADER as usize) {
         let len = u32_at(header, 4) as usize;
         let Some(whole) = bytes.get(at..at + ENTRY_HEADER as usize + len) else { break };
-        let kind = u32_at(header, 32);
-        if u32_at(header, 0) != crc32c::crc32c(&whole[4..]) || u64_at(header, 8) != lap || kind > 1 {
+        let kind = KINDS.get(u32_at(header, 32) as usize);
+        let Some(&kind) =
+            kind.filter(|_| u32_at(header, 0) == crc32c::crc32c(&whole[4..]) && u64_at(header, 8) == lap)
+        else {
             break;
-        }
+        };
         let record = &whole[ENTRY_HEADER as usize..];
         let Some(frame) = record.get(..RECORD_HEADER as usize).and_then(segment::Frame::of) else { break };
         if segment::check_record(record, frame.seq).is_none() {
             break;
         }
-        let log = LogId { node: u64_at(header, 16), order: kind == 1 };
+        let log = LogId { node: u64_at(header, 16), kind };
         entries.push((log, Entry { seq: frame.seq, position: u64_at(header, 24), record: record.to_vec() }));
         at += whole.len();
     }
     entries
+}
+
+/// What an entry's kind field holds: a log kind's index here.
+const KINDS: [LogKind; 3] = [LogKind::Stream, LogKind::Order, LogKind::Acks];
+
+fn kind_code(kind: LogKind) -> u32 {
+    KINDS.iter().position(|&k| k == kind).expect("every kind is listed") as u32
 }
 
 fn u32_at(bytes: &[u8], at: usize) -> u32 {

@@ -42,7 +42,7 @@ use self::log::Place;
 use self::syncer::Syncer;
 use crate::engine::Errno;
 use crate::storage::memory::MemoryLog;
-use crate::storage::{Log, LogId, Placement, Store, SyncPolicy};
+use crate::storage::{Log, LogId, LogKind, Placement, Store, SyncPolicy};
 
 /// The segment size limit of `DiskStore::open`.
 pub const SEGMENT_BYTES: u64 = 16 << 20;
@@ -260,7 +260,11 @@ impl DiskStore {
     }
 
     fn log_dir(&self, id: LogId) -> PathBuf {
-        let name = if id.order { format!("{}.order", id.node) } else { id.node.to_string() };
+        let name = match id.kind {
+            LogKind::Stream => id.node.to_string(),
+            LogKind::Order => format!("{}.order", id.node),
+            LogKind::Acks => format!("{}.acks", id.node),
+        };
         self.dir.join("logs").join(name)
     }
 
@@ -277,12 +281,13 @@ impl DiskStore {
 }
 
 fn parse_log_name(name: &str) -> Option<LogId> {
-    let (node, order) = match name.strip_suffix(".order") {
-        Some(node) => (node, true),
-        None => (name, false),
+    let (node, kind) = match (name.strip_suffix(".order"), name.strip_suffix(".acks")) {
+        (Some(node), _) => (node, LogKind::Order),
+        (_, Some(node)) => (node, LogKind::Acks),
+        _ => (name, LogKind::Stream),
     };
     let canonical = node.bytes().all(|b| b.is_ascii_digit()) && !node.starts_with('0') || node == "0";
-    Some(LogId { node: node.parse().ok().filter(|_| canonical)?, order })
+    Some(LogId { node: node.parse().ok().filter(|_| canonical)?, kind })
 }
 
 /// Writes `DIR/format` whole or not at all (a temporary file renamed), durably.

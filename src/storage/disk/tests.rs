@@ -13,7 +13,7 @@ use super::files::{FileLayer, Os};
 use super::segment::{self, FILE_HEADER, RECORD_HEADER};
 use super::{DiskStore, RecoveryReport};
 use crate::engine::Errno;
-use crate::storage::{Log, LogId, Message, Placement, Stamp, Store, SyncPolicy};
+use crate::storage::{Log, LogId, LogKind, Message, Placement, Stamp, Store, SyncPolicy};
 
 /// A fresh directory, deleted when dropped.
 struct Scratch(PathBuf);
@@ -34,7 +34,7 @@ impl Drop for Scratch {
     }
 }
 
-const STREAM: LogId = LogId { node: 7, order: false };
+const STREAM: LogId = LogId { node: 7, kind: LogKind::Stream };
 /// A small journal, so that tests go round it (its laps end, checkpointed) often.
 const JOURNAL_BYTES: u64 = 64 << 10;
 
@@ -255,7 +255,7 @@ fn after_power_loss_every_synced_message_is_there_once_in_order() {
 /// Appends message after message to log `node` (under `sync always`), each waiting for its
 /// sync, counting in `acked` those whose sync answered Ok, until one fails or `count` are.
 fn write_synced(store: &DiskStore, node: u64, count: u64, acked: &AtomicU64) {
-    let id = LogId { node, order: false };
+    let id = LogId { node, kind: LogKind::Stream };
     let mut log = store.log(id, Placement::Disk, SyncPolicy::Always).expect("a disk log");
     for seq in 0..count {
         if log.append(Message::Owned(message(seq)), &stamp(seq)).is_err() || sync(&*log).is_err() {
@@ -314,8 +314,9 @@ fn after_power_loss_amid_writers_every_acknowledged_message_is_there_once_in_ord
         }
         let (store, report) = open(&scratch.0, Arc::new(Os), 2048);
         for (node, acked) in (10..).zip(&acked) {
-            let log =
-                store.log(LogId { node, order: false }, Placement::Disk, SyncPolicy::Never).expect("log");
+            let log = store
+                .log(LogId { node, kind: LogKind::Stream }, Placement::Disk, SyncPolicy::Never)
+                .expect("log");
             let acked = acked.load(Ordering::SeqCst);
             assert!(
                 log.next_seq() >= acked,
