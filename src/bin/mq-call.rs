@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{CommandFactory, Parser};
+use clap::Parser;
 
 use mqfs::tools::rpc::call;
 use mqfs::tools::sys;
@@ -52,11 +52,7 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
 
 fn main() -> ExitCode {
     sys::default_sigpipe();
-    let args = Args::parse();
-    if let Some(shell) = args.completions {
-        print!("{}", mqfs::completions::script(shell, Args::command()));
-        return ExitCode::SUCCESS;
-    }
+    let args: Args = mqfs::completions::parse_or_print(|args: &Args| args.completions);
     let stream = args.stream.clone().expect("clap requires STREAM");
     let outcome = call::request(&args.request).and_then(|request| {
         if let Some(limit) = args.timeout {

@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+use clap::Parser;
 
 use mqfs::tools::ordered::{Item, Ordered};
 use mqfs::tools::sys;
@@ -47,11 +47,7 @@ struct Args {
 
 fn main() -> ExitCode {
     sys::default_sigpipe();
-    let args = Args::parse();
-    if let Some(shell) = args.completions {
-        print!("{}", mqfs::completions::script(shell, Args::command()));
-        return ExitCode::SUCCESS;
-    }
+    let args: Args = mqfs::completions::parse_or_print(|args: &Args| args.completions);
     let group = args.group.clone().expect("clap requires GROUP");
     for name in &args.streams {
         let bytes = name.as_encoded_bytes();

@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{ArgGroup, CommandFactory, Parser};
+use clap::{ArgGroup, Parser};
 
 use mqfs::tools::pin::{self, Create, Failure, State};
 use mqfs::tools::{sys, term};
@@ -85,11 +85,7 @@ fn fail(f: Failure) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    if let Some(shell) = args.completions {
-        print!("{}", mqfs::completions::script(shell, Args::command()));
-        return ExitCode::SUCCESS;
-    }
+    let args: Args = mqfs::completions::parse_or_print(|args: &Args| args.completions);
     let dir = args.dir.clone().unwrap_or_else(pin::default_dir);
     if let Some(name) = &args.supervise {
         return ExitCode::from(pin::supervise(&dir, name, &args.args, !args.no_pty, args.rows, args.cols));

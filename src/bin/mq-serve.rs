@@ -6,7 +6,7 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+use clap::Parser;
 
 use mqfs::tools::rpc::serve::{self, Serve};
 
@@ -46,11 +46,7 @@ struct Args {
 fn main() -> ExitCode {
     // SIGPIPE stays ignored (as Rust sets it): a command that does not read its request is
     // no reason to die.
-    let args = Args::parse();
-    if let Some(shell) = args.completions {
-        print!("{}", mqfs::completions::script(shell, Args::command()));
-        return ExitCode::SUCCESS;
-    }
+    let args: Args = mqfs::completions::parse_or_print(|args: &Args| args.completions);
     let stream = args.stream.clone().expect("clap requires STREAM");
     match serve::serve(&Serve { stream, workers: args.jobs.get(), command: args.command }) {
         Ok(status) => ExitCode::from(status),

@@ -5,7 +5,7 @@ use std::ffi::OsString;
 use std::os::fd::BorrowedFd;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+use clap::Parser;
 
 use mqfs::ioctl::MqStamp;
 use mqfs::tools::{stamp, sys};
@@ -36,11 +36,7 @@ struct Args {
 
 fn main() -> ExitCode {
     sys::default_sigpipe();
-    let args = Args::parse();
-    if let Some(shell) = args.completions {
-        print!("{}", mqfs::completions::script(shell, Args::command()));
-        return ExitCode::SUCCESS;
-    }
+    let args: Args = mqfs::completions::parse_or_print(|args: &Args| args.completions);
     let file = args.file.unwrap_or_else(|| OsString::from("-"));
     let Some(fd) = stamp::descriptor(&file) else {
         eprintln!(

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser};
+use clap::Parser;
 
 use mqfs::tools::{stat, sys};
 
@@ -38,11 +38,7 @@ struct Args {
 
 fn main() -> ExitCode {
     sys::default_sigpipe();
-    let args = Args::parse();
-    if let Some(shell) = args.completions {
-        print!("{}", mqfs::completions::script(shell, Args::command()));
-        return ExitCode::SUCCESS;
-    }
+    let args: Args = mqfs::completions::parse_or_print(|args: &Args| args.completions);
     let paths = if args.paths.is_empty() {
         match mqfs::mountinfo::read() {
             Ok(mounts) => {
