@@ -3,40 +3,16 @@
 
 mod common;
 
-use common::{Mount, TempDir, run_ok, sh, wait_until};
+use common::{Mount, TempDir, history, history_lines, run_ok, sh, wait_until};
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant, SystemTime};
 
 const T: Duration = Duration::from_secs(20);
-
-/// Every message a reader opening `path` now gets without waiting, one per read(2): the
-/// retained history under `replay all`.
-fn history(path: &Path) -> Vec<Vec<u8>> {
-    let mut file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-    let mut messages = Vec::new();
-    let mut buf = vec![0; 1 << 20];
-    loop {
-        match file.read(&mut buf) {
-            Ok(0) => panic!("end of file on the message stream {}", path.display()),
-            Ok(n) => messages.push(buf[..n].to_vec()),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return messages,
-            Err(e) => panic!("read {}: {e}", path.display()),
-        }
-    }
-}
-
-fn lines(path: &Path) -> Vec<String> {
-    history(path).iter().map(|m| String::from_utf8_lossy(m).into_owned()).collect()
-}
 
 fn write_msg(path: &Path, message: &[u8]) {
     let mut file = OpenOptions::new()
@@ -117,8 +93,9 @@ fn a_remount_shows_the_same_tree_configuration_history_and_order() {
         );
         before = listing(&m);
         ctl_before = fs::read_to_string(g.join("ctl")).unwrap();
-        history_before = [lines(&g.join("s")), lines(&g.join("t")), lines(&g.join("sub/deep"))];
-        order_before = lines(&g.join("order"));
+        history_before =
+            [history_lines(&g.join("s")), history_lines(&g.join("t")), history_lines(&g.join("sub/deep"))];
+        order_before = history_lines(&g.join("order"));
         assert_eq!(
             history_before[0],
             (3..8).map(|i| format!("s {i}\n")).collect::<Vec<_>>(),
@@ -130,12 +107,15 @@ fn a_remount_shows_the_same_tree_configuration_history_and_order() {
     let g = m.join("g");
     assert_eq!(listing(&m), before, "ls -lR after a remount");
     assert_eq!(fs::read_to_string(g.join("ctl")).unwrap(), ctl_before);
-    assert_eq!([lines(&g.join("s")), lines(&g.join("t")), lines(&g.join("sub/deep"))], history_before);
-    assert_eq!(lines(&g.join("order")), order_before);
+    assert_eq!(
+        [history_lines(&g.join("s")), history_lines(&g.join("t")), history_lines(&g.join("sub/deep"))],
+        history_before
+    );
+    assert_eq!(history_lines(&g.join("order")), order_before);
     // The remounted store goes on: numbering and depth carry over.
     write_msg(&g.join("s"), b"s 8\n");
-    assert_eq!(lines(&g.join("s")), (4..9).map(|i| format!("s {i}\n")).collect::<Vec<_>>());
-    assert_eq!(lines(&g.join("order")).last().map(String::as_str), Some("s\n"));
+    assert_eq!(history_lines(&g.join("s")), (4..9).map(|i| format!("s {i}\n")).collect::<Vec<_>>());
+    assert_eq!(history_lines(&g.join("order")).last().map(String::as_str), Some("s\n"));
 }
 
 #[test]
@@ -153,15 +133,15 @@ fn a_memory_group_on_a_disk_mount_keeps_its_configuration_not_its_messages() {
         ctl(&disk, "replay all");
         write_msg(&ram.join("s"), b"volatile\n");
         write_msg(&disk.join("s"), b"kept\n");
-        assert_eq!(lines(&ram.join("s")), ["volatile\n"]);
+        assert_eq!(history_lines(&ram.join("s")), ["volatile\n"]);
         assert!(fs::read_to_string(ram.join("child/ctl")).unwrap().contains("store memory"), "inherited");
     }
     let m = Mount::on_store(&store.path, "");
     let ram_ctl = fs::read_to_string(m.join("ram/ctl")).unwrap();
     assert!(ram_ctl.contains("store memory") && ram_ctl.contains("replay all"), "{ram_ctl}");
     assert!(m.join("ram/s").exists(), "the stream itself is part of the namespace");
-    assert!(lines(&m.join("ram/s")).is_empty(), "a memory group's messages do not survive");
-    assert_eq!(lines(&m.join("disk/s")), ["kept\n"]);
+    assert!(history_lines(&m.join("ram/s")).is_empty(), "a memory group's messages do not survive");
+    assert_eq!(history_lines(&m.join("disk/s")), ["kept\n"]);
     assert!(
         fs::read_to_string(m.join("disk/ctl")).unwrap().contains("store disk"),
         "the disk mount's default"
@@ -234,7 +214,7 @@ fn crash_round(round: u64, delay: Duration) {
         // A crash before a writer's first write leaves its stream uncreated: only then is
         // it allowed to be missing.
         let got = match g.join(name).try_exists() {
-            Ok(true) => lines(&g.join(name)),
+            Ok(true) => history_lines(&g.join(name)),
             _ if acked == 0 => Vec::new(),
             found => panic!("round {round}: {name} is gone ({found:?}), {acked} writes to it returned"),
         };
@@ -249,7 +229,7 @@ fn crash_round(round: u64, delay: Duration) {
             counts.insert(format!("{name}\n"), got.len());
         }
     }
-    let order = lines(&g.join("order"));
+    let order = history_lines(&g.join("order"));
     let mut in_order = BTreeMap::new();
     for line in &order {
         *in_order.entry(line.clone()).or_insert(0) += 1;
@@ -291,7 +271,7 @@ fn a_torn_last_record_is_cut_and_said() {
     // Half a record header, as a write cut short by a crash leaves it.
     OpenOptions::new().append(true).open(&segment).unwrap().write_all(&[0x5a; 30]).unwrap();
     let m = Mount::on_store(&store.path, "");
-    assert_eq!(lines(&m.join("g/s")), ["TORN-TEST 0\n", "TORN-TEST 1\n", "TORN-TEST 2\n"]);
+    assert_eq!(history_lines(&m.join("g/s")), ["TORN-TEST 0\n", "TORN-TEST 1\n", "TORN-TEST 2\n"]);
     assert_eq!(
         fs::metadata(&segment).unwrap().len(),
         intact,
@@ -300,7 +280,7 @@ fn a_torn_last_record_is_cut_and_said() {
     );
     assert!(m.log().contains("cut"), "the log says what was cut:\n{}", m.log());
     write_msg(&m.join("g/s"), b"TORN-TEST 3\n");
-    assert_eq!(lines(&m.join("g/s")).len(), 4, "the log goes on after the cut");
+    assert_eq!(history_lines(&m.join("g/s")).len(), 4, "the log goes on after the cut");
 }
 
 #[test]
@@ -322,12 +302,12 @@ fn damage_in_the_middle_is_reported_with_file_and_offset_and_kept_aside() {
     let log = m.log();
     let name = segment.file_name().unwrap().to_string_lossy().into_owned();
     assert!(log.contains("ERROR") && log.contains(&name), "the damage is an error naming {name}:\n{log}");
-    assert_eq!(lines(&m.join("g/s")), ["FIRST-MESSAGE\n"], "history ends before the damage");
+    assert_eq!(history_lines(&m.join("g/s")), ["FIRST-MESSAGE\n"], "history ends before the damage");
     let damaged = store.join("damaged");
     let kept = run_ok(&format!("grep -rl LAST-MESSAGE '{}'", damaged.display()), &store.path);
     assert!(!kept.trim().is_empty(), "the bytes after the damage are kept under damaged/");
     write_msg(&m.join("g/s"), b"AFTER\n");
-    assert_eq!(lines(&m.join("g/s")), ["FIRST-MESSAGE\n", "AFTER\n"], "the stream goes on");
+    assert_eq!(history_lines(&m.join("g/s")), ["FIRST-MESSAGE\n", "AFTER\n"], "the stream goes on");
 }
 
 /// A tmpfs of `size` mounted on a fresh directory, unmounted when dropped.
@@ -455,5 +435,5 @@ fn a_store_mounted_in_the_background_serves_sync_always_writes_and_fsync() {
     let fsync = "import os\nfd = os.open('g/s', os.O_WRONLY | os.O_APPEND)\nos.write(fd, b'fsynced\\n')\nos.fsync(fd)\nprint('synced')";
     let out = common::run_sh(&format!("echo durable >> g/s && python3 -c \"{fsync}\""), &mnt.path, T);
     assert!(out.status.success() && out.stdout == b"synced\n", "{out:?}");
-    assert_eq!(lines(&g.join("s")), ["durable\n", "fsynced\n"]);
+    assert_eq!(history_lines(&g.join("s")), ["durable\n", "fsynced\n"]);
 }

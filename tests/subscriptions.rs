@@ -6,36 +6,13 @@
 
 mod common;
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, Read};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::fs;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Mount, Proc, TempDir, run_ok};
+use common::{Mount, Proc, TempDir, history_lines, run_ok};
 
 const T: Duration = Duration::from_secs(10);
-
-/// Every message a reader opening `path` now gets without waiting (the retained history
-/// under `replay all`), one per read(2).
-fn history(path: &Path) -> Vec<String> {
-    let mut file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK)
-        .open(path)
-        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-    let mut messages = Vec::new();
-    let mut buf = vec![0; 1 << 16];
-    loop {
-        match file.read(&mut buf) {
-            Ok(0) => panic!("end of file on the message stream {}", path.display()),
-            Ok(n) => messages.push(String::from_utf8_lossy(&buf[..n]).into_owned()),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return messages,
-            Err(e) => panic!("read {}: {e}", path.display()),
-        }
-    }
-}
 
 /// `news` (replay all, inherited) with stream `s` and recipients `alice` and `bob`.
 fn subscribe(m: &Mount) {
@@ -69,12 +46,12 @@ fn two_recipients_each_read_every_message_at_their_own_pace() {
     // Alice stops reading; more come; bob reads them all at once, later.
     drop(alice);
     publish(&m, 3..5);
-    assert_eq!(history(&m.join("news/bob/s")), lines(0..5));
+    assert_eq!(history_lines(&m.join("news/bob/s")), lines(0..5));
     // Alice comes back and finds everything, her copies kept for her.
-    assert_eq!(history(&m.join("news/alice/s")), lines(0..5));
+    assert_eq!(history_lines(&m.join("news/alice/s")), lines(0..5));
     // The recipient's order lists its own copies; the source's stream is untouched by reads.
-    assert_eq!(history(&m.join("news/alice/order")), vec!["s\n"; 5]);
-    assert_eq!(history(&m.join("news/s")), lines(0..5));
+    assert_eq!(history_lines(&m.join("news/alice/order")), vec!["s\n"; 5]);
+    assert_eq!(history_lines(&m.join("news/s")), lines(0..5));
 }
 
 #[test]
@@ -85,12 +62,12 @@ fn a_new_stream_in_the_followed_group_appears_in_every_recipient() {
     for recipient in ["alice", "bob"] {
         let listed = run_ok(&format!("ls news/{recipient}"), &m.path);
         assert_eq!(listed, "ctl\nnew\norder\ns\n", "{recipient}");
-        assert_eq!(history(&m.join(format!("news/{recipient}/new"))), ["first\n"]);
+        assert_eq!(history_lines(&m.join(format!("news/{recipient}/new"))), ["first\n"]);
     }
     // History from before a recipient followed is not copied.
     run_ok("mkdir news/carol && echo 'follow parent' > news/carol/ctl", &m.path);
     assert_eq!(run_ok("ls news/carol", &m.path), "ctl\nnew\norder\ns\n");
-    assert_eq!(history(&m.join("news/carol/new")), Vec::<String>::new());
+    assert_eq!(history_lines(&m.join("news/carol/new")), Vec::<String>::new());
 }
 
 #[test]
@@ -100,17 +77,17 @@ fn a_subscription_survives_a_remount_on_a_disk_store() {
         let m = Mount::on_store(&store.path, "");
         subscribe(&m);
         publish(&m, 0..2);
-        assert_eq!(history(&m.join("news/alice/s")), lines(0..2));
+        assert_eq!(history_lines(&m.join("news/alice/s")), lines(0..2));
     }
     let m = Mount::on_store(&store.path, "");
     for recipient in ["alice", "bob"] {
-        assert_eq!(history(&m.join(format!("news/{recipient}/s"))), lines(0..2), "{recipient} kept");
+        assert_eq!(history_lines(&m.join(format!("news/{recipient}/s"))), lines(0..2), "{recipient} kept");
     }
     // Still following: what is written now is copied too.
     publish(&m, 2..3);
     run_ok("echo later > news/t", &m.path);
     for recipient in ["alice", "bob"] {
-        assert_eq!(history(&m.join(format!("news/{recipient}/s"))), lines(0..3), "{recipient}");
-        assert_eq!(history(&m.join(format!("news/{recipient}/t"))), ["later\n"], "{recipient}");
+        assert_eq!(history_lines(&m.join(format!("news/{recipient}/s"))), lines(0..3), "{recipient}");
+        assert_eq!(history_lines(&m.join(format!("news/{recipient}/t"))), ["later\n"], "{recipient}");
     }
 }

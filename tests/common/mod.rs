@@ -17,6 +17,7 @@ use std::ffi::CString;
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
@@ -742,4 +743,29 @@ pub fn syscall_and_fd(pid: u32) -> Option<(libc::c_long, u64)> {
     let nr: libc::c_long = it.next()?.parse().ok()?;
     let fd = u64::from_str_radix(it.next()?.strip_prefix("0x")?, 16).ok()?;
     Some((nr, fd))
+}
+
+/// Every message a reader opening `path` now gets without waiting, one per read(2): the
+/// retained history under `replay all`.
+pub fn history(path: &Path) -> Vec<Vec<u8>> {
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let mut messages = Vec::new();
+    let mut buf = vec![0; 1 << 20];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => panic!("end of file on the message stream {}", path.display()),
+            Ok(n) => messages.push(buf[..n].to_vec()),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return messages,
+            Err(e) => panic!("read {}: {e}", path.display()),
+        }
+    }
+}
+
+/// [`history`] as text, a message a string.
+pub fn history_lines(path: &Path) -> Vec<String> {
+    history(path).iter().map(|m| String::from_utf8_lossy(m).into_owned()).collect()
 }
