@@ -727,11 +727,14 @@ impl Tree {
         let is_home = node.home.parent == parent && node.home.name == name;
         if is_home && moving_group && self.follows(ino) {
             self.unfollow(ino);
-        } else if is_home {
-            self.stream_leaving(ino);
+        } else if is_home && !moving_group {
+            self.stream_moving(ino, target);
         }
         if let Some(target) = target {
             wakeups = self.remove_name(target, new_parent, new_name);
+        }
+        if is_home && !moving_group {
+            self.copies_for(ino, new_parent, new_name);
         }
         // Unhook from the old place, hook into the new one: both groups were looked up above.
         let node = self.nodes.get_mut(&ino).expect("node looked up above");
@@ -750,7 +753,7 @@ impl Tree {
             self.group_arrived(ino);
         } else if is_home {
             wakeups.merge(self.rehome(ino));
-            self.stream_arrived(ino);
+            self.stream_moved(ino);
         }
         self.mark(ino);
         self.touch(parent);
@@ -873,7 +876,10 @@ impl Tree {
         let Body::Stream(stream) = &node.body else { return Wakeups::default() };
         let group = self.group(node.home.parent).expect("a home is a group").shared.clone();
         let config = group.state.lock().config;
+        // The copies of its new home, set with its new group: a write sees both or neither.
+        let followers = self.followers_list(ino);
         let mut state = stream.state.lock();
+        state.followers = followers;
         if state.config.store != config.store {
             let id = LogId { node: ino, kind: LogKind::Stream };
             let from = state.config.store;

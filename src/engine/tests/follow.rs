@@ -221,3 +221,49 @@ fn writers_along_a_chain_and_namespace_changes_do_not_deadlock() {
         finished.recv_timeout(Duration::from_secs(60)).expect("every thread finished: no deadlock");
     }
 }
+
+#[test]
+fn writes_racing_renames_of_their_stream_reach_every_recipient() {
+    let e = Arc::new(engine());
+    let (news, s) = news(&e);
+    let alice = follower(&e, news, "alice");
+    const WRITES: usize = 20_000;
+    let writer = {
+        let e = e.clone();
+        thread::spawn(move || {
+            let fh = open_writer(&e, s);
+            for _ in 0..WRITES {
+                assert_eq!(write(&e, fh, b"m"), Ok(1));
+            }
+            e.release(fh);
+        })
+    };
+    // The stream goes back and forth between two names while it is written.
+    let mut renames = 0;
+    while !writer.is_finished() {
+        let (from, to): (&[u8], &[u8]) = if renames % 2 == 0 { (b"s", b"t") } else { (b"t", b"s") };
+        e.rename(news, from, news, to, false).unwrap();
+        renames += 1;
+    }
+    writer.join().unwrap();
+    assert!(renames > 10, "the renames overlapped the writes: {renames}");
+    let copies: usize =
+        ["s", "t"].iter().map(|name| read_all(&e, open_reader(&e, child(&e, alice, name))).len()).sum();
+    assert_eq!(
+        copies, WRITES,
+        "every write reached the recipient, under one name or the other ({renames} renames)"
+    );
+}
+
+#[test]
+fn a_stream_moved_up_into_the_group_its_group_follows_gets_a_copy_there() {
+    let e = engine();
+    let (news, _) = news(&e);
+    let alice = follower(&e, news, "alice");
+    let x = create(&e, alice, "x");
+    // Its name in alice was its own: the copy is made once it has left.
+    e.rename(alice, b"x", news, b"x", false).unwrap();
+    let copy = open_reader(&e, child(&e, alice, "x"));
+    publish(&e, x, &[b"up"]);
+    assert_eq!(read_all(&e, copy), ["up"]);
+}

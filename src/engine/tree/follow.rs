@@ -12,12 +12,17 @@
 //! - a group that begins to follow (made or moved under a parent while configured so, or
 //!   `follow parent` written to its ctl) gets a stream for each of its parent's streams it
 //!   has no name for, and is wired; history from before is not copied;
-//! - a stream or group about to move, or a stream being removed, is first unwired, and a
-//!   group that stops following is unwired.
+//! - a group about to move, or a stream being removed, is first unwired, and a group that
+//!   stops following is unwired;
+//! - a stream about to move by its home name is no longer copied into, keeps its own list
+//!   (less what it replaces) while it moves, and gets its new list under its lock together
+//!   with its new group (`Tree::rehome`): a write committed during the move is copied as it
+//!   was before, one after it as it is after, and none is lost between.
 //!
 //! Unwiring before a move or removal, while the tree is still as it was, keeps every list
 //! true to the tree: setting a list waits for the write holding it, so no list names a
-//! stream or group anywhere but where it is, nor a removed stream. Every write therefore
+//! stream or group anywhere but where it is, nor a removed stream; and a stream's list always
+//! matches the group it is locked with. Every write therefore
 //! locks down the tree (a group, its stream, then the groups below that follow and their
 //! streams, in the one order all lists share), and a chain of followers cannot deadlock with
 //! its parts' own writers. Wiring the new place after a move only adds to lists.
@@ -128,7 +133,45 @@ impl Tree {
         }
     }
 
-    /// Stream `ino`'s home is about to move or go: it is copied nowhere, nor copied into.
+    /// Stream `ino` is about to move by its home name, replacing `replaced` (or nothing):
+    /// nothing is copied into it any more, and its own list leaves out what it replaces but
+    /// is kept otherwise (its followers stay where they are), so a write committed while it
+    /// moves is copied as before. Then the new home's copies are made ([`Tree::copies_for`]),
+    /// the new list comes with the new group (`Tree::rehome`) and what copies into it is
+    /// wired ([`Tree::stream_moved`]).
+    pub(super) fn stream_moving(&self, ino: Ino, replaced: Option<Ino>) {
+        let home = &self.nodes[&ino].home;
+        self.wire_sources(home.parent, &home.name, ino);
+        self.wire(ino, replaced.unwrap_or(NONE));
+    }
+
+    /// Makes the copies stream `ino` has (or, before a move, will have) as `name` in `group`,
+    /// where they are missing. Made before a move, they do not wire it: it is still in its old
+    /// group.
+    pub(super) fn copies_for(&mut self, ino: Ino, group: Ino, name: &[u8]) {
+        let meta = &self.nodes[&ino].meta;
+        let (perm, owner) = (meta.perm, Caller { uid: meta.uid, gid: meta.gid });
+        for follower in self.followers(group, NONE) {
+            self.make_copy(follower, name, perm, owner);
+        }
+    }
+
+    /// Stream `ino` moved ([`Tree::stream_moving`]) and was rehomed: a copy that could not be
+    /// made before (its name was the stream's own: a copy moving up into the group it
+    /// followed) is made now, and the streams copied into it are wired.
+    pub(super) fn stream_moved(&mut self, ino: Ino) {
+        let home = &self.nodes[&ino].home;
+        let (group, name) = (home.parent, home.name.clone());
+        self.copies_for(ino, group, &name);
+        self.wire_sources(group, &name, NONE);
+    }
+
+    /// The list stream `ino`'s writes are copied by, from where it is now.
+    pub(super) fn followers_list(&self, ino: Ino) -> Vec<Follower> {
+        self.followers_of(ino, NONE)
+    }
+
+    /// Stream `ino`'s home is about to go: it is copied nowhere, nor copied into.
     pub(super) fn stream_leaving(&self, ino: Ino) {
         let Ok(stream) = self.stream(ino) else { return };
         stream.state.lock().followers = Vec::new();
