@@ -6,7 +6,7 @@ use std::fmt::Write;
 use super::format::{fmt_bytes, fmt_rate, percent, times};
 use super::image;
 use super::sections::memory_table;
-use super::table::{Notes, cells_row, or_dash, ratio, table};
+use super::table::{Notes, cells_row, or_dash, ratio, ratio_rows, table};
 use crate::results::{Cell, Memory, Results, Startup};
 use crate::scenarios::{durable, memory};
 use crate::systems::System;
@@ -73,21 +73,8 @@ fn section_durable(
     }
     table(out, &header, &rows);
     notes.render(out);
-    let mut ratios = Vec::new();
-    for peer in [System::RedisAlways, System::RedisEverysec, System::Jetstream] {
-        if !grid.systems().any(|s| s == peer) {
-            continue;
-        }
-        let mut row = vec![format!("{} ÷ {}", System::MqfsAlways.label(), peer.label())];
-        for col in 0..grid.columns.len() {
-            let r = ratio(
-                grid.get(System::MqfsAlways, col).map(|t| t.msgs_per_s),
-                grid.get(peer, col).map(|t| t.msgs_per_s),
-            );
-            row.push(or_dash(r.map(times)));
-        }
-        ratios.push(row);
-    }
+    let peers = [System::RedisAlways, System::RedisEverysec, System::Jetstream];
+    let ratios = ratio_rows(grid, System::MqfsAlways, &peers, |t| t.msgs_per_s);
     if !ratios.is_empty() {
         out.push_str("mqfs `sync always` relative to the others (above 1 means mqfs is faster):\n\n");
         let mut header = vec!["ratio".to_string()];

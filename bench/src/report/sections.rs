@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use super::format::{fmt_bytes, fmt_rate, fmt_us, percent, times};
 use super::image;
-use super::table::{Notes, cells_row, or_dash, ratio, ratio_rows, show, table};
+use super::table::{Notes, cells_row, or_dash, ratio, ratio_row, ratio_rows, show, table};
 use crate::results::{Blocked, Cell, Fanout, Grid, Latency, ManyWriters, Memory, Throughput};
 use crate::scenarios::{latency, throughput, writers};
 use crate::systems::System;
@@ -30,26 +30,18 @@ pub fn section_throughput(out: &mut String, grid: &Grid<Throughput>, images: &[S
     table(out, &header, &rows);
     notes.render(out);
     out.push_str("mqfs relative to the others (above 1 means mqfs is faster):\n\n");
-    let mut ratios = Vec::new();
-    let mut row = vec!["mqfs ÷ ceiling pair rate".to_string()];
-    for col in 0..grid.columns.len() {
-        let r = ratio(
-            grid.get(System::Mqfs, col).map(|t| t.msgs_per_s),
-            grid.get(System::Ceiling, col).map(|t| t.msgs_per_s),
-        );
-        row.push(or_dash(r.map(percent)));
-    }
-    ratios.push(row);
+    let rate = |t: &Throughput| t.msgs_per_s;
+    let mut ratios = vec![ratio_row(
+        "mqfs ÷ ceiling pair rate".into(),
+        grid,
+        System::Mqfs,
+        System::Ceiling,
+        rate,
+        percent,
+    )];
     if grid.systems().any(|s| s == System::MqfsDisk) {
-        let mut row = vec!["mqfs disk (sync never) ÷ mqfs in memory".to_string()];
-        for col in 0..grid.columns.len() {
-            let r = ratio(
-                grid.get(System::MqfsDisk, col).map(|t| t.msgs_per_s),
-                grid.get(System::Mqfs, col).map(|t| t.msgs_per_s),
-            );
-            row.push(or_dash(r.map(percent)));
-        }
-        ratios.push(row);
+        let label = "mqfs disk (sync never) ÷ mqfs in memory".into();
+        ratios.push(ratio_row(label, grid, System::MqfsDisk, System::Mqfs, rate, percent));
     }
     let peers = [System::Fifo, System::Tail, System::Msgfs, System::Redis];
     ratios.extend(ratio_rows(grid, System::Mqfs, &peers, |t| t.bytes_per_s));
@@ -74,15 +66,14 @@ pub fn section_threads(out: &mut String, grid: &Grid<Throughput>) {
         let row = cells_row(label, cells, &grid.columns, &mut notes, |t| fmt_rate(t.msgs_per_s));
         rows.push(row);
     }
-    let mut row = vec!["mqfs ÷ ceiling".to_string()];
-    for col in 0..grid.columns.len() {
-        let r = ratio(
-            grid.get(System::Mqfs, col).map(|t| t.msgs_per_s),
-            grid.get(System::Ceiling, col).map(|t| t.msgs_per_s),
-        );
-        row.push(or_dash(r.map(percent)));
-    }
-    rows.push(row);
+    rows.push(ratio_row(
+        "mqfs ÷ ceiling".into(),
+        grid,
+        System::Mqfs,
+        System::Ceiling,
+        |t| t.msgs_per_s,
+        percent,
+    ));
     table(out, &header, &rows);
     notes.render(out);
     let default = throughput::THREADS.iter().position(|&n| n == crate::systems::ceiling::default_threads());
@@ -130,15 +121,8 @@ pub fn section_fanout(out: &mut String, grid: &Grid<Fanout>, images: &[String]) 
     out.push_str("Ratios:\n\n");
     let mut ratios = Vec::new();
     for mine in [System::Mqfs, System::MqfsCoalesce] {
-        let mut row = vec![format!("{} ÷ ceiling reads", mine.label())];
-        for col in 0..grid.columns.len() {
-            let r = ratio(
-                grid.get(mine, col).map(|f| f.deliveries_per_s),
-                grid.get(System::Ceiling, col).map(|f| f.deliveries_per_s),
-            );
-            row.push(or_dash(r.map(percent)));
-        }
-        ratios.push(row);
+        let label = format!("{} ÷ ceiling reads", mine.label());
+        ratios.push(ratio_row(label, grid, mine, System::Ceiling, |f| f.deliveries_per_s, percent));
     }
     let peers = [System::FifoTee, System::Tail, System::Msgfs, System::Redis];
     ratios.extend(ratio_rows(grid, System::Mqfs, &peers, |f| f.deliveries_per_s));
@@ -195,12 +179,14 @@ pub fn section_paced(out: &mut String, grid: &Grid<Latency>, images: &[String]) 
         if !grid.systems().any(|s| s == peer) {
             continue;
         }
-        let mut row = vec![format!("{} ÷ mqfs", peer.label())];
-        for col in 0..grid.columns.len() {
-            let r = ratio(grid.get(peer, col).map(|l| l.p99), grid.get(System::Mqfs, col).map(|l| l.p99));
-            row.push(or_dash(r.map(times)));
-        }
-        ratios.push(row);
+        ratios.push(ratio_row(
+            format!("{} ÷ mqfs", peer.label()),
+            grid,
+            peer,
+            System::Mqfs,
+            |l| l.p99,
+            times,
+        ));
     }
     let mut header = vec!["p99 ratio".to_string()];
     header.extend(grid.columns.iter().cloned());

@@ -124,19 +124,28 @@ pub fn ratio_rows<T>(
     peers: &[System],
     value: impl Fn(&T) -> f64,
 ) -> Vec<Vec<String>> {
-    let mut rows = Vec::new();
-    for &peer in peers {
-        if !grid.systems().any(|s| s == peer) || peer == mine {
-            continue;
-        }
-        let mut row = vec![format!("{} ÷ {}", mine.label(), peer.label())];
-        for col in 0..grid.columns.len() {
-            let r = ratio(grid.get(mine, col).map(&value), grid.get(peer, col).map(&value));
-            row.push(or_dash(r.map(times)));
-        }
-        rows.push(row);
-    }
-    rows
+    let present = |peer: &&System| **peer != mine && grid.systems().any(|s| s == **peer);
+    let label = |peer: System| format!("{} ÷ {}", mine.label(), peer.label());
+    peers
+        .iter()
+        .filter(present)
+        .map(|&peer| ratio_row(label(peer), grid, mine, peer, &value, times))
+        .collect()
+}
+
+/// A row `label` of `mine`'s values over `base`'s, column by column, each written by `format`.
+pub fn ratio_row<T>(
+    label: String,
+    grid: &Grid<T>,
+    mine: System,
+    base: System,
+    value: impl Fn(&T) -> f64,
+    format: fn(f64) -> String,
+) -> Vec<String> {
+    let cells = (0..grid.columns.len()).map(|col| {
+        or_dash(ratio(grid.get(mine, col).map(&value), grid.get(base, col).map(&value)).map(format))
+    });
+    std::iter::once(label).chain(cells).collect()
 }
 
 #[cfg(test)]
