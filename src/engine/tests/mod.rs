@@ -74,6 +74,14 @@ fn expect_read(e: &Engine, fh: u64, size: u32, want: &[u8]) {
     assert_eq!(read_now(e, fh, size).as_deref(), Ok(want), "reading fh {fh}");
 }
 
+/// Reads `want`, a message a read, and then finds nothing more (EAGAIN).
+fn expect_messages(e: &Engine, fh: u64, want: &[&[u8]]) {
+    for message in want {
+        expect_read(e, fh, 100, message);
+    }
+    expect_errno(e, fh, Errno::EAGAIN);
+}
+
 fn expect_errno(e: &Engine, fh: u64, errno: Errno) {
     assert_eq!(read_now(e, fh, 65536), Err(errno), "reading fh {fh}");
 }

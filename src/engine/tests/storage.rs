@@ -168,16 +168,10 @@ fn a_write_order_refuses_is_taken_back_from_its_stream() {
     store.faults().failing_order = None;
     assert_eq!(write(&e, w, b"second"), Ok(6));
     // Neither refused write reached any reader, nor any reader opened later, nor the log.
-    expect_read(&e, reader, 100, b"first");
-    expect_read(&e, reader, 100, b"second");
-    expect_errno(&e, reader, Errno::EAGAIN);
-    expect_read(&e, order_reader, 100, b"s\n");
-    expect_read(&e, order_reader, 100, b"s\n");
-    expect_errno(&e, order_reader, Errno::EAGAIN);
+    expect_messages(&e, reader, &[b"first", b"second"]);
+    expect_messages(&e, order_reader, &[b"s\n", b"s\n"]);
     let late = open_reader(&e, s);
-    expect_read(&e, late, 100, b"first");
-    expect_read(&e, late, 100, b"second");
-    expect_errno(&e, late, Errno::EAGAIN);
+    expect_messages(&e, late, &[b"first", b"second"]);
     assert_eq!(store.stamps(stream_log(s)).len(), 2, "the stream's log kept two messages");
 }
 
@@ -382,12 +376,8 @@ fn a_write_one_of_its_copies_refuses_is_taken_back_from_every_log() {
     store.faults().failing = None;
     assert_eq!(write(&e, w, b"second"), Ok(6));
     for (&(_, s), &(reader, order)) in groups.iter().zip(&readers) {
-        expect_read(&e, reader, 100, b"first");
-        expect_read(&e, reader, 100, b"second");
-        expect_errno(&e, reader, Errno::EAGAIN);
-        expect_read(&e, order, 100, b"s\n");
-        expect_read(&e, order, 100, b"s\n");
-        expect_errno(&e, order, Errno::EAGAIN);
+        expect_messages(&e, reader, &[b"first", b"second"]);
+        expect_messages(&e, order, &[b"s\n", b"s\n"]);
         assert_eq!(store.stamps(stream_log(s)).len(), 2, "stream {s} kept two messages");
     }
 }
