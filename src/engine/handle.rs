@@ -179,13 +179,7 @@ impl Handle {
         let admission = Admission { would_wait, cost, max_message, memory };
         match writing.take(request, size_of_call, call_id, admission) {
             Ok(Step::Message(message, reservation)) => {
-                match reader.and_then(|reader| stream.reply(reader, &message)) {
-                    Some(outcome) => {
-                        (waiter.callback)(outcome);
-                        None
-                    }
-                    None => stream.publish(message, author, Some(waiter), reservation).unwrap_or(None),
-                }
+                stream.publish(message, author, Some(waiter), reservation).unwrap_or(None)
             }
             Ok(Step::More) => {
                 (waiter.callback)(Ok(()));

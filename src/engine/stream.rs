@@ -233,7 +233,8 @@ impl Stream {
     }
 
     /// Commits one message: to the stream's readers and to its group's `order`, and a copy
-    /// to each of its followers'.
+    /// to each of its followers'. Written through a queue descriptor that holds a request, it
+    /// is instead that request's reply, for the requester alone (see `Channel::reply`).
     ///
     /// Without a waiter (a close publishing a whole-file message) the outcome is returned
     /// and nothing waits. With one, every outcome reaches its callback: under `write one` or
@@ -287,6 +288,17 @@ impl Stream {
             if state.channel.is_closed() {
                 return Err(Errno::EPIPE);
             }
+            // A write through a descriptor that holds a request is its reply, not a message.
+            let config = state.config;
+            if let Some(outcome) =
+                author.reader.and_then(|r| state.channel.reply(r, message.as_slice(), &config))
+            {
+                wakeups.merge(outcome?);
+                if let Some(w) = waiter.take() {
+                    wakeups.complete_write(w.callback, Ok(()));
+                }
+                return Ok(None);
+            }
             Channel::indexes(message.len())?;
             // Locked after the stream, parents before children, as they were wired.
             let followers = state.followers.clone();
@@ -303,7 +315,6 @@ impl Stream {
                 None => state.channel.memory().reserve(growth),
             }
             .ok_or(Errno::ENOSPC)?;
-            let config = state.config;
             let nonblock = waiter.as_ref().is_some_and(|w| w.nonblock);
             if !admitted && state.would_wait(nonblock) {
                 return Err(Errno::EAGAIN);
@@ -382,17 +393,6 @@ impl Stream {
             copies.iter_mut().for_each(|copy| copy.deliver(wakeups));
             return Ok(blocked.filter(|&ticket| state.channel.is_blocked(ticket)));
         }
-    }
-
-    /// Takes `message`, written through the descriptor of `reader`, if it is a reply (see
-    /// `Channel::reply`): then it is delivered or dropped, and the write's outcome is
-    /// returned. None: it is no reply.
-    pub fn reply(&self, reader: ReaderId, message: &Message<'_>) -> Option<Result<()>> {
-        let mut state = self.state.lock();
-        let config = state.config;
-        let outcome = state.channel.reply(reader, message.as_slice(), &config)?;
-        drop(state);
-        Some(outcome.map(drop))
     }
 
     /// Calls `done` once everything committed to the stream and its group's `order` is on
