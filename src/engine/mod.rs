@@ -546,6 +546,9 @@ impl Engine {
         if let Some(saving) = &self.saving {
             saving.save();
         }
+        if let Some(upstream) = &self.upstream {
+            upstream.close();
+        }
         let deadline = std::time::Instant::now() + CLOSE_TIMEOUT;
         for _ in 0..logs {
             match done.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {

@@ -107,6 +107,9 @@ pub trait Upstream: Send + Sync {
     /// What stream `stream`'s queue tells of each message the upstream gave it (acknowledged,
     /// or to be handed to another reader).
     fn settler(&self, stream: Ino) -> Settle;
+    /// The mount ends: what is owed upstream is sent (messages given to this mount that
+    /// no reader here took go back), for a little while at most.
+    fn close(&self) {}
     /// Why a group cannot have `config` on this upstream, if it cannot (a setting that does
     /// not hold across mounts): the write setting it fails with EOPNOTSUPP.
     fn refuses(&self, config: &GroupConfig) -> Option<String>;

@@ -52,6 +52,8 @@ pub struct Options {
 
 /// The prefix when none is given.
 pub const DEFAULT_PREFIX: &str = "mqfs";
+/// How long an ending mount waits to hand back what it holds.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a write waits for JetStream by default.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -288,6 +290,17 @@ impl Upstream for Nats {
         match (self.link.get(), self.runtime.get()) {
             (Some(link), Some(runtime)) => queues::Queues::settler(link, runtime.handle().clone(), stream),
             _ => Arc::new(|_, _| {}),
+        }
+    }
+
+    fn close(&self) {
+        let (Some(link), Some(runtime)) = (self.link.get(), self.runtime.get()) else { return };
+        let owed = async {
+            link.queues.hand_back().await;
+            let _ = link.client.flush().await;
+        };
+        if runtime.block_on(tokio::time::timeout(CLOSE_TIMEOUT, owed)).is_err() {
+            log::warn!("the servers did not take what this mount owed them within {CLOSE_TIMEOUT:?}");
         }
     }
 

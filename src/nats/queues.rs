@@ -76,6 +76,24 @@ impl Queues {
     }
 }
 
+impl Queues {
+    /// The mount ends: every message pulled here and not acknowledged goes back at once.
+    pub async fn hand_back(&self) {
+        let pullers: Vec<Arc<Puller>> = self.pullers.lock().values().cloned().collect();
+        for puller in pullers {
+            let unsettled: Vec<Message> =
+                puller.unsettled.lock().drain().map(|(_, message)| message).collect();
+            for message in unsettled {
+                if let Err(error) = message.ack_with(AckKind::Nak(None)).await {
+                    log::warn!(
+                        "a queue message pulled here is not handed back ({error}): JetStream redelivers it after ackwait"
+                    );
+                }
+            }
+        }
+    }
+}
+
 /// Pulls messages of queue `file` for as long as its readers here wait for more than it
 /// has, until the stream is gone.
 async fn pull(link: Weak<Link>, file: Ino, puller: Arc<Puller>) {

@@ -170,6 +170,9 @@ impl Channel {
         let reader = self.readers.remove(&id).expect("the reader was there to unpark");
         if self.queue.is_some() {
             self.release_held(id);
+            if self.readers.is_empty() {
+                self.hand_back_unread();
+            }
         } else {
             self.leave_position(reader.next);
         }

@@ -236,6 +236,24 @@ impl Channel {
         }
     }
 
+    /// A shared queue's last reader closed: the messages its upstream gave it that no
+    /// reader took go back, for readers on other mounts (a reader that closed while its
+    /// message was on its way leaves one).
+    pub(super) fn hand_back_unread(&mut self) {
+        let (Some(settle), Some(queue)) = (self.settle.clone(), &mut self.queue) else { return };
+        let first = self.log.first_seq();
+        let mut unread: Vec<u64> = queue.line.drain(..).map(|(seq, _)| seq).collect();
+        unread.extend(queue.next.max(first)..self.log.next_seq());
+        queue.next = queue.next.max(self.log.next_seq()); // handed out, to the upstream
+        for seq in unread {
+            if queue.acknowledge(seq) {
+                if let Ok(Some(stamp)) = self.log.stamp(seq) {
+                    settle(stamp, Settled::Failed);
+                }
+            }
+        }
+    }
+
     /// How many more messages a queue's readers wait for than it has to hand out: what a
     /// shared queue asks its upstream for.
     pub fn queue_demand(&self) -> usize {
