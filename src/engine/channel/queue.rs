@@ -246,10 +246,10 @@ impl Channel {
         unread.extend(queue.next.max(first)..self.log.next_seq());
         queue.next = queue.next.max(self.log.next_seq()); // handed out, to the upstream
         for seq in unread {
-            if queue.acknowledge(seq) {
-                if let Ok(Some(stamp)) = self.log.stamp(seq) {
-                    settle(stamp, Settled::Failed);
-                }
+            if queue.acknowledge(seq)
+                && let Ok(Some(stamp)) = self.log.stamp(seq)
+            {
+                settle(stamp, Settled::Failed);
             }
         }
     }
