@@ -136,9 +136,7 @@ impl Engine {
         limits: Limits,
         store: Arc<dyn Store>,
     ) -> Result<Engine> {
-        let memory = Arc::new(Memory::new(limits.memory));
-        let tree = Tree::new(root_config, owner, 0o755, memory.clone(), store)?;
-        Ok(Engine::build(tree, memory, limits, None))
+        Engine::fresh(root_config, owner, limits, store, None)
     }
 
     /// An engine with the namespace `catalogue` saved and the history `store` holds, which
@@ -181,10 +179,21 @@ impl Engine {
         limits: Limits,
         upstream: Arc<dyn Upstream>,
     ) -> Result<Engine> {
-        let memory = Arc::new(Memory::new(limits.memory));
         let store = Arc::new(crate::storage::memory::MemoryStore);
+        Engine::fresh(root_config, owner, limits, store, Some(upstream))
+    }
+
+    /// A tree of only its root, its namespace saved nowhere.
+    fn fresh(
+        root_config: GroupConfig,
+        owner: Caller,
+        limits: Limits,
+        store: Arc<dyn Store>,
+        upstream: Option<Arc<dyn Upstream>>,
+    ) -> Result<Engine> {
+        let memory = Arc::new(Memory::new(limits.memory));
         let mut tree = Tree::new(root_config, owner, 0o755, memory.clone(), store)?;
-        tree.upstream = Some(upstream);
+        tree.upstream = upstream;
         Ok(Engine::build(tree, memory, limits, None))
     }
 

@@ -226,19 +226,14 @@ impl Upstream for Nats {
     }
 
     fn publish(&self, message: Outgoing, done: Option<WriteCallback>) {
-        let answer = |outcome| {
-            if let Some(done) = done {
-                done(outcome)
-            }
-        };
         let (link, runtime) = match self.connected() {
             Ok(connected) => connected,
-            Err(errno) => return answer(Err(errno)),
+            Err(errno) => return answer(done, Err(errno)),
         };
-        let Some(engine) = link.engine.upgrade() else { return answer(Err(Errno::ENOTCONN)) };
+        let Some(engine) = link.engine.upgrade() else { return answer(done, Err(Errno::ENOTCONN)) };
         let group = match engine.group_of(message.stream) {
             Ok(group) => group,
-            Err(errno) => return answer(Err(errno)),
+            Err(errno) => return answer(done, Err(errno)),
         };
         let subject = self.names.file_subject(group, message.stream);
         let headers = publish::headers(&message, *link.namespace_applied.borrow(), &self.mount);
@@ -256,27 +251,22 @@ impl Upstream for Nats {
             if let Err(errno) = outcome {
                 log::warn!("a write to file {} was not published: {errno}", message.stream);
             }
-            answer(outcome);
+            answer(done, outcome);
         });
     }
 
     fn reply(&self, to: Arc<str>, message: Vec<u8>, done: Option<WriteCallback>) {
-        let answer = |outcome| {
-            if let Some(done) = done {
-                done(outcome)
-            }
-        };
         let (link, runtime) = match self.connected() {
             Ok(connected) => connected,
-            Err(errno) => return answer(Err(errno)),
+            Err(errno) => return answer(done, Err(errno)),
         };
-        let Some((mount, headers)) = publish::reply_to(&to) else { return answer(Err(Errno::EIO)) };
+        let Some((mount, headers)) = publish::reply_to(&to) else { return answer(done, Err(Errno::EIO)) };
         let subject = self.names.reply_subject(mount);
         let client = link.client.clone();
         runtime.spawn(async move {
             // Not stored: lost with its requester's mount, as the requester's wait would be.
             let sent = client.publish_with_headers(subject, headers, message.into()).await;
-            answer(sent.map_err(|_| Errno::ENOTCONN));
+            answer(done, sent.map_err(|_| Errno::ENOTCONN));
         });
     }
 
@@ -306,6 +296,13 @@ impl Upstream for Nats {
 
     fn refuses(&self, config: &GroupConfig) -> Option<String> {
         refuses(config)
+    }
+}
+
+/// Gives a write its outcome, if anyone waits for it.
+fn answer(done: Option<WriteCallback>, outcome: Result<()>) {
+    if let Some(done) = done {
+        done(outcome)
     }
 }
 
