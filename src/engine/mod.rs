@@ -341,6 +341,17 @@ impl Engine {
 
     /// Opens a file for `caller`; a handle opened for reading gets its own cursor.
     pub fn open(&self, ino: Ino, read: bool, write: bool, caller: Caller) -> Result<(u64, OpenKind)> {
+        if let (Some(upstream), true) = (&self.upstream, read) {
+            // A shared mount's readers need their group's messages to come here.
+            let group = match Special::of(ino) {
+                Special::Node(ino) => self.tree.read().home_group(ino).ok(),
+                Special::Order(group) => Some(group),
+                Special::Ctl(_) => None,
+            };
+            if let Some(group) = group {
+                upstream.reading(group);
+            }
+        }
         let tree = self.tree.read();
         let source = match Special::of(ino) {
             Special::Node(ino) => {

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 use super::channel::{Origin, ReaderId, Settle, WriteCallback};
-use super::config::GroupConfig;
+use super::config::{Follow, GroupConfig};
 use super::errno::{Errno, Result};
 use super::tree::{Attr, Caller, Ino, Kind, SetAttr, Tree};
 use super::{Engine, ctl};
@@ -101,6 +101,10 @@ pub trait Upstream: Send + Sync {
     /// Sends a reply to a request from another mount, to the address the request came with
     /// (`Origin::Away`).
     fn reply(&self, to: Arc<str>, message: Vec<u8>, done: Option<WriteCallback>);
+    /// A reader opens a file (a stream or `order`) of `group`: the upstream is to deliver
+    /// the group's messages here from now on (as its `replay` says for history), before the
+    /// open returns, if it does not yet.
+    fn reading(&self, group: Ino);
     /// A reader of `deliver one` stream `stream` waits: the upstream is to deliver a
     /// message for it (`Engine::deliver_remote`), if it has one, and on until none waits.
     fn wants(&self, stream: Ino);
@@ -205,6 +209,23 @@ impl Engine {
     pub fn queue_demand(&self, ino: Ino) -> Option<usize> {
         let stream = self.tree.read().stream(ino).ok()?.clone();
         Some(stream.state.lock().channel.queue_demand())
+    }
+
+    /// The groups whose messages reach group `group`'s streams here: itself, and while a
+    /// group follows its parent (`follow parent`), that parent; with their configurations.
+    pub fn sources(&self, group: Ino) -> Vec<(Ino, GroupConfig)> {
+        let tree = self.tree.read();
+        let mut sources = Vec::new();
+        let mut ino = group;
+        while let Ok(node) = tree.group(ino) {
+            let config = node.shared.state.lock().config;
+            sources.push((ino, config));
+            match tree.home_group(ino) {
+                Ok(parent) if config.follow == Follow::Parent && parent != ino => ino = parent,
+                _ => break,
+            }
+        }
+        sources
     }
 
     /// Every group and its configuration, for an upstream to keep what it holds of each in

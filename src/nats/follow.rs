@@ -1,8 +1,10 @@
 //! Reading a JetStream stream in order, each message once, across disconnections: an
 //! ordered consumer (ephemeral, no acknowledgements: JetStream's way of replaying a stream
 //! to one reader) from a start, made again from just past the last message passed on after
-//! any error, and at once after a reconnection (a restarted server has lost it, and the
-//! client would notice only after missing several heartbeats). The messages go into a bounded channel, so a slow applier holds the reading
+//! any error, at once after a reconnection (a restarted server has lost it, and the client
+//! would notice only after missing several heartbeats), and when it has been silent while
+//! the stream holds newer messages (its server stopped while the connection, to another,
+//! stayed up: seen in a cluster, the consumer stalled for over 20 s). The messages go into a bounded channel, so a slow applier holds the reading
 //! back rather than the memory growing.
 
 use std::time::Duration;
@@ -36,12 +38,15 @@ const QUEUE: usize = 1024;
 
 /// How long after a failure the consumer is made again, at most.
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// How long a consumer may stay silent before the stream is asked whether it should have.
+const SILENCE: Duration = Duration::from_secs(2);
 
-/// Reads stream `name` from `start` on into the returned channel, until it is dropped;
-/// `connections` changes at each reconnection.
+/// Reads the subjects `filter` of stream `name` from `start` on into the returned channel,
+/// until it is dropped; `connections` changes at each reconnection.
 pub fn follow(
     js: Context,
     name: String,
+    filter: String,
     start: Start,
     mut connections: watch::Receiver<u64>,
 ) -> (mpsc::Receiver<Delivery>, JoinHandle<()>) {
@@ -60,7 +65,7 @@ pub fn follow(
             };
             connections.mark_unchanged();
             tokio::select! {
-                outcome = read(&js, &name, policy, &tx, &mut last) => match outcome {
+                outcome = read(&js, &name, &filter, policy, &tx, &mut last) => match outcome {
                     Ok(()) => return, // nobody reads any more
                     Err(error) => log::warn!("reading {name}: {error}; reading on from the next message"),
                 },
@@ -83,15 +88,27 @@ pub fn follow(
 async fn read(
     js: &Context,
     name: &str,
+    filter: &str,
     deliver_policy: DeliverPolicy,
     tx: &mpsc::Sender<Delivery>,
     last: &mut Option<u64>,
 ) -> Result<(), String> {
-    let stream = js.get_stream(name).await.map_err(|e| e.to_string())?;
-    let config = OrderedConfig { deliver_policy, ..OrderedConfig::default() };
+    let mut stream = js.get_stream(name).await.map_err(|e| e.to_string())?;
+    // A filter also for a whole stream's subjects: `last_per_subject` needs one.
+    let config =
+        OrderedConfig { deliver_policy, filter_subject: filter.to_string(), ..OrderedConfig::default() };
     let consumer = stream.create_consumer(config).await.map_err(|e| e.to_string())?;
     let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
-    while let Some(message) = messages.next().await {
+    loop {
+        let Ok(next) = tokio::time::timeout(SILENCE, messages.next()).await else {
+            let info = stream.info().await.map_err(|e| e.to_string())?;
+            let (messages, newest) = (info.state.messages, info.state.last_sequence);
+            if messages > 0 && newest > last.unwrap_or(0) {
+                return Err(format!("silent while the stream has message {newest}"));
+            }
+            continue;
+        };
+        let Some(message) = next else { break };
         let message = message.map_err(|e| e.to_string())?;
         let seq = message.info().map_err(|e| e.to_string())?.stream_sequence;
         if last.is_some_and(|last| seq <= last) {

@@ -1,14 +1,16 @@
 //! Each group's JetStream stream (`<PREFIX>_g<INO>`, a subject per file) and this mount's
-//! one subscription to it: an ordered consumer whose messages are committed to the mount's
-//! own streams in the stream's order, and fanned out to its readers from there. Kept in
-//! step with the namespace after every change: a new group's stream is made (or found) and
-//! followed, a removed group's unfollowed; the mount that issued the change also changes
-//! the stream itself (its limits, or its removal), so that it is done once.
+//! one subscription to it, from the first time a reader opens one of the group's files
+//! here: an ordered consumer whose messages are committed to the mount's own streams in the
+//! stream's order, and fanned out to its readers from there. A mount that only writes to a
+//! group does not subscribe to it. Kept in step with the namespace after every change: the
+//! mount that issued it makes, limits or removes the group's stream (so that it is done
+//! once), and every mount drops its subscription to a removed group.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use async_nats::jetstream;
 use async_nats::jetstream::stream::{Config, StorageType};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot};
@@ -21,18 +23,23 @@ use super::publish;
 use crate::engine::config::{Depth, Replay};
 use crate::engine::{Engine, Errno, GroupConfig, Ino};
 
-/// The groups this mount follows.
+/// The groups this mount knows and those it follows.
 #[derive(Default)]
 pub struct Groups {
+    /// Every group, with the depth its stream's limits were last known to have.
+    known: Mutex<HashMap<Ino, Depth>>,
+    /// The groups a reader opened a file of here: their subscriptions.
     feeds: Mutex<HashMap<Ino, Feed>>,
+    /// Held while subscribing, so that two readers opening at once make one subscription.
+    subscribing: tokio::sync::Mutex<()>,
+    /// Where the changes to groups' streams go, to be made in order (see `reconcile`).
+    admin: OnceLock<mpsc::UnboundedSender<Admin>>,
 }
 
 /// One group's subscription.
 struct Feed {
     tasks: [JoinHandle<()>; 2],
     received: Arc<Received>,
-    /// The depth its stream's limits were last set to here.
-    depth: Depth,
 }
 
 /// How far a group's messages are committed here, and the writes from here waiting for
@@ -95,44 +102,98 @@ impl Drop for Feed {
 }
 
 /// Brings the streams and subscriptions in line with the groups the engine has; `mine`:
-/// after a change this mount issued, which also changes the streams it changed.
-pub async fn reconcile(link: &Arc<Link>, engine: &Engine, mine: bool) {
+/// after a change this mount issued, which also makes, limits or removes the streams.
+pub fn reconcile(link: &Arc<Link>, engine: &Engine, mine: bool) {
     let groups: HashMap<Ino, GroupConfig> = engine.groups().into_iter().collect();
     let (new, changed, gone) = {
-        let feeds = link.groups.feeds.lock();
-        let new: Vec<_> = groups.iter().filter(|(ino, _)| !feeds.contains_key(ino)).collect();
+        let mut known = link.groups.known.lock();
+        let new: Vec<_> = groups.iter().filter(|(ino, _)| !known.contains_key(ino)).collect();
         let changed: Vec<_> = groups
             .iter()
-            .filter(|(ino, config)| feeds.get(ino).is_some_and(|f| f.depth != config.depth))
+            .filter(|(ino, config)| known.get(ino).is_some_and(|&d| d != config.depth))
             .collect();
-        let gone: Vec<Ino> = feeds.keys().filter(|ino| !groups.contains_key(ino)).copied().collect();
+        let gone: Vec<Ino> = known.keys().filter(|ino| !groups.contains_key(ino)).copied().collect();
+        for (ino, config) in new.iter().chain(&changed) {
+            known.insert(**ino, config.depth);
+        }
+        for ino in &gone {
+            known.remove(ino);
+        }
         (new, changed, gone)
     };
+    for ino in &gone {
+        drop(link.groups.feeds.lock().remove(ino));
+    }
+    if !mine {
+        return;
+    }
+    // Not waited for, so that the changes that follow are not held up by JetStream's answers
+    // (a write or a subscription that finds no stream makes it: `publish::acknowledged`),
+    // but made in the order of the changes, by one task.
+    let admin = link.groups.admin.get_or_init(|| {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(administer(link.js.clone(), rx));
+        tx
+    });
+    for ino in gone {
+        let _ = admin.send(Admin::Remove(link.names.group_stream(ino)));
+    }
     for (&ino, config) in new {
-        match subscribe(link, ino, config).await {
-            Ok(feed) => drop(link.groups.feeds.lock().insert(ino, feed)),
-            Err(error) => log::error!("group {ino}: cannot follow its stream: {error}"),
-        }
+        let _ = admin.send(Admin::Make(stream_config(link, ino, config)));
     }
     for (&ino, config) in changed {
-        if mine && let Err(error) = link.js.update_stream(stream_config(link, ino, config)).await {
-            log::error!("group {ino}: cannot set its stream's limits: {error}");
-        }
-        if let Some(feed) = link.groups.feeds.lock().get_mut(&ino) {
-            feed.depth = config.depth;
-        }
+        let _ = admin.send(Admin::Limit(stream_config(link, ino, config)));
     }
-    for ino in gone {
-        drop(link.groups.feeds.lock().remove(&ino));
-        if mine && let Err(error) = link.js.delete_stream(link.names.group_stream(ino)).await {
-            log::error!("group {ino} is removed, but not its stream: {error}");
+}
+
+/// A change to a group's stream that this mount's namespace change asks for.
+pub enum Admin {
+    Make(Config),
+    Limit(Config),
+    Remove(String),
+}
+
+/// Makes the changes to groups' streams, in order.
+async fn administer(js: jetstream::Context, mut changes: mpsc::UnboundedReceiver<Admin>) {
+    while let Some(change) = changes.recv().await {
+        let (what, name, outcome) = match change {
+            Admin::Make(config) => (
+                "make",
+                config.name.clone(),
+                js.get_or_create_stream(config).await.map(drop).map_err(|e| e.to_string()),
+            ),
+            Admin::Limit(config) => (
+                "limit",
+                config.name.clone(),
+                js.update_stream(config).await.map(drop).map_err(|e| e.to_string()),
+            ),
+            Admin::Remove(name) => {
+                ("remove", name.clone(), js.delete_stream(&name).await.map(drop).map_err(|e| e.to_string()))
+            }
+        };
+        if let Err(error) = outcome {
+            log::error!("cannot {what} stream {name}: {error}");
         }
     }
 }
 
+/// A reader opens a file of `group` here: follow the group from now on (and the groups it
+/// receives copies from, `follow parent`), if this mount does not yet.
+pub async fn read(link: &Arc<Link>, engine: &Engine, group: Ino) -> Result<(), String> {
+    let _one_at_a_time = link.groups.subscribing.lock().await;
+    for (ino, config) in engine.sources(group) {
+        if link.groups.feeds.lock().contains_key(&ino) {
+            continue;
+        }
+        let feed = subscribe(link, ino, &config).await.map_err(|e| format!("group {ino}: {e}"))?;
+        link.groups.feeds.lock().insert(ino, feed);
+    }
+    Ok(())
+}
+
 /// The stream of group `ino` configured as `config` says: a subject per file, its depth as
 /// a limit per subject (or, in bytes, on the stream).
-fn stream_config(link: &Link, ino: Ino, config: &GroupConfig) -> Config {
+pub fn stream_config(link: &Link, ino: Ino, config: &GroupConfig) -> Config {
     let limit = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
     let (max_messages_per_subject, max_bytes) = match config.depth {
         Depth::Unlimited => (-1, -1),
@@ -164,10 +225,15 @@ async fn subscribe(link: &Arc<Link>, ino: Ino, config: &GroupConfig) -> Result<F
     };
     let received = Arc::new(Received::default());
     received.up_to(if start == Start::After(last) { last } else { 0 });
-    let (deliveries, reader) =
-        follow(link.js.clone(), link.names.group_stream(ino), start, link.reconnected.clone());
+    let (deliveries, reader) = follow(
+        link.js.clone(),
+        link.names.group_stream(ino),
+        link.names.group_subjects(ino),
+        start,
+        link.reconnected.clone(),
+    );
     let applier = tokio::spawn(commit(link.clone(), deliveries, received.clone()));
-    Ok(Feed { tasks: [reader, applier], received, depth: config.depth })
+    Ok(Feed { tasks: [reader, applier], received })
 }
 
 /// Commits a group's messages to this mount's streams, each once the namespace change its

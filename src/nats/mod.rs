@@ -211,12 +211,14 @@ impl Upstream for Nats {
             .headers(namespace::headers(&id))
             .message_id(&id);
         let outcome = runtime.block_on(async {
+            let deadline = tokio::time::Instant::now() + self.options.timeout;
             let ordered = async {
-                let ack = link.js.send_publish(self.names.namespace_subject(), change).await;
-                ack.map_err(|e| publish::errno_of(&e))?.await.map_err(|e| publish::errno_of(&e))?;
+                let subject = self.names.namespace_subject();
+                let config = namespace::stream_config(link);
+                publish::acknowledged(&link.js, subject, change, &config, deadline, || false).await?;
                 rx.await.map_err(|_| Errno::EIO)?
             };
-            tokio::time::timeout(self.options.timeout, ordered).await.unwrap_or(Err(Errno::ETIMEDOUT))
+            tokio::time::timeout_at(deadline, ordered).await.unwrap_or(Err(Errno::ETIMEDOUT))
         });
         link.waiting.lock().remove(&id);
         if let Err(errno) = outcome {
@@ -238,12 +240,17 @@ impl Upstream for Nats {
         let subject = self.names.file_subject(group, message.stream);
         let headers = publish::headers(&message, *link.namespace_applied.borrow(), &self.mount);
         let id = format!("{}-{}", self.mount, self.next_op.fetch_add(1, Ordering::Relaxed));
+        let config =
+            engine.sources(group).first().map(|(_, config)| groups::stream_config(link, group, config));
         let link = link.clone();
         runtime.spawn(async move {
             let sent = Publish::build().payload(message.message.into()).headers(headers).message_id(id);
+            let deadline = tokio::time::Instant::now() + link.timeout;
+            let gone =
+                || link.engine.upgrade().is_none_or(|engine| engine.group_of(message.stream) != Ok(group));
             let outcome = async {
-                let ack = link.js.send_publish(subject, sent).await.map_err(|e| publish::errno_of(&e))?;
-                let ack = ack.await.map_err(|e| publish::errno_of(&e))?;
+                let config = config.ok_or(Errno::ENOENT)?;
+                let ack = publish::acknowledged(&link.js, subject, sent, &config, deadline, gone).await?;
                 link.groups.received(group, ack.sequence, link.timeout).await;
                 Ok(())
             };
@@ -268,6 +275,17 @@ impl Upstream for Nats {
             let sent = client.publish_with_headers(subject, headers, message.into()).await;
             answer(done, sent.map_err(|_| Errno::ENOTCONN));
         });
+    }
+
+    fn reading(&self, group: Ino) {
+        let Ok((link, runtime)) = self.connected() else { return };
+        let Some(engine) = link.engine.upgrade() else { return };
+        let subscribing = tokio::time::timeout(self.options.timeout, groups::read(link, &engine, group));
+        match runtime.block_on(subscribing) {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => log::warn!("a reader opened, but its messages cannot come here: {error}"),
+            Err(_) => log::warn!("group {group}: no subscription within {:?}", self.options.timeout),
+        }
     }
 
     fn wants(&self, stream: Ino) {

@@ -11,7 +11,6 @@
 
 use std::sync::Arc;
 
-use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage as Publish;
 use async_nats::jetstream::stream::{Config, StorageType};
 use serde::{Deserialize, Serialize};
@@ -19,7 +18,7 @@ use tokio::sync::mpsc;
 
 use super::Link;
 use super::follow::{Delivery, Start, follow};
-use super::groups;
+use super::{groups, publish};
 use crate::engine::{Errno, GroupConfig, Op, ROOT, ctl};
 
 /// The header naming a change's issuer and number: its issuer waits for it by that.
@@ -45,31 +44,30 @@ pub fn decode(bytes: &[u8]) -> Result<Op, String> {
 /// changes are applied as they come.
 pub async fn start(link: &Arc<Link>, root: GroupConfig) -> Result<(), String> {
     let name = link.names.namespace_stream();
-    let config = Config {
-        name: name.clone(),
-        subjects: vec![link.names.namespace_subject()],
-        storage: StorageType::File,
-        num_replicas: link.replicas,
-        ..Config::default()
-    };
+    let config = stream_config(link);
     let cannot = |e: &dyn std::fmt::Display| format!("namespace stream {name}: {e}");
-    let mut stream = link.js.get_or_create_stream(config).await.map_err(|e| cannot(&e))?;
+    let mut stream = link.js.get_or_create_stream(config.clone()).await.map_err(|e| cannot(&e))?;
     if stream.info().await.map_err(|e| cannot(&e))?.state.last_sequence == 0 {
         // Only the first: a mount starting at the same time may have made it.
         let text = ctl::render_config(&root).into_bytes();
         let op = Op::Ctl { group: ROOT, uid: 0, text };
         let first = Publish::build().payload(encode(&op).into()).expected_last_sequence(0);
-        match link.js.send_publish(link.names.namespace_subject(), first).await {
-            Ok(ack) => match ack.await {
-                Ok(_) => {}
-                Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {}
-                Err(e) => return Err(cannot(&e)),
-            },
-            Err(e) => return Err(cannot(&e)),
+        let deadline = tokio::time::Instant::now() + link.timeout;
+        let subject = link.names.namespace_subject();
+        match publish::acknowledged(&link.js, subject, first, &config, deadline, || false).await {
+            // EEXIST: another mount's first change came first.
+            Ok(_) | Err(Errno::EEXIST) => {}
+            Err(errno) => return Err(cannot(&errno)),
         }
     }
     let last = stream.info().await.map_err(|e| cannot(&e))?.state.last_sequence;
-    let (deliveries, task) = follow(link.js.clone(), name.clone(), Start::All, link.reconnected.clone());
+    let (deliveries, task) = follow(
+        link.js.clone(),
+        name.clone(),
+        link.names.namespace_subject(),
+        Start::All,
+        link.reconnected.clone(),
+    );
     link.tasks.lock().push(task);
     let applier = tokio::spawn(apply(link.clone(), deliveries, last));
     link.tasks.lock().push(applier);
@@ -78,6 +76,17 @@ pub async fn start(link: &Arc<Link>, root: GroupConfig) -> Result<(), String> {
     match replayed.await {
         Ok(Ok(_)) => Ok(()),
         _ => Err(format!("namespace stream {name}: not replayed within {:?}", link.timeout * 6)),
+    }
+}
+
+/// The namespace stream: one subject, kept by `replicas` servers.
+pub fn stream_config(link: &Link) -> Config {
+    Config {
+        name: link.names.namespace_stream(),
+        subjects: vec![link.names.namespace_subject()],
+        storage: StorageType::File,
+        num_replicas: link.replicas,
+        ..Config::default()
     }
 }
 
@@ -97,7 +106,7 @@ async fn apply(link: Arc<Link>, mut deliveries: mpsc::Receiver<Delivery>, live: 
             }
         };
         if seq >= live {
-            groups::reconcile(&link, &engine, waiter.is_some()).await;
+            groups::reconcile(&link, &engine, waiter.is_some());
         }
         link.namespace_applied.send_replace(seq);
         if let Some(waiter) = waiter {

@@ -4,7 +4,11 @@
 use std::time::{Duration, SystemTime};
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::context::{PublishError, PublishErrorKind};
+use async_nats::jetstream::context::{Context, PublishError, PublishErrorKind};
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::publish::PublishAck;
+use async_nats::jetstream::stream::Config;
+use tokio::time::Instant;
 
 use crate::engine::{Errno, Origin, Outgoing};
 use crate::storage::Stamp;
@@ -84,14 +88,51 @@ pub fn stamp_of(headers: Option<&HeaderMap>, seq: u64) -> Stamp {
     }
 }
 
+/// Publishes `message` to a stream and returns JetStream's acknowledgement. While the stream
+/// answers "no responders" (a cluster electing its leader, or a stream whose making failed
+/// and is made again here from `config`), it publishes again, with the same message id (so
+/// JetStream keeps one copy), until `deadline`: then ETIMEDOUT. `gone` tells a stream that
+/// is missing because its group was removed: ENOENT at once.
+pub async fn acknowledged(
+    js: &Context,
+    subject: String,
+    message: PublishMessage,
+    config: &Config,
+    deadline: Instant,
+    gone: impl Fn() -> bool,
+) -> Result<PublishAck, Errno> {
+    let mut backoff = Duration::from_millis(20);
+    loop {
+        let outcome = match js.send_publish(subject.clone(), message.clone()).await {
+            Ok(ack) => ack.await,
+            Err(error) => Err(error),
+        };
+        match outcome {
+            Ok(ack) => return Ok(ack),
+            Err(error) if error.kind() == PublishErrorKind::StreamNotFound => {
+                if gone() {
+                    return Err(Errno::ENOENT);
+                }
+                if Instant::now() + backoff >= deadline {
+                    return Err(Errno::ETIMEDOUT);
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_millis(500));
+                let _ = js.get_or_create_stream(config.clone()).await;
+            }
+            Err(error) => return Err(errno_of(&error)),
+        }
+    }
+}
+
 /// The errno a write fails with when JetStream refused or did not answer its publish.
 pub fn errno_of(error: &PublishError) -> Errno {
     match error.kind() {
         PublishErrorKind::MaxPayloadExceeded => Errno::EMSGSIZE,
         PublishErrorKind::TimedOut => Errno::ETIMEDOUT,
         PublishErrorKind::BrokenPipe => Errno::ENOTCONN,
-        // The group's stream is gone (removed on another mount meanwhile).
-        PublishErrorKind::StreamNotFound => Errno::ENOENT,
+        // A publish on condition (the namespace's first change): another came first.
+        PublishErrorKind::WrongLastSequence => Errno::EEXIST,
         _ => Errno::EIO,
     }
 }
