@@ -135,8 +135,11 @@ fn open_read_write(e: &Engine, ino: Ino) -> u64 {
     e.open(ino, true, true, OWNER).expect("open for reading and writing").0
 }
 
-/// Every node under `group`, depth first: its path, inode number, kind and permissions.
-fn shape(e: &Engine, group: Ino, path: &str, into: &mut Vec<(String, Ino, Kind, u16)>) {
+/// A node as two mounts must agree on it: its path, inode number, kind and permissions.
+type Node = (String, Ino, Kind, u16);
+
+/// Every node under `group`, depth first.
+fn shape(e: &Engine, group: Ino, path: &str, into: &mut Vec<Node>) {
     for entry in listing(e, group) {
         let name = String::from_utf8(entry.name).unwrap();
         if name == "." || name == ".." {
@@ -151,7 +154,7 @@ fn shape(e: &Engine, group: Ino, path: &str, into: &mut Vec<(String, Ino, Kind, 
 }
 
 /// The whole tree and every group's configuration.
-fn tree_and_groups(e: &Engine) -> (Vec<(String, Ino, Kind, u16)>, Vec<(Ino, GroupConfig)>) {
+fn tree_and_groups(e: &Engine) -> (Vec<Node>, Vec<(Ino, GroupConfig)>) {
     let mut nodes = Vec::new();
     shape(e, ROOT, "", &mut nodes);
     let mut groups = e.groups();
