@@ -1,6 +1,6 @@
 //! Engine behaviour through its public operations, without FUSE: the shared helpers here,
 //! the tests in one file per subject (tree, writing, reading, retention, ctl, order, removal,
-//! modes, links, catalogue, stats, follow).
+//! modes, links, catalogue, stats, follow, shared).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -263,6 +263,7 @@ mod queues;
 mod reading;
 mod removal;
 mod retention;
+mod shared;
 mod stats;
 mod storage;
 mod tree;
