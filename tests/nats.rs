@@ -195,43 +195,43 @@ fn namespace_changes_show_on_the_other_mount_within_a_second() {
     assert_eq!(run_ok("ls -A", &a.path), "ctl\norder\n");
 }
 
+/// Runs `create` on both mounts at once; exactly one must succeed, the other fail EEXIST.
+fn race(mounts: [&Mount; 2], what: &str, create: impl Fn(&Path) -> std::io::Result<()> + Sync) {
+    let barrier = Barrier::new(2);
+    let results: Vec<std::io::Result<()>> = thread::scope(|s| {
+        let racers: Vec<_> = mounts
+            .map(|mount| {
+                let (barrier, create) = (&barrier, &create);
+                s.spawn(move || {
+                    barrier.wait();
+                    create(&mount.path)
+                })
+            })
+            .into_iter()
+            .collect();
+        racers.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    let made = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(made, 1, "{what}: exactly one of the two succeeds: {results:?}");
+    let failed = results.into_iter().find(|r| r.is_err()).unwrap();
+    assert_eq!(errno(failed, what), libc::EEXIST, "{what}");
+}
+
 #[test]
 fn one_name_created_on_two_mounts_at_once_is_made_once() {
     let server = NatsServer::new();
     let (_, m) = hosts(&server.url(), 2, "");
     let (a, b) = (&m[0], &m[1]);
+    let ino = |mount: &Mount, name: &str| fs::metadata(mount.join(name)).unwrap().ino();
     for round in 0..20 {
         let dir = format!("d{round}");
+        race([a, b], &format!("mkdir {dir}"), |root| fs::create_dir(root.join(&dir)));
+        assert_eq!(ino(a, &dir), ino(b, &dir), "one {dir} on both mounts");
         let file = format!("f{round}");
-        let attempts: [Box<dyn Fn(&Path) -> std::io::Result<()> + Sync>; 2] = [
-            Box::new(|root: &Path| fs::create_dir(root.join(&dir))),
-            Box::new(|root: &Path| {
-                OpenOptions::new().write(true).create_new(true).open(root.join(&file)).map(drop)
-            }),
-        ];
-        for attempt in &attempts {
-            let barrier = Barrier::new(2);
-            let results: Vec<std::io::Result<()>> = thread::scope(|s| {
-                let racers: Vec<_> = [a, b]
-                    .into_iter()
-                    .map(|mount| {
-                        let barrier = &barrier;
-                        s.spawn(move || {
-                            barrier.wait();
-                            attempt(&mount.path)
-                        })
-                    })
-                    .collect();
-                racers.into_iter().map(|r| r.join().unwrap()).collect()
-            });
-            let made = results.iter().filter(|r| r.is_ok()).count();
-            assert_eq!(made, 1, "round {round}: exactly one of the two creates succeeds: {results:?}");
-            let failed = results.into_iter().find(|r| r.is_err()).unwrap();
-            assert_eq!(errno(failed, "the losing create"), libc::EEXIST, "round {round}");
-        }
-        let ino = |mount: &Mount, name: &str| fs::metadata(mount.join(name)).unwrap().ino();
-        assert_eq!(ino(a, &dir), ino(b, &dir), "round {round}: one {dir} on both mounts");
-        assert_eq!(ino(a, &file), ino(b, &file), "round {round}: one {file} on both mounts");
+        race([a, b], &format!("open {file} O_CREAT|O_EXCL"), |root| {
+            OpenOptions::new().write(true).create_new(true).open(root.join(&file)).map(drop)
+        });
+        assert_eq!(ino(a, &file), ino(b, &file), "one {file} on both mounts");
     }
 }
 
