@@ -321,13 +321,29 @@ impl Mount {
 
     /// Mounts the tree kept in NATS JetStream under `prefix` (`mqfs nats://HOST:PORT[,...]
     /// MOUNTPOINT -o prefix=PREFIX[,EXTRA]`); `urls` is the source, as
-    /// [`nats::NatsServer::url`] or [`nats::NatsCluster::urls`] give it.
+    /// [`nats::NatsServer::url`] or [`nats::NatsCluster::urls`] give it. Returns once the
+    /// mount serves: the daemon mounts first and connects after, and requests wait meanwhile.
     pub fn on_nats(urls: &str, prefix: &str, extra_opts: &str) -> Mount {
         let mut opts = format!("prefix={prefix}");
         if !extra_opts.is_empty() {
             opts = format!("{opts},{extra_opts}");
         }
-        Mount::spawn(Some(OsStr::new(urls)), &opts)
+        let mut mount = Mount::spawn(Some(OsStr::new(urls)), &opts);
+        // A stat of the root waits until the daemon serves, or fails if it gave up.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let root = mount.path.clone();
+        thread::spawn(move || tx.send(fs::metadata(root).map(drop)));
+        let served = rx.recv_timeout(nats::READY_TIMEOUT);
+        if !matches!(served, Ok(Ok(()))) {
+            mount.log_reported = true;
+            panic!(
+                "mqfs did not serve {} within {:?} ({served:?}); daemon log:\n{}",
+                mount.path.display(),
+                nats::READY_TIMEOUT,
+                mount.log()
+            );
+        }
+        mount
     }
 
     fn spawn(source: Option<&OsStr>, opts: &str) -> Mount {
