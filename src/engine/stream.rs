@@ -296,6 +296,22 @@ impl Stream {
         result
     }
 
+    /// A reader of the stream waits: a shared queue (`deliver one` on a shared mount) asks
+    /// its upstream for a message.
+    pub fn wants(&self) {
+        let Some(Uplink { upstream, ino }) = &self.uplink else { return };
+        let queue = self.state.lock().config.deliver == Deliver::One;
+        if queue {
+            upstream.wants(*ino);
+        }
+    }
+
+    /// Whether the stream is a queue that its upstream feeds one message at a time (its
+    /// messages do not come to every mount).
+    pub fn is_shared_queue(&self) -> bool {
+        self.uplink.is_some() && self.state.lock().config.deliver == Deliver::One
+    }
+
     /// Commits a message a shared mount's upstream delivered, stamped as it says: as a
     /// write by nobody who waits for it.
     pub fn deliver_remote(&self, message: Message<'_>, stamp: Stamp) -> Result<()> {

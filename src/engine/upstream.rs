@@ -16,7 +16,7 @@
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-use super::channel::WriteCallback;
+use super::channel::{Settle, WriteCallback};
 use super::config::GroupConfig;
 use super::errno::{Errno, Result};
 use super::tree::{Attr, Caller, Ino, Kind, SetAttr, Tree};
@@ -96,6 +96,12 @@ pub trait Upstream: Send + Sync {
     /// mount received it, or with why not (then it was not published, but for ETIMEDOUT:
     /// the upstream did not answer, so whether it stored it is unknown).
     fn publish(&self, message: Outgoing, done: Option<WriteCallback>);
+    /// A reader of `deliver one` stream `stream` waits: the upstream is to deliver a
+    /// message for it (`Engine::deliver_remote`), if it has one, and on until none waits.
+    fn wants(&self, stream: Ino);
+    /// What stream `stream`'s queue tells of each message the upstream gave it (acknowledged,
+    /// or to be handed to another reader).
+    fn settler(&self, stream: Ino) -> Settle;
     /// Why a group cannot have `config` on this upstream, if it cannot (a setting that does
     /// not hold across mounts): the write setting it fails with EOPNOTSUPP.
     fn refuses(&self, config: &GroupConfig) -> Option<String>;
@@ -159,6 +165,19 @@ impl Engine {
     /// The group stream `ino` is in (its home's).
     pub fn group_of(&self, ino: Ino) -> Result<Ino> {
         self.tree.read().home_group(ino)
+    }
+
+    /// Whether stream `ino` is a queue the upstream feeds on demand (see `Upstream::wants`),
+    /// rather than with every message.
+    pub fn is_shared_queue(&self, ino: Ino) -> bool {
+        self.tree.read().stream(ino).is_ok_and(|stream| stream.is_shared_queue())
+    }
+
+    /// How many messages the readers of queue `ino` wait for beyond those it has (None: no
+    /// such stream).
+    pub fn queue_demand(&self, ino: Ino) -> Option<usize> {
+        let stream = self.tree.read().stream(ino).ok()?.clone();
+        Some(stream.state.lock().channel.queue_demand())
     }
 
     /// Every group and its configuration, for an upstream to keep what it holds of each in

@@ -180,7 +180,8 @@ async fn commit(link: Arc<Link>, mut deliveries: mpsc::Receiver<Delivery>, recei
             return;
         }
         let Some(engine) = link.engine.upgrade() else { return };
-        if let Some(file) = Names::file_of(&message.subject) {
+        // A queue's messages come through its own consumer (`queues.rs`).
+        if let Some(file) = Names::file_of(&message.subject).filter(|&file| !engine.is_shared_queue(file)) {
             let stamp = publish::stamp_of(headers, seq);
             match engine.deliver_remote(file, message.payload.to_vec(), stamp) {
                 Ok(()) | Err(Errno::ENOENT) => {} // a file removed since

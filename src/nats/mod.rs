@@ -13,6 +13,7 @@ mod groups;
 mod names;
 mod namespace;
 mod publish;
+mod queues;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,8 +31,10 @@ use tokio::task::JoinHandle;
 use names::Names;
 pub use names::check_prefix;
 
-use crate::engine::config::{DataMode, Deliver, WriteMode};
-use crate::engine::{Attr, Engine, Errno, GroupConfig, Op, Outgoing, ROOT, Result, Upstream, WriteCallback};
+use crate::engine::config::{DataMode, WriteMode};
+use crate::engine::{
+    Attr, Engine, Errno, GroupConfig, Ino, Op, Outgoing, ROOT, Result, Settle, Upstream, WriteCallback,
+};
 use crate::storage::{Placement, SyncPolicy};
 
 /// What a NATS-backed mount is given.
@@ -75,8 +78,6 @@ pub fn refuses(config: &GroupConfig) -> Option<String> {
         "data static offsets count bytes a mount may not have (history dropped before it started)"
     } else if config.store == Placement::Disk || config.sync != SyncPolicy::Never {
         "history is kept by JetStream: store and sync are its own (replicas, its fsync)"
-    } else if config.deliver == Deliver::One {
-        "deliver one is not built for NATS yet (docs/nats.md)"
     } else {
         return None;
     };
@@ -107,6 +108,7 @@ pub(crate) struct Link {
     /// Changes issued here, by identity, until applied: their callers wait.
     waiting: Mutex<HashMap<String, oneshot::Sender<Result<Option<Attr>>>>>,
     groups: groups::Groups,
+    queues: queues::Queues,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -157,6 +159,7 @@ impl Nats {
             namespace_applied: watch::Sender::new(0),
             waiting: Mutex::default(),
             groups: groups::Groups::default(),
+            queues: queues::Queues::default(),
             tasks: Mutex::default(),
         });
         let root = engine.groups().into_iter().find(|(ino, _)| *ino == ROOT).map(|(_, config)| config);
@@ -237,6 +240,19 @@ impl Upstream for Nats {
             }
             answer(outcome);
         });
+    }
+
+    fn wants(&self, stream: Ino) {
+        if let (Some(link), Some(runtime)) = (self.link.get(), self.runtime.get()) {
+            link.queues.wants(link, runtime.handle(), stream);
+        }
+    }
+
+    fn settler(&self, stream: Ino) -> Settle {
+        match (self.link.get(), self.runtime.get()) {
+            (Some(link), Some(runtime)) => queues::Queues::settler(link, runtime.handle().clone(), stream),
+            _ => Arc::new(|_, _| {}),
+        }
     }
 
     fn refuses(&self, config: &GroupConfig) -> Option<String> {

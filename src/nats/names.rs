@@ -48,6 +48,11 @@ impl Names {
         format!("{}.g{group}.{file}", self.prefix)
     }
 
+    /// A `deliver one` file's durable consumer.
+    pub fn queue_consumer(&self, file: Ino) -> String {
+        format!("{}_q{file}", self.prefix)
+    }
+
     /// The file a subject names.
     pub fn file_of(subject: &str) -> Option<Ino> {
         subject.rsplit('.').next()?.parse().ok()

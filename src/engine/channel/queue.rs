@@ -28,6 +28,21 @@ use crate::storage::{Bytes, Stamp};
 /// that hands out messages under `ackwait` has them checked in time.
 pub type Alarm = Arc<dyn Fn(Instant) + Send + Sync>;
 
+/// On a shared mount, how a queue tells its upstream what became of a message it was given
+/// (by the message's stamp, which says where the upstream has it): the upstream keeps the
+/// queue across mounts, redelivering what was not acknowledged, so a failed delivery goes
+/// back to it rather than to this queue's line.
+pub type Settle = Arc<dyn Fn(Stamp, Settled) + Send + Sync>;
+
+/// What became of a message a shared queue was given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settled {
+    /// Acknowledged by its reader.
+    Acked,
+    /// Its reader was killed: to be handed to another reader at once.
+    Failed,
+}
+
 /// A message that failed `maxdeliver` deliveries, taken out of its queue: to be published
 /// to the stream of dead messages.
 pub struct Dead {
@@ -213,6 +228,24 @@ impl Channel {
         }
     }
 
+    /// Keeps `settle` to tell the upstream what becomes of the messages it gives a shared
+    /// queue; one set before stays.
+    pub fn set_settle(&mut self, settle: impl FnOnce() -> Settle) {
+        if self.settle.is_none() {
+            self.settle = Some(settle());
+        }
+    }
+
+    /// How many more messages a queue's readers wait for than it has to hand out: what a
+    /// shared queue asks its upstream for.
+    pub fn queue_demand(&self) -> usize {
+        let Some(queue) = &self.queue else { return 0 };
+        let idle = self.waiting.iter().filter(|id| !queue.held.contains_key(id)).count();
+        let backlog = queue.line.len() as u64
+            + self.log.next_seq().saturating_sub(queue.next.max(self.log.first_seq()));
+        idle.saturating_sub(usize::try_from(backlog).unwrap_or(usize::MAX))
+    }
+
     /// Keeps `alarm` to have in-flight messages checked when `ackwait` is up (see
     /// [`Channel::expire`]); an alarm set before stays.
     pub fn set_alarm(&mut self, alarm: impl FnOnce() -> Alarm) {
@@ -377,8 +410,18 @@ impl Channel {
         (self.serve_waiting(config), dead)
     }
 
-    /// Fails the deliveries of `seqs` (oldest first): the oldest ends first in line.
+    /// Fails the deliveries of `seqs` (oldest first): the oldest ends first in line. A
+    /// shared queue's go back upstream instead.
     fn fail(&mut self, seqs: Vec<u64>, config: &GroupConfig) -> Vec<Dead> {
+        if let Some(settle) = self.settle.clone() {
+            for seq in seqs {
+                if let Ok(Some(stamp)) = self.log.stamp(seq) {
+                    settle(stamp, Settled::Failed);
+                }
+                self.queue.as_mut().expect("a queue").acknowledge(seq);
+            }
+            return Vec::new();
+        }
         let queue = self.queue.as_mut().expect("a queue");
         let buried: Vec<u64> = seqs.into_iter().rev().filter_map(|seq| queue.fail(seq, config)).collect();
         let mut dead = Vec::new();
