@@ -6,7 +6,8 @@ mod common;
 
 use common::nats::{NatsCluster, NatsServer, pings, request};
 use common::{
-    MQFS_BIN, Mount, Proc, TempDir, blocked_in_syscall, poll_until, run_ok, run_sh, unique_name, wait_until,
+    MQFS_BIN, Mount, Proc, TempDir, blocked_in_syscall, poll_until, run_ok, run_sh, sh, unique_name,
+    wait_until,
 };
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -287,6 +288,61 @@ fn depth_bounds_what_a_fresh_mount_replays() {
     let r = reader(&fresh.join("g/s"));
     write_ok(&fresh.join("g/s"), "end\n");
     expect_output(&r, "m8\nm9\nm10\nend\n", "a fresh mount's reader under depth 3");
+}
+
+// ---------------------------------------------------------------------------
+// Work queues
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_queue_read_by_workers_on_two_mounts_hands_each_job_to_one_of_them() {
+    let server = NatsServer::new();
+    let (_, m) = hosts(&server.url(), 2, "");
+    let (a, b) = (&m[0], &m[1]);
+    fs::create_dir(a.join("q")).unwrap();
+    ctl(&a.join("q"), "deliver one");
+    fs::write(a.join("q/jobs"), "").unwrap();
+    wait_until("the queue on B", SOON, || {
+        b.join("q/jobs").exists()
+            && fs::read_to_string(b.join("q/ctl")).is_ok_and(|c| c.lines().any(|l| l == "deliver one"))
+    });
+    let workers = [a, b].map(|mount| sh("while read job; do echo \"$job\"; done < q/jobs", &mount.path));
+    for w in &workers {
+        wait_until("a worker waiting in read(2)", T, || blocked_in_syscall(w.pid(), libc::SYS_read));
+    }
+    let jobs: Vec<String> = (0..20).map(|i| format!("job{i:02}")).collect();
+    for (i, job) in jobs.iter().enumerate() {
+        write_ok(&[a, b][i % 2].join("q/jobs"), &format!("{job}\n"));
+    }
+    let done = || -> Vec<String> {
+        let mut lines: Vec<String> = workers
+            .iter()
+            .flat_map(|w| String::from_utf8_lossy(&w.output()).lines().map(String::from).collect::<Vec<_>>())
+            .collect();
+        lines.sort();
+        lines
+    };
+    wait_until("every job done", T, || done().len() >= jobs.len());
+    assert_eq!(done(), jobs, "each job done once, by one of the workers");
+}
+
+#[test]
+fn the_job_of_a_worker_killed_on_one_mount_goes_to_a_worker_on_the_other() {
+    let server = NatsServer::new();
+    let (_, m) = hosts(&server.url(), 2, "");
+    let (a, b) = (&m[0], &m[1]);
+    fs::create_dir(a.join("q")).unwrap();
+    ctl(&a.join("q"), "deliver one");
+    run_ok("echo job >> q/jobs", &a.path);
+    // It reads the job whole, and holds it (not acknowledged: no further read) until killed.
+    let holder = sh("exec 3< q/jobs; read job <&3; echo \"$job\"; exec sleep 60", &a.path);
+    holder.wait_output_contains(b"job\n", T);
+    wait_until("the queue on B", SOON, || b.join("q/jobs").exists());
+    let other = sh("while read job; do echo \"$job\"; done < q/jobs", &b.path);
+    wait_until("B's worker waiting in read(2)", T, || blocked_in_syscall(other.pid(), libc::SYS_read));
+    assert_eq!(other.output(), b"", "B's worker got the job another worker holds");
+    holder.signal_group(libc::SIGKILL);
+    expect_output(&other, "job\n", "the killed worker's job, on the other mount");
 }
 
 // ---------------------------------------------------------------------------
