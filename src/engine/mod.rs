@@ -28,7 +28,8 @@ use parking_lot::{RwLock, RwLockWriteGuard};
 use ackwait::Timer;
 use channel::Wakeups;
 pub use channel::{
-    PollCallback, ReadCallback, ReadMode, ReadResult, Settle, Settled, Stats, Ticket, WriteCallback,
+    Origin, PollCallback, ReadCallback, ReadMode, ReadResult, ReaderId, Settle, Settled, Stats, Ticket,
+    WriteCallback,
 };
 use config::Frame;
 pub use config::{DataMode, GroupConfig};

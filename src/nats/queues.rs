@@ -91,7 +91,7 @@ async fn pull(link: Weak<Link>, file: Ino, puller: Arc<Puller>) {
             continue;
         }
         let pulled = match &consumer {
-            Some(consumer) => fetch(consumer, demand, &engine, file, &puller).await,
+            Some(consumer) => fetch(consumer, demand, &link, file, &puller).await,
             None => match durable(&link, &engine, file).await {
                 Ok(made) => {
                     consumer = Some(made);
@@ -116,10 +116,12 @@ async fn pull(link: Weak<Link>, file: Ino, puller: Arc<Puller>) {
 async fn fetch(
     consumer: &Consumer<Config>,
     demand: usize,
-    engine: &Engine,
+    link: &Link,
     file: Ino,
     puller: &Puller,
 ) -> Result<(), String> {
+    let Some(engine) = link.engine.upgrade() else { return Ok(()) };
+    let mount = &link.mount;
     let batch = consumer.fetch().max_messages(demand).expires(PULL_EXPIRES);
     let mut messages = batch.messages().await.map_err(|e| e.to_string())?;
     while let Some(message) = messages.next().await {
@@ -127,8 +129,9 @@ async fn fetch(
         let seq = message.info().map_err(|e| e.to_string())?.stream_sequence;
         let stamp = publish::stamp_of(message.headers.as_ref(), seq);
         let payload = message.payload.to_vec();
+        let origin = publish::origin(message.headers.as_ref(), mount);
         puller.unsettled.lock().insert(seq, message);
-        if let Err(errno) = engine.deliver_remote(file, payload, stamp) {
+        if let Err(errno) = engine.deliver_remote(file, payload, stamp, origin) {
             log::warn!("queue {file}: message {seq} not kept here ({errno}): handed back");
             let handed_back = puller.unsettled.lock().remove(&seq);
             if let Some(message) = handed_back {

@@ -2,8 +2,10 @@
 //! the logs, and its [`Catalogue`] keeps the namespace and every group's configuration. Two
 //! stores stand behind this interface: memory ([`memory`], today's segmented log, nothing
 //! survives the daemon) and disk ([`disk`], a store directory of segment files with
-//! checksummed records, fsync policies and crash recovery). A NATS JetStream store is meant
-//! to be the third: nothing here assumes local files.
+//! checksummed records, fsync policies and crash recovery). A tree shared through NATS
+//! JetStream is not a third store: there JetStream, not a log's append, decides the order
+//! of messages, so it is an upstream of the engine (`engine/upstream.rs`, `src/nats/`), and
+//! its mounts keep memory logs.
 //!
 //! Messages come out as [`Bytes`]: shared, not copied once per reader.
 

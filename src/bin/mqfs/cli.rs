@@ -18,6 +18,8 @@ Examples:
   mqfs /n/mq                          mount in the background (logs go to syslog)
   mqfs none /n/mq -f -o replay=all    stay in the foreground, logging to stderr
   mqfs /var/lib/mqfs /n/mq            a store directory: the namespace outlives the mount
+  mqfs nats://10.0.0.1:4222 /n/mq     a tree shared with every host mounting these NATS
+                                      JetStream servers (docs/nats.md)
   mqfs /n/mq -o config=/etc/mqfs.toml,log=/var/log/mqfs.log
   mount -t fuse.mqfs none /n/mq -o allow_other,replay=all
                                       the same through mount(8); fstab type fuse.mqfs
@@ -32,6 +34,9 @@ Options (-o, comma-separated; they override the config file):
   config=FILE             read limits, defaults and presets from a TOML file
   log=FILE                log there instead of syslog (or stderr with -f)
   debug                   log debugging detail (also RUST_LOG=debug)
+  prefix=NAME             nats:// only: what its streams are named after (default mqfs)
+  nats_timeout=DURATION   nats:// only: how long a write waits for JetStream (default 10s)
+  replicas=N              nats:// only: servers keeping each stream (default 3 if 3+ named)
   allow_other, allow_root, default_permissions, ro, noexec, uid=N, gid=N, fsname=NAME
 mount(8) options that mean nothing to mqfs (defaults, rw, nofail, _netdev, noauto, x-*, ...)
 are ignored; any other option is an error naming it. See mqfs(1) and mqfs(5).";
@@ -42,7 +47,8 @@ are ignored; any other option is an error naming it. See mqfs(1) and mqfs(5).";
     override_usage = "mqfs [SOURCE] MOUNTPOINT [-f] [-d] [-o OPT[,OPT...]]\n       mqfs --completions SHELL"
 )]
 pub struct Cli {
-    /// An optional source, `none` (in memory) or a store directory, then the mount point.
+    /// An optional source, `none` (in memory), a store directory or `nats://HOST:PORT[,...]`,
+    /// then the mount point.
     #[arg(
         value_name = "[SOURCE] MOUNTPOINT",
         num_args = 1..=2,

@@ -1,6 +1,8 @@
 //! The SOURCE argument: where the mount's namespace and history live. `none` (or no
 //! SOURCE) keeps them in memory; an existing directory is a disk store, opened (locked and
-//! recovered) before the mount, so that its errors reach the command line and mount(8).
+//! recovered) before the mount, so that its errors reach the command line and mount(8);
+//! `nats://HOST:PORT[,...]` shares them with every mount of those NATS JetStream servers
+//! (connected once the daemon runs: `mqfs::nats`).
 
 use std::path::PathBuf;
 use std::sync::Arc;

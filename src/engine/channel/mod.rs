@@ -39,6 +39,7 @@ use crate::storage::{Bytes, Log, Message, Stamp, SyncCallback, memory};
 use queue::Queue;
 pub use queue::{Alarm, Dead, Settle, Settled};
 use readers::{Reader, Waiter};
+pub use replies::Origin;
 pub use stats::Stats;
 use writers::BlockedWriter;
 

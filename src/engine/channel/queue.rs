@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::readers::Last;
-use super::replies::Client;
+use super::replies::{Client, Origin};
 use super::stats::Stats;
 use super::{Channel, ReadMode, ReadResult, ReaderId, Wakeups};
 use crate::engine::config::{Deliver, GroupConfig};
@@ -64,7 +64,7 @@ pub(super) struct Queue {
     /// The message each reader's reads return bytes of, and how much of it they returned.
     held: HashMap<ReaderId, Held>,
     /// The reader whose descriptor wrote each request not yet acknowledged (see `replies`).
-    pub(super) origins: HashMap<u64, ReaderId>,
+    pub(super) origins: HashMap<u64, Origin>,
     /// The reply side of each read-write descriptor that wrote requests.
     pub(super) clients: HashMap<ReaderId, Client>,
     redelivered: u64,
@@ -83,12 +83,12 @@ struct Flight {
     since: Instant,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Held {
     seq: u64,
     offset: usize,
-    /// The reader whose descriptor wrote it, if it is a request (see `replies`).
-    origin: Option<ReaderId>,
+    /// The descriptor that wrote it, if it is a request (see `replies`).
+    origin: Option<Origin>,
 }
 
 impl Queue {
@@ -183,8 +183,8 @@ impl Queue {
     }
 
     /// The requester of the message reader `id` reads, if that is a request.
-    pub(super) fn requester(&self, id: ReaderId) -> Option<ReaderId> {
-        self.held.get(&id)?.origin
+    pub(super) fn requester(&self, id: ReaderId) -> Option<&Origin> {
+        self.held.get(&id)?.origin.as_ref()
     }
 
     /// Messages before `first` were dropped (depth, clear, removal).
@@ -240,7 +240,15 @@ impl Channel {
     /// shared queue asks its upstream for.
     pub fn queue_demand(&self) -> usize {
         let Some(queue) = &self.queue else { return 0 };
-        let idle = self.waiting.iter().filter(|id| !queue.held.contains_key(id)).count();
+        // Not those waiting for replies to their requests, nor those still reading one (a
+        // poll after a message read whole waits for the next).
+        let takes = |id: &&ReaderId| !queue.clients.get(id).is_some_and(Client::reads_replies);
+        let read_whole = |id: &&ReaderId| {
+            queue.held.get(id).is_none_or(|held| {
+                self.log.get(held.seq).ok().flatten().is_none_or(|message| held.offset >= message.len())
+            })
+        };
+        let idle = self.waiting.iter().filter(takes).filter(read_whole).count();
         let backlog = queue.line.len() as u64
             + self.log.next_seq().saturating_sub(queue.next.max(self.log.first_seq()));
         idle.saturating_sub(usize::try_from(backlog).unwrap_or(usize::MAX))
@@ -266,7 +274,7 @@ impl Channel {
             return Some(Ok(Bytes::default()));
         }
         let queue = self.queue.as_mut().expect("a queue");
-        if let Some(held) = queue.held.get(&id).copied() {
+        if let Some(held) = queue.held.get(&id).cloned() {
             let message = match self.log.get(held.seq) {
                 Ok(message) => message,
                 Err(errno) => return Some(Err(errno)),
@@ -324,7 +332,7 @@ impl Channel {
             queue.redelivered += 1;
         }
         let end = message.len().min(size);
-        let origin = queue.origins.get(&seq).copied();
+        let origin = queue.origins.get(&seq).cloned();
         queue.held.insert(id, Held { seq, offset: end, origin });
         if let Some(reader) = self.readers.get_mut(&id) {
             reader.last = Some(Last { seq, stamp, deliveries });
