@@ -345,6 +345,32 @@ fn the_job_of_a_worker_killed_on_one_mount_goes_to_a_worker_on_the_other() {
     expect_output(&other, "job\n", "the killed worker's job, on the other mount");
 }
 
+#[test]
+fn a_request_from_one_mount_is_answered_by_a_server_on_another_to_it_alone() {
+    let server = NatsServer::new();
+    let (_, m) = hosts(&server.url(), 3, "");
+    fs::create_dir(m[0].join("svc")).unwrap();
+    ctl(&m[0].join("svc"), "deliver one");
+    run_ok("touch svc/time", &m[0].path);
+    wait_until("the service on the other mounts", SOON, || {
+        m[1..].iter().all(|x| x.join("svc/time").exists())
+    });
+    let service = sh("exec 3<>svc/time; while read -r req <&3; do echo \"re $req\" >&3; done", &m[0].path);
+    wait_until("the server waiting in read(2)", T, || blocked_in_syscall(service.pid(), libc::SYS_read));
+    let clients: Vec<Proc> = ["one", "two"]
+        .iter()
+        .zip(&m[1..])
+        .map(|(request, mount)| {
+            sh(&format!("exec 3<>svc/time; echo {request} >&3; head -n1 <&3"), &mount.path)
+        })
+        .collect();
+    for (mut client, request) in clients.into_iter().zip(["one", "two"]) {
+        let status = client.wait_exit(T).unwrap_or_else(|| panic!("client {request} got no reply"));
+        assert!(status.success(), "client {request}: {status}");
+        assert_eq!(String::from_utf8_lossy(&client.output()), format!("re {request}\n"), "client {request}");
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Settings that cannot hold across hosts
 // ---------------------------------------------------------------------------
