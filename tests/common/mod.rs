@@ -11,9 +11,10 @@
 
 #![allow(dead_code)]
 
+pub mod nats;
 pub mod users;
 
-use std::ffi::CString;
+use std::ffi::{CString, OsStr};
 use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -179,6 +180,15 @@ fn unique_temp_path(tag: &str) -> PathBuf {
     std::env::temp_dir().join(format!("mqfs-test-{}-{n}-{nanos}-{tag}", std::process::id()))
 }
 
+/// A name no other test of this run uses, made of `tag`, letters, digits and `_` (fit for a
+/// NATS prefix or cluster name).
+pub fn unique_name(tag: &str) -> String {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    format!("{tag}_{}_{n}_{nanos}", std::process::id())
+}
+
 /// Creates a new empty directory (fails rather than reuse an existing one)
 /// and returns its canonical path.
 fn create_unique_dir(tag: &str) -> PathBuf {
@@ -306,10 +316,37 @@ impl Mount {
 
     /// Mounts the disk store in `store` (`mqfs STORE MOUNTPOINT`), with `-o OPTS` unless empty.
     pub fn on_store(store: &Path, opts: &str) -> Mount {
-        Mount::spawn(Some(store), opts)
+        Mount::spawn(Some(store.as_os_str()), opts)
     }
 
-    fn spawn(source: Option<&Path>, opts: &str) -> Mount {
+    /// Mounts the tree kept in NATS JetStream under `prefix` (`mqfs nats://HOST:PORT[,...]
+    /// MOUNTPOINT -o prefix=PREFIX[,EXTRA]`); `urls` is the source, as
+    /// [`nats::NatsServer::url`] or [`nats::NatsCluster::urls`] give it. Returns once the
+    /// mount serves: the daemon mounts first and connects after, and requests wait meanwhile.
+    pub fn on_nats(urls: &str, prefix: &str, extra_opts: &str) -> Mount {
+        let mut opts = format!("prefix={prefix}");
+        if !extra_opts.is_empty() {
+            opts = format!("{opts},{extra_opts}");
+        }
+        let mut mount = Mount::spawn(Some(OsStr::new(urls)), &opts);
+        // A stat of the root waits until the daemon serves, or fails if it gave up.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let root = mount.path.clone();
+        thread::spawn(move || tx.send(fs::metadata(root).map(drop)));
+        let served = rx.recv_timeout(nats::READY_TIMEOUT);
+        if !matches!(served, Ok(Ok(()))) {
+            mount.log_reported = true;
+            panic!(
+                "mqfs did not serve {} within {:?} ({served:?}); daemon log:\n{}",
+                mount.path.display(),
+                nats::READY_TIMEOUT,
+                mount.log()
+            );
+        }
+        mount
+    }
+
+    fn spawn(source: Option<&OsStr>, opts: &str) -> Mount {
         let base = create_unique_dir("mnt");
         let path = base.join("mnt");
         fs::create_dir(&path).expect("create mountpoint");
