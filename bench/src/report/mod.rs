@@ -178,7 +178,7 @@ fn document(ctx: &Context, results: &Results, goals: &[Goal], images: &[String])
         queues::section_queues(&mut out, q);
     }
     if let Some(n) = &results.nats {
-        nats::section_nats(&mut out, n);
+        nats::section_nats(&mut out, n, images);
     }
     prose::section_ceiling(&mut out, results);
     if !results.timings.is_empty() {

@@ -3,17 +3,17 @@
 
 use std::fmt::Write;
 
-use super::Goal;
 use super::format::{fmt_rate, fmt_us, percent, times};
 use super::sections::latency_cell;
 use super::table::{Notes, cells_row, ratio_row, table};
+use super::{Goal, image};
 use crate::results::{Grid, Nats};
 use crate::scenarios::nats::{RATE, READERS};
 use crate::systems::System;
 
 const PEERS: [System; 2] = [System::Jetstream, System::NatsCore];
 
-pub fn section_nats(out: &mut String, n: &Nats) {
+pub fn section_nats(out: &mut String, n: &Nats, images: &[String]) {
     let _ = write!(
         out,
         "## 9. Across NATS mounts\n\nTwo mqfs mounts, A and B, of one nats-server that the bench starts with \
@@ -52,6 +52,8 @@ pub fn section_nats(out: &mut String, n: &Nats) {
     }
     table(out, &header("latency", &n.latency), &rows);
     notes.render(out);
+    image(out, images, "nats-rate.svg", "deliveries per second across NATS mounts and through async-nats");
+    image(out, images, "nats-latency.svg", "p99 latency across NATS mounts and through async-nats");
 }
 
 fn header<T>(first: &str, grid: &Grid<T>) -> Vec<String> {
