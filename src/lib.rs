@@ -13,5 +13,6 @@ pub mod fuse;
 pub mod ioctl;
 pub mod logger;
 pub mod mountinfo;
+pub mod nats;
 pub mod storage;
 pub mod tools;

@@ -301,7 +301,7 @@ impl SyncPolicy {
 }
 
 /// A duration in milliseconds or seconds: `100ms`, `2s`.
-fn parse_duration(word: &str) -> Option<Duration> {
+pub fn parse_duration(word: &str) -> Option<Duration> {
     let (digits, unit) = word.split_at(word.find(|c: char| !c.is_ascii_digit())?);
     let n: u64 = digits.parse().ok()?;
     match unit {

@@ -31,6 +31,14 @@ impl Errno {
     pub const ENOBUFS: Errno = Errno(libc::ENOBUFS);
     /// No such extended attribute (getxattr of a name the node does not have).
     pub const ENODATA: Errno = Errno(libc::ENODATA);
+    /// A setting a shared mount cannot keep across mounts (`upstream.rs`).
+    pub const EOPNOTSUPP: Errno = Errno(libc::EOPNOTSUPP);
+    /// A shared mount's upstream is out of reach: nothing was sent.
+    pub const ENOTCONN: Errno = Errno(libc::ENOTCONN);
+    /// A shared mount's upstream did not answer in time.
+    pub const ETIMEDOUT: Errno = Errno(libc::ETIMEDOUT);
+    /// A message larger than the upstream takes.
+    pub const EMSGSIZE: Errno = Errno(libc::EMSGSIZE);
 }
 
 impl fmt::Display for Errno {

@@ -17,6 +17,7 @@ mod saving;
 pub mod stream;
 mod synced;
 pub mod tree;
+mod upstream;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -37,6 +38,7 @@ use saving::Saving;
 use stream::{Author, WriteWaiter};
 pub use tree::{Attr, Caller, Entry, Ino, Kind, ROOT, SetAttr};
 use tree::{Special, Tree};
+pub use upstream::{Op, Outgoing, Uplink, Upstream};
 
 use crate::storage::{Catalogue, Stamp, Store};
 
@@ -115,6 +117,8 @@ pub struct Engine {
     graveyard: Graveyard,
     /// Rings the queues whose messages in flight are due (`ackwait`).
     timer: Arc<Timer>,
+    /// Where a shared mount's namespace changes and writes go (`upstream.rs`).
+    upstream: Option<Arc<dyn Upstream>>,
     /// `close` was called: the mount ends.
     closed: std::sync::atomic::AtomicBool,
 }
@@ -164,7 +168,25 @@ impl Engine {
         Ok(engine)
     }
 
+    /// An engine whose tree is shared with other mounts through `upstream`: its namespace
+    /// changes ordered, and its messages published, by it; its channels' logs in memory (the
+    /// mount's copy of what the upstream holds). Its root as `new` makes it, until the
+    /// upstream's changes are applied.
+    pub fn shared(
+        root_config: GroupConfig,
+        owner: Caller,
+        limits: Limits,
+        upstream: Arc<dyn Upstream>,
+    ) -> Result<Engine> {
+        let memory = Arc::new(Memory::new(limits.memory));
+        let store = Arc::new(crate::storage::memory::MemoryStore);
+        let mut tree = Tree::new(root_config, owner, 0o755, memory.clone(), store)?;
+        tree.upstream = Some(upstream);
+        Ok(Engine::build(tree, memory, limits, None))
+    }
+
     fn build(tree: Tree, memory: Arc<Memory>, limits: Limits, saving: Option<Saving>) -> Engine {
+        let upstream = tree.upstream.clone();
         let tree = Arc::new(RwLock::new(tree));
         let saving = saving.map(Arc::new);
         let graveyard = Graveyard { tree: Arc::downgrade(&tree), saving: saving.clone() };
@@ -178,6 +200,7 @@ impl Engine {
             memory,
             limits,
             saving,
+            upstream,
             closed: std::sync::atomic::AtomicBool::new(false),
         }
     }
@@ -218,18 +241,15 @@ impl Engine {
     }
 
     pub fn setattr(&self, ino: Ino, change: SetAttr) -> Result<Attr> {
-        let mut tree = self.tree.write();
-        let attr = tree.setattr(ino, change)?;
-        self.save_changes(tree);
-        Ok(attr)
+        self.made_attr(self.change(Op::Setattr { ino, change }))
     }
 
     pub fn mkdir(&self, parent: Ino, name: &[u8], perm: u16, caller: Caller) -> Result<Attr> {
-        self.make(|tree| tree.mkdir(parent, name, perm, caller))
+        self.made_attr(self.change(Op::Mkdir { parent, name: name.to_vec(), perm, caller }))
     }
 
     pub fn create(&self, parent: Ino, name: &[u8], perm: u16, caller: Caller) -> Result<Attr> {
-        self.make(|tree| tree.create(parent, name, perm, caller))
+        self.mknod(parent, name, Kind::File, perm, 0, caller)
     }
 
     /// A stream (`Kind::File`), FIFO, socket or device node.
@@ -242,42 +262,52 @@ impl Engine {
         rdev: u32,
         caller: Caller,
     ) -> Result<Attr> {
-        self.make(|tree| tree.mknod(parent, name, kind, perm, rdev, caller))
+        self.made_attr(self.change(Op::Mknod { parent, name: name.to_vec(), kind, perm, rdev, caller }))
     }
 
     pub fn symlink(&self, parent: Ino, name: &[u8], target: &[u8], caller: Caller) -> Result<Attr> {
-        self.make(|tree| tree.symlink(parent, name, target, caller))
+        let op = Op::Symlink { parent, name: name.to_vec(), target: target.to_vec(), caller };
+        self.made_attr(self.change(op))
     }
 
     /// Gives `ino` the further name `name` in `parent` (a hard link).
     pub fn link(&self, ino: Ino, parent: Ino, name: &[u8]) -> Result<Attr> {
-        self.make(|tree| tree.link(ino, parent, name))
+        self.made_attr(self.change(Op::Link { ino, parent, name: name.to_vec() }))
     }
 
     pub fn readlink(&self, ino: Ino) -> Result<Vec<u8>> {
         self.tree.read().readlink(ino).map(<[u8]>::to_vec)
     }
 
-    /// Makes a name for the kernel, which then knows its inode until it forgets it.
-    fn make(&self, make: impl FnOnce(&mut Tree) -> Result<Ino>) -> Result<Attr> {
+    /// The attributes an operation that makes or changes a node gave.
+    fn made_attr(&self, outcome: Result<Option<Attr>>) -> Result<Attr> {
+        outcome?.ok_or(Errno::EIO)
+    }
+
+    /// A node made under the tree's lock, which the kernel then knows as after a lookup
+    /// (until it forgets it) if `known`.
+    fn made(&self, make: impl FnOnce(&mut Tree) -> Result<Ino>, known: bool) -> Result<Attr> {
         let mut tree = self.tree.write();
         let ino = make(&mut tree)?;
-        tree.remember(ino);
+        if known {
+            tree.remember(ino);
+        }
         let attr = tree.attr(ino);
         self.save_changes(tree);
         attr
     }
 
     pub fn unlink(&self, parent: Ino, name: &[u8]) -> Result<()> {
-        self.change_tree(|tree| tree.unlink(parent, name))
+        self.change(Op::Unlink { parent, name: name.to_vec() }).map(drop)
     }
 
     pub fn rmdir(&self, parent: Ino, name: &[u8]) -> Result<()> {
-        self.change_tree(|tree| tree.rmdir(parent, name))
+        self.change(Op::Rmdir { parent, name: name.to_vec() }).map(drop)
     }
 
     pub fn rename(&self, parent: Ino, name: &[u8], to: Ino, to_name: &[u8], no_replace: bool) -> Result<()> {
-        self.change_tree(|tree| tree.rename(parent, name, to, to_name, no_replace))
+        let op = Op::Rename { parent, name: name.to_vec(), to, to_name: to_name.to_vec(), no_replace };
+        self.change(op).map(drop)
     }
 
     /// Makes a namespace change under the tree's write lock, then sends the replies it owes
@@ -431,7 +461,13 @@ impl Engine {
     /// setgid bit if it is group-executable, as a write does on other Linux file systems.
     pub fn clear_setid(&self, ino: Ino) {
         let bits = self.tree.read().setid_bits(ino);
-        if bits != 0 {
+        if bits != 0 && self.upstream.is_some() {
+            let perm = self.getattr(ino).map(|attr| attr.perm & !bits);
+            let change = SetAttr { perm: perm.ok(), ..SetAttr::default() };
+            if let Err(errno) = self.change(Op::Setattr { ino, change }) {
+                log::warn!("cannot clear the setuid and setgid bits of {ino}: {errno}");
+            }
+        } else if bits != 0 {
             let mut tree = self.tree.write();
             tree.clear_mode_bits(ino, bits);
             self.save_changes(tree);

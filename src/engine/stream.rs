@@ -25,8 +25,17 @@ use super::errno::{Errno, Result};
 use super::memory::{Memory, Reservation};
 use super::synced::Join;
 use super::tree::NAME_MAX;
+use super::upstream::{Outgoing, Uplink};
 use crate::storage::memory::MemoryLog;
 use crate::storage::{Log, LogId, LogKind, Message, Placement, Stamp, Store, SyncPolicy};
+
+/// How a message being committed is stamped: now, as written by its author, or as its
+/// shared mount's upstream says.
+#[derive(Clone, Copy)]
+enum Stamped {
+    Now(Author),
+    As(Stamp),
+}
 
 pub struct Group {
     pub state: Mutex<GroupState>,
@@ -55,6 +64,8 @@ impl Group {
 
 pub struct Stream {
     pub state: Mutex<StreamState>,
+    /// On a shared mount, where its writes go instead of its log (`upstream.rs`).
+    uplink: Option<Uplink>,
 }
 
 pub struct StreamState {
@@ -220,16 +231,27 @@ impl Stream {
         name: &[u8],
         log: Box<dyn Log>,
         memory: Arc<Memory>,
+        uplink: Option<Uplink>,
     ) -> Arc<Self> {
-        Stream::with_channel(group, config, name, Channel::new(log, memory))
+        Stream::build(group, config, name, Channel::new(log, memory), uplink)
     }
 
     /// A stream whose channel has history already (restored at mount).
     pub fn with_channel(group: Arc<Group>, config: GroupConfig, name: &[u8], channel: Channel) -> Arc<Self> {
+        Stream::build(group, config, name, channel, None)
+    }
+
+    fn build(
+        group: Arc<Group>,
+        config: GroupConfig,
+        name: &[u8],
+        channel: Channel,
+        uplink: Option<Uplink>,
+    ) -> Arc<Self> {
         let order_line = [name, b"\n"].concat();
         let mut state = StreamState { channel, config, group, order_line, followers: Vec::new() };
         state.follow_deliver();
-        Arc::new(Stream { state: Mutex::new(state) })
+        Arc::new(Stream { state: Mutex::new(state), uplink })
     }
 
     /// Commits one message: to the stream's readers and to its group's `order`, and a copy
@@ -255,8 +277,15 @@ impl Stream {
         mut waiter: Option<WriteWaiter>,
         reservation: Option<Reservation>,
     ) -> Result<Option<Ticket>> {
+        if let Some(Uplink { upstream, ino }) = &self.uplink {
+            let Author { pid, uid, gid, .. } = author;
+            let message = message.into_vec();
+            upstream.publish(Outgoing { stream: *ino, message, pid, uid, gid }, waiter.map(|w| w.callback));
+            return Ok(None);
+        }
         let mut wakeups = Wakeups::default();
-        let result = match (self.commit(message, author, &mut waiter, reservation, &mut wakeups), waiter) {
+        let stamped = Stamped::Now(author);
+        let result = match (self.commit(message, stamped, &mut waiter, reservation, &mut wakeups), waiter) {
             (Err(errno), Some(waiter)) => {
                 wakeups.complete_write(waiter.callback, Err(errno));
                 Ok(None)
@@ -267,12 +296,21 @@ impl Stream {
         result
     }
 
+    /// Commits a message a shared mount's upstream delivered, stamped as it says: as a
+    /// write by nobody who waits for it.
+    pub fn deliver_remote(&self, message: Message<'_>, stamp: Stamp) -> Result<()> {
+        let mut wakeups = Wakeups::default();
+        let result = self.commit(message, Stamped::As(stamp), &mut None, None, &mut wakeups).map(drop);
+        drop(wakeups);
+        result
+    }
+
     /// Appends to the stream and to `order` under both locks, and each copy under its own,
     /// then delivers to all. Takes the waiter unless the message is refused.
     fn commit(
         &self,
         message: Message<'_>,
-        author: Author,
+        stamped: Stamped,
         waiter: &mut Option<WriteWaiter>,
         reservation: Option<Reservation>,
         wakeups: &mut Wakeups,
@@ -290,6 +328,10 @@ impl Stream {
             }
             // A write through a descriptor that holds a request is its reply, not a message.
             let config = state.config;
+            let author = match stamped {
+                Stamped::Now(author) => author,
+                Stamped::As(Stamp { pid, uid, gid, .. }) => Author { pid, uid, gid, reader: None },
+            };
             if let Some(outcome) =
                 author.reader.and_then(|r| state.channel.reply(r, message.as_slice(), &config))
             {
@@ -320,12 +362,15 @@ impl Stream {
                 return Err(Errno::EAGAIN);
             }
             let order_config = group_state.config;
-            let stamp = Stamp {
-                time: SystemTime::now(),
-                group_seq: group_state.order.next_seq(),
-                pid: author.pid,
-                uid: author.uid,
-                gid: author.gid,
+            let stamp = match stamped {
+                Stamped::Now(author) => Stamp {
+                    time: SystemTime::now(),
+                    group_seq: group_state.order.next_seq(),
+                    pid: author.pid,
+                    uid: author.uid,
+                    gid: author.gid,
+                },
+                Stamped::As(stamp) => stamp,
             };
             // A `write one` message is kept for the next reader until one received it,
             // whether or not its writer waits: a non-blocking write admitted while a reader

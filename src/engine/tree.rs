@@ -41,6 +41,7 @@ use super::errno::{Errno, Result};
 use super::memory::Memory;
 use super::presets::Presets;
 use super::stream::{DEAD_SUFFIX, Group, Stream, move_history, policy_of};
+use super::upstream::{Uplink, Upstream};
 use crate::storage::{Log, LogId, LogKind, Store};
 
 pub use saved::Changes;
@@ -89,7 +90,7 @@ impl Special {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Kind {
     Directory,
     File,
@@ -131,13 +132,13 @@ pub struct Attr {
 }
 
 /// Who asks: the owner of what they create.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Caller {
     pub uid: u32,
     pub gid: u32,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SetAttr {
     pub perm: Option<u16>,
     pub uid: Option<u32>,
@@ -264,6 +265,8 @@ pub struct Tree {
     store: Arc<dyn Store>,
     /// What groups created at given paths start with (see `presets.rs`).
     pub presets: Presets,
+    /// Where a shared mount's streams publish their writes (`upstream.rs`).
+    pub upstream: Option<Arc<dyn Upstream>>,
     /// What changed since the engine last took it, once it tracks changes (a mount whose
     /// namespace is saved; see `saved.rs`).
     tracked: Option<Tracked>,
@@ -333,8 +336,14 @@ impl Tree {
             memory,
             store,
             presets: Presets::default(),
+            upstream: None,
             tracked: None,
         })
+    }
+
+    /// The group a node's home name is in (a stream's group).
+    pub fn home_group(&self, ino: Ino) -> Result<Ino> {
+        Ok(self.node(ino)?.home.parent)
     }
 
     /// The store the channels' logs come from.
@@ -595,7 +604,8 @@ impl Tree {
         let config = group.state.lock().config;
         self.check_free(parent, name)?;
         let log = log_of(&*self.store, self.next_ino, LogKind::Stream, &config)?;
-        let stream = Stream::new(group, config, name, log, self.memory.clone());
+        let uplink = self.upstream.clone().map(|upstream| Uplink { upstream, ino: self.next_ino });
+        let stream = Stream::new(group, config, name, log, self.memory.clone(), uplink);
         stream.state.lock().place_acks(&*self.store, self.next_ino);
         let ino = self.insert(parent, name, perm, caller, Body::Stream(stream))?;
         self.stream_arrived(ino);

@@ -57,6 +57,14 @@ impl Message<'_> {
         self.as_slice().len()
     }
 
+    /// Its bytes as a buffer of its own (an assembled one without a copy).
+    pub fn into_vec(self) -> Vec<u8> {
+        match self {
+            Message::Borrowed(bytes) => bytes.to_vec(),
+            Message::Owned(bytes) => bytes,
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.as_slice().is_empty()
     }

@@ -27,6 +27,7 @@ use nix::unistd::{getgid, getuid};
 use mqfs::engine::{Caller, Engine, Limits, delivery};
 use mqfs::fuse::MqFs;
 use mqfs::logger;
+use mqfs::nats::Nats;
 use mqfs::storage::memory::MemoryStore;
 use mqfs::storage::{Placement, Store};
 use mqfs::tools::sys::strerror;
@@ -135,6 +136,7 @@ fn check(invocation: &Invocation) -> Result<Checked, Failure> {
     let source =
         store::source(invocation.source.as_deref()).map_err(|message| Failure { message, code: 2 })?;
     let settings = settings(invocation, &source)?;
+    let source = store::configured(source, &settings)?;
     let limits = settings.limits()?;
     logger::init(settings.debug);
     if let Some(ns) = &invocation.namespace {
@@ -202,13 +204,13 @@ fn run(invocation: Invocation) -> Result<(), Failure> {
     if let Some(file) = log {
         logger::to_file(file);
     }
-    let (fs, store) = build_engine(&settings, limits, &source)?;
+    let (fs, start_engine) = build_engine(&settings, limits, &source)?;
     let engine = fs.engine();
     daemon::before_exit(move || engine.close());
     let interrupts = fs.interrupts();
     let start_threads = || {
-        interrupts.start()?;
-        store.start()
+        interrupts.start().map_err(|e| format!("cannot start: {e}"))?;
+        start_engine()
     };
     let mounted = mount(fs, target, &settings, &invocation)?;
     let reporter = if invocation.foreground { None } else { Some(daemon::detach(mounted.dir.as_deref())?) };
@@ -231,15 +233,24 @@ fn run(invocation: Invocation) -> Result<(), Failure> {
     serve(mounted, reporter)
 }
 
+/// What starts an engine's own threads once the daemon forked (a disk store's syncer, a
+/// NATS-backed mount's connection and the tree it shares).
+type StartEngine = Box<dyn FnOnce() -> Result<(), String>>;
+
 /// The engine the settings describe on the store `source` names (its saved namespace
 /// restored), behind the FUSE glue.
-fn build_engine(
-    settings: &Settings,
-    limits: Limits,
-    source: &Source,
-) -> Result<(MqFs, Arc<dyn Store>), String> {
+fn build_engine(settings: &Settings, limits: Limits, source: &Source) -> Result<(MqFs, StartEngine), String> {
     let (uid, gid) = (getuid().as_raw(), getgid().as_raw());
     let owner = Caller { uid: settings.uid.unwrap_or(uid), gid: settings.gid.unwrap_or(gid) };
+    if let Source::Nats(options) = source {
+        let nats = Arc::new(Nats::new(options.clone()));
+        let engine = Arc::new(
+            Engine::shared(settings.root, owner, limits, nats.clone())
+                .map_err(|e| format!("cannot open the root's order log: {e}"))?,
+        );
+        let shared = engine.clone();
+        return Ok((MqFs::new(engine), Box::new(move || nats.start(&shared))));
+    }
     let (engine, store) = match store::open(source)? {
         Some(store::Opened { store, catalogue }) => {
             (Engine::with_catalogue(settings.root, owner, limits, store.clone(), catalogue)?, store)
@@ -253,7 +264,7 @@ fn build_engine(
     };
     let engine = Arc::new(engine);
     engine.set_presets(settings.presets.clone());
-    Ok((MqFs::new(engine), store))
+    Ok((MqFs::new(engine), Box::new(move || store.start().map_err(|e| format!("cannot start: {e}")))))
 }
 
 /// A file system mounted (or handed over by mount.fuse3), not served yet.
@@ -287,10 +298,10 @@ fn mount(fs: MqFs, target: Target, settings: &Settings, invocation: &Invocation)
 
 /// Starts the daemon's threads — only now, after the fork: they would not survive it. The
 /// stop signals are blocked first, so that only the stop handler takes them.
-fn start(mounted: &Mounted, start_threads: impl FnOnce() -> std::io::Result<()>) -> Result<(), String> {
+fn start(mounted: &Mounted, start_threads: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
     daemon::block_stop_signals();
     let cannot = |e: std::io::Error| format!("cannot start: {e}");
-    start_threads().map_err(cannot)?;
+    start_threads()?;
     delivery::start();
     daemon::spawn_stop_handler(mounted.dir.clone()).map_err(cannot)?;
     if let Some(dir) = &mounted.dir {

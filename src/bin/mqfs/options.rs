@@ -4,9 +4,10 @@
 //! overrides what the file said (see `config_file.rs` in the binary).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use mqfs::engine::Limits;
-use mqfs::engine::config::{self, GroupConfig, parse_size};
+use mqfs::engine::config::{self, GroupConfig, parse_duration, parse_size};
 use mqfs::engine::ctl::Command;
 use mqfs::engine::presets::Presets;
 use mqfs::storage::memory;
@@ -42,6 +43,11 @@ pub struct Settings {
     pub log: Option<PathBuf>,
     /// The configuration file the settings started from.
     pub config: Option<PathBuf>,
+    /// A NATS-backed mount's: what its streams are named after, how long a write waits for
+    /// JetStream, how many servers keep each stream.
+    pub prefix: Option<String>,
+    pub nats_timeout: Option<Duration>,
+    pub replicas: Option<usize>,
 }
 
 /// Options mount(8), mount.fuse3 and fstab pass that mean nothing to mqfs.
@@ -88,6 +94,9 @@ const VALUE_FORMS: &[(&str, &str)] = &[
     ("fsname", "NAME"),
     ("log", "FILE"),
     ("config", "FILE"),
+    ("prefix", "NAME"),
+    ("nats_timeout", "DURATION"),
+    ("replicas", "N"),
 ];
 
 /// The error for a known option given without its value, if `key` is one that takes a value.
@@ -121,6 +130,9 @@ impl Default for Settings {
             debug: false,
             log: None,
             config: None,
+            prefix: None,
+            nats_timeout: None,
+            replicas: None,
         }
     }
 }
@@ -196,6 +208,19 @@ impl Settings {
             "fsname" => self.fsname = Some(need()?.to_string()),
             "log" => self.log = Some(file(need()?)?),
             "config" => self.config = Some(file(need()?)?),
+            "prefix" => {
+                let prefix = need()?;
+                mqfs::nats::check_prefix(prefix).map_err(|reason| bad(&reason))?;
+                self.prefix = Some(prefix.to_string());
+            }
+            "nats_timeout" => {
+                let timeout = parse_duration(need()?).filter(|t| !t.is_zero());
+                self.nats_timeout = Some(timeout.ok_or_else(|| bad("a duration such as 10s or 500ms"))?);
+            }
+            "replicas" => {
+                let replicas = need()?.parse().ok().filter(|n| (1..=5).contains(n));
+                self.replicas = Some(replicas.ok_or_else(|| bad("1 to 5"))?);
+            }
             "subtype" if value == Some("mqfs") => {}
             "remount" => return Err("remount is not supported: unmount and mount again".into()),
             _ if IGNORED.contains(&key) && value.is_none() => {}

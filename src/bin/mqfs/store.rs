@@ -5,6 +5,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use mqfs::nats;
+
+use crate::options::Settings;
 use mqfs::storage::disk::DiskStore;
 use mqfs::storage::disk::catalogue::DiskCatalogue;
 use mqfs::storage::{Catalogue, Store};
@@ -15,20 +18,48 @@ pub enum Source {
     Memory,
     /// A store directory (canonical path: the daemon leaves its working directory).
     Disk(PathBuf),
+    /// NATS JetStream servers, shared with every mount of the same servers and prefix.
+    Nats(nats::Options),
 }
 
 /// Why a SOURCE is refused.
-pub const NEITHER: &str = "SOURCE: neither \"none\" nor an existing directory";
+pub const NEITHER: &str = "SOURCE: neither \"none\", nats://HOST:PORT nor an existing directory";
 
 /// Reads SOURCE.
 pub fn source(source: Option<&str>) -> Result<Source, String> {
     match source {
         None | Some("none") => Ok(Source::Memory),
+        Some(url) if url.starts_with("nats://") => {
+            nats::Options::from_source(url).expect("a nats:// source").map(Source::Nats)
+        }
         Some(path) => match std::fs::canonicalize(path) {
             Ok(dir) if dir.is_dir() => Ok(Source::Disk(dir)),
             _ => Err(format!("{NEITHER}: {path}")),
         },
     }
+}
+
+/// SOURCE with what the options say of it: a NATS-backed mount's prefix, timeout and
+/// replicas (refused for any other), and the settings it refuses.
+pub fn configured(source: Source, settings: &Settings) -> Result<Source, String> {
+    let Source::Nats(mut options) = source else {
+        if settings.prefix.is_some() || settings.nats_timeout.is_some() || settings.replicas.is_some() {
+            return Err("mount options prefix, nats_timeout and replicas need a nats:// SOURCE".into());
+        }
+        return Ok(source);
+    };
+    if let Some(reason) = nats::refuses(&settings.root) {
+        return Err(reason);
+    }
+    if !settings.presets.is_empty() {
+        return Err(
+            "presets are not for a NATS-backed mount: each mount would make groups its own way".into()
+        );
+    }
+    options.prefix = settings.prefix.clone().unwrap_or(options.prefix);
+    options.timeout = settings.nats_timeout.unwrap_or(options.timeout);
+    options.replicas = settings.replicas.unwrap_or(options.replicas);
+    Ok(Source::Nats(options))
 }
 
 /// A disk store, open: its logs and its catalogue.
@@ -41,7 +72,7 @@ pub struct Opened {
 /// says what was found), and the catalogue the engine restores from and saves to.
 pub fn open(source: &Source) -> Result<Option<Opened>, String> {
     match source {
-        Source::Memory => Ok(None),
+        Source::Memory | Source::Nats(_) => Ok(None),
         Source::Disk(dir) => {
             // First: it takes the store's lock.
             let (store, report) = DiskStore::open(dir).map_err(|e| e.to_string())?;

@@ -9,7 +9,7 @@ use crate::engine::errno::Result;
 use crate::engine::handle::{Admission, CtlFile, Step};
 use crate::engine::stream::{most_cost, move_history, policy_of};
 use crate::engine::tree::Tree;
-use crate::engine::{CTL_MAX, Engine, Errno, Ino, WriteRequest, ctl};
+use crate::engine::{CTL_MAX, Engine, Errno, Ino, Op, WriteRequest, ctl};
 use crate::storage::{LogId, LogKind};
 
 impl Engine {
@@ -47,50 +47,82 @@ impl Engine {
         call_id: impl Fn(u64) -> Option<u64>,
     ) -> Result<()> {
         let CtlFile { group, uid, error, writing, .. } = ctl;
+        let mut shared_text = None;
         let admission =
             Admission { would_wait: || false, cost: most_cost, max_message: CTL_MAX, memory: &self.memory };
         let parsed = match writing.take(request, size_of_call, call_id, admission) {
             Ok(Step::Message(text, _reservation)) => {
-                ctl::parse(text.as_slice()).map_err(|error| error.to_string())
+                let parsed = ctl::parse(text.as_slice()).map_err(|error| error.to_string());
+                if self.upstream.is_some() {
+                    shared_text = Some(text.into_vec());
+                }
+                parsed
             }
             Ok(Step::More) => return Ok(()),
             Err(Errno::EFBIG) => Err(format!("a write(2) longer than {CTL_MAX} bytes is refused")),
             Err(errno) => return Err(errno),
         };
-        let tree = self.tree.read();
         let commands = match parsed {
             Ok(commands) => commands,
-            Err(reason) => {
-                log::warn!("ctl of group {group}: {reason}");
-                let comment = ctl::error_comment(&reason);
-                *error.lock() = Some(comment.clone());
-                if let Ok(node) = tree.group(*group) {
-                    node.shared.state.lock().ctl_errors.insert(*uid, comment);
-                }
-                return Err(Errno::EINVAL);
-            }
+            Err(reason) => return Err(self.ctl_refuse(ctl, &reason, Errno::EINVAL)),
         };
+        let Some(text) = shared_text else {
+            *error.lock() = None;
+            return self.ctl_commit(*group, *uid, commands);
+        };
+        // Shared with other mounts: a setting that cannot hold across them is refused
+        // here, and the rest is applied as every mount applies it.
+        let mut config = self.tree.read().group(*group)?.shared.state.lock().config;
+        for command in &commands {
+            command.configure(&mut config);
+        }
+        if let Some(reason) = self.refused(&config) {
+            return Err(self.ctl_refuse(ctl, &reason, Errno::EOPNOTSUPP));
+        }
         *error.lock() = None;
-        tree.group(*group)?.shared.state.lock().ctl_errors.remove(uid);
+        self.change(Op::Ctl { group: *group, uid: *uid, text }).map(drop)
+    }
+
+    /// Refuses a ctl write for `reason`: logged, and kept for its user's next reads of ctl.
+    fn ctl_refuse(&self, ctl: &CtlFile, reason: &str, errno: Errno) -> Errno {
+        let CtlFile { group, uid, error, .. } = ctl;
+        log::warn!("ctl of group {group}: {reason}");
+        let comment = ctl::error_comment(reason);
+        *error.lock() = Some(comment.clone());
+        if let Ok(node) = self.tree.read().group(*group) {
+            node.shared.state.lock().ctl_errors.insert(*uid, comment);
+        }
+        errno
+    }
+
+    /// Applies parsed ctl `commands` by `uid` to a group and saves its new configuration.
+    pub(in crate::engine) fn ctl_commit(
+        &self,
+        group: Ino,
+        uid: u32,
+        commands: Vec<ctl::Command>,
+    ) -> Result<()> {
+        let tree = self.tree.read();
+        tree.group(group)?.shared.state.lock().ctl_errors.remove(&uid);
         if commands.iter().any(|command| matches!(command, ctl::Command::Set { setting: "follow", .. })) {
             // Following or not changes the namespace (`tree/follow.rs`).
             drop(tree);
             let mut tree = self.tree.write();
-            let followed = tree.follows(*group);
-            let owed = Self::ctl_apply(&tree, *group, commands);
+            let followed = tree.follows(group);
+            let owed = Self::ctl_apply(&tree, group, commands);
             if owed.is_ok() {
-                tree.follow_set(*group, followed);
+                tree.follow_set(group, followed);
             }
             self.save_changes(tree);
             drop(owed?);
             return Ok(());
         }
-        let owed = Self::ctl_apply(&tree, *group, commands);
+        let owed = Self::ctl_apply(&tree, group, commands);
         // The queue is taken before the record is made: records join it in the order of the
         // states they show.
         let queued = self.saving.as_ref().map(|saving| {
             let mut queue = saving.queue();
-            queue.add(tree.changes_of([*group]));
+            queue.add(tree.changes_of([group]));
             queue
         });
         drop((queued, tree));

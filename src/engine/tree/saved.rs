@@ -155,6 +155,7 @@ impl Tree {
             memory: memory.clone(),
             store: store.clone(),
             presets: Presets::default(),
+            upstream: None,
             tracked: None,
         };
         let (groups, others): (Vec<NodeRecord>, Vec<NodeRecord>) =

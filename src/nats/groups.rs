@@ -1,0 +1,192 @@
+//! Each group's JetStream stream (`<PREFIX>_g<INO>`, a subject per file) and this mount's
+//! one subscription to it: an ordered consumer whose messages are committed to the mount's
+//! own streams in the stream's order, and fanned out to its readers from there. Kept in
+//! step with the namespace after every change: a new group's stream is made (or found) and
+//! followed, a removed group's unfollowed; the mount that issued the change also changes
+//! the stream itself (its limits, or its removal), so that it is done once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::stream::{Config, StorageType};
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::Link;
+use super::follow::{Delivery, Start, follow};
+use super::names::Names;
+use super::publish;
+use crate::engine::config::{Depth, Replay};
+use crate::engine::{Engine, Errno, GroupConfig, Ino};
+
+/// The groups this mount follows.
+#[derive(Default)]
+pub struct Groups {
+    feeds: Mutex<HashMap<Ino, Feed>>,
+}
+
+/// One group's subscription.
+struct Feed {
+    tasks: [JoinHandle<()>; 2],
+    received: Arc<Received>,
+    /// The depth its stream's limits were last set to here.
+    depth: Depth,
+}
+
+/// How far a group's messages are committed here, and the writes from here waiting for
+/// theirs (a write(2) returns once its message can be read on its own mount).
+#[derive(Default)]
+pub struct Received {
+    state: Mutex<Committed>,
+}
+
+/// The last message committed, and the writes waiting for later ones, by message.
+#[derive(Default)]
+struct Committed {
+    up_to: u64,
+    waiting: BTreeMap<u64, Vec<oneshot::Sender<()>>>,
+}
+
+impl Received {
+    /// Everything up to `seq` is committed.
+    fn up_to(&self, seq: u64) {
+        let mut state = self.state.lock();
+        state.up_to = state.up_to.max(seq);
+        let later = state.waiting.split_off(&(seq.saturating_add(1)));
+        let due = std::mem::replace(&mut state.waiting, later);
+        drop(state);
+        for waiter in due.into_values().flatten() {
+            let _ = waiter.send(());
+        }
+    }
+
+    /// What tells that message `seq` is committed, if it is not yet.
+    fn wait(&self, seq: u64) -> Option<oneshot::Receiver<()>> {
+        let mut state = self.state.lock();
+        if state.up_to >= seq {
+            return None;
+        }
+        let (tx, rx) = oneshot::channel();
+        state.waiting.entry(seq).or_default().push(tx);
+        Some(rx)
+    }
+}
+
+impl Groups {
+    /// Waits (up to `timeout`) until message `seq` of `group` is committed here.
+    pub async fn received(&self, group: Ino, seq: u64, timeout: Duration) {
+        let waiting = self.feeds.lock().get(&group).and_then(|feed| feed.received.wait(seq));
+        if let Some(rx) = waiting
+            && tokio::time::timeout(timeout, rx).await.is_err()
+        {
+            log::info!("message {seq} of group {group} is stored but not received here after {timeout:?}");
+        }
+    }
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        self.tasks.iter().for_each(JoinHandle::abort);
+        // Its waiting writes were stored: they are answered.
+        self.received.up_to(u64::MAX);
+    }
+}
+
+/// Brings the streams and subscriptions in line with the groups the engine has; `mine`:
+/// after a change this mount issued, which also changes the streams it changed.
+pub async fn reconcile(link: &Arc<Link>, engine: &Engine, mine: bool) {
+    let groups: HashMap<Ino, GroupConfig> = engine.groups().into_iter().collect();
+    let (new, changed, gone) = {
+        let feeds = link.groups.feeds.lock();
+        let new: Vec<_> = groups.iter().filter(|(ino, _)| !feeds.contains_key(ino)).collect();
+        let changed: Vec<_> = groups
+            .iter()
+            .filter(|(ino, config)| feeds.get(ino).is_some_and(|f| f.depth != config.depth))
+            .collect();
+        let gone: Vec<Ino> = feeds.keys().filter(|ino| !groups.contains_key(ino)).copied().collect();
+        (new, changed, gone)
+    };
+    for (&ino, config) in new {
+        match subscribe(link, ino, config).await {
+            Ok(feed) => drop(link.groups.feeds.lock().insert(ino, feed)),
+            Err(error) => log::error!("group {ino}: cannot follow its stream: {error}"),
+        }
+    }
+    for (&ino, config) in changed {
+        if mine && let Err(error) = link.js.update_stream(stream_config(link, ino, config)).await {
+            log::error!("group {ino}: cannot set its stream's limits: {error}");
+        }
+        if let Some(feed) = link.groups.feeds.lock().get_mut(&ino) {
+            feed.depth = config.depth;
+        }
+    }
+    for ino in gone {
+        drop(link.groups.feeds.lock().remove(&ino));
+        if mine && let Err(error) = link.js.delete_stream(link.names.group_stream(ino)).await {
+            log::error!("group {ino} is removed, but not its stream: {error}");
+        }
+    }
+}
+
+/// The stream of group `ino` configured as `config` says: a subject per file, its depth as
+/// a limit per subject (or, in bytes, on the stream).
+fn stream_config(link: &Link, ino: Ino, config: &GroupConfig) -> Config {
+    let limit = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    let (max_messages_per_subject, max_bytes) = match config.depth {
+        Depth::Unlimited => (-1, -1),
+        Depth::Messages(n) => (limit(n), -1),
+        // JetStream limits bytes per stream, not per subject: the whole group's.
+        Depth::Bytes(n) => (-1, limit(n)),
+    };
+    Config {
+        name: link.names.group_stream(ino),
+        subjects: vec![link.names.group_subjects(ino)],
+        storage: StorageType::File,
+        num_replicas: link.replicas,
+        max_messages_per_subject,
+        max_bytes,
+        ..Config::default()
+    }
+}
+
+/// Makes (or finds) a group's stream and follows it from where its `replay` says a mount
+/// starting now needs it: all its history, each file's last message, or what comes next.
+async fn subscribe(link: &Arc<Link>, ino: Ino, config: &GroupConfig) -> Result<Feed, String> {
+    let mut stream =
+        link.js.get_or_create_stream(stream_config(link, ino, config)).await.map_err(|e| e.to_string())?;
+    let last = stream.info().await.map_err(|e| e.to_string())?.state.last_sequence;
+    let start = match config.replay {
+        Replay::All => Start::All,
+        Replay::Last => Start::LastPerSubject,
+        Replay::Off => Start::After(last),
+    };
+    let received = Arc::new(Received::default());
+    received.up_to(if start == Start::After(last) { last } else { 0 });
+    let (deliveries, reader) = follow(link.js.clone(), link.names.group_stream(ino), start);
+    let applier = tokio::spawn(commit(link.clone(), deliveries, received.clone()));
+    Ok(Feed { tasks: [reader, applier], received, depth: config.depth })
+}
+
+/// Commits a group's messages to this mount's streams, each once the namespace change its
+/// writer had made last is applied here too.
+async fn commit(link: Arc<Link>, mut deliveries: mpsc::Receiver<Delivery>, received: Arc<Received>) {
+    let mut applied = link.namespace_applied.subscribe();
+    while let Some(Delivery { message, seq }) = deliveries.recv().await {
+        let headers = message.headers.as_ref();
+        let needs = publish::number(headers, publish::NAMESPACE);
+        if applied.wait_for(|&seq| seq >= needs).await.is_err() {
+            return;
+        }
+        let Some(engine) = link.engine.upgrade() else { return };
+        if let Some(file) = Names::file_of(&message.subject) {
+            let stamp = publish::stamp_of(headers, seq);
+            match engine.deliver_remote(file, message.payload.to_vec(), stamp) {
+                Ok(()) | Err(Errno::ENOENT) => {} // a file removed since
+                Err(errno) => log::warn!("message {seq} of {}: not kept here: {errno}", message.subject),
+            }
+        }
+        received.up_to(seq);
+    }
+}

@@ -1,0 +1,259 @@
+//! A mount backed by NATS JetStream (`mqfs nats://HOST:PORT[,...] MOUNTPOINT`): the engine's
+//! [`Upstream`] for a tree shared by every mount of the same servers and prefix, on any
+//! host. Its namespace changes go through one stream (`namespace.rs`), each group is a
+//! stream with a subject per file (`groups.rs`, `names.rs`), and each mount commits what
+//! those streams hold to its own in-memory engine, which serves its readers. docs/nats.md
+//! has the mapping and what a NATS-backed mount refuses.
+//!
+//! Nothing here runs for other mounts: the runtime and the connection are made by
+//! [`Nats::start`], after the daemon forked.
+
+mod follow;
+mod groups;
+mod names;
+mod namespace;
+mod publish;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::Duration;
+
+use async_nats::connection::State;
+use async_nats::jetstream::message::PublishMessage as Publish;
+use async_nats::{Client, ConnectOptions, jetstream};
+use parking_lot::Mutex;
+use tokio::runtime::Runtime;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+
+use names::Names;
+pub use names::check_prefix;
+
+use crate::engine::config::{DataMode, Deliver, WriteMode};
+use crate::engine::{Attr, Engine, Errno, GroupConfig, Op, Outgoing, ROOT, Result, Upstream, WriteCallback};
+use crate::storage::{Placement, SyncPolicy};
+
+/// What a NATS-backed mount is given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// `HOST:PORT` of each server.
+    pub servers: Vec<String>,
+    /// What the mount's streams are named after: mounts with the same one share a tree.
+    pub prefix: String,
+    /// How long a write or a namespace change waits for JetStream's answer.
+    pub timeout: Duration,
+    /// How many servers keep each stream.
+    pub replicas: usize,
+}
+
+/// The prefix when none is given.
+pub const DEFAULT_PREFIX: &str = "mqfs";
+/// How long a write waits for JetStream by default.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Options {
+    /// The options of SOURCE `nats://HOST:PORT[,HOST:PORT...]`, if it is one; each stream
+    /// is kept by three servers if three or more are named, else by one.
+    pub fn from_source(source: &str) -> Option<std::result::Result<Options, String>> {
+        let list = source.strip_prefix("nats://")?;
+        let servers: Vec<String> =
+            list.split(',').map(|s| s.trim_start_matches("nats://").to_string()).collect();
+        if servers.iter().any(|server| !server.contains(':') || server.starts_with(':')) {
+            return Some(Err(format!("SOURCE {source}: each server is HOST:PORT")));
+        }
+        let replicas = if servers.len() >= 3 { 3 } else { 1 };
+        Some(Ok(Options { servers, prefix: DEFAULT_PREFIX.into(), timeout: DEFAULT_TIMEOUT, replicas }))
+    }
+}
+
+/// Why a group cannot have `config` on a NATS-backed mount, if it cannot.
+pub fn refuses(config: &GroupConfig) -> Option<String> {
+    let reason = if config.write != WriteMode::NonBlock {
+        "a write cannot wait for readers on other hosts (write one, write all)"
+    } else if config.data == DataMode::Static {
+        "data static offsets count bytes a mount may not have (history dropped before it started)"
+    } else if config.store == Placement::Disk || config.sync != SyncPolicy::Never {
+        "history is kept by JetStream: store and sync are its own (replicas, its fsync)"
+    } else if config.deliver == Deliver::One {
+        "deliver one is not built for NATS yet (docs/nats.md)"
+    } else {
+        return None;
+    };
+    Some(format!("not on a NATS-backed mount: {reason}"))
+}
+
+pub struct Nats {
+    options: Options,
+    names: Names,
+    /// This mount's name among all: the first part of its changes' identities.
+    mount: String,
+    next_op: AtomicU64,
+    runtime: OnceLock<Runtime>,
+    link: OnceLock<Arc<Link>>,
+}
+
+/// What the runtime's tasks share: the connection, the engine, how far each stream is
+/// applied here.
+pub(crate) struct Link {
+    client: Client,
+    js: jetstream::Context,
+    names: Names,
+    replicas: usize,
+    timeout: Duration,
+    engine: Weak<Engine>,
+    /// The last namespace change applied here.
+    namespace_applied: watch::Sender<u64>,
+    /// Changes issued here, by identity, until applied: their callers wait.
+    waiting: Mutex<HashMap<String, oneshot::Sender<Result<Option<Attr>>>>>,
+    groups: groups::Groups,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Nats {
+    pub fn new(options: Options) -> Nats {
+        let names = Names::new(&options.prefix);
+        Nats {
+            options,
+            names,
+            mount: mount_name(),
+            next_op: AtomicU64::new(1),
+            runtime: OnceLock::new(),
+            link: OnceLock::new(),
+        }
+    }
+
+    /// Connects, makes the namespace stream if it is new, applies every change it holds to
+    /// `engine` and follows every group; returns once the engine has the shared tree.
+    pub fn start(&self, engine: &Arc<Engine>) -> std::result::Result<(), String> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("mqfs-nats")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the NATS client's threads: {e}"))?;
+        let _entered = runtime.enter(); // the client's parts are made in its context
+        let servers = self.options.servers.join(",");
+        let connecting = ConnectOptions::new()
+            .name(format!("mqfs {}", self.mount))
+            .connection_timeout(self.options.timeout)
+            .max_reconnects(None)
+            .reconnect_delay_callback(|attempts| {
+                Duration::from_millis(100 * attempts as u64).min(Duration::from_secs(1))
+            })
+            .event_callback(|event| async move { log::info!("nats: {event}") })
+            .connect(self.options.servers.clone());
+        let client =
+            runtime.block_on(connecting).map_err(|e| format!("nats://{servers}: cannot connect: {e}"))?;
+        let mut js = jetstream::new(client.clone());
+        js.set_timeout(self.options.timeout);
+        let link = Arc::new(Link {
+            client,
+            js,
+            names: self.names.clone(),
+            replicas: self.options.replicas,
+            timeout: self.options.timeout,
+            engine: Arc::downgrade(engine),
+            namespace_applied: watch::Sender::new(0),
+            waiting: Mutex::default(),
+            groups: groups::Groups::default(),
+            tasks: Mutex::default(),
+        });
+        let root = engine.groups().into_iter().find(|(ino, _)| *ino == ROOT).map(|(_, config)| config);
+        runtime.block_on(namespace::start(&link, root.unwrap_or_default()))?;
+        let _ = self.link.set(link);
+        let _ = self.runtime.set(runtime);
+        Ok(())
+    }
+
+    /// The connection, if it is up now: ENOTCONN (logged) if not, as nothing can be sent.
+    fn connected(&self) -> Result<(&Arc<Link>, &Runtime)> {
+        let (Some(link), Some(runtime)) = (self.link.get(), self.runtime.get()) else {
+            return Err(Errno::ENOTCONN);
+        };
+        if link.client.connection_state() != State::Connected {
+            log::warn!("nats://{}: not connected: refused a change", self.options.servers.join(","));
+            return Err(Errno::ENOTCONN);
+        }
+        Ok((link, runtime))
+    }
+}
+
+impl Upstream for Nats {
+    fn submit(&self, op: Op) -> Result<Option<Attr>> {
+        let (link, runtime) = self.connected()?;
+        let id = format!("{}-{}", self.mount, self.next_op.fetch_add(1, Ordering::Relaxed));
+        let (tx, rx) = oneshot::channel();
+        link.waiting.lock().insert(id.clone(), tx);
+        let change = Publish::build()
+            .payload(namespace::encode(&op).into())
+            .headers(namespace::headers(&id))
+            .message_id(&id);
+        let outcome = runtime.block_on(async {
+            let ordered = async {
+                let ack = link.js.send_publish(self.names.namespace_subject(), change).await;
+                ack.map_err(|e| publish::errno_of(&e))?.await.map_err(|e| publish::errno_of(&e))?;
+                rx.await.map_err(|_| Errno::EIO)?
+            };
+            tokio::time::timeout(self.options.timeout, ordered).await.unwrap_or(Err(Errno::ETIMEDOUT))
+        });
+        link.waiting.lock().remove(&id);
+        if let Err(errno) = outcome {
+            log::warn!("namespace change {id}: {errno}");
+        }
+        outcome
+    }
+
+    fn publish(&self, message: Outgoing, done: Option<WriteCallback>) {
+        let answer = |outcome| {
+            if let Some(done) = done {
+                done(outcome)
+            }
+        };
+        let (link, runtime) = match self.connected() {
+            Ok(connected) => connected,
+            Err(errno) => return answer(Err(errno)),
+        };
+        let Some(engine) = link.engine.upgrade() else { return answer(Err(Errno::ENOTCONN)) };
+        let group = match engine.group_of(message.stream) {
+            Ok(group) => group,
+            Err(errno) => return answer(Err(errno)),
+        };
+        let subject = self.names.file_subject(group, message.stream);
+        let headers = publish::headers(&message, *link.namespace_applied.borrow());
+        let id = format!("{}-{}", self.mount, self.next_op.fetch_add(1, Ordering::Relaxed));
+        let link = link.clone();
+        runtime.spawn(async move {
+            let sent = Publish::build().payload(message.message.into()).headers(headers).message_id(id);
+            let outcome = async {
+                let ack = link.js.send_publish(subject, sent).await.map_err(|e| publish::errno_of(&e))?;
+                let ack = ack.await.map_err(|e| publish::errno_of(&e))?;
+                link.groups.received(group, ack.sequence, link.timeout).await;
+                Ok(())
+            };
+            let outcome = outcome.await;
+            if let Err(errno) = outcome {
+                log::warn!("a write to file {} was not published: {errno}", message.stream);
+            }
+            answer(outcome);
+        });
+    }
+
+    fn refuses(&self, config: &GroupConfig) -> Option<String> {
+        refuses(config)
+    }
+}
+
+/// A name for this mount no other has: random.
+fn mount_name() -> String {
+    let mut bytes = [0u8; 8];
+    // SAFETY: getrandom writes at most `bytes.len()` bytes into the buffer.
+    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    let random = if n == bytes.len() as isize {
+        u64::from_le_bytes(bytes)
+    } else {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        now.as_nanos() as u64 ^ u64::from(std::process::id()) << 32
+    };
+    format!("{random:016x}")
+}

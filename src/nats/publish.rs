@@ -1,0 +1,84 @@
+//! A message's way through JetStream: the headers that carry its stamp from the writer's
+//! mount to every other, and what a publish error means as an errno.
+
+use std::time::{Duration, SystemTime};
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::context::{PublishError, PublishErrorKind};
+
+use crate::engine::{Errno, Outgoing};
+use crate::storage::Stamp;
+
+const PID: &str = "Mq-Pid";
+const UID: &str = "Mq-Uid";
+const GID: &str = "Mq-Gid";
+/// When it was written, in nanoseconds since the epoch.
+const TIME: &str = "Mq-Time";
+/// The namespace change its writer's mount had applied last: a mount commits the message
+/// once it has applied that change too, so the file it is for exists there.
+pub const NAMESPACE: &str = "Mq-Ns";
+
+/// The headers of a message written now by `message`'s writer, after namespace change `ns`.
+pub fn headers(message: &Outgoing, ns: u64) -> HeaderMap {
+    let time = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let mut headers = HeaderMap::new();
+    headers.insert(PID, message.pid.to_string().as_str());
+    headers.insert(UID, message.uid.to_string().as_str());
+    headers.insert(GID, message.gid.to_string().as_str());
+    headers.insert(TIME, time.as_nanos().to_string().as_str());
+    headers.insert(NAMESPACE, ns.to_string().as_str());
+    headers
+}
+
+/// A header's number (0 if it is missing or not a number: a message published by another
+/// client than mqfs).
+pub fn number(headers: Option<&HeaderMap>, name: &str) -> u64 {
+    headers.and_then(|headers| headers.get(name)).and_then(|value| value.as_str().parse().ok()).unwrap_or(0)
+}
+
+/// The stamp of the message with sequence number `seq` in its group's stream: its place
+/// in the group's order is that number's.
+pub fn stamp_of(headers: Option<&HeaderMap>, seq: u64) -> Stamp {
+    let nanos = number(headers, TIME);
+    Stamp {
+        time: SystemTime::UNIX_EPOCH + Duration::from_nanos(nanos),
+        group_seq: seq.saturating_sub(1),
+        pid: number(headers, PID) as u32,
+        uid: number(headers, UID) as u32,
+        gid: number(headers, GID) as u32,
+    }
+}
+
+/// The errno a write fails with when JetStream refused or did not answer its publish.
+pub fn errno_of(error: &PublishError) -> Errno {
+    match error.kind() {
+        PublishErrorKind::MaxPayloadExceeded => Errno::EMSGSIZE,
+        PublishErrorKind::TimedOut => Errno::ETIMEDOUT,
+        PublishErrorKind::BrokenPipe => Errno::ENOTCONN,
+        // The group's stream is gone (removed on another mount meanwhile).
+        PublishErrorKind::StreamNotFound => Errno::ENOENT,
+        _ => Errno::EIO,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stamp_goes_through_the_headers() {
+        let message = Outgoing { stream: 5, message: Vec::new(), pid: 41, uid: 1000, gid: 100 };
+        let headers = headers(&message, 9);
+        let stamp = stamp_of(Some(&headers), 12);
+        assert_eq!((stamp.pid, stamp.uid, stamp.gid, stamp.group_seq), (41, 1000, 100, 11));
+        let age = SystemTime::now().duration_since(stamp.time).unwrap();
+        assert!(age < Duration::from_secs(60), "{age:?}");
+        assert_eq!(number(Some(&headers), NAMESPACE), 9);
+    }
+
+    #[test]
+    fn a_foreign_message_has_an_empty_stamp() {
+        let stamp = stamp_of(None, 1);
+        assert_eq!(stamp, Stamp::default());
+    }
+}
