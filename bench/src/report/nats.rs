@@ -20,8 +20,8 @@ pub fn section_nats(out: &mut String, n: &Nats, images: &[String]) {
          JetStream (`mqfs nats://127.0.0.1:PORT DIR -f -o prefix=bench_s9` twice): one writer on mount A, 1 or \
          10 readers of the same stream on mount B, each its own process with its own open file; 64-byte \
          messages. Beside it, through the same server, a plain async-nats client: **NATS JetStream**, a stream \
-         with file storage, each publish waiting for its acknowledgement, one ordered push consumer per reader \
-         (new messages only); **NATS core**, publishes not acknowledged, one subscription per reader.\n\n\
+         with file storage, each publish waiting for its acknowledgement, one ordered pull consumer per reader \
+         (new messages only; mqfs's mount follows each group with the same kind); **NATS core**, publishes not acknowledged, one subscription per reader.\n\n\
          **The fair comparison is NATS JetStream.** mqfs's write(2) returns once JetStream acknowledged the \
          message (and mount A applied it), so a writer has one message in flight, as that publisher does; its \
          readers get every message of the stream in order, as an ordered consumer does. Core NATS stores and \

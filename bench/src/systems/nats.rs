@@ -3,7 +3,7 @@
 //! (a port free at run time, its file store in a directory of the run), and the peers'
 //! client, async-nats, for blocking callers: JetStream streams with file storage, publishers
 //! that wait for each message's acknowledgement (JetStream) or only queue it (core NATS), and
-//! readers on an ordered push consumer (JetStream) or a core subscription.
+//! readers on an ordered pull consumer (JetStream) or a core subscription.
 
 use std::future::Future;
 use std::io;
@@ -179,7 +179,7 @@ impl Sink for Publisher {
     }
 }
 
-/// Reads a subject's messages, one per read: from an ordered push consumer of its JetStream
+/// Reads a subject's messages, one per read: from an ordered pull consumer (mqfs's kind) of its JetStream
 /// stream that delivers what is published after it was made, or from a core subscription.
 pub struct Subscriber {
     connection: Connection,
@@ -190,8 +190,7 @@ impl Subscriber {
     /// `subject`'s stream is the one [`NatsServer::create_stream`] made, of the same name.
     pub fn jetstream(addr: &str, subject: &str) -> io::Result<Subscriber> {
         let connection = Connection::open(addr)?;
-        let config = consumer::push::OrderedConfig {
-            deliver_subject: connection.client.new_inbox(),
+        let config = consumer::pull::OrderedConfig {
             filter_subject: subject.to_string(),
             deliver_policy: consumer::DeliverPolicy::New,
             ..Default::default()
