@@ -31,7 +31,8 @@ pub fn section_nats(out: &mut String, n: &Nats, images: &[String]) {
     );
     let mut notes = Notes::default();
     out.push_str(
-        "Flat out, deliveries (messages × readers) per second until the last reader has every message:\n\n",
+        "Flat out, deliveries (messages × readers) per second until the last reader has every message; then \
+         mqfs's rate over the peer's (above 100% means mqfs is faster):\n\n",
     );
     let mut rows = grid_rows(&n.rates, &mut notes, |f| fmt_rate(f.deliveries_per_s));
     for peer in PEERS {
