@@ -13,11 +13,20 @@ use super::fuse_mount::FuseMount;
 pub fn build(workspace: &Path) -> Result<PathBuf, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     eprintln!("mqfs-bench: cargo build --release -p mqfs");
-    let status = Command::new(&cargo)
-        .args(["build", "--release", "-p", "mqfs", "--bin", "mqfs"])
-        .current_dir(workspace)
-        .status()
-        .map_err(|e| format!("cannot run {cargo}: {e}"))?;
+    let mut command = Command::new(&cargo);
+    command.args(["build", "--release", "-p", "mqfs", "--bin", "mqfs"]).current_dir(workspace);
+    // What `cargo run` told the bench about itself: build scripts that watch these (ring's
+    // does) would see them change and rebuild, here and again in the next `cargo run`.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_CRATE_", "CARGO_BIN_", "CARGO_PRIMARY_"]
+            .iter()
+            .any(|prefix| key.starts_with(prefix))
+        {
+            command.env_remove(&*key);
+        }
+    }
+    let status = command.status().map_err(|e| format!("cannot run {cargo}: {e}"))?;
     if !status.success() {
         return Err(format!("cargo build --release -p mqfs failed ({status})"));
     }
