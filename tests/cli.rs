@@ -269,11 +269,24 @@ fn a_source_neither_none_nor_a_directory_is_an_error_exiting_2() {
     let file = dir._tmp.join("file");
     std::fs::write(&file, "x").unwrap();
     for source in ["/nonexistent/store", file.to_str().unwrap(), "mqfs"] {
-        let said = format!("mqfs: SOURCE: neither \"none\" nor an existing directory: {source}\n");
+        let said =
+            format!("mqfs: SOURCE: neither \"none\", nats://HOST:PORT nor an existing directory: {source}\n");
         fails_before_mount(&[source, dir.s()], &said, &dir.path, 0);
         fails_before_mount(&[source, dir.s(), "-f"], &said, &dir.path, 0);
         assert_eq!(mqfs(&[source, dir.s()]).0.code(), Some(2), "{source}");
     }
+}
+
+#[test]
+fn a_nats_source_and_its_options_are_checked_before_anything_is_mounted() {
+    let dir = BgDir::new();
+    fails_before_mount(&["nats://localhost", dir.s()], "each server is HOST:PORT", &dir.path, 0);
+    fails_before_mount(&["none", dir.s(), "-o", "prefix=x"], "need a nats:// SOURCE", &dir.path, 0);
+    fails_before_mount(&["nats://127.0.0.1:9", dir.s(), "-o", "prefix=a.b"], "prefix \"a.b\"", &dir.path, 0);
+    let refused = "not on a NATS-backed mount: a write cannot wait";
+    fails_before_mount(&["nats://127.0.0.1:9", dir.s(), "-o", "write=all"], refused, &dir.path, 0);
+    // Nothing listens on port 9: the daemon's connection fails, and says so.
+    fails_before_mount(&["nats://127.0.0.1:9", dir.s()], "nats://127.0.0.1:9: cannot connect", &dir.path, 0);
 }
 
 #[test]

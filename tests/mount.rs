@@ -534,7 +534,8 @@ fn a_failing_mount_exits_non_zero_with_the_reason_from_mqfs() {
             0,
         );
         mount_fails(&["-t", fstype, "none", d, "-o", "log=/nonexistent/dir/mqfs.log"], "log file", &dir, 0);
-        let neither = "SOURCE: neither \"none\" nor an existing directory: /nonexistent/store";
+        let neither =
+            "SOURCE: neither \"none\", nats://HOST:PORT nor an existing directory: /nonexistent/store";
         mount_fails(&["-t", fstype, "/nonexistent/store", d], neither, &dir, 0);
     }
     // Busy: something is mounted there already.

@@ -128,7 +128,17 @@ impl Handle {
             }
         };
         drop(wakeups);
+        if parked.is_some() {
+            self.waits();
+        }
         parked
+    }
+
+    /// Its reader waits for a message: a shared queue asks its upstream for one.
+    fn waits(&self) {
+        if let Handle::Channel { source: Source::Stream(stream), .. } = self {
+            stream.wants();
+        }
     }
 
     /// Reads `size` bytes at exactly `offset` of a file read by offset (a static stream or
@@ -286,7 +296,11 @@ impl Handle {
     pub fn poll(&self, poller: Option<PollCallback>) -> bool {
         match self {
             Handle::Channel { source, reader: Some(reader), .. } => {
-                source.with(|channel, _| channel.poll(*reader, poller))
+                let readable = source.with(|channel, _| channel.poll(*reader, poller));
+                if !readable {
+                    self.waits();
+                }
+                readable
             }
             _ => true,
         }

@@ -27,7 +27,10 @@ use parking_lot::{RwLock, RwLockWriteGuard};
 
 use ackwait::Timer;
 use channel::Wakeups;
-pub use channel::{PollCallback, ReadCallback, ReadMode, ReadResult, Stats, Ticket, WriteCallback};
+pub use channel::{
+    Origin, PollCallback, ReadCallback, ReadMode, ReadResult, ReaderId, Settle, Settled, Stats, Ticket,
+    WriteCallback,
+};
 use config::Frame;
 pub use config::{DataMode, GroupConfig};
 use dead::Graveyard;
@@ -334,7 +337,12 @@ impl Engine {
             Special::Node(ino) => {
                 let stream = tree.stream(ino)?;
                 if read {
-                    stream.state.lock().channel.set_alarm(|| self.timer.alarm(ino, stream));
+                    let mut state = stream.state.lock();
+                    match &self.upstream {
+                        // A shared queue's upstream redelivers what is not acknowledged.
+                        Some(upstream) => state.channel.set_settle(|| upstream.settler(ino)),
+                        None => state.channel.set_alarm(|| self.timer.alarm(ino, stream)),
+                    }
                 }
                 Source::Stream(stream.clone())
             }

@@ -19,7 +19,7 @@ use std::time::SystemTime;
 
 use parking_lot::{Mutex, MutexGuard};
 
-use super::channel::{Appended, Channel, ReaderId, Ticket, Wakeups, WriteCallback};
+use super::channel::{Appended, Channel, Origin, ReaderId, Ticket, Wakeups, WriteCallback};
 use super::config::{Deliver, GroupConfig, WriteMode};
 use super::errno::{Errno, Result};
 use super::memory::{Memory, Reservation};
@@ -31,10 +31,10 @@ use crate::storage::{Log, LogId, LogKind, Message, Placement, Stamp, Store, Sync
 
 /// How a message being committed is stamped: now, as written by its author, or as its
 /// shared mount's upstream says.
-#[derive(Clone, Copy)]
 enum Stamped {
     Now(Author),
-    As(Stamp),
+    /// With the descriptor that wrote it, if it is a request.
+    As(Stamp, Option<Origin>),
 }
 
 pub struct Group {
@@ -277,10 +277,8 @@ impl Stream {
         mut waiter: Option<WriteWaiter>,
         reservation: Option<Reservation>,
     ) -> Result<Option<Ticket>> {
-        if let Some(Uplink { upstream, ino }) = &self.uplink {
-            let Author { pid, uid, gid, .. } = author;
-            let message = message.into_vec();
-            upstream.publish(Outgoing { stream: *ino, message, pid, uid, gid }, waiter.map(|w| w.callback));
+        if let Some(uplink) = &self.uplink {
+            self.publish_upstream(uplink, message, author, waiter.map(|w| w.callback));
             return Ok(None);
         }
         let mut wakeups = Wakeups::default();
@@ -296,11 +294,61 @@ impl Stream {
         result
     }
 
+    /// A write on a shared mount: a reply to a request its descriptor holds goes back to
+    /// the requester, here or upstream; anything else is published upstream (a request
+    /// first counted as waiting for its reply).
+    fn publish_upstream(
+        &self,
+        uplink: &Uplink,
+        message: Message<'_>,
+        author: Author,
+        done: Option<WriteCallback>,
+    ) {
+        let Uplink { upstream, ino } = uplink;
+        let mut reply_to = None;
+        if let Some(reader) = author.reader {
+            let mut state = self.state.lock();
+            let config = state.config;
+            if let Some(to) = state.channel.remote_requester(reader) {
+                drop(state);
+                return upstream.reply(to, message.into_vec(), done);
+            }
+            if let Some(outcome) = state.channel.reply(reader, message.as_slice(), &config) {
+                drop(state);
+                let outcome = outcome.map(drop);
+                return if let Some(done) = done {
+                    done(outcome)
+                };
+            }
+            reply_to = state.channel.expect_reply(reader).then_some(reader);
+        }
+        let Author { pid, uid, gid, .. } = author;
+        let outgoing = Outgoing { stream: *ino, message: message.into_vec(), pid, uid, gid, reply_to };
+        upstream.publish(outgoing, done);
+    }
+
+    /// A reader of the stream waits: a shared queue (`deliver one` on a shared mount) asks
+    /// its upstream for a message.
+    pub fn wants(&self) {
+        let Some(Uplink { upstream, ino }) = &self.uplink else { return };
+        let queue = self.state.lock().config.deliver == Deliver::One;
+        if queue {
+            upstream.wants(*ino);
+        }
+    }
+
+    /// Whether the stream is a queue that its upstream feeds one message at a time (its
+    /// messages do not come to every mount).
+    pub fn is_shared_queue(&self) -> bool {
+        self.uplink.is_some() && self.state.lock().config.deliver == Deliver::One
+    }
+
     /// Commits a message a shared mount's upstream delivered, stamped as it says: as a
     /// write by nobody who waits for it.
-    pub fn deliver_remote(&self, message: Message<'_>, stamp: Stamp) -> Result<()> {
+    pub fn deliver_remote(&self, message: Message<'_>, stamp: Stamp, origin: Option<Origin>) -> Result<()> {
         let mut wakeups = Wakeups::default();
-        let result = self.commit(message, Stamped::As(stamp), &mut None, None, &mut wakeups).map(drop);
+        let result =
+            self.commit(message, Stamped::As(stamp, origin), &mut None, None, &mut wakeups).map(drop);
         drop(wakeups);
         result
     }
@@ -328,9 +376,11 @@ impl Stream {
             }
             // A write through a descriptor that holds a request is its reply, not a message.
             let config = state.config;
-            let author = match stamped {
-                Stamped::Now(author) => author,
-                Stamped::As(Stamp { pid, uid, gid, .. }) => Author { pid, uid, gid, reader: None },
+            let author = match &stamped {
+                Stamped::Now(author) => *author,
+                Stamped::As(Stamp { pid, uid, gid, .. }, _) => {
+                    Author { pid: *pid, uid: *uid, gid: *gid, reader: None }
+                }
             };
             if let Some(outcome) =
                 author.reader.and_then(|r| state.channel.reply(r, message.as_slice(), &config))
@@ -362,7 +412,7 @@ impl Stream {
                 return Err(Errno::EAGAIN);
             }
             let order_config = group_state.config;
-            let stamp = match stamped {
+            let stamp = match &stamped {
                 Stamped::Now(author) => Stamp {
                     time: SystemTime::now(),
                     group_seq: group_state.order.next_seq(),
@@ -370,7 +420,7 @@ impl Stream {
                     uid: author.uid,
                     gid: author.gid,
                 },
-                Stamped::As(stamp) => stamp,
+                Stamped::As(stamp, _) => *stamp,
             };
             // A `write one` message is kept for the next reader until one received it,
             // whether or not its writer waits: a non-blocking write admitted while a reader
@@ -400,8 +450,15 @@ impl Stream {
             };
             // Committed: from here on nothing fails.
             let seq = appended.seq;
-            if let Some(reader) = author.reader {
-                state.channel.remember_origin(seq, reader);
+            let origin = match stamped {
+                Stamped::Now(Author { reader: Some(reader), .. }) => {
+                    state.channel.expect_reply(reader).then_some(Origin::Here(reader))
+                }
+                Stamped::Now(_) => None,
+                Stamped::As(_, origin) => origin,
+            };
+            if let Some(origin) = origin {
+                state.channel.remember_origin(seq, origin);
             }
             if awaited {
                 state.channel.await_delivery(seq);

@@ -16,7 +16,7 @@
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
-use super::channel::WriteCallback;
+use super::channel::{Origin, ReaderId, Settle, WriteCallback};
 use super::config::GroupConfig;
 use super::errno::{Errno, Result};
 use super::tree::{Attr, Caller, Ino, Kind, SetAttr, Tree};
@@ -85,6 +85,8 @@ pub struct Outgoing {
     pub pid: u32,
     pub uid: u32,
     pub gid: u32,
+    /// A request's: the reader of the descriptor that wrote it, which its reply goes to.
+    pub reply_to: Option<ReaderId>,
 }
 
 /// Where a shared mount's namespace changes and messages go.
@@ -96,6 +98,15 @@ pub trait Upstream: Send + Sync {
     /// mount received it, or with why not (then it was not published, but for ETIMEDOUT:
     /// the upstream did not answer, so whether it stored it is unknown).
     fn publish(&self, message: Outgoing, done: Option<WriteCallback>);
+    /// Sends a reply to a request from another mount, to the address the request came with
+    /// (`Origin::Away`).
+    fn reply(&self, to: Arc<str>, message: Vec<u8>, done: Option<WriteCallback>);
+    /// A reader of `deliver one` stream `stream` waits: the upstream is to deliver a
+    /// message for it (`Engine::deliver_remote`), if it has one, and on until none waits.
+    fn wants(&self, stream: Ino);
+    /// What stream `stream`'s queue tells of each message the upstream gave it (acknowledged,
+    /// or to be handed to another reader).
+    fn settler(&self, stream: Ino) -> Settle;
     /// Why a group cannot have `config` on this upstream, if it cannot (a setting that does
     /// not hold across mounts): the write setting it fails with EOPNOTSUPP.
     fn refuses(&self, config: &GroupConfig) -> Option<String>;
@@ -151,14 +162,46 @@ impl Engine {
 
     /// Commits a message the upstream delivered to stream `ino` (gone here: ENOENT), with the
     /// stamp its writer's mount gave it and its place in the group's order.
-    pub fn deliver_remote(&self, ino: Ino, message: Vec<u8>, stamp: Stamp) -> Result<()> {
+    /// A request carries where its reply goes (`origin`).
+    pub fn deliver_remote(
+        &self,
+        ino: Ino,
+        message: Vec<u8>,
+        stamp: Stamp,
+        origin: Option<Origin>,
+    ) -> Result<()> {
         let stream = self.tree.read().stream(ino)?.clone();
-        stream.deliver_remote(Message::Owned(message), stamp)
+        stream.deliver_remote(Message::Owned(message), stamp, origin)
+    }
+
+    /// A reply from another mount to the request reader `client` of stream `ino` wrote
+    /// (dropped if it closed).
+    pub fn deliver_reply(&self, ino: Ino, client: ReaderId, message: &[u8]) -> Result<()> {
+        let stream = self.tree.read().stream(ino)?.clone();
+        let mut state = stream.state.lock();
+        let config = state.config;
+        let wakeups = state.channel.queue_reply(client, message, &config)?;
+        drop(state);
+        drop(wakeups);
+        Ok(())
     }
 
     /// The group stream `ino` is in (its home's).
     pub fn group_of(&self, ino: Ino) -> Result<Ino> {
         self.tree.read().home_group(ino)
+    }
+
+    /// Whether stream `ino` is a queue the upstream feeds on demand (see `Upstream::wants`),
+    /// rather than with every message.
+    pub fn is_shared_queue(&self, ino: Ino) -> bool {
+        self.tree.read().stream(ino).is_ok_and(|stream| stream.is_shared_queue())
+    }
+
+    /// How many messages the readers of queue `ino` wait for beyond those it has (None: no
+    /// such stream).
+    pub fn queue_demand(&self, ino: Ino) -> Option<usize> {
+        let stream = self.tree.read().stream(ino).ok()?.clone();
+        Some(stream.state.lock().channel.queue_demand())
     }
 
     /// Every group and its configuration, for an upstream to keep what it holds of each in

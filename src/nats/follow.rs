@@ -1,7 +1,8 @@
 //! Reading a JetStream stream in order, each message once, across disconnections: an
 //! ordered consumer (ephemeral, no acknowledgements: JetStream's way of replaying a stream
-//! to one reader) from a start, made again after any error from just past the last message
-//! passed on. The messages go into a bounded channel, so a slow applier holds the reading
+//! to one reader) from a start, made again from just past the last message passed on after
+//! any error, and at once after a reconnection (a restarted server has lost it, and the
+//! client would notice only after missing several heartbeats). The messages go into a bounded channel, so a slow applier holds the reading
 //! back rather than the memory growing.
 
 use std::time::Duration;
@@ -10,7 +11,7 @@ use async_nats::jetstream::consumer::DeliverPolicy;
 use async_nats::jetstream::consumer::pull::OrderedConfig;
 use async_nats::jetstream::{self, Context};
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 /// Where reading a stream starts.
@@ -36,8 +37,14 @@ const QUEUE: usize = 1024;
 /// How long after a failure the consumer is made again, at most.
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
-/// Reads stream `name` from `start` on into the returned channel, until it is dropped.
-pub fn follow(js: Context, name: String, start: Start) -> (mpsc::Receiver<Delivery>, JoinHandle<()>) {
+/// Reads stream `name` from `start` on into the returned channel, until it is dropped;
+/// `connections` changes at each reconnection.
+pub fn follow(
+    js: Context,
+    name: String,
+    start: Start,
+    mut connections: watch::Receiver<u64>,
+) -> (mpsc::Receiver<Delivery>, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(QUEUE);
     let task = tokio::spawn(async move {
         let mut last = match start {
@@ -51,9 +58,19 @@ pub fn follow(js: Context, name: String, start: Start) -> (mpsc::Receiver<Delive
                 (None, Start::LastPerSubject) => DeliverPolicy::LastPerSubject,
                 (None, _) => DeliverPolicy::All,
             };
-            match read(&js, &name, policy, &tx, &mut last).await {
-                Ok(()) => return, // nobody reads any more
-                Err(error) => log::warn!("reading {name}: {error}; reading on from the next message"),
+            connections.mark_unchanged();
+            tokio::select! {
+                outcome = read(&js, &name, policy, &tx, &mut last) => match outcome {
+                    Ok(()) => return, // nobody reads any more
+                    Err(error) => log::warn!("reading {name}: {error}; reading on from the next message"),
+                },
+                changed = connections.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    backoff = Duration::from_millis(50);
+                    continue;
+                }
             }
             tokio::time::sleep(backoff).await;
             backoff = (backoff * 2).min(BACKOFF_MAX);

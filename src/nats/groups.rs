@@ -164,7 +164,8 @@ async fn subscribe(link: &Arc<Link>, ino: Ino, config: &GroupConfig) -> Result<F
     };
     let received = Arc::new(Received::default());
     received.up_to(if start == Start::After(last) { last } else { 0 });
-    let (deliveries, reader) = follow(link.js.clone(), link.names.group_stream(ino), start);
+    let (deliveries, reader) =
+        follow(link.js.clone(), link.names.group_stream(ino), start, link.reconnected.clone());
     let applier = tokio::spawn(commit(link.clone(), deliveries, received.clone()));
     Ok(Feed { tasks: [reader, applier], received, depth: config.depth })
 }
@@ -180,9 +181,11 @@ async fn commit(link: Arc<Link>, mut deliveries: mpsc::Receiver<Delivery>, recei
             return;
         }
         let Some(engine) = link.engine.upgrade() else { return };
-        if let Some(file) = Names::file_of(&message.subject) {
+        // A queue's messages come through its own consumer (`queues.rs`).
+        if let Some(file) = Names::file_of(&message.subject).filter(|&file| !engine.is_shared_queue(file)) {
             let stamp = publish::stamp_of(headers, seq);
-            match engine.deliver_remote(file, message.payload.to_vec(), stamp) {
+            let origin = publish::origin(headers, &link.mount);
+            match engine.deliver_remote(file, message.payload.to_vec(), stamp, origin) {
                 Ok(()) | Err(Errno::ENOENT) => {} // a file removed since
                 Err(errno) => log::warn!("message {seq} of {}: not kept here: {errno}", message.subject),
             }

@@ -13,6 +13,7 @@ mod groups;
 mod names;
 mod namespace;
 mod publish;
+mod queues;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,7 +22,7 @@ use std::time::Duration;
 
 use async_nats::connection::State;
 use async_nats::jetstream::message::PublishMessage as Publish;
-use async_nats::{Client, ConnectOptions, jetstream};
+use async_nats::{Client, ConnectOptions, Event, jetstream};
 use parking_lot::Mutex;
 use tokio::runtime::Runtime;
 use tokio::sync::{oneshot, watch};
@@ -30,8 +31,10 @@ use tokio::task::JoinHandle;
 use names::Names;
 pub use names::check_prefix;
 
-use crate::engine::config::{DataMode, Deliver, WriteMode};
-use crate::engine::{Attr, Engine, Errno, GroupConfig, Op, Outgoing, ROOT, Result, Upstream, WriteCallback};
+use crate::engine::config::{DataMode, WriteMode};
+use crate::engine::{
+    Attr, Engine, Errno, GroupConfig, Ino, Op, Outgoing, ROOT, Result, Settle, Upstream, WriteCallback,
+};
 use crate::storage::{Placement, SyncPolicy};
 
 /// What a NATS-backed mount is given.
@@ -75,8 +78,6 @@ pub fn refuses(config: &GroupConfig) -> Option<String> {
         "data static offsets count bytes a mount may not have (history dropped before it started)"
     } else if config.store == Placement::Disk || config.sync != SyncPolicy::Never {
         "history is kept by JetStream: store and sync are its own (replicas, its fsync)"
-    } else if config.deliver == Deliver::One {
-        "deliver one is not built for NATS yet (docs/nats.md)"
     } else {
         return None;
     };
@@ -104,9 +105,14 @@ pub(crate) struct Link {
     engine: Weak<Engine>,
     /// The last namespace change applied here.
     namespace_applied: watch::Sender<u64>,
+    /// Changes at every reconnection: the streams' readers start again.
+    reconnected: watch::Receiver<u64>,
     /// Changes issued here, by identity, until applied: their callers wait.
     waiting: Mutex<HashMap<String, oneshot::Sender<Result<Option<Attr>>>>>,
+    /// This mount's name among all (see `Nats::mount`).
+    mount: String,
     groups: groups::Groups,
+    queues: queues::Queues,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -134,6 +140,8 @@ impl Nats {
             .map_err(|e| format!("cannot start the NATS client's threads: {e}"))?;
         let _entered = runtime.enter(); // the client's parts are made in its context
         let servers = self.options.servers.join(",");
+        let connections = watch::Sender::new(0u64);
+        let reconnected = connections.subscribe();
         let connecting = ConnectOptions::new()
             .name(format!("mqfs {}", self.mount))
             .connection_timeout(self.options.timeout)
@@ -141,7 +149,12 @@ impl Nats {
             .reconnect_delay_callback(|attempts| {
                 Duration::from_millis(100 * attempts as u64).min(Duration::from_secs(1))
             })
-            .event_callback(|event| async move { log::info!("nats: {event}") })
+            .event_callback(move |event| {
+                if let Event::Connected = event {
+                    connections.send_modify(|n| *n += 1);
+                }
+                async move { log::info!("nats: {event}") }
+            })
             .connect(self.options.servers.clone());
         let client =
             runtime.block_on(connecting).map_err(|e| format!("nats://{servers}: cannot connect: {e}"))?;
@@ -155,12 +168,18 @@ impl Nats {
             timeout: self.options.timeout,
             engine: Arc::downgrade(engine),
             namespace_applied: watch::Sender::new(0),
+            reconnected,
             waiting: Mutex::default(),
+            mount: self.mount.clone(),
             groups: groups::Groups::default(),
+            queues: queues::Queues::default(),
             tasks: Mutex::default(),
         });
         let root = engine.groups().into_iter().find(|(ino, _)| *ino == ROOT).map(|(_, config)| config);
         runtime.block_on(namespace::start(&link, root.unwrap_or_default()))?;
+        let replies = runtime.block_on(link.client.subscribe(self.names.reply_subject(&self.mount)));
+        let replies = replies.map_err(|e| format!("cannot subscribe to this mount's replies: {e}"))?;
+        link.tasks.lock().push(runtime.spawn(receive_replies(link.clone(), replies)));
         let _ = self.link.set(link);
         let _ = self.runtime.set(runtime);
         Ok(())
@@ -220,7 +239,7 @@ impl Upstream for Nats {
             Err(errno) => return answer(Err(errno)),
         };
         let subject = self.names.file_subject(group, message.stream);
-        let headers = publish::headers(&message, *link.namespace_applied.borrow());
+        let headers = publish::headers(&message, *link.namespace_applied.borrow(), &self.mount);
         let id = format!("{}-{}", self.mount, self.next_op.fetch_add(1, Ordering::Relaxed));
         let link = link.clone();
         runtime.spawn(async move {
@@ -239,8 +258,53 @@ impl Upstream for Nats {
         });
     }
 
+    fn reply(&self, to: Arc<str>, message: Vec<u8>, done: Option<WriteCallback>) {
+        let answer = |outcome| {
+            if let Some(done) = done {
+                done(outcome)
+            }
+        };
+        let (link, runtime) = match self.connected() {
+            Ok(connected) => connected,
+            Err(errno) => return answer(Err(errno)),
+        };
+        let Some((mount, headers)) = publish::reply_to(&to) else { return answer(Err(Errno::EIO)) };
+        let subject = self.names.reply_subject(mount);
+        let client = link.client.clone();
+        runtime.spawn(async move {
+            // Not stored: lost with its requester's mount, as the requester's wait would be.
+            let sent = client.publish_with_headers(subject, headers, message.into()).await;
+            answer(sent.map_err(|_| Errno::ENOTCONN));
+        });
+    }
+
+    fn wants(&self, stream: Ino) {
+        if let (Some(link), Some(runtime)) = (self.link.get(), self.runtime.get()) {
+            link.queues.wants(link, runtime.handle(), stream);
+        }
+    }
+
+    fn settler(&self, stream: Ino) -> Settle {
+        match (self.link.get(), self.runtime.get()) {
+            (Some(link), Some(runtime)) => queues::Queues::settler(link, runtime.handle().clone(), stream),
+            _ => Arc::new(|_, _| {}),
+        }
+    }
+
     fn refuses(&self, config: &GroupConfig) -> Option<String> {
         refuses(config)
+    }
+}
+
+/// Hands the replies other mounts send to this mount's requesters.
+async fn receive_replies(link: Arc<Link>, mut replies: async_nats::Subscriber) {
+    use futures_util::StreamExt;
+    while let Some(reply) = replies.next().await {
+        let Some(engine) = link.engine.upgrade() else { return };
+        let Some((file, reader)) = publish::reply_for(reply.headers.as_ref()) else { continue };
+        if let Err(errno) = engine.deliver_reply(file, reader, &reply.payload) {
+            log::info!("a reply to a request on file {file} is dropped: {errno}");
+        }
     }
 }
 

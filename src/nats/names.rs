@@ -48,6 +48,16 @@ impl Names {
         format!("{}.g{group}.{file}", self.prefix)
     }
 
+    /// Where replies to mount `mount`'s requests go (core NATS: a reply is not stored).
+    pub fn reply_subject(&self, mount: &str) -> String {
+        format!("{}.reply.{mount}", self.prefix)
+    }
+
+    /// A `deliver one` file's durable consumer.
+    pub fn queue_consumer(&self, file: Ino) -> String {
+        format!("{}_q{file}", self.prefix)
+    }
+
     /// The file a subject names.
     pub fn file_of(subject: &str) -> Option<Ino> {
         subject.rsplit('.').next()?.parse().ok()

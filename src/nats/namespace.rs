@@ -69,7 +69,7 @@ pub async fn start(link: &Arc<Link>, root: GroupConfig) -> Result<(), String> {
         }
     }
     let last = stream.info().await.map_err(|e| cannot(&e))?.state.last_sequence;
-    let (deliveries, task) = follow(link.js.clone(), name.clone(), Start::All);
+    let (deliveries, task) = follow(link.js.clone(), name.clone(), Start::All, link.reconnected.clone());
     link.tasks.lock().push(task);
     let applier = tokio::spawn(apply(link.clone(), deliveries, last));
     link.tasks.lock().push(applier);

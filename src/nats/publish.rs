@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use async_nats::HeaderMap;
 use async_nats::jetstream::context::{PublishError, PublishErrorKind};
 
-use crate::engine::{Errno, Outgoing};
+use crate::engine::{Errno, Origin, Outgoing};
 use crate::storage::Stamp;
 
 const PID: &str = "Mq-Pid";
@@ -18,8 +18,15 @@ const TIME: &str = "Mq-Time";
 /// once it has applied that change too, so the file it is for exists there.
 pub const NAMESPACE: &str = "Mq-Ns";
 
-/// The headers of a message written now by `message`'s writer, after namespace change `ns`.
-pub fn headers(message: &Outgoing, ns: u64) -> HeaderMap {
+/// A request's: where its reply goes, `MOUNT.FILE.READER` (the mount's name, and the
+/// descriptor there that wrote it).
+const REPLY: &str = "Mq-Reply";
+/// A reply's: the descriptor it is for on the mount it is sent to, `FILE.READER`.
+pub const TO: &str = "Mq-To";
+
+/// The headers of a message written now by `message`'s writer, after namespace change `ns`,
+/// on mount `mount`.
+pub fn headers(message: &Outgoing, ns: u64, mount: &str) -> HeaderMap {
     let time = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
     let mut headers = HeaderMap::new();
     headers.insert(PID, message.pid.to_string().as_str());
@@ -27,7 +34,35 @@ pub fn headers(message: &Outgoing, ns: u64) -> HeaderMap {
     headers.insert(GID, message.gid.to_string().as_str());
     headers.insert(TIME, time.as_nanos().to_string().as_str());
     headers.insert(NAMESPACE, ns.to_string().as_str());
+    if let Some(reader) = message.reply_to {
+        headers.insert(REPLY, format!("{mount}.{}.{reader}", message.stream).as_str());
+    }
     headers
+}
+
+/// Where a request's reply goes, seen from mount `mount`: one of its own descriptors, or
+/// another mount's.
+pub fn origin(headers: Option<&HeaderMap>, mount: &str) -> Option<Origin> {
+    let address = headers?.get(REPLY)?.as_str();
+    let (from, descriptor) = address.split_once('.')?;
+    if from != mount {
+        return Some(Origin::Away(address.into()));
+    }
+    descriptor.split_once('.')?.1.parse().ok().map(Origin::Here)
+}
+
+/// The mount a reply goes to, and the headers that name the descriptor there.
+pub fn reply_to(address: &str) -> Option<(&str, HeaderMap)> {
+    let (mount, descriptor) = address.split_once('.')?;
+    let mut headers = HeaderMap::new();
+    headers.insert(TO, descriptor);
+    Some((mount, headers))
+}
+
+/// The descriptor a reply is for: its file and reader.
+pub fn reply_for(headers: Option<&HeaderMap>) -> Option<(u64, u64)> {
+    let (file, reader) = headers?.get(TO)?.as_str().split_once('.')?;
+    Some((file.parse().ok()?, reader.parse().ok()?))
 }
 
 /// A header's number (0 if it is missing or not a number: a message published by another
@@ -67,13 +102,26 @@ mod tests {
 
     #[test]
     fn a_stamp_goes_through_the_headers() {
-        let message = Outgoing { stream: 5, message: Vec::new(), pid: 41, uid: 1000, gid: 100 };
-        let headers = headers(&message, 9);
+        let message =
+            Outgoing { stream: 5, message: Vec::new(), pid: 41, uid: 1000, gid: 100, reply_to: None };
+        let headers = headers(&message, 9, "m1");
         let stamp = stamp_of(Some(&headers), 12);
         assert_eq!((stamp.pid, stamp.uid, stamp.gid, stamp.group_seq), (41, 1000, 100, 11));
         let age = SystemTime::now().duration_since(stamp.time).unwrap();
         assert!(age < Duration::from_secs(60), "{age:?}");
         assert_eq!(number(Some(&headers), NAMESPACE), 9);
+    }
+
+    #[test]
+    fn a_request_names_its_descriptor_and_its_reply_finds_it() {
+        let message = Outgoing { stream: 5, message: Vec::new(), pid: 1, uid: 0, gid: 0, reply_to: Some(3) };
+        let headers = headers(&message, 0, "m1");
+        assert_eq!(origin(Some(&headers), "m1"), Some(Origin::Here(3)));
+        let Some(Origin::Away(address)) = origin(Some(&headers), "m2") else { panic!("from another mount") };
+        let (mount, to) = reply_to(&address).unwrap();
+        assert_eq!((mount, reply_for(Some(&to))), ("m1", Some((5, 3))));
+        let plain = Outgoing { reply_to: None, ..message };
+        assert_eq!(origin(Some(&super::headers(&plain, 0, "m1")), "m2"), None);
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! acknowledged (queued or in flight) is delivered again, what was never is. The ack log
 //! drops the numbers the front has passed.
 
-use super::Channel;
+use super::{Channel, Settled};
 use crate::storage::{Log, Message, Stamp};
 
 /// The message number an ack log entry holds.
@@ -57,6 +57,9 @@ impl Channel {
         let in_order = seq == queue.front;
         if !queue.acknowledge(seq) {
             return;
+        }
+        if let (Some(settle), Ok(Some(stamp))) = (&self.settle, self.log.stamp(seq)) {
+            settle(stamp, Settled::Acked);
         }
         if let (false, Some(log)) = (in_order, &mut self.acks) {
             record(&mut **log, seq);

@@ -37,8 +37,9 @@ use super::memory::Memory;
 use super::synced::Join;
 use crate::storage::{Bytes, Log, Message, Stamp, SyncCallback, memory};
 use queue::Queue;
-pub use queue::{Alarm, Dead};
+pub use queue::{Alarm, Dead, Settle, Settled};
 use readers::{Reader, Waiter};
+pub use replies::Origin;
 pub use stats::Stats;
 use writers::BlockedWriter;
 
@@ -109,6 +110,9 @@ pub struct Channel {
     /// Under `deliver one` on disk: where acknowledgements out of order are kept (see
     /// [`acks`]).
     acks: Option<Box<dyn Log>>,
+    /// Under `deliver one` on a shared mount: what its acknowledgements and failed
+    /// deliveries are told to (the upstream keeps the queue across mounts).
+    settle: Option<Settle>,
 }
 
 impl Channel {
@@ -130,6 +134,7 @@ impl Channel {
             queue: None,
             alarm: None,
             acks: None,
+            settle: None,
         };
         channel.account();
         channel

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::readers::Last;
-use super::replies::Client;
+use super::replies::{Client, Origin};
 use super::stats::Stats;
 use super::{Channel, ReadMode, ReadResult, ReaderId, Wakeups};
 use crate::engine::config::{Deliver, GroupConfig};
@@ -27,6 +27,21 @@ use crate::storage::{Bytes, Stamp};
 /// Asks to be called back (through `Channel::expire`) at the given instant: how a queue
 /// that hands out messages under `ackwait` has them checked in time.
 pub type Alarm = Arc<dyn Fn(Instant) + Send + Sync>;
+
+/// On a shared mount, how a queue tells its upstream what became of a message it was given
+/// (by the message's stamp, which says where the upstream has it): the upstream keeps the
+/// queue across mounts, redelivering what was not acknowledged, so a failed delivery goes
+/// back to it rather than to this queue's line.
+pub type Settle = Arc<dyn Fn(Stamp, Settled) + Send + Sync>;
+
+/// What became of a message a shared queue was given.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settled {
+    /// Acknowledged by its reader.
+    Acked,
+    /// Its reader was killed: to be handed to another reader at once.
+    Failed,
+}
 
 /// A message that failed `maxdeliver` deliveries, taken out of its queue: to be published
 /// to the stream of dead messages.
@@ -49,7 +64,7 @@ pub(super) struct Queue {
     /// The message each reader's reads return bytes of, and how much of it they returned.
     held: HashMap<ReaderId, Held>,
     /// The reader whose descriptor wrote each request not yet acknowledged (see `replies`).
-    pub(super) origins: HashMap<u64, ReaderId>,
+    pub(super) origins: HashMap<u64, Origin>,
     /// The reply side of each read-write descriptor that wrote requests.
     pub(super) clients: HashMap<ReaderId, Client>,
     redelivered: u64,
@@ -68,12 +83,12 @@ struct Flight {
     since: Instant,
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 struct Held {
     seq: u64,
     offset: usize,
-    /// The reader whose descriptor wrote it, if it is a request (see `replies`).
-    origin: Option<ReaderId>,
+    /// The descriptor that wrote it, if it is a request (see `replies`).
+    origin: Option<Origin>,
 }
 
 impl Queue {
@@ -168,8 +183,8 @@ impl Queue {
     }
 
     /// The requester of the message reader `id` reads, if that is a request.
-    pub(super) fn requester(&self, id: ReaderId) -> Option<ReaderId> {
-        self.held.get(&id)?.origin
+    pub(super) fn requester(&self, id: ReaderId) -> Option<&Origin> {
+        self.held.get(&id)?.origin.as_ref()
     }
 
     /// Messages before `first` were dropped (depth, clear, removal).
@@ -213,6 +228,32 @@ impl Channel {
         }
     }
 
+    /// Keeps `settle` to tell the upstream what becomes of the messages it gives a shared
+    /// queue; one set before stays.
+    pub fn set_settle(&mut self, settle: impl FnOnce() -> Settle) {
+        if self.settle.is_none() {
+            self.settle = Some(settle());
+        }
+    }
+
+    /// How many more messages a queue's readers wait for than it has to hand out: what a
+    /// shared queue asks its upstream for.
+    pub fn queue_demand(&self) -> usize {
+        let Some(queue) = &self.queue else { return 0 };
+        // Not those waiting for replies to their requests, nor those still reading one (a
+        // poll after a message read whole waits for the next).
+        let takes = |id: &&ReaderId| !queue.clients.get(id).is_some_and(Client::reads_replies);
+        let read_whole = |id: &&ReaderId| {
+            queue.held.get(id).is_none_or(|held| {
+                self.log.get(held.seq).ok().flatten().is_none_or(|message| held.offset >= message.len())
+            })
+        };
+        let idle = self.waiting.iter().filter(takes).filter(read_whole).count();
+        let backlog = queue.line.len() as u64
+            + self.log.next_seq().saturating_sub(queue.next.max(self.log.first_seq()));
+        idle.saturating_sub(usize::try_from(backlog).unwrap_or(usize::MAX))
+    }
+
     /// Keeps `alarm` to have in-flight messages checked when `ackwait` is up (see
     /// [`Channel::expire`]); an alarm set before stays.
     pub fn set_alarm(&mut self, alarm: impl FnOnce() -> Alarm) {
@@ -233,7 +274,7 @@ impl Channel {
             return Some(Ok(Bytes::default()));
         }
         let queue = self.queue.as_mut().expect("a queue");
-        if let Some(held) = queue.held.get(&id).copied() {
+        if let Some(held) = queue.held.get(&id).cloned() {
             let message = match self.log.get(held.seq) {
                 Ok(message) => message,
                 Err(errno) => return Some(Err(errno)),
@@ -291,7 +332,7 @@ impl Channel {
             queue.redelivered += 1;
         }
         let end = message.len().min(size);
-        let origin = queue.origins.get(&seq).copied();
+        let origin = queue.origins.get(&seq).cloned();
         queue.held.insert(id, Held { seq, offset: end, origin });
         if let Some(reader) = self.readers.get_mut(&id) {
             reader.last = Some(Last { seq, stamp, deliveries });
@@ -377,8 +418,18 @@ impl Channel {
         (self.serve_waiting(config), dead)
     }
 
-    /// Fails the deliveries of `seqs` (oldest first): the oldest ends first in line.
+    /// Fails the deliveries of `seqs` (oldest first): the oldest ends first in line. A
+    /// shared queue's go back upstream instead.
     fn fail(&mut self, seqs: Vec<u64>, config: &GroupConfig) -> Vec<Dead> {
+        if let Some(settle) = self.settle.clone() {
+            for seq in seqs {
+                if let Ok(Some(stamp)) = self.log.stamp(seq) {
+                    settle(stamp, Settled::Failed);
+                }
+                self.queue.as_mut().expect("a queue").acknowledge(seq);
+            }
+            return Vec::new();
+        }
         let queue = self.queue.as_mut().expect("a queue");
         let buried: Vec<u64> = seqs.into_iter().rev().filter_map(|seq| queue.fail(seq, config)).collect();
         let mut dead = Vec::new();

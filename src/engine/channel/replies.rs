@@ -4,14 +4,24 @@
 //! only (not the log, not `order`), or nowhere if that descriptor was closed. A descriptor
 //! reads replies while it has replies queued or requests it has not read a reply to, and
 //! requests otherwise. A queued reply is charged to the mount's memory ceiling until read.
+//! On a shared mount a request may come from another mount: its reply goes back upstream.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use super::{Channel, ReadMode, ReadResult, ReaderId, Wakeups};
 use crate::engine::config::GroupConfig;
 use crate::engine::errno::{Errno, Result};
 use crate::engine::memory::Reservation;
 use crate::storage::Bytes;
+
+/// Where a request came from: a read-write descriptor of this mount, or, on a shared
+/// mount, one of another, by the address its upstream gave it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    Here(ReaderId),
+    Away(Arc<str>),
+}
 
 /// The reply side of a read-write descriptor that wrote requests.
 #[derive(Default)]
@@ -57,15 +67,33 @@ impl Client {
 }
 
 impl Channel {
-    /// Message `seq`, about to be delivered, was written through reader `id`'s descriptor:
-    /// in a queue it is a request, whose reply goes back to `id`.
-    pub fn remember_origin(&mut self, seq: u64, id: ReaderId) {
-        let Some(queue) = &mut self.queue else { return };
-        if !self.readers.contains_key(&id) {
-            return;
+    /// Message `seq`, about to be delivered, was written through the descriptor `origin`
+    /// names: in a queue it is a request, whose reply goes back there (a descriptor of this
+    /// mount was counted as waiting for it by `expect_reply`).
+    pub fn remember_origin(&mut self, seq: u64, origin: Origin) {
+        if let Some(queue) = &mut self.queue {
+            queue.origins.insert(seq, origin);
         }
-        queue.origins.insert(seq, id);
+    }
+
+    /// Reader `id`'s descriptor wrote a request: it reads its reply. False if the channel
+    /// is no queue, or `id` no reader.
+    pub fn expect_reply(&mut self, id: ReaderId) -> bool {
+        let Some(queue) = &mut self.queue else { return false };
+        if !self.readers.contains_key(&id) {
+            return false;
+        }
         queue.clients.entry(id).or_default().awaiting += 1;
+        true
+    }
+
+    /// Where a reply written through reader `id`'s descriptor goes upstream: the request it
+    /// holds came from another mount.
+    pub fn remote_requester(&self, id: ReaderId) -> Option<Arc<str>> {
+        match self.queue.as_ref()?.requester(id)? {
+            Origin::Away(address) => Some(address.clone()),
+            Origin::Here(_) => None,
+        }
     }
 
     /// A write of `message` through reader `id`'s descriptor, if it is a reply: the reader
@@ -74,20 +102,25 @@ impl Channel {
     /// closed (the write succeeds), and the wake-ups it owes are returned. None: it is no
     /// reply, to be published.
     pub fn reply(&mut self, id: ReaderId, message: &[u8], config: &GroupConfig) -> Option<Result<Wakeups>> {
-        let queue = self.queue.as_mut()?;
-        let client = queue.requester(id)?;
+        let Origin::Here(client) = *self.queue.as_ref()?.requester(id)? else { return None };
+        Some(self.queue_reply(client, message, config))
+    }
+
+    /// Queues `message` as a reply for reader `client`, or drops it if `client` closed.
+    pub fn queue_reply(&mut self, client: ReaderId, message: &[u8], config: &GroupConfig) -> Result<Wakeups> {
+        let Some(queue) = self.queue.as_mut() else { return Ok(Wakeups::default()) };
         match queue.clients.get_mut(&client).filter(|_| self.readers.contains_key(&client)) {
             Some(waiting) => {
                 let Some(charged) = self.memory.reserve(message.len() as u64) else {
-                    return Some(Err(Errno::ENOSPC));
+                    return Err(Errno::ENOSPC);
                 };
                 waiting.replies.push_back((Bytes::from(message.to_vec()), charged));
             }
             None => {
                 log::debug!("a reply of {} bytes dropped: its requester closed", message.len());
-                return Some(Ok(Wakeups::default()));
+                return Ok(Wakeups::default());
             }
         }
-        Some(Ok(self.serve_waiting(config)))
+        Ok(self.serve_waiting(config))
     }
 }
