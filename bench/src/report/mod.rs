@@ -8,6 +8,7 @@ mod disk;
 mod format;
 mod goals;
 pub mod machine;
+mod nats;
 mod prose;
 mod queues;
 mod sections;
@@ -103,7 +104,8 @@ fn document(ctx: &Context, results: &Results, goals: &[Goal], images: &[String])
                 "{}; {redis}; {}",
                 m.tee,
                 match &ctx.nats {
-                    Ok(version) => format!("nats-server {version} (Debian) with JetStream, loopback TCP"),
+                    Ok(version) =>
+                        format!("nats-server {version} with JetStream, async-nats 0.51, loopback TCP"),
                     Err(e) => format!("NATS {e}"),
                 }
             ),
@@ -127,7 +129,7 @@ fn document(ctx: &Context, results: &Results, goals: &[Goal], images: &[String])
     }
 
     out.push_str(
-        "## Goals\n\nThe targets of issues 7, 13 and 14, against this run's figures (they are not CI assertions).\n\n",
+        "## Goals\n\nThe targets of issues 7, 13, 14 and 15, against this run's figures (they are not CI assertions).\n\n",
     );
     let rows: Vec<Vec<String>> = goals
         .iter()
@@ -174,6 +176,9 @@ fn document(ctx: &Context, results: &Results, goals: &[Goal], images: &[String])
     }
     if let Some(q) = &results.queues {
         queues::section_queues(&mut out, q);
+    }
+    if let Some(n) = &results.nats {
+        nats::section_nats(&mut out, n, images);
     }
     prose::section_ceiling(&mut out, results);
     if !results.timings.is_empty() {

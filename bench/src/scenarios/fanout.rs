@@ -57,7 +57,7 @@ pub fn saturation(env: &Env, budget: &Budget) -> Grid<Fanout> {
     grid
 }
 
-fn flat_out(lab: &mut Lab, system: System, readers: usize, budget: &Budget) -> Cell<Fanout> {
+pub fn flat_out(lab: &mut Lab, system: System, readers: usize, budget: &Budget) -> Cell<Fanout> {
     let plumbing = lab.plumb(system, readers, SIZE)?;
     if system == System::Ceiling {
         let rates = run_ceiling(&plumbing, readers, 0, SIZE, budget.run)?;
@@ -106,7 +106,7 @@ pub fn paced(env: &Env, budget: &Budget) -> Grid<Latency> {
     grid
 }
 
-fn at_rate(lab: &mut Lab, system: System, readers: usize, rate: u64, budget: &Budget) -> Cell<Latency> {
+pub fn at_rate(lab: &mut Lab, system: System, readers: usize, rate: u64, budget: &Budget) -> Cell<Latency> {
     let plumbing = lab.plumb(system, readers, SIZE)?;
     let count = (rate as f64 * budget.paced.as_secs_f64()).ceil() as u64;
     let run = StreamRun {

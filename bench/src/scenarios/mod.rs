@@ -7,6 +7,7 @@ pub mod durable;
 pub mod fanout;
 pub mod latency;
 pub mod memory;
+pub mod nats;
 pub mod queues;
 pub mod startup;
 pub mod throughput;

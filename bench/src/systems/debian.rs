@@ -1,15 +1,20 @@
 //! Peers from Debian's packages: find a server binary on PATH, or with `--install` apt-get
-//! its package first.
+//! its package first (nats-server comes from pip instead: see `nats`).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-fn which(name: &str) -> Option<PathBuf> {
+/// Where a program `name` may be, in the order to try: PATH, then the usual directories.
+pub fn candidates(name: &str) -> impl Iterator<Item = PathBuf> {
     let path = std::env::var("PATH").unwrap_or_default();
-    path.split(':')
-        .chain(["/usr/bin", "/usr/sbin", "/usr/local/bin"])
-        .map(|dir| Path::new(dir).join(name))
-        .find(|candidate| candidate.is_file())
+    let dirs: Vec<String> = path.split(':').map(str::to_string).collect();
+    dirs.into_iter()
+        .chain(["/usr/bin", "/usr/sbin", "/usr/local/bin"].map(String::from))
+        .map(move |dir| Path::new(&dir).join(name))
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    candidates(name).find(|candidate| candidate.is_file())
 }
 
 /// The `binary` of Debian's `package`; with `install`, the package is installed if it is

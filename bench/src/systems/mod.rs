@@ -41,8 +41,13 @@ pub enum System {
     RedisAlways,
     /// The same with `appendfsync everysec`.
     RedisEverysec,
-    /// NATS JetStream, file storage, publishes acknowledged.
+    /// NATS JetStream, file storage, publishes acknowledged (async-nats); read through an
+    /// ordered consumer per reader.
     Jetstream,
+    /// Two mqfs mounts of one NATS server: written on one, read on the other.
+    MqfsNats,
+    /// Core NATS pub/sub (async-nats), no persistence, publishes not acknowledged.
+    NatsCore,
 }
 
 impl System {
@@ -61,6 +66,8 @@ impl System {
             System::RedisAlways => "Redis AOF always",
             System::RedisEverysec => "Redis AOF everysec",
             System::Jetstream => "NATS JetStream",
+            System::MqfsNats => "mqfs on NATS",
+            System::NatsCore => "NATS core",
         }
     }
 
@@ -80,10 +87,12 @@ impl System {
             System::RedisAlways => "redis-always",
             System::RedisEverysec => "redis-everysec",
             System::Jetstream => "jetstream",
+            System::MqfsNats => "mqfs-nats",
+            System::NatsCore => "nats-core",
         }
     }
 
-    pub const ALL: [System; 13] = [
+    pub const ALL: [System; 15] = [
         System::Ceiling,
         System::Mqfs,
         System::MqfsCoalesce,
@@ -97,6 +106,8 @@ impl System {
         System::RedisAlways,
         System::RedisEverysec,
         System::Jetstream,
+        System::MqfsNats,
+        System::NatsCore,
     ];
 
     pub fn color(self) -> &'static str {
@@ -114,6 +125,8 @@ impl System {
             System::RedisAlways => "#5e3c33",
             System::RedisEverysec => "#c49c94",
             System::Jetstream => "#393b79",
+            System::MqfsNats => "#ad494a",
+            System::NatsCore => "#6b6ecf",
         }
     }
 }
@@ -237,6 +250,18 @@ fn await_server(name: &str, addr: &str, log: &Path, ready: impl Fn(&str) -> bool
     Ok(())
 }
 
+/// Waits up to `wait` until `path` exists (made on another mount of the same tree).
+fn appears(path: &Path, wait: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + wait;
+    while !path.exists() {
+        if Instant::now() > deadline {
+            return Err(format!("{} did not show within {wait:?}", path.display()));
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(())
+}
+
 /// "ext4 (/dev/vda)": the file system holding `path`, as findmnt names it.
 fn file_system(path: &Path) -> String {
     let out =
@@ -299,6 +324,8 @@ pub struct Lab<'e> {
     ceiling: Option<ceiling::CeilingMount>,
     redis: Vec<(redis::Persistence, redis::RedisServer)>,
     nats: Option<nats::NatsServer>,
+    /// Mounts A and B of that server (one tree), or why there are none.
+    mqfs_nats: Option<Result<(mqfs::MqfsMount, mqfs::MqfsMount), String>>,
     next: usize,
 }
 
@@ -319,6 +346,7 @@ impl<'e> Lab<'e> {
             ceiling: None,
             redis: Vec::new(),
             nats: None,
+            mqfs_nats: None,
             next: 0,
         }
     }
@@ -395,6 +423,27 @@ impl<'e> Lab<'e> {
             self.nats = Some(nats::NatsServer::start(&bin, &dir)?);
         }
         Ok(self.nats.as_ref().expect("just started"))
+    }
+
+    /// Mounts A and B of the lab's nats-server, both `-o prefix=bench_TAG`: one tree. Tried
+    /// once; an mqfs that takes `nats://` for a store directory has no NATS mount: "not measured".
+    fn mqfs_nats(&mut self) -> Result<&(mqfs::MqfsMount, mqfs::MqfsMount), String> {
+        if self.mqfs_nats.is_none() {
+            let mounts = self.nats().map(|server| format!("nats://{}", server.addr)).and_then(|url| {
+                let options = [self.mqfs_options.clone(), format!("prefix=bench_{}", self.tag)]
+                    .into_iter()
+                    .filter(|o| !o.is_empty())
+                    .collect::<Vec<_>>()
+                    .join(",");
+                let mount = |side: &str| {
+                    let name = format!("{}-mqfs-nats-{side}", self.tag);
+                    mqfs::MqfsMount::start_nats(&self.env.mqfs_bin, &self.env.work, &name, &options, &url)
+                };
+                Ok((mount("a")?, mount("b")?))
+            });
+            self.mqfs_nats = Some(mounts);
+        }
+        self.mqfs_nats.as_ref().expect("just tried").as_ref().map_err(String::clone)
     }
 
     /// A fresh stream of a `deliver one` group (a queue: each message to one reader) on the
@@ -527,12 +576,32 @@ impl<'e> Lab<'e> {
                 let pid = server.pid();
                 plain(endpoint.clone(), endpoint, size, Some(pid), vec![])
             }
-            System::Jetstream => {
+            System::Jetstream | System::NatsCore => {
                 let server = self.nats()?;
-                server.create_stream(&name)?;
-                let endpoint = Endpoint::Jetstream { addr: server.addr.clone(), subject: name };
+                let addr = server.addr.clone();
+                let endpoint = if system == System::Jetstream {
+                    server.create_stream(&name)?;
+                    Endpoint::Jetstream { addr, subject: name }
+                } else {
+                    Endpoint::Nats { addr, subject: name }
+                };
                 let pid = server.pid();
                 plain(endpoint.clone(), endpoint, size, Some(pid), vec![])
+            }
+            System::MqfsNats => {
+                let (a, b) = self.mqfs_nats()?;
+                let stream = a.group("nats", "")?.join(&name);
+                std::fs::File::create(&stream).map_err(|e| format!("{}: {e}", stream.display()))?;
+                let there = b.root().join("nats").join(&name);
+                appears(&there, Duration::from_secs(10))?;
+                Plumbing {
+                    writer: Endpoint::File(stream.clone()),
+                    reader: Endpoint::File(there),
+                    read_buf: size,
+                    server: Some(b.pid()),
+                    helper: None,
+                    remove: vec![stream],
+                }
             }
         })
     }
@@ -540,7 +609,13 @@ impl<'e> Lab<'e> {
 
 impl Drop for Lab<'_> {
     fn drop(&mut self) {
-        for mqfs in [self.mqfs.take(), self.mqfs_disk.take().and_then(Result::ok)].into_iter().flatten() {
+        let (a, b) = match self.mqfs_nats.take() {
+            Some(Ok((a, b))) => (Some(a), Some(b)),
+            _ => (None, None),
+        };
+        // Before the lab's fields drop: the NATS mounts unmount while their server still runs.
+        for mqfs in [self.mqfs.take(), self.mqfs_disk.take().and_then(Result::ok), a, b].into_iter().flatten()
+        {
             mqfs.stop_and_show_log(&self.tag);
         }
     }

@@ -1,7 +1,9 @@
 //! mqfs itself: the release binary built by cargo, mounted on a fresh directory as
-//! `mqfs DIR -f -o memory=8G[,OPTIONS]` (in memory) or `mqfs STORE DIR ...` (disk-backed,
-//! its store in the directory STORE), with helpers to make groups and read ctl counters.
+//! `mqfs DIR -f -o memory=8G[,OPTIONS]` (in memory), `mqfs STORE DIR ...` (disk-backed,
+//! its store in the directory STORE) or `mqfs nats://HOST:PORT DIR ...` (its tree shared
+//! through NATS JetStream with every mount of that server and prefix), with helpers to make groups and read ctl counters.
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -11,11 +13,20 @@ use super::fuse_mount::FuseMount;
 pub fn build(workspace: &Path) -> Result<PathBuf, String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     eprintln!("mqfs-bench: cargo build --release -p mqfs");
-    let status = Command::new(&cargo)
-        .args(["build", "--release", "-p", "mqfs", "--bin", "mqfs"])
-        .current_dir(workspace)
-        .status()
-        .map_err(|e| format!("cannot run {cargo}: {e}"))?;
+    let mut command = Command::new(&cargo);
+    command.args(["build", "--release", "-p", "mqfs", "--bin", "mqfs"]).current_dir(workspace);
+    // What `cargo run` told the bench about itself: build scripts that watch these (ring's
+    // does) would see them change and rebuild, here and again in the next `cargo run`.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_CRATE_", "CARGO_BIN_", "CARGO_PRIMARY_"]
+            .iter()
+            .any(|prefix| key.starts_with(prefix))
+        {
+            command.env_remove(&*key);
+        }
+    }
+    let status = command.status().map_err(|e| format!("cannot run {cargo}: {e}"))?;
     if !status.success() {
         return Err(format!("cargo build --release -p mqfs failed ({status})"));
     }
@@ -40,6 +51,38 @@ impl MqfsMount {
         options: &str,
         store: Option<&Path>,
     ) -> Result<MqfsMount, String> {
+        let mount = MqfsMount::spawn(bin, work, name, options, store.map(Path::as_os_str))?;
+        if store.is_some() {
+            mount.check_disk()?;
+        }
+        Ok(mount)
+    }
+
+    /// Mounts `url` (`nats://HOST:PORT`) on `work/name` as [`MqfsMount::start`] does. An mqfs
+    /// without NATS mounts takes the URL for a store directory and refuses it: "not measured".
+    pub fn start_nats(
+        bin: &Path,
+        work: &Path,
+        name: &str,
+        options: &str,
+        url: &str,
+    ) -> Result<MqfsMount, String> {
+        MqfsMount::spawn(bin, work, name, options, Some(url.as_ref())).map_err(|e| {
+            if e.contains("existing directory") {
+                format!("not measured: this mqfs has no NATS mount ({e})")
+            } else {
+                e
+            }
+        })
+    }
+
+    fn spawn(
+        bin: &Path,
+        work: &Path,
+        name: &str,
+        options: &str,
+        source: Option<&OsStr>,
+    ) -> Result<MqfsMount, String> {
         let mountpoint = work.join(name);
         std::fs::create_dir(&mountpoint).map_err(|e| format!("{}: {e}", mountpoint.display()))?;
         let mut all = "memory=8G".to_string();
@@ -47,13 +90,9 @@ impl MqfsMount {
             all = format!("{all},{options}");
         }
         let mut command = Command::new(bin);
-        command.args(store).arg(&mountpoint).arg("-f").arg("-o").arg(all);
+        command.args(source).arg(&mountpoint).arg("-f").arg("-o").arg(all);
         let log = work.join(format!("{name}.log"));
-        let mount = MqfsMount { mount: FuseMount::start("mqfs", command, &mountpoint, &log)? };
-        if store.is_some() {
-            mount.check_disk()?;
-        }
-        Ok(mount)
+        Ok(MqfsMount { mount: FuseMount::start("mqfs", command, &mountpoint, &log)? })
     }
 
     /// A disk-backed mount's groups default to `store disk`. An mqfs without a disk store
