@@ -280,7 +280,9 @@ impl Upstream for Nats {
     fn reading(&self, group: Ino) {
         let Ok((link, runtime)) = self.connected() else { return };
         let Some(engine) = link.engine.upgrade() else { return };
-        let subscribing = tokio::time::timeout(self.options.timeout, groups::read(link, &engine, group));
+        // (The timer is made in the runtime: this is a FUSE worker thread.)
+        let subscribing =
+            async { tokio::time::timeout(self.options.timeout, groups::read(link, &engine, group)).await };
         match runtime.block_on(subscribing) {
             Ok(Ok(())) => {}
             Ok(Err(error)) => log::warn!("a reader opened, but its messages cannot come here: {error}"),
@@ -307,7 +309,7 @@ impl Upstream for Nats {
             link.queues.hand_back().await;
             let _ = link.client.flush().await;
         };
-        if runtime.block_on(tokio::time::timeout(CLOSE_TIMEOUT, owed)).is_err() {
+        if runtime.block_on(async { tokio::time::timeout(CLOSE_TIMEOUT, owed).await }).is_err() {
             log::warn!("the servers did not take what this mount owed them within {CLOSE_TIMEOUT:?}");
         }
     }
