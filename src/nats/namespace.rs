@@ -21,6 +21,9 @@ use super::follow::{Delivery, Start, follow};
 use super::{groups, publish};
 use crate::engine::{Errno, GroupConfig, Op, ROOT, ctl};
 
+/// How long one try to make the namespace stream may take.
+const TRY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The header naming a change's issuer and number: its issuer waits for it by that.
 const ID: &str = "Mq-Op";
 
@@ -46,13 +49,25 @@ pub async fn start(link: &Arc<Link>, root: GroupConfig) -> Result<(), String> {
     let name = link.names.namespace_stream();
     let config = stream_config(link);
     let cannot = |e: &dyn std::fmt::Display| format!("namespace stream {name}: {e}");
-    let mut stream = link.js.get_or_create_stream(config.clone()).await.map_err(|e| cannot(&e))?;
+    // A new cluster may not take it at once (no meta leader yet, or one busy making the same
+    // stream for another mount starting): again, until the timeout.
+    // (Seen: a create of an R3 stream two mounts made at once timing out.) Each try is given
+    // a second, which JetStream takes far less than when it answers at all.
+    let deadline = tokio::time::Instant::now() + link.timeout;
+    let mut stream = loop {
+        let making = tokio::time::timeout(TRY, link.js.get_or_create_stream(config.clone())).await;
+        match making.map_err(|_| "no answer".to_string()).and_then(|made| made.map_err(|e| e.to_string())) {
+            Ok(stream) => break stream,
+            Err(e) if tokio::time::Instant::now() < deadline => log::info!("{}; again", cannot(&e)),
+            Err(e) => return Err(cannot(&e)),
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     if stream.info().await.map_err(|e| cannot(&e))?.state.last_sequence == 0 {
         // Only the first: a mount starting at the same time may have made it.
         let text = ctl::render_config(&root).into_bytes();
         let op = Op::Ctl { group: ROOT, uid: 0, text };
         let first = Publish::build().payload(encode(&op).into()).expected_last_sequence(0);
-        let deadline = tokio::time::Instant::now() + link.timeout;
         let subject = link.names.namespace_subject();
         match publish::acknowledged(&link.js, subject, first, &config, deadline, || false).await {
             // EEXIST: another mount's first change came first.

@@ -335,6 +335,8 @@ impl Mount {
         thread::spawn(move || tx.send(fs::metadata(root).map(drop)));
         let served = rx.recv_timeout(nats::READY_TIMEOUT);
         if !matches!(served, Ok(Ok(()))) {
+            // A daemon that gave up says why as it exits, after the mount is gone.
+            poll_until(Duration::from_secs(5), || matches!(proc_state(mount.pid()), None | Some('Z')));
             mount.log_reported = true;
             panic!(
                 "mqfs did not serve {} within {:?} ({served:?}); daemon log:\n{}",

@@ -205,6 +205,13 @@ impl NatsServer {
 
     /// Starts the process and learns its ports, without waiting for JetStream.
     fn spawn(&mut self) {
+        if let Err(why) = self.try_spawn() {
+            panic!("{why}");
+        }
+    }
+
+    /// As `spawn`, saying why the server did not start.
+    fn try_spawn(&mut self) -> Result<(), String> {
         assert!(self.child.is_none(), "{} is already running", self.name);
         let conf = self.dir.join("server.conf");
         fs::write(&conf, self.config()).expect("write server.conf");
@@ -244,13 +251,14 @@ impl NatsServer {
             Some(found) => {
                 assert!(self.ports.is_none_or(|p| p == found), "{} came back on other ports", self.name);
                 self.ports = Some(found);
+                Ok(())
             }
-            None => panic!(
+            None => Err(format!(
                 "nats-server {} {}; its log:\n{}",
                 self.name,
                 if listening { "exited at start" } else { "wrote no ports file in time" },
                 self.log()
-            ),
+            )),
         }
     }
 
@@ -350,6 +358,28 @@ pub struct NatsCluster {
 impl NatsCluster {
     /// Starts three nodes and waits until every one is healthy and JetStream has a meta leader.
     pub fn new() -> NatsCluster {
+        // The route ports are free when picked, but another test may take one before its node
+        // binds it (then that node exits at start): three tries, each with new ports.
+        let mut tries = 0;
+        let nodes = loop {
+            tries += 1;
+            match NatsCluster::spawn_nodes() {
+                Ok(nodes) => break nodes,
+                Err(why) if tries < 3 => eprintln!("a cluster did not start ({why}); again"),
+                Err(why) => panic!("{why}"),
+            }
+        };
+        let mut cluster = NatsCluster { nodes };
+        for i in 0..3 {
+            cluster.nodes[i].wait_healthy();
+        }
+        cluster.wait_meta_leader();
+        cluster
+    }
+
+    /// Three nodes routed to each other, started (all three before any is waited for: a meta
+    /// leader needs two of them).
+    fn spawn_nodes() -> Result<Vec<NatsServer>, String> {
         let route_ports = free_ports(3);
         let cluster = unique_name("c");
         let mut nodes: Vec<NatsServer> = (0..3)
@@ -361,16 +391,10 @@ impl NatsCluster {
                 )
             })
             .collect();
-        // All three start before any is waited for: a meta leader needs two of them.
         for node in &mut nodes {
-            node.spawn();
+            node.try_spawn()?;
         }
-        let mut cluster = NatsCluster { nodes };
-        for i in 0..3 {
-            cluster.nodes[i].wait_healthy();
-        }
-        cluster.wait_meta_leader();
-        cluster
+        Ok(nodes)
     }
 
     /// `nats://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3`, the mount's source for the cluster.
