@@ -162,6 +162,33 @@ fn a_write_on_one_mount_reaches_every_reader_on_every_mount_once_in_order() {
     }
 }
 
+/// How many consumers JetStream has on stream `name` of the server at `port`.
+fn consumers(port: u16, name: &str) -> usize {
+    let info = request(port, &format!("$JS.API.STREAM.INFO.{name}"), "", Duration::from_secs(5));
+    let field = "\"consumer_count\":";
+    let at = info.find(field).unwrap_or_else(|| panic!("no consumer count in {info}")) + field.len();
+    info[at..].chars().take_while(char::is_ascii_digit).collect::<String>().parse().expect("a count")
+}
+
+#[test]
+fn a_mount_subscribes_once_to_a_group_it_reads_and_not_to_one_it_only_writes() {
+    let server = NatsServer::new();
+    let (prefix, m) = hosts(&server.url(), 2, "");
+    let (a, b) = (&m[0], &m[1]);
+    fs::create_dir(a.join("g")).unwrap();
+    run_ok("touch g/s", &a.path);
+    wait_until("g/s on B", SOON, || b.join("g/s").exists());
+    let stream = format!("{prefix}_g{}", fs::metadata(a.join("g")).unwrap().ino());
+    write_ok(&a.join("g/s"), "unread\n");
+    assert_eq!(consumers(server.client_port(), &stream), 0, "a mount that only writes subscribes to nothing");
+    let readers = [reader(&b.join("g/s")), reader(&b.join("g/s")), reader(&b.join("g/order"))];
+    write_ok(&a.join("g/s"), "read\n");
+    expect_output(&readers[0], "read\n", "the first reader on B");
+    expect_output(&readers[1], "read\n", "the second reader on B");
+    expect_output(&readers[2], "s\n", "order on B");
+    assert_eq!(consumers(server.client_port(), &stream), 1, "three readers on B, one subscription");
+}
+
 #[test]
 fn namespace_changes_show_on_the_other_mount_within_a_second() {
     let server = NatsServer::new();

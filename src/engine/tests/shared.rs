@@ -28,6 +28,8 @@ struct Fake {
     pending: Mutex<VecDeque<WriteCallback>>,
     replies: Mutex<Vec<(Arc<str>, Vec<u8>)>>,
     wanted: Mutex<Vec<Ino>>,
+    /// The groups a reader opened a file of, in order.
+    read: Mutex<Vec<Ino>>,
     settled: Arc<Mutex<Vec<(Ino, Stamp, Settled)>>>,
 }
 
@@ -83,6 +85,10 @@ impl Upstream for Fake {
 
     fn wants(&self, stream: Ino) {
         self.wanted.lock().unwrap().push(stream);
+    }
+
+    fn reading(&self, group: Ino) {
+        self.read.lock().unwrap().push(group);
     }
 
     fn settler(&self, stream: Ino) -> Settle {
@@ -243,6 +249,9 @@ fn a_write_is_published_upstream_and_read_only_once_delivered_back() {
     let readers = [open_reader(&e, s), open_reader(&e, s)];
     let order = open_reader(&e, order_ino(&e, g));
     let w = open_writer(&e, s);
+    // Each open for reading, of a stream or `order`, asks for the group's messages; the
+    // writer's does not.
+    assert_eq!(*fake.read.lock().unwrap(), [g, g, g]);
     let slot = write_as(&e, w, b"hello", (42, 7, 8));
     assert_eq!(write_outcome(&slot), None, "answered by the upstream's callback");
     let sent = fake.take_published();
