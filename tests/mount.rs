@@ -399,6 +399,35 @@ fn drop_privileges_serves_the_descriptor_mount_fuse3_passes() {
 // ---------------------------------------------------------------------------
 
 #[test]
+fn a_nats_source_mounts_with_mount_t_fuse_mqfs_and_from_an_fstab_line_with_netdev() {
+    installed();
+    if !need("mount.fuse3", "fuse3") {
+        return;
+    }
+    let server = common::nats::NatsServer::new();
+    let mut dirs = Dirs::new();
+    let (by_type, by_fstab) = (dirs.dir("by-type"), dirs.dir("by-fstab"));
+    let (source, prefix) = (server.url(), common::unique_name("m"));
+    ok(Command::new("/usr/bin/mount")
+        .args(["-t", "fuse.mqfs", &source, s(&by_type), "-o", &format!("prefix={prefix}")])
+        .env_clear());
+    let line = format!("{source} {} fuse.mqfs _netdev,prefix={prefix} 0 0\n", s(&by_fstab));
+    let fstab = dirs.file("fstab", &line);
+    ok(Command::new("mount").args(["-T", s(&fstab)]).arg(&by_fstab));
+    for dir in [&by_type, &by_fstab] {
+        let info = mount_of(dir);
+        assert_eq!((info.fs_type.as_str(), info.source.as_str()), ("fuse.mqfs", source.as_str()));
+    }
+    // One tree: what one makes, the other shows.
+    std::fs::create_dir(by_type.join("g")).unwrap();
+    wait_until("g on the fstab mount", Duration::from_secs(1), || by_fstab.join("g").is_dir());
+    let (type_pid, _) = daemon_for(&by_type);
+    let (fstab_pid, _) = daemon_for(&by_fstab);
+    umount_ends(&by_type, type_pid);
+    umount_ends(&by_fstab, fstab_pid);
+}
+
+#[test]
 fn fstab_entries_mount_with_mount_a_and_mount_dir_and_end_with_umount() {
     installed();
     if !need("mount.fuse3", "fuse3") {
