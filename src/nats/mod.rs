@@ -26,7 +26,6 @@ use async_nats::{Client, ConnectOptions, Event, jetstream};
 use parking_lot::Mutex;
 use tokio::runtime::Runtime;
 use tokio::sync::{oneshot, watch};
-use tokio::task::JoinHandle;
 
 use names::Names;
 pub use names::check_prefix;
@@ -115,7 +114,6 @@ pub(crate) struct Link {
     mount: String,
     groups: groups::Groups,
     queues: queues::Queues,
-    tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Nats {
@@ -132,7 +130,8 @@ impl Nats {
     }
 
     /// Connects, makes the namespace stream if it is new, applies every change it holds to
-    /// `engine` and follows every group; returns once the engine has the shared tree.
+    /// `engine`, and returns once the engine has the shared tree (its groups are followed as
+    /// readers open their files: `Upstream::reading`).
     pub fn start(&self, engine: &Arc<Engine>) -> std::result::Result<(), String> {
         // One worker: a write's publish, the connection's socket and the acknowledgement then
         // meet on one thread (measured: 3 context switches a write with two workers, 2 with
@@ -179,13 +178,12 @@ impl Nats {
             mount: self.mount.clone(),
             groups: groups::Groups::default(),
             queues: queues::Queues::default(),
-            tasks: Mutex::default(),
         });
         let root = engine.groups().into_iter().find(|(ino, _)| *ino == ROOT).map(|(_, config)| config);
         runtime.block_on(namespace::start(&link, root.unwrap_or_default()))?;
         let replies = runtime.block_on(link.client.subscribe(self.names.reply_subject(&self.mount)));
         let replies = replies.map_err(|e| format!("cannot subscribe to this mount's replies: {e}"))?;
-        link.tasks.lock().push(runtime.spawn(receive_replies(link.clone(), replies)));
+        runtime.spawn(receive_replies(link.clone(), replies));
         let _ = self.link.set(link);
         let _ = self.runtime.set(runtime);
         Ok(())

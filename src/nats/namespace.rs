@@ -76,16 +76,15 @@ pub async fn start(link: &Arc<Link>, root: GroupConfig) -> Result<(), String> {
         }
     }
     let last = stream.info().await.map_err(|e| cannot(&e))?.state.last_sequence;
-    let (deliveries, task) = follow(
+    // Both run for as long as the mount: the changes are read and applied until it ends.
+    let (deliveries, _reading) = follow(
         link.js.clone(),
         name.clone(),
         link.names.namespace_subject(),
         Start::All,
         link.reconnected.clone(),
     );
-    link.tasks.lock().push(task);
-    let applier = tokio::spawn(apply(link.clone(), deliveries, last));
-    link.tasks.lock().push(applier);
+    tokio::spawn(apply(link.clone(), deliveries, last));
     let mut applied = link.namespace_applied.subscribe();
     let replayed = tokio::time::timeout(link.timeout * 6, applied.wait_for(|&seq| seq >= last));
     match replayed.await {
