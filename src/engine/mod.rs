@@ -41,7 +41,7 @@ use saving::Saving;
 use stream::{Author, WriteWaiter};
 pub use tree::{Attr, Caller, Entry, Ino, Kind, ROOT, SetAttr};
 use tree::{Special, Tree};
-pub use upstream::{Op, Outgoing, Uplink, Upstream};
+pub use upstream::{Op, Outgoing, Uplink, Upstream, Via};
 
 use crate::storage::{Catalogue, Stamp, Store};
 

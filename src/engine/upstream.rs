@@ -119,6 +119,14 @@ pub trait Upstream: Send + Sync {
     fn refuses(&self, config: &GroupConfig) -> Option<String>;
 }
 
+/// How an upstream's message reached this mount: with every message of its group, or as
+/// the one a `deliver one` stream's reader asked for (`Upstream::wants`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Via {
+    Group,
+    Queue,
+}
+
 /// A stream's way upstream: what its writes are published to.
 #[derive(Clone)]
 pub struct Uplink {
@@ -168,16 +176,21 @@ impl Engine {
     }
 
     /// Commits a message the upstream delivered to stream `ino` (gone here: ENOENT), with the
-    /// stamp its writer's mount gave it and its place in the group's order.
-    /// A request carries where its reply goes (`origin`).
+    /// stamp its writer's mount gave it and its place in the group's order. A request carries
+    /// where its reply goes (`origin`). Through its group (`Via::Group`) a shared queue's
+    /// message is not this mount's: it comes through the queue's own delivery, if at all.
     pub fn deliver_remote(
         &self,
         ino: Ino,
         message: Vec<u8>,
         stamp: Stamp,
         origin: Option<Origin>,
+        via: Via,
     ) -> Result<()> {
         let stream = self.tree.read().stream(ino)?.clone();
+        if via == Via::Group && stream.is_shared_queue() {
+            return Ok(());
+        }
         stream.deliver_remote(Message::Owned(message), stamp, origin)
     }
 
@@ -196,12 +209,6 @@ impl Engine {
     /// The group stream `ino` is in (its home's).
     pub fn group_of(&self, ino: Ino) -> Result<Ino> {
         self.tree.read().home_group(ino)
-    }
-
-    /// Whether stream `ino` is a queue the upstream feeds on demand (see `Upstream::wants`),
-    /// rather than with every message.
-    pub fn is_shared_queue(&self, ino: Ino) -> bool {
-        self.tree.read().stream(ino).is_ok_and(|stream| stream.is_shared_queue())
     }
 
     /// How many messages the readers of queue `ino` wait for beyond those it has (None: no

@@ -21,7 +21,7 @@ use super::follow::{Delivery, Start, follow};
 use super::names::Names;
 use super::publish;
 use crate::engine::config::{Depth, Replay};
-use crate::engine::{Engine, Errno, GroupConfig, Ino};
+use crate::engine::{Engine, Errno, GroupConfig, Ino, Via};
 
 /// The groups this mount knows and those it follows.
 #[derive(Default)]
@@ -247,11 +247,11 @@ async fn commit(link: Arc<Link>, mut deliveries: mpsc::Receiver<Delivery>, recei
             return;
         }
         let Some(engine) = link.engine.upgrade() else { return };
-        // A queue's messages come through its own consumer (`queues.rs`).
-        if let Some(file) = Names::file_of(&message.subject).filter(|&file| !engine.is_shared_queue(file)) {
+        // (A queue's messages come through its own consumer, `queues.rs`.)
+        if let Some(file) = Names::file_of(&message.subject) {
             let stamp = publish::stamp_of(headers, seq);
             let origin = publish::origin(headers, &link.mount);
-            match engine.deliver_remote(file, message.payload.to_vec(), stamp, origin) {
+            match engine.deliver_remote(file, message.payload.to_vec(), stamp, origin, Via::Group) {
                 Ok(()) | Err(Errno::ENOENT) => {} // a file removed since
                 Err(errno) => log::warn!("message {seq} of {}: not kept here: {errno}", message.subject),
             }

@@ -216,8 +216,8 @@ impl Upstream for Nats {
             let deadline = tokio::time::Instant::now() + self.options.timeout;
             let ordered = async {
                 let subject = self.names.namespace_subject();
-                let config = namespace::stream_config(link);
-                publish::acknowledged(&link.js, subject, change, &config, deadline, || false).await?;
+                let missing = || Ok(namespace::stream_config(link));
+                publish::acknowledged(&link.js, subject, change, deadline, missing).await?;
                 rx.await.map_err(|_| Errno::EIO)?
             };
             tokio::time::timeout_at(deadline, ordered).await.unwrap_or(Err(Errno::ETIMEDOUT))
@@ -242,17 +242,21 @@ impl Upstream for Nats {
         let subject = self.names.file_subject(group, message.stream);
         let headers = publish::headers(&message, *link.namespace_applied.borrow(), &self.mount);
         let id = format!("{}-{}", self.mount, self.next_op.fetch_add(1, Ordering::Relaxed));
-        let config =
-            engine.sources(group).first().map(|(_, config)| groups::stream_config(link, group, config));
         let link = link.clone();
         runtime.spawn(async move {
             let sent = Publish::build().payload(message.message.into()).headers(headers).message_id(id);
             let deadline = tokio::time::Instant::now() + link.timeout;
-            let gone =
-                || link.engine.upgrade().is_none_or(|engine| engine.group_of(message.stream) != Ok(group));
+            // The group's stream to make, if the file is still in the group.
+            let missing = || {
+                let engine = link.engine.upgrade().ok_or(Errno::ENOENT)?;
+                if engine.group_of(message.stream) != Ok(group) {
+                    return Err(Errno::ENOENT);
+                }
+                let (_, config) = *engine.sources(group).first().ok_or(Errno::ENOENT)?;
+                Ok(groups::stream_config(&link, group, &config))
+            };
             let outcome = async {
-                let config = config.ok_or(Errno::ENOENT)?;
-                let ack = publish::acknowledged(&link.js, subject, sent, &config, deadline, gone).await?;
+                let ack = publish::acknowledged(&link.js, subject, sent, deadline, missing).await?;
                 link.groups.received(group, ack.sequence, link.timeout).await;
                 Ok(())
             };

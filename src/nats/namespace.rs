@@ -69,7 +69,7 @@ pub async fn start(link: &Arc<Link>, root: GroupConfig) -> Result<(), String> {
         let op = Op::Ctl { group: ROOT, uid: 0, text };
         let first = Publish::build().payload(encode(&op).into()).expected_last_sequence(0);
         let subject = link.names.namespace_subject();
-        match publish::acknowledged(&link.js, subject, first, &config, deadline, || false).await {
+        match publish::acknowledged(&link.js, subject, first, deadline, || Ok(config.clone())).await {
             // EEXIST: another mount's first change came first.
             Ok(_) | Err(Errno::EEXIST) => {}
             Err(errno) => return Err(cannot(&errno)),

@@ -89,17 +89,17 @@ pub fn stamp_of(headers: Option<&HeaderMap>, seq: u64) -> Stamp {
 }
 
 /// Publishes `message` to a stream and returns JetStream's acknowledgement. While the stream
-/// answers "no responders" (a cluster electing its leader, or a stream whose making failed
-/// and is made again here from `config`), it publishes again, with the same message id (so
-/// JetStream keeps one copy), until `deadline`: then ETIMEDOUT. `gone` tells a stream that
-/// is missing because its group was removed: ENOENT at once.
+/// answers "no responders" (a cluster electing its leader, or a stream whose making failed),
+/// it makes the stream from what `missing` gives and publishes again, with the same message
+/// id (so JetStream keeps one copy), until `deadline`: then ETIMEDOUT. `missing` is asked
+/// only then: the stream's configuration, or why there is no stream to make (ENOENT: its
+/// group was removed).
 pub async fn acknowledged(
     js: &Context,
     subject: String,
     message: PublishMessage,
-    config: &Config,
     deadline: Instant,
-    gone: impl Fn() -> bool,
+    missing: impl Fn() -> Result<Config, Errno>,
 ) -> Result<PublishAck, Errno> {
     let mut backoff = Duration::from_millis(20);
     loop {
@@ -110,15 +110,13 @@ pub async fn acknowledged(
         match outcome {
             Ok(ack) => return Ok(ack),
             Err(error) if error.kind() == PublishErrorKind::StreamNotFound => {
-                if gone() {
-                    return Err(Errno::ENOENT);
-                }
+                let config = missing()?;
                 if Instant::now() + backoff >= deadline {
                     return Err(Errno::ETIMEDOUT);
                 }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_millis(500));
-                let _ = js.get_or_create_stream(config.clone()).await;
+                let _ = js.get_or_create_stream(config).await;
             }
             Err(error) => return Err(errno_of(&error)),
         }

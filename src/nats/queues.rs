@@ -21,7 +21,7 @@ use tokio::sync::Notify;
 
 use super::Link;
 use super::publish;
-use crate::engine::{Engine, GroupConfig, Ino, Settle, Settled};
+use crate::engine::{Engine, GroupConfig, Ino, Settle, Settled, Via};
 
 /// How long a pull waits for a message before it asks again.
 const PULL_EXPIRES: Duration = Duration::from_secs(1);
@@ -149,7 +149,7 @@ async fn fetch(
         let payload = message.payload.to_vec();
         let origin = publish::origin(message.headers.as_ref(), mount);
         puller.unsettled.lock().insert(seq, message);
-        if let Err(errno) = engine.deliver_remote(file, payload, stamp, origin) {
+        if let Err(errno) = engine.deliver_remote(file, payload, stamp, origin, Via::Queue) {
             log::warn!("queue {file}: message {seq} not kept here ({errno}): handed back");
             let handed_back = puller.unsettled.lock().remove(&seq);
             if let Some(message) = handed_back {

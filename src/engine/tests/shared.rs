@@ -267,7 +267,7 @@ fn a_write_is_published_upstream_and_read_only_once_delivered_back() {
     expect_errno(&e, order, Errno::EAGAIN);
     assert_eq!(size(&e, s), 0, "nothing appended here");
     let stamp = Stamp { pid: 42, uid: 7, gid: 8, ..remote_stamp(1) };
-    e.deliver_remote(s, b"hello".to_vec(), stamp, None).expect("delivered");
+    e.deliver_remote(s, b"hello".to_vec(), stamp, None, Via::Group).expect("delivered");
     fake.answer(Ok(()));
     assert_eq!(write_outcome(&slot), Some(Ok(())));
     for fh in readers {
@@ -297,14 +297,16 @@ fn shared_queue(e: &Engine) -> Ino {
 fn a_shared_queue_asks_for_what_its_readers_wait_for_and_settles_upstream() {
     let (e, fake) = shared_engine();
     let q = shared_queue(&e);
-    assert!(e.is_shared_queue(q));
     // One reader holds half a message: it waits for nothing, even polling.
     let half = open_reader(&e, q);
     let (slot, ticket) = start_read(&e, half, 3, ReadMode::Block);
     assert!(ticket.is_some());
     assert_eq!(fake.wanted(), [q], "a parked read asks the upstream");
     assert_eq!(e.queue_demand(q), Some(1));
-    e.deliver_remote(q, b"abcdef".to_vec(), remote_stamp(1), None).expect("delivered");
+    // With every message of its group, a queue's message is not this mount's to hand out.
+    e.deliver_remote(q, b"fanned".to_vec(), remote_stamp(9), None, Via::Group).expect("skipped");
+    assert!(is_pending(&slot), "a queue takes no message through its group");
+    e.deliver_remote(q, b"abcdef".to_vec(), remote_stamp(1), None, Via::Queue).expect("delivered");
     assert_eq!(taken(&slot), Some(Ok(b"abc".to_vec())));
     let (_, poller) = poll_counter();
     assert_eq!(e.poll(half, Some(poller)), Ok(true));
@@ -323,7 +325,7 @@ fn a_shared_queue_asks_for_what_its_readers_wait_for_and_settles_upstream() {
     let (b_slot, _) = start_read(&e, b, 100, ReadMode::Block);
     assert_eq!(e.queue_demand(q), Some(2));
     assert!(fake.wanted().iter().all(|&ino| ino == q));
-    e.deliver_remote(q, b"job".to_vec(), remote_stamp(2), None).expect("delivered");
+    e.deliver_remote(q, b"job".to_vec(), remote_stamp(2), None, Via::Queue).expect("delivered");
     let (taker, idle, idle_slot) = match (taken(&a_slot), taken(&b_slot)) {
         (Some(read), None) => {
             assert_eq!(read, Ok(b"job".to_vec()));
@@ -342,7 +344,7 @@ fn a_shared_queue_asks_for_what_its_readers_wait_for_and_settles_upstream() {
     assert_eq!(fake.settled(), [(q, remote_stamp(2), Settled::Acked)]);
     assert_eq!(e.queue_demand(q), Some(2));
     // A reader killed holding one: it fails upstream, and no local reader gets it.
-    e.deliver_remote(q, b"dropped".to_vec(), remote_stamp(3), None).expect("delivered");
+    e.deliver_remote(q, b"dropped".to_vec(), remote_stamp(3), None, Via::Queue).expect("delivered");
     let (read, holder, still_waiting) = match (taken(&again), taken(&idle_slot)) {
         (Some(read), None) => (read, taker, idle_slot),
         (None, Some(read)) => (read, idle, again),
@@ -373,14 +375,20 @@ fn a_request_waits_for_its_reply_from_upstream_and_a_remote_requests_reply_goes_
     assert_eq!(write_outcome(&request), Some(Ok(())));
     let (reply, ticket) = start_read(&e, client, 100, ReadMode::Block);
     assert!(ticket.is_some());
-    e.deliver_remote(q, b"another request".to_vec(), remote_stamp(1), None).expect("delivered");
+    e.deliver_remote(q, b"another request".to_vec(), remote_stamp(1), None, Via::Queue).expect("delivered");
     assert!(is_pending(&reply), "in the reply role, not given requests");
     e.deliver_reply(q, reader, b"answer").expect("a reply");
     assert_eq!(taken(&reply), Some(Ok(b"answer".to_vec())));
     // A request from another mount: the reply goes to its address, not published.
     let worker = open_read_write(&e, q);
-    e.deliver_remote(q, b"remote".to_vec(), remote_stamp(2), Some(Origin::Away("inbox.7".into())))
-        .expect("delivered");
+    e.deliver_remote(
+        q,
+        b"remote".to_vec(),
+        remote_stamp(2),
+        Some(Origin::Away("inbox.7".into())),
+        Via::Queue,
+    )
+    .expect("delivered");
     expect_read(&e, worker, 100, b"another request");
     expect_read(&e, worker, 100, b"remote");
     let answered = write_as(&e, worker, b"done remotely", (1, 0, 0));
@@ -393,8 +401,14 @@ fn a_request_waits_for_its_reply_from_upstream_and_a_remote_requests_reply_goes_
     let sent = fake.take_published();
     fake.answer(Ok(()));
     assert_eq!(write_outcome(&request), Some(Ok(())));
-    e.deliver_remote(q, b"mine".to_vec(), remote_stamp(3), Some(Origin::Here(sent[0].reply_to.unwrap())))
-        .expect("delivered");
+    e.deliver_remote(
+        q,
+        b"mine".to_vec(),
+        remote_stamp(3),
+        Some(Origin::Here(sent[0].reply_to.unwrap())),
+        Via::Queue,
+    )
+    .expect("delivered");
     expect_read(&e, worker, 100, b"mine");
     let answered = write_as(&e, worker, b"done here", (1, 0, 0));
     assert_eq!(write_outcome(&answered), Some(Ok(())), "answered at once");
